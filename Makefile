@@ -1,0 +1,59 @@
+# Every target first makes sure .venv exists and holds the project as described
+# by pyproject.toml; a fresh clone needs no other step.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STUDY ?=
+WORKERS ?=
+ARGS ?=
+
+.PHONY: help install run test test-fast test-pg lint ablation tune report bench clean
+
+help:
+	@echo "make run                     train the default run (MNIST-1D CNN)"
+	@echo "make test                    run the test suite"
+	@echo "make ablation STUDY=NAME     run a study from studies/NAME.yaml (no STUDY: list them)"
+	@echo "make tune STUDY=NAME         Optuna search for a tuning study"
+	@echo "make report STUDY=NAME       (re)build results/NAME/report.{html,md}"
+	@echo "make lint                    ruff"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/harness run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-pg: $(STAMP)
+	$(BIN)/python -m pytest tests/test_postgres.py --run-postgres $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+ablation: $(STAMP)
+	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies; \
+	else $(BIN)/harness ablation $(STUDY) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS); fi
+
+tune: $(STAMP)
+	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies --kind tune; \
+	else $(BIN)/harness tune $(STUDY) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS); fi
+
+report: $(STAMP)
+	$(BIN)/harness report $(STUDY) $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,233 @@
+"""Typed run configuration: defaults < YAML file < CLI flags; an unknown key is an error.
+
+Every section is a strict pydantic model, so a typo or an out-of-range value is
+caught before any compute is spent, and reported as one line naming the file,
+the key path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    name: str = "mnist1d"
+    data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
+    download: bool = False  # only when the user asks
+    num_samples: int = Field(5000, ge=100)  # mnist1d: total generated (train + test)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # mnist1d: 5000 * 0.2 = standard 1000 test
+    generator_seed: int = 42  # mnist1d's own generation seed (42 = the published dataset)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train, stratified
+    train_size: int | None = Field(None, ge=10)  # stratified subset of train (small-data regime)
+    label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
+    seed: int = 0  # splits, subsets and label noise (fixed across run seeds: paired comparisons)
+    seq_len: int = Field(128, ge=2)  # text: characters per training sequence
+
+
+class ModelConfig(Strict):
+    name: str = "cnn"
+    width: int | None = Field(None, ge=1)  # None: the model's default
+    depth: int | None = Field(None, ge=1)
+    patch_size: int | None = Field(None, ge=1)  # vit
+    heads: int | None = Field(None, ge=1)  # transformers
+
+
+class OptimConfig(Strict):
+    name: Literal["sgd", "adam", "adamw"] = "adam"
+    lr: float = Field(3e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "cosine", "step"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    step_epochs: int = Field(30, ge=1)  # step: decay every N epochs
+    gamma: float = Field(0.1, gt=0.0, le=1.0)  # step: factor
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # cosine: floor as a fraction of lr
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(2048, ge=1)
+    eval_train: bool = True  # eval-mode pass over (up to eval_train_max) train samples per epoch
+    eval_train_max: int = Field(10000, ge=1)
+    eval_test: bool = True  # recorded for reports, never used for selection
+    select: Literal["val_acc", "val_loss"] = "val_acc"  # which epoch counts as best-val
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = Field(None, ge=1)
+    amp: Literal["off", "bf16"] = "off"  # CUDA only
+    channels_last: bool = False  # CUDA CNNs
+    compile: bool = False
+    checkpoint: bool = True  # last-epoch checkpoint for resume, best-val weights
+
+
+class TrackingConfig(Strict):
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "harness"
+    entity: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+EXECUTION_KEYS = {("train", "device"), ("train", "threads")}
+
+
+class RunConfig(Strict):
+    study: str = "adhoc"
+    variant: str = "default"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("regularizers", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @model_validator(mode="after")
+    def _validate_regularizers(self) -> RunConfig:
+        from harness.regularizers import validate_regularizers
+
+        validate_regularizers(self)
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs the same experiment: everything but names, tracking and
+        execution details (device, threads)."""
+        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking"})
+        for section, key in EXECUTION_KEYS:
+            d[section].pop(key, None)
+        d["data"].pop("data_dir", None)
+        d["data"].pop("download", None)
+        return d
+
+    def run_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where} unreadable YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
+    """`regularizers.dropout.p` -> d["regularizers"]["dropout"]["p"] = value."""
+    keys = dotted.split(".")
+    cur = d
+    for k in keys[:-1]:
+        nxt = cur.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[k] = nxt
+        cur = nxt
+    cur[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key.path=value` with the value parsed as YAML (numbers, bools, lists)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def format_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
+    """First error of a pydantic ValidationError as one line: source: key.path: value: why."""
+    e = err.errors()[0]
+    loc = [str(p) for p in e["loc"]]
+    key = ".".join(loc) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        parent = _lookup_model_fields(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], parent, n=1) if parent else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        allowed = f"; allowed: {', '.join(sorted(parent))}" if parent else ""
+        return f"{source}: unknown key {key!r}{hint}{allowed}"
+    value = e.get("input")
+    msg = e["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if isinstance(value, dict):
+        return f"{source}: {key}: {msg}"
+    return f"{source}: {key} = {value!r}: {msg}"
+
+
+def _lookup_model_fields(loc: list[str]) -> list[str]:
+    model: Any = RunConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}).keys())
+
+
+def build_run_config(
+    raw: dict[str, Any], source: str = "config", overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """Validate a raw mapping (plus dotted overrides) into a RunConfig, or raise ConfigError."""
+    merged = copy.deepcopy(raw)
+    for k, v in (overrides or {}).items():
+        set_dotted(merged, k, v)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, merged)) from None
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    raw = load_yaml(path) if path else {}
+    return build_run_config(raw, str(path) if path else "flags", overrides)

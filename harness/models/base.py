@@ -1,0 +1,32 @@
+"""The model registry and the capability record each model class declares.
+
+A model class carries its own `info`, so the factory, the option checks and the
+regularizer plug-ins all read one source of truth about what a model can take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.registry import Registry
+
+DATA_KINDS = ("image", "signal", "text")
+COMMON_OPTIONS = frozenset({"width", "depth", "dropout", "norm"})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model accepts: data kinds, keyword options, and structural facts."""
+
+    residual: bool = False
+    language_model: bool = False
+    kinds: frozenset[str] = field(default_factory=frozenset)
+    options: frozenset[str] = COMMON_OPTIONS
+
+
+MODELS: Registry = Registry("model")
+
+
+def data_kind(input_shape: tuple[int, ...]) -> str:
+    """(T,) is text, (C, L) a 1-D signal, (C, H, W) an image."""
+    return {1: "text", 2: "signal", 3: "image"}.get(len(input_shape), "unknown")

@@ -1,0 +1,183 @@
+"""Weight averaging: EMA (Polyak & Juditsky 1992) and SWA (Izmailov et al. 2018, UAI)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+
+from harness.errors import ConfigError
+from harness.regularizers.base import Params, Regularizer, RunContext, register
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def train_batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """The whole training split, in order, as model inputs (a last batch of one is dropped:
+    BatchNorm cannot take it)."""
+    n = len(data.train.x)
+    for i in range(0, n, batch_size):
+        if n - i > 1 or i == 0:
+            yield data.prepare(data.train.x[i:i + batch_size])
+
+
+class _Averaging(Regularizer):
+    """Keeps a torch.optim.swa_utils.AveragedModel; evaluation (per-epoch metrics, the final
+    evaluation and the saved model.pt) uses the average once it holds at least one update."""
+
+    order = 90  # after_step after plug-ins that edit weights; before_step before weight decay
+
+    def __init__(self, params: Params, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        self.averaged: AveragedModel | None = None
+        self.pending: dict[str, Any] | None = None  # loaded state, applied once the model exists
+        self.next_step = 0  # global step of the next optimizer step
+
+    def make(self, model: nn.Module) -> AveragedModel:
+        raise NotImplementedError
+
+    def ensure(self, model: nn.Module) -> AveragedModel:
+        if self.averaged is None:
+            averaged = self.make(model)
+            for p in averaged.parameters():
+                p.grad = None
+                p.requires_grad_(False)
+            if self.pending is not None:
+                averaged.load_state_dict(self.pending)
+                self.pending = None
+            self.averaged = averaged
+        return self.averaged
+
+    def n_averaged(self) -> int:
+        return 0 if self.averaged is None else int(self.averaged.n_averaged)
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        if self.averaged is None and self.pending is not None:
+            self.ensure(model)
+        return self.averaged.module if self.n_averaged() > 0 else model  # type: ignore[union-attr]
+
+    def state_dict(self) -> dict[str, Any]:
+        avg = self.averaged.state_dict() if self.averaged is not None else self.pending
+        return {"averaged": avg, "next_step": self.next_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.next_step = int(state.get("next_step", 0))
+        if state.get("averaged") is not None:
+            if self.averaged is not None:
+                self.averaged.load_state_dict(state["averaged"])
+            else:
+                self.pending = state["averaged"]
+
+
+class EMAParams(Params):
+    decay: float = Field(0.999, gt=0.0, lt=1.0)
+    use_buffers: bool = True  # average BatchNorm statistics too (else: copy the live ones)
+
+
+@register
+class EMA(_Averaging):
+    """After every optimizer step: e <- decay * e + (1 - decay) * w, with e = w at the first
+    step (torch's AveragedModel convention: the first update copies)."""
+
+    name = "ema"
+    Params: ClassVar[type[Params]] = EMAParams
+    reference = "Polyak & Juditsky 1992; torch.optim.swa_utils.AveragedModel"
+    applies_to = "all models"
+    example: ClassVar[dict] = {"decay": 0.99}
+    example_overrides: ClassVar[dict] = {}
+
+    def make(self, model: nn.Module) -> AveragedModel:
+        p: EMAParams = self.params  # type: ignore[assignment]
+        return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(p.decay),
+                             use_buffers=p.use_buffers)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        self.ensure(model).update_parameters(model)
+        self.next_step = step + 1
+
+
+class SWAParams(Params):
+    start_epoch: int | None = Field(None, ge=1)  # None: the last 25% of epochs
+    lr: float | None = Field(None, gt=0.0)  # SWA lr from start_epoch on; None: keep the schedule
+    anneal_epochs: int = Field(0, ge=0)  # linear from the schedule's lr to `lr` over N epochs
+
+
+@register
+class SWA(_Averaging):
+    """Equal-weight average of the weights at the end of every epoch from `start_epoch` on
+    (taken after the epoch's last step, so that epoch's metrics already use it). From
+    start_epoch the lr is `lr` (after an optional linear anneal), and after every update
+    BatchNorm statistics are recomputed over the training split (update_bn)."""
+
+    name = "swa"
+    Params: ClassVar[type[Params]] = SWAParams
+    reference = "Izmailov et al. 2018"
+    applies_to = "all models (BatchNorm statistics recomputed)"
+    example: ClassVar[dict] = {"start_epoch": 1, "lr": 1e-3}
+    example_overrides: ClassVar[dict] = {}
+
+    def __init__(self, params: Params, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        p: SWAParams = params  # type: ignore[assignment]
+        self.start_epoch = p.start_epoch or max(1, int(ctx.epochs * 0.75) + 1)
+        self.bn_fresh = True
+
+    @classmethod
+    def check(cls, params: Params, config: Any) -> None:
+        p: SWAParams = params  # type: ignore[assignment]
+        if p.start_epoch is not None and p.start_epoch > config.train.epochs:
+            raise ConfigError(f"regularizers.swa.start_epoch = {p.start_epoch}: after the last "
+                              f"epoch (train.epochs = {config.train.epochs})")
+        if p.anneal_epochs and p.lr is None:
+            raise ConfigError("regularizers.swa.anneal_epochs needs regularizers.swa.lr "
+                              "(the lr to anneal to)")
+
+    def make(self, model: nn.Module) -> AveragedModel:
+        return AveragedModel(model, use_buffers=False)
+
+    def epoch_of(self, step: int) -> int:
+        return step // max(1, self.ctx.steps_per_epoch) + 1
+
+    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        p: SWAParams = self.params  # type: ignore[assignment]
+        if p.lr is None or self.epoch_of(self.next_step) < self.start_epoch:
+            return
+        alpha = 1.0
+        if p.anneal_epochs:
+            done = self.next_step - (self.start_epoch - 1) * self.ctx.steps_per_epoch + 1
+            alpha = min(1.0, done / (p.anneal_epochs * self.ctx.steps_per_epoch))
+        for g in optimizer.param_groups:
+            swa_lr = p.lr * g.get("lr_scale", 1.0)
+            g["lr"] = (1.0 - alpha) * g["lr"] + alpha * swa_lr
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        self.next_step = step + 1
+        last_of_epoch = (step + 1) % max(1, self.ctx.steps_per_epoch) == 0
+        if last_of_epoch and self.epoch_of(step) >= self.start_epoch:
+            self.ensure(model).update_parameters(model)
+            self.bn_fresh = False
+            self.recompute_bn()
+
+    def recompute_bn(self) -> None:
+        if self.bn_fresh or self.averaged is None:
+            return
+        module = self.averaged.module
+        if has_batchnorm(module):
+            update_bn(train_batches(self.ctx.data, self.ctx.config.train.batch_size), module)
+        self.bn_fresh = True
+
+    def end_training(self, model: nn.Module) -> None:
+        self.recompute_bn()
+
+    def summary(self) -> dict[str, Any]:
+        return {"swa_start_epoch": self.start_epoch, "swa_n_averaged": self.n_averaged()}

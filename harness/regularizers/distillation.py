@@ -1,0 +1,186 @@
+"""Knowledge distillation. Hinton et al. 2015, "Distilling the Knowledge in a Neural Network"."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+
+
+class TeacherParams(Params):
+    run: str | None = None  # a finished run folder (holds config.json and model.pt)
+    config: dict[str, Any] | None = None  # RunConfig overrides: train the teacher first
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TeacherParams:
+        if (self.run is None) == (self.config is None):
+            raise ValueError("give exactly one of teacher.run (a finished run folder) or "
+                             "teacher.config (overrides to train the teacher)")
+        return self
+
+
+class DistillationParams(Params):
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # weight of the hard-label cross-entropy
+    teacher: TeacherParams
+
+
+def distillation_loss(hard_loss: torch.Tensor, student_logits: torch.Tensor,
+                      teacher_logits: torch.Tensor, temperature: float,
+                      alpha: float) -> torch.Tensor:
+    """alpha * hard + (1 - alpha) * T^2 * KL(softmax(t / T) || softmax(s / T)), the KL
+    summed over classes and averaged over samples (tokens for language models)."""
+    k = student_logits.size(-1)
+    s = F.log_softmax(student_logits.reshape(-1, k).float() / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.reshape(-1, k).float() / temperature, dim=-1)
+    kl = F.kl_div(s, t, reduction="batchmean", log_target=True)
+    return alpha * hard_loss + (1.0 - alpha) * temperature**2 * kl
+
+
+def teacher_run_config(student: Any, overrides: dict[str, Any]) -> Any:
+    """The student's config without its regularizers, in the same study as variant "teacher",
+    with `overrides` (nested mappings or dotted keys) on top."""
+    from harness.config import build_run_config, deep_merge, set_dotted
+
+    base = student.model_dump(mode="json")
+    base.update(regularizers={}, variant="teacher", study=student.study)
+    nested = {k: v for k, v in overrides.items() if "." not in k}
+    merged = deep_merge(base, nested)
+    for k, v in overrides.items():
+        if "." in k:
+            set_dotted(merged, k, v)
+    return build_run_config(merged, source="regularizers.distillation.teacher.config")
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Training or loading a teacher leaves the student's random streams as they were, so
+    the student is the same whether its teacher was trained now or reused."""
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+              torch.get_num_threads())
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+        torch.set_num_threads(states[4])
+
+
+@register
+class Distillation(Regularizer):
+    """Replaces the loss with alpha * CE + (1 - alpha) * T^2 * KL(teacher || student) at
+    temperature T; the teacher (eval mode, no grad) sees the same augmented input. The hard
+    term is the loop's cross-entropy on `batch.targets` (the hard labels unless mixup or label
+    smoothing changed them). The teacher is loaded (or first trained, then reused) when the
+    student's model is built, from `ctx.extra["results_dir"]` (default "results")."""
+
+    name = "distillation"
+    Params: ClassVar[type[Params]] = DistillationParams
+    order = 0  # replaces the loss first; penalties (l1, l2, ...) are added after, unscaled
+    reference = "Hinton et al. 2015"
+    applies_to = "all models (teacher and student on the same dataset)"
+    example: ClassVar[dict] = {"temperature": 4.0, "alpha": 0.5,
+                               "teacher": {"config": {"model": {"name": "mlp"}}}}
+    example_overrides: ClassVar[dict] = {}
+
+    def __init__(self, params: Params, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        self.teacher: nn.Module | None = None
+        self.teacher_dir: Path | None = None
+
+    @classmethod
+    def check(cls, params: Params, config: Any) -> None:
+        p: DistillationParams = params  # type: ignore[assignment]
+        if p.teacher.config is not None:
+            teacher_run_config(config, p.teacher.config)  # raises ConfigError if invalid
+
+    # --- the teacher -----------------------------------------------------------------
+    def results_dir(self) -> Path:
+        return Path(self.ctx.extra.get("results_dir") or "results")
+
+    def find_teacher_dir(self) -> Path:
+        """The teacher's finished run folder: the given one, or train (or reuse) one."""
+        p: DistillationParams = self.params  # type: ignore[assignment]
+        if p.teacher.run is not None:
+            path = Path(p.teacher.run).expanduser()
+            if not path.is_dir() and (self.results_dir() / path).is_dir():
+                path = self.results_dir() / path
+            return path
+        from harness.train.loop import train_run
+
+        config = teacher_run_config(self.ctx.config, p.teacher.config or {})
+        result = train_run(config, results_dir=self.results_dir(),
+                           data_dir=self.ctx.extra.get("data_dir"))
+        return result.run_dir.path
+
+    def load_teacher(self) -> nn.Module:
+        from harness.config import build_run_config
+        from harness.regularizers.base import REGULARIZERS
+        from harness.regularizers.stack import RegularizerStack
+        from harness.train import build
+
+        with preserved_rng():
+            path = self.find_teacher_dir()
+            config_file, weights = path / "config.json", path / "model.pt"
+            if not config_file.is_file() or not weights.is_file():
+                raise ConfigError(f"regularizers.distillation.teacher: {path} is not a finished "
+                                  "run folder (needs config.json and model.pt)")
+            raw = json.loads(config_file.read_text())
+            raw.pop("run_id", None)
+            config = build_run_config(raw, source=str(config_file))
+            ctx = build.run_context(config, self.ctx.data, self.ctx.device)
+            regs = RegularizerStack([
+                cls(cls.Params.model_validate(v or {}), ctx)
+                for name, v in config.regularizers.items() if name != self.name
+                for cls in (REGULARIZERS.get(name),)
+            ])
+            model = build.build_model(config, self.ctx.data, regs)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:
+                raise ConfigError(f"regularizers.distillation.teacher: {weights} does not fit "
+                                  f"its model on this dataset ({str(err).splitlines()[0]})"
+                                  ) from None
+        model.to(self.ctx.device).eval()
+        for q in model.parameters():
+            q.requires_grad_(False)
+        self.teacher_dir = path
+        return model
+
+    def teacher_model(self) -> nn.Module:
+        if self.teacher is None:
+            self.teacher = self.load_teacher()
+        return self.teacher
+
+    # --- hooks -------------------------------------------------------------------------
+    def on_model(self, model: nn.Module) -> nn.Module:
+        self.teacher_model()  # before training starts (and before the student's tracker)
+        return model
+
+    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
+             model: nn.Module) -> torch.Tensor:
+        p: DistillationParams = self.params  # type: ignore[assignment]
+        teacher = self.teacher_model()
+        with torch.no_grad():
+            teacher_logits = teacher(self.ctx.data.normalize(batch.x))
+        return distillation_loss(loss, logits, teacher_logits, p.temperature, p.alpha)
+
+    def summary(self) -> dict[str, Any]:
+        return {"teacher_run": str(self.teacher_dir) if self.teacher_dir else None}

@@ -1,0 +1,44 @@
+"""Stochastic depth (drop path). Huang et al. 2016, "Deep Networks with Stochastic Depth",
+ECCV."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from harness.errors import ConfigError
+from harness.models import MODELS, model_capabilities
+from harness.regularizers.base import ModelSpec, Params, Regularizer, register
+
+
+class DropPathParams(Params):
+    rate: float = Field(ge=0.0, lt=1.0)  # drop rate of the last block; the first gets 0
+
+
+@register
+class DropPath(Regularizer):
+    """Sets the models' `drop_path` rate: each residual branch is dropped per sample with a
+    rate growing linearly over the blocks (0 ... rate), kept ones scaled by 1/(1-p), so the
+    expected output is unchanged and eval is the full network."""
+
+    name: ClassVar[str] = "drop_path"
+    Params: ClassVar[type[Params]] = DropPathParams
+    reference: ClassVar[str] = "Huang et al. 2016"
+    applies_to: ClassVar[str] = "residual models (resnet, vit, transformer1d, gpt)"
+    example: ClassVar[dict[str, Any]] = {"rate": 0.1}
+    example_overrides: ClassVar[dict[str, Any]] = {"model.name": "resnet"}
+
+    @classmethod
+    def check(cls, params: Params, config: Any) -> None:
+        model = config.model.name
+        if not model_capabilities(model).residual:
+            owners = ", ".join(n for n, c in MODELS.items() if c.info.residual)
+            raise ConfigError(
+                f"regularizers.drop_path: needs a model with residual blocks ({owners}); "
+                f"model {model} has none"
+            )
+
+    def configure_model(self, spec: ModelSpec) -> None:
+        assert isinstance(self.params, DropPathParams)
+        spec.kwargs["drop_path"] = self.params.rate

@@ -1,0 +1,98 @@
+"""Early stopping. Prechelt 1998, "Early Stopping - But When?", Tricks of the Trade."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.regularizers.base import Params, Regularizer, RunContext, register
+
+
+class EarlyStoppingParams(Params):
+    patience: int = Field(10, ge=1)  # epochs without improvement before stopping
+    min_delta: float = Field(0.0, ge=0.0)  # improvement must be larger than this
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    restore_best: bool = True
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@register
+class EarlyStopping(Regularizer):
+    """Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs
+    and (restore_best) puts back the weights of the best epoch at the end of training, so the
+    final evaluation and the saved model are those weights.
+
+    It watches the metrics of the evaluated model (the EMA/SWA average when one is on) but
+    saves and restores the live model's weights.
+    """
+
+    name = "early_stopping"
+    Params: ClassVar[type[Params]] = EarlyStoppingParams
+    order = 50
+    reference = "Prechelt 1998"
+    applies_to = "all models (needs a validation split)"
+    example: ClassVar[dict] = {"patience": 1}
+    example_overrides: ClassVar[dict] = {}
+
+    def __init__(self, params: Params, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.stop_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def improved(self, value: float) -> bool:
+        p: EarlyStoppingParams = self.params  # type: ignore[assignment]
+        if self.best is None:
+            return True
+        if p.monitor == "val_loss":
+            return value < self.best - p.min_delta
+        return value > self.best + p.min_delta
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
+        p: EarlyStoppingParams = self.params  # type: ignore[assignment]
+        value = metrics.get(p.monitor)
+        if value is None:
+            raise ConfigError(f"regularizers.early_stopping: the epoch metrics have no "
+                              f"{p.monitor!r} (is there a validation split?)")
+        value = float(value)
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            if p.restore_best:
+                self.best_state = cpu_state(model)
+            return False
+        self.bad_epochs += 1
+        if self.bad_epochs >= p.patience:
+            self.stop_epoch = epoch
+            return True
+        return False
+
+    @torch.no_grad()
+    def end_training(self, model: nn.Module) -> None:
+        if self.params.restore_best and self.best_state is not None:  # type: ignore[attr-defined]
+            model.load_state_dict(self.best_state)
+
+    def summary(self) -> dict[str, Any]:
+        return {"stop_epoch": self.stop_epoch, "es_best_epoch": self.best_epoch,
+                f"es_best_{self.params.monitor}": self.best}  # type: ignore[attr-defined]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "stop_epoch": self.stop_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        self.best = state["best"]
+        self.best_epoch = state["best_epoch"]
+        self.bad_epochs = state["bad_epochs"]
+        self.stop_epoch = state["stop_epoch"]
+        self.best_state = state["best_state"]

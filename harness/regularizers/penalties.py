@@ -1,0 +1,106 @@
+"""L1 / L2 / elastic-net penalties. Zou & Hastie 2005, "Regularization and variable selection
+via the elastic net", JRSS-B; L1: Tibshirani 1996; L2: Hoerl & Kennard 1970."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from harness.regularizers.base import Batch, Params, Regularizer, register
+
+
+def penalized(model: nn.Module, include_bias_and_norm: bool) -> list[torch.Tensor]:
+    """Weights (ndim > 1) only, unless biases and norm parameters (ndim <= 1) are asked for.
+    A tied parameter counts once (named_parameters deduplicates)."""
+    return [p for p in model.parameters()
+            if p.requires_grad and (include_bias_and_norm or p.ndim > 1)]
+
+
+def l1_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([p.abs().sum() for p in params]).sum()
+
+
+def l2_squared(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([p.square().sum() for p in params]).sum()
+
+
+class L1Params(Params):
+    value: float = Field(1e-5, ge=0.0)
+    include_bias_and_norm: bool = False
+
+
+class L2Params(Params):
+    value: float = Field(5e-4, ge=0.0)
+    include_bias_and_norm: bool = False
+
+
+class ElasticNetParams(Params):
+    value: float = Field(1e-4, ge=0.0)
+    l1_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    include_bias_and_norm: bool = False
+
+
+class _Penalty(Regularizer):
+    applies_to = "all models (weights only; biases and norm parameters with include_bias_and_norm)"
+    order = 50
+
+    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
+             model: nn.Module) -> torch.Tensor:
+        if self.params.value == 0.0:  # type: ignore[attr-defined]
+            return loss
+        params = penalized(model, self.params.include_bias_and_norm)  # type: ignore[attr-defined]
+        if not params:
+            return loss
+        return loss + self.penalty(params)
+
+
+@register
+class L1(_Penalty):
+    """loss += value * sum |w|."""
+
+    name = "l1"
+    Params: ClassVar[type[Params]] = L1Params
+    reference = "Tibshirani 1996 (lasso)"
+    example: ClassVar[dict] = {"value": 1e-5}
+
+    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
+        return self.params.value * l1_norm(params)  # type: ignore[attr-defined]
+
+
+@register
+class L2(_Penalty):
+    """loss += value / 2 * sum w^2 (its gradient is value * w: coupled weight decay)."""
+
+    name = "l2"
+    Params: ClassVar[type[Params]] = L2Params
+    reference = "Hoerl & Kennard 1970 (ridge); Krogh & Hertz 1992"
+    example: ClassVar[dict] = {"value": 5e-4}
+
+    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
+        return 0.5 * self.params.value * l2_squared(params)  # type: ignore[attr-defined]
+
+
+@register
+class ElasticNet(_Penalty):
+    """loss += value * (l1_ratio * ||w||_1 + (1 - l1_ratio) / 2 * ||w||_2^2)
+    (scikit-learn's ElasticNet parametrization: alpha = value)."""
+
+    name = "elastic_net"
+    Params: ClassVar[type[Params]] = ElasticNetParams
+    reference = "Zou & Hastie 2005"
+    example: ClassVar[dict] = {"value": 1e-4, "l1_ratio": 0.5}
+
+    def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
+        p: ElasticNetParams = self.params  # type: ignore[assignment]
+        out = torch.zeros((), device=params[0].device)
+        if p.l1_ratio > 0:
+            out = out + p.l1_ratio * l1_norm(params)
+        if p.l1_ratio < 1:
+            out = out + 0.5 * (1.0 - p.l1_ratio) * l2_squared(params)
+        return p.value * out

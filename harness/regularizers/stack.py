@@ -1,0 +1,89 @@
+"""Runs every active regularizer's hook, in `order`, so the loop calls each point once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.regularizers.base import REGULARIZERS, Batch, ModelSpec, Regularizer, RunContext
+
+
+class RegularizerStack:
+    def __init__(self, regularizers: list[Regularizer]) -> None:
+        self.items = sorted(regularizers, key=lambda r: r.order)
+
+    @classmethod
+    def from_config(cls, config: Any, ctx: RunContext) -> RegularizerStack:
+        items = []
+        for name, raw in config.regularizers.items():
+            reg_cls = REGULARIZERS.get(name)
+            items.append(reg_cls(reg_cls.Params.model_validate(raw or {}), ctx))
+        return cls(items)
+
+    def configure_model(self, spec: ModelSpec) -> ModelSpec:
+        for r in self.items:
+            r.configure_model(spec)
+        return spec
+
+    def on_model(self, model: nn.Module) -> nn.Module:
+        for r in self.items:
+            model = r.on_model(model)
+        return model
+
+    def param_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in self.items:
+            groups = r.param_groups(groups)
+        return groups
+
+    def transform_batch(self, batch: Batch) -> Batch:
+        for r in self.items:
+            batch = r.transform_batch(batch)
+        return batch
+
+    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
+             model: nn.Module) -> torch.Tensor:
+        for r in self.items:
+            loss = r.loss(loss, batch, logits, model)
+        return loss
+
+    def after_backward(self, model: nn.Module) -> None:
+        for r in self.items:
+            r.after_backward(model)
+
+    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        for r in self.items:
+            r.before_step(optimizer, model)
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        for r in self.items:
+            r.after_step(model, step)
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
+        stop = False
+        for r in self.items:
+            stop = r.end_epoch(epoch, metrics, model) or stop
+        return stop
+
+    def end_training(self, model: nn.Module) -> None:
+        for r in self.items:
+            r.end_training(model)
+
+    def eval_model(self, model: nn.Module) -> nn.Module:
+        for r in self.items:
+            model = r.eval_model(model)
+        return model
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for r in self.items:
+            out.update(r.summary())
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {r.name: r.state_dict() for r in self.items}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for r in self.items:
+            r.load_state_dict(state.get(r.name, {}))

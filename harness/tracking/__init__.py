@@ -1,0 +1,1 @@
+"""Experiment tracking: the local run store and the optional W&B mirror."""

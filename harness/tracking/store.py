@@ -1,0 +1,176 @@
+"""The local results store: the source of truth for reports.
+
+One folder per run under results/<study>/runs/, holding the resolved config,
+one metrics row per epoch, the environment, a checkpoint and, once the run has
+ended, its summary. Every write goes to a temporary file in the same folder,
+is fsynced and then renamed over the target, so a killed process never leaves
+a half-written file that later code trusts. A run counts as finished only when
+summary.json exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG = "config.json"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+ENV = "env.json"
+CHECKPOINT = "checkpoint.pt"
+FINISHED_STATUSES = ("completed", "diverged", "stopped")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")[:80] or "run"
+
+
+def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    rows = list(rows)
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return out.getvalue()
+
+
+class RunDir:
+    """One run's folder. Name: <variant>-s<seed>-<run id> (found again by its id)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_run(cls, study_dir: Path, variant: str, seed: int, run_id: str) -> RunDir:
+        runs = study_dir / "runs"
+        existing = sorted(runs.glob(f"*-{run_id}")) if runs.is_dir() else []
+        if existing:
+            return cls(existing[0])
+        return cls(runs / f"{slug(variant)}-s{seed}-{run_id}")
+
+    # --- writing ------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.path / CONFIG, config)
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        atomic_write_json(self.path / ENV, env)
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path / METRICS, rows_to_csv(rows))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / SUMMARY, summary)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_torch_save(self.path / CHECKPOINT, state)
+
+    def clear_for_rerun(self) -> None:
+        """Drop what a failed or interrupted attempt left, keeping nothing it half-made."""
+        for name in (SUMMARY, METRICS):
+            (self.path / name).unlink(missing_ok=True)
+
+    # --- reading ------------------------------------------------------------------
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        p = self.path / name
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return self.read_json(CONFIG)
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return self.read_json(SUMMARY)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        p = self.path / METRICS
+        if not p.is_file():
+            return []
+        with p.open(newline="") as f:
+            return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        p = self.path / CHECKPOINT
+        if not p.is_file():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # a checkpoint that cannot be read is as good as none
+            return None
+
+    @property
+    def finished(self) -> bool:
+        s = self.summary
+        return bool(s) and s.get("status") in FINISHED_STATUSES
+
+
+def _parse(v: str | None) -> Any:
+    if v is None or v == "":
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def list_run_dirs(study_dir: Path) -> list[RunDir]:
+    runs = study_dir / "runs"
+    if not runs.is_dir():
+        return []
+    return [RunDir(p) for p in sorted(runs.iterdir()) if p.is_dir() and (p / CONFIG).is_file()]

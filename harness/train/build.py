@@ -1,0 +1,68 @@
+"""Turn a RunConfig into the objects of a run: device, data, model, regularizers."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.config import RunConfig
+from harness.data import DataBundle, load_data
+from harness.errors import ConfigError
+from harness.models import create_model
+from harness.regularizers import ModelSpec, RegularizerStack, RunContext
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {requested!r}: CUDA is not available on this machine")
+    try:
+        return torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"train.device = {requested!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """ceil(n / batch), dropping a last batch of a single sample (BatchNorm cannot take it)."""
+    steps, rest = divmod(n_train, batch_size)
+    return steps + (1 if rest > 1 else 0) if steps else 1
+
+
+def build_data(config: RunConfig, data_dir: str | Path | None, device: torch.device) -> DataBundle:
+    return load_data(config.data, data_dir).to(device)
+
+
+def model_spec(config: RunConfig, data: DataBundle) -> ModelSpec:
+    m = config.model
+    kwargs = {k: v for k, v in (("width", m.width), ("depth", m.depth),
+                                 ("patch_size", m.patch_size), ("heads", m.heads)) if v is not None}
+    return ModelSpec(name=m.name, kwargs=kwargs)
+
+
+def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack) -> nn.Module:
+    spec = regs.configure_model(model_spec(config, data))
+    model = create_model(spec.name, input_shape=data.input_shape, num_classes=data.num_classes,
+                         **spec.kwargs)
+    return regs.on_model(model)
+
+
+def run_context(config: RunConfig, data: DataBundle, device: torch.device) -> RunContext:
+    return RunContext(config=config, data=data, device=device, epochs=config.train.epochs,
+                      steps_per_epoch=steps_per_epoch(len(data.train.y), config.train.batch_size),
+                      num_classes=data.num_classes)

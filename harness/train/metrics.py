@@ -1,0 +1,94 @@
+"""Loss on hard or soft targets, evaluation passes, and per-epoch statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy; targets are class ids (N,) / (N, T) or probabilities (N, K)."""
+    if logits.dim() == 3:  # language model: (N, T, V)
+        logits = logits.reshape(-1, logits.size(-1))
+        targets = targets.reshape(-1, *targets.shape[2:])
+    if targets.dtype in (torch.int64, torch.int32):
+        return F.cross_entropy(logits, targets)
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == y).sum()
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    n: int
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, prepare, batch_size: int) -> torch.Tensor:
+    """Eval-mode logits for a whole split, in batches (restores the train/eval mode after)."""
+    was_training = model.training
+    model.eval()
+    out = [model(prepare(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prepare,
+             batch_size: int) -> EvalResult:
+    logits = predict_logits(model, x, prepare, batch_size)
+    loss = cross_entropy(logits, y)
+    n = y.numel()
+    acc = correct_count(logits, y).float() / n
+    return EvalResult(loss=float(loss), acc=float(acc), n=n)
+
+
+class RunningStats:
+    """Sums kept on the device; read once per epoch (no per-step host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device, dtype=torch.float64)
+        self.correct = torch.zeros((), device=device, dtype=torch.float64)
+        self.grad_norm = torch.zeros((), device=device, dtype=torch.float64)
+        self.n = 0
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+            grad_norm: torch.Tensor) -> None:
+        count = y.numel()
+        self.loss += loss.detach().double() * count
+        self.correct += correct_count(logits.detach(), y).double()
+        self.grad_norm += grad_norm.double()
+        self.n += count
+        self.steps += 1
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.loss))
+
+    def read(self) -> dict[str, float]:
+        n = max(1, self.n)
+        return {
+            "train_loss": float(self.loss) / n,
+            "train_acc": float(self.correct) / n,
+            "grad_norm": float(self.grad_norm) / max(1, self.steps),
+        }
+
+
+def global_grad_norm(model: nn.Module) -> torch.Tensor:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+@torch.no_grad()
+def weight_norm(model: nn.Module) -> float:
+    params = [p.detach() for p in model.parameters()]
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))

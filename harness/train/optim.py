@@ -1,0 +1,56 @@
+"""Optimizers and per-step learning-rate schedules.
+
+Weight decay is not an optimizer setting here: it is the `weight_decay`
+regularizer (decoupled or coupled L2), so every optimizer is built with
+weight_decay=0 and `adamw` is Adam whose decay, if any, comes from that plug-in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.config import OptimConfig, ScheduleConfig
+
+
+def default_param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """One group with every trainable parameter, each tagged by name for plug-ins."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [{"params": [p for _, p in named], "param_names": [n for n, _ in named]}]
+
+
+def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    groups = [{k: v for k, v in g.items()} for g in groups]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=0.0)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
+
+
+def lr_schedule(cfg: ScheduleConfig, base_lr: float, steps_per_epoch: int,
+                epochs: int) -> Callable[[int], float]:
+    """step (0-based) -> lr. Linear warmup, then constant, cosine or step decay."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+
+    def at(step: int) -> float:
+        if warmup and step < warmup:
+            return base_lr * (step + 1) / warmup
+        if cfg.name == "constant":
+            return base_lr
+        if cfg.name == "step":
+            return base_lr * cfg.gamma ** (step // (cfg.step_epochs * steps_per_epoch))
+        progress = (step - warmup) / max(1, total - warmup)
+        floor = cfg.min_lr_ratio * base_lr
+        return floor + (base_lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return at
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
