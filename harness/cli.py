@@ -136,6 +136,110 @@ def summary_text(s: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+Workers = Annotated[int | None, typer.Option(
+    "--workers", "-w", help="Local worker processes (default: one per 2 cores).")]
+Storage = Annotated[str | None, typer.Option(
+    "--storage", help="Queue storage URL (default: SQLite file in results/<study>/; "
+    "postgresql://... for workers on several machines).")]
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where results go.")]
+
+
+@app.command()
+def studies(
+    kind: Annotated[str | None, typer.Option(help="ablation or tune")] = None,
+) -> None:
+    """List the shipped studies with what each shows."""
+    from harness.console import console
+    from harness.study.spec import list_studies
+
+    rows = list_studies(kind)
+    console.print("studies (make ablation STUDY=NAME / make tune STUDY=NAME):")
+    width = max((len(n) for n, _ in rows), default=10)
+    for name, line in rows:
+        console.print(f"  {name:<{width}}  {line}", soft_wrap=True)
+
+
+@app.command()
+def ablation(
+    study: Annotated[str, typer.Argument(help="Study name (studies/NAME.yaml) or a YAML path.")],
+    workers: Workers = None,
+    storage: Storage = None,
+    results_dir: ResultsDir = Path("results"),
+    data_dir: DataDir = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the report.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Run a whole study (resumable: finished runs are skipped), then write its report."""
+    from harness.console import console
+    from harness.study.execute import run_study
+    from harness.study.spec import find_study_file, load_study
+
+    try:
+        path = find_study_file(study)
+        cfg = load_study(path)
+        out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
+                        storage=storage, data_dir=data_dir, report=not no_report)
+    except HarnessError as err:
+        fail(err, debug)
+        return
+    console.print(f"{out.finished}/{out.total} runs finished "
+                  f"({out.finished - out.ran_before} this time) in {out.seconds:.0f}s")
+    if out.failed:
+        console.print(f"[yellow]not finished:[/] {', '.join(out.failed)} "
+                      "(see the report; run the same command again to retry)")
+    report = out.study_dir / "report.html"
+    if report.is_file():
+        console.print(f"report: {report}")
+    if out.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option("--study", help="Study name.")],
+    storage: Annotated[str, typer.Option("--storage", help="Queue storage URL.")],
+    results_dir: ResultsDir = Path("results"),
+    data_dir: DataDir = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for this worker.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Join a running study from any machine: take queued runs until none is left."""
+    from harness.console import console
+    from harness.study.queue import mask_url
+    from harness.study.worker import worker_loop
+
+    console.print(f"worker for study {study} on {mask_url(storage)}")
+    try:
+        n = worker_loop(storage, study, results_dir, data_dir, threads,
+                        emit=lambda e: console.print(" ".join(map(str, e[2:]))))
+    except HarnessError as err:
+        fail(err, debug)
+        return
+    console.print(f"queue empty; this worker ran {n} run(s)")
+
+
+@app.command()
+def report(
+    study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
+    results_dir: ResultsDir = Path("results"),
+    debug: Debug = False,
+) -> None:
+    """(Re)build results/<study>/report.html and report.md from the local store."""
+    from harness.console import console
+    from harness.errors import ConfigError
+    from harness.study.execute import build_study_report
+
+    sdir = results_dir / study
+    try:
+        if not (sdir / "runs").is_dir():
+            raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first)")
+        html = build_study_report(sdir)
+    except HarnessError as err:
+        fail(err, debug)
+        return
+    console.print(f"report: {html}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     os.environ.setdefault("WANDB_SILENT", "true")
     app()

@@ -11,6 +11,7 @@ import copy
 import difflib
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,13 +184,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def format_validation_error(err: ValidationError, source: str, raw: dict[str, Any]) -> str:
+def format_validation_error(err: ValidationError, source: str, raw: dict[str, Any],
+                            root: type[BaseModel] | None = None) -> str:
     """First error of a pydantic ValidationError as one line: source: key.path: value: why."""
     e = err.errors()[0]
     loc = [str(p) for p in e["loc"]]
     key = ".".join(loc) or "(top level)"
     if e["type"] == "extra_forbidden":
-        parent = _lookup_model_fields(loc[:-1])
+        parent = _lookup_model_fields(loc[:-1], root or RunConfig)
         close = difflib.get_close_matches(loc[-1], parent, n=1) if parent else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         allowed = f"; allowed: {', '.join(sorted(parent))}" if parent else ""
@@ -203,13 +205,16 @@ def format_validation_error(err: ValidationError, source: str, raw: dict[str, An
     return f"{source}: {key} = {value!r}: {msg}"
 
 
-def _lookup_model_fields(loc: list[str]) -> list[str]:
-    model: Any = RunConfig
+def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:
+    model: Any = root
     for part in loc:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
         model = field.annotation
+        for arg in typing.get_args(model):  # Optional[Model] -> Model
+            if hasattr(arg, "model_fields"):
+                model = arg
     return list(getattr(model, "model_fields", {}).keys())
 
 

@@ -175,17 +175,17 @@ class Cutmix(Regularizer):
     def __init__(self, params: CutmixParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         _check_runtime_kind(self.name, ctx)
+        regs = ctx.config.regularizers
+        # mixup also on: its params, for the batches switched to mixup
+        self.mixup = MixupParams.model_validate(regs["mixup"] or {}) if "mixup" in regs else None
 
     @classmethod
     def check(cls, params: CutmixParams, config: Any) -> None:
         _check_kind(cls.name, config)
 
     def transform_batch(self, batch: Batch) -> Batch:
-        raw_mixup = self.ctx.config.regularizers.get("mixup")
-        if "mixup" in self.ctx.config.regularizers:
-            if not _draw(self.params.switch_prob):
-                mp = MixupParams.model_validate(raw_mixup or {})
-                return Mixup.mix(batch, mp.alpha, mp.prob, self.ctx.num_classes)
+        if self.mixup is not None and not _draw(self.params.switch_prob):
+            return Mixup.mix(batch, self.mixup.alpha, self.mixup.prob, self.ctx.num_classes)
         if not _draw(self.params.prob):
             return batch
         bounds, lam = cutmix_box(tuple(batch.x.shape[2:]), sample_lam(self.params.alpha))

@@ -25,7 +25,9 @@ def pick_device(requested: str) -> torch.device:
     try:
         return torch.device(requested)
     except RuntimeError:
-        raise ConfigError(f"train.device = {requested!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(
+            f"train.device = {requested!r}: expected auto, cpu, cuda or cuda:N"
+        ) from None
 
 
 def seed_everything(seed: int) -> None:

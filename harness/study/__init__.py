@@ -1,0 +1,1 @@
+"""Studies: a YAML file expanded into runs, executed through a queue by local or remote workers."""

@@ -1,0 +1,205 @@
+"""Run a whole study: expand, queue, start local workers, wait, gather results, report.
+
+Re-running a study skips finished runs (their ids are in the store) and queues
+only the missing or failed ones, so an interrupted study resumes where it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.console import console, make_progress
+from harness.study.plan import RunSpec, expand, study_manifest
+from harness.study.queue import RunQueue, default_storage_url, mask_url
+from harness.study.spec import StudyConfig
+from harness.study.worker import worker_loop, worker_process
+from harness.tracking.store import RunDir, atomic_write_json
+from harness.train.loop import study_dir
+
+
+@dataclass
+class StudyOutcome:
+    study_dir: Path
+    total: int
+    ran_before: int  # finished before this invocation
+    finished: int
+    failed: list[str]
+    seconds: float
+
+
+def default_workers() -> int:
+    """One worker per 2 cores."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+@contextmanager
+def study_lock(sdir: Path) -> Iterator[bool]:
+    """True when no other local coordinator runs this study (so any RUNNING trial in the
+    local queue belongs to a dead process)."""
+    sdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(sdir / ".study.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield True
+        except BlockingIOError:
+            yield False
+    finally:
+        os.close(fd)
+
+
+def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
+    return {s.run_id for s in specs
+            if RunDir.for_run(sdir, s.variant, s.seed, s.run_id).finished}
+
+
+def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
+              storage: str | None = None, data_dir: Path | None = None,
+              report: bool = True) -> StudyOutcome:
+    started = time.perf_counter()
+    specs = expand(study, source)
+    sdir = study_dir(results_dir, study.name)
+    sdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+    url = storage or study.storage or default_storage_url(sdir)
+    workers = workers or study.workers or default_workers()
+    with study_lock(sdir) as alone:
+        q = RunQueue.open(url, study.name)
+        q.fail_stale(all_running=alone and storage is None and study.storage is None)
+        done_before = finished_ids(sdir, specs)
+        q.enqueue_missing(specs, done_before)
+        todo = len(specs) - len(done_before)
+        console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
+                      f"({len(done_before)} already finished, {todo} to run) "
+                      f"on {workers} worker(s); queue {mask_url(url)}")
+        if todo:
+            drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
+                          len(done_before), specs, sdir)
+        import_remote_results(q, specs, sdir)
+    finished = finished_ids(sdir, specs)
+    failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
+    outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
+                           time.perf_counter() - started)
+    if report:
+        build_study_report(sdir)
+    return outcome
+
+
+def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
+                  total: int, done: int, specs: list[RunSpec], sdir: Path) -> None:
+    """Start the workers and show progress: the study bar plus one bar per worker."""
+    threads = threads_per_worker(workers)
+    with make_progress() as progress:
+        study_task = progress.add_task("study", total=total, completed=done, status="")
+        hub = ProgressHub(progress, study_task, sdir, specs)
+        if workers == 1:
+            worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
+                        wait_for_running=True)
+        else:
+            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub)
+        # remote workers may still hold runs: wait for them (or for their heartbeat to stop)
+        worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
+                    wait_for_running=True)
+        hub.refresh()
+
+
+def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
+                         workers: int, threads: int, hub: ProgressHub) -> None:
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    procs = [ctx.Process(target=worker_process, daemon=False,
+                         args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
+                               threads, events, i))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            try:
+                hub.handle(events.get(timeout=0.5))
+            except queue_mod.Empty:
+                hub.refresh()
+        while True:
+            try:
+                hub.handle(events.get_nowait())
+            except queue_mod.Empty:
+                break
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+
+
+class ProgressHub:
+    """Turns worker events into progress bars; counts finished runs from the store."""
+
+    def __init__(self, progress: Any, study_task: Any, sdir: Path, specs: list[RunSpec]) -> None:
+        self.progress, self.study_task, self.sdir, self.specs = progress, study_task, sdir, specs
+        self.tasks: dict[int, Any] = {}
+        self.lock = threading.Lock()
+
+    def handle(self, event: tuple[Any, ...]) -> None:
+        kind, worker = event[0], event[1]
+        with self.lock:
+            if kind == "start":
+                _, _, run_name, epochs, first = event
+                if worker in self.tasks:
+                    self.progress.remove_task(self.tasks[worker])
+                self.tasks[worker] = self.progress.add_task(
+                    f"  w{worker} {run_name}", total=epochs, completed=first - 1, status="")
+            elif kind == "epoch" and worker in self.tasks:
+                self.progress.update(self.tasks[worker], completed=event[2], status=event[3])
+            elif kind == "end":
+                self.refresh()
+
+    def refresh(self) -> None:
+        done = len(finished_ids(self.sdir, self.specs))
+        self.progress.update(self.study_task, completed=done)
+
+
+def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
+    """Rebuild run folders from completed trials whose worker ran on another machine."""
+    from optuna.trial import TrialState
+
+    wanted = {s.run_id: s for s in specs}
+    imported = 0
+    for t in q.trials(TrialState.COMPLETE):
+        rid = t.user_attrs.get("run_id")
+        spec = wanted.get(rid)
+        if spec is None or "summary" not in t.user_attrs:
+            continue
+        run_dir = RunDir.for_run(sdir, spec.variant, spec.seed, rid)
+        if run_dir.finished:
+            continue
+        run_dir.write_config({"run_id": rid, **spec.config.model_dump(mode="json")})
+        run_dir.write_metrics(t.user_attrs.get("rows", []))
+        run_dir.write_summary(t.user_attrs["summary"])
+        imported += 1
+    return imported
+
+
+def build_study_report(sdir: Path) -> Path | None:
+    try:
+        from harness.report.build import build_index, build_report
+    except ImportError:
+        return None
+    paths = build_report(sdir)
+    build_index(sdir.parent)
+    return getattr(paths, "html", None)

@@ -1,0 +1,150 @@
+"""Expand a study into runs: every design x every seed, each with a stable id.
+
+The id is a hash of the resolved config and seed, so re-running a study finds
+finished runs in the store and skips them. Two variants that resolve to the
+same config are one run.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.config import RunConfig, build_run_config, set_dotted
+from harness.errors import ConfigError
+from harness.study.spec import StudyConfig
+
+BASELINE = "baseline"
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value
+    swept: dict[str, Any] = field(default_factory=dict)
+    is_baseline: bool = False
+    drop: list[str] = field(default_factory=list)  # regularizers removed (leave_one_out)
+
+
+@dataclass
+class RunSpec:
+    variant: str
+    seed: int
+    config: RunConfig
+    run_id: str
+    swept: dict[str, Any]
+    is_baseline: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"variant": self.variant, "seed": self.seed, "run_id": self.run_id,
+                "swept": self.swept, "is_baseline": self.is_baseline,
+                "config": self.config.model_dump(mode="json")}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunSpec:
+        config = RunConfig.model_validate(d["config"])
+        return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"])
+
+
+def short_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def param_label(key: str) -> str:
+    """regularizers.dropout.p -> dropout.p ; model.width -> width."""
+    parts = key.split(".")
+    if parts[0] == "regularizers":
+        parts = parts[1:]
+    elif len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested overrides -> dotted keys (so a variant may be written either way)."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
+
+
+def variants(study: StudyConfig) -> list[Variant]:
+    d = study.design
+    assert d is not None  # validated by StudyConfig
+    out = [Variant(BASELINE, is_baseline=True)]
+    if d.kind == "sweep":
+        for v in d.values or []:
+            out.append(Variant(f"{param_label(d.parameter or '')}={short_value(v)}",
+                               {d.parameter: v}, {d.parameter: v}))
+    elif d.kind == "grid":
+        keys = list((d.parameters or {}).keys())
+        for combo in itertools.product(*(d.parameters or {}).values()):
+            name = ",".join(f"{param_label(k)}={short_value(v)}"
+                            for k, v in zip(keys, combo, strict=True))
+            over = dict(zip(keys, combo, strict=True))
+            out.append(Variant(name, over, dict(over)))
+    elif d.kind == "one_at_a_time":
+        for name, over in (d.variants or {}).items():
+            out.append(Variant(name, flatten("", over)))
+    elif d.kind == "leave_one_out":
+        recipe = list((study.base.get("regularizers") or {}).keys())
+        for reg in d.remove or recipe:
+            if reg not in recipe:
+                raise ConfigError(f"design.remove: {reg!r} is not in base.regularizers "
+                                  f"({', '.join(recipe) or 'empty'})")
+            out.append(Variant(f"minus_{reg}", drop=[reg]))
+        out[0] = Variant("full_recipe", is_baseline=True)
+    return out
+
+
+def resolve(study: StudyConfig, variant: Variant, seed: int, source: str) -> RunConfig:
+    raw = copy.deepcopy(study.base)
+    for reg in variant.drop:
+        raw.get("regularizers", {}).pop(reg, None)
+    for key, value in variant.overrides.items():
+        set_dotted(raw, key, value)
+    raw.update(study=study.name, variant=variant.name, seed=seed)
+    return build_run_config(raw, f"{source}: variant {variant.name!r}")
+
+
+def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
+    """All runs of a study, validated; duplicates (same resolved config) kept once."""
+    specs: list[RunSpec] = []
+    seen: set[str] = set()
+    for variant in variants(study):
+        for seed in study.seed_list():
+            cfg = resolve(study, variant, seed, source)
+            run_id = cfg.run_id()
+            if run_id in seen:
+                continue
+            seen.add(run_id)
+            specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
+                                 variant.is_baseline))
+    return specs
+
+
+def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
+    """What the report reads about the study (results/<study>/study.json)."""
+    import time
+
+    import harness
+
+    names: dict[str, dict[str, Any]] = {}
+    for v in variants(study):
+        if any(s.variant == v.name for s in specs):
+            names[v.name] = {"name": v.name, "overrides": v.overrides, "swept": v.swept,
+                             "is_baseline": v.is_baseline, "removed": v.drop}
+    return {
+        "name": study.name, "description": study.description, "kind": study.kind,
+        "design": study.design.model_dump(mode="json") if study.design else None,
+        "base": specs[0].config.model_dump(mode="json") if specs else study.base,
+        "seeds": study.seed_list(),
+        "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
+        "variants": list(names.values()), "runs": len(specs),
+        "harness_version": harness.__version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

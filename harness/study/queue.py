@@ -1,0 +1,199 @@
+"""The run queue: an Optuna study whose enqueued trials are runs.
+
+Optuna gives us, for free, a queue that works from one process to many
+machines: a SQLite file locally, a PostgreSQL URL across machines. Popping a
+waiting trial is atomic (two workers never get the same run), and heartbeats
+let a dead worker's run be failed and queued again elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from harness.errors import ConfigError
+from harness.study.plan import RunSpec
+
+# The queue uses heartbeats with ask/tell (we run our own beat thread) and fail_stale_trials,
+# both marked experimental by Optuna; their notices are noise for users.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+MAX_ATTEMPTS = 3  # a run that fails this many times is left failed (the report lists it)
+
+
+def heartbeat_interval() -> int:
+    return int(os.environ.get("HARNESS_HEARTBEAT_SECONDS", "10"))
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a storage URL before it reaches a log, the console or a report."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def default_storage_url(study_dir: Path) -> str:
+    return f"sqlite:///{(study_dir / 'queue.db').resolve()}"
+
+
+def open_storage(url: str) -> RDBStorage:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if url.startswith("sqlite"):
+        engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        engine = {"pool_pre_ping": True}
+    interval = heartbeat_interval()
+    try:
+        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=interval,
+                          grace_period=3 * interval)
+    except Exception as err:  # bad URL, unreachable server, missing driver
+        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]})") from None
+
+
+@dataclass
+class Job:
+    trial: optuna.trial.Trial
+    spec: RunSpec
+
+
+class RunQueue:
+    def __init__(self, storage: RDBStorage, name: str) -> None:
+        self.storage = storage
+        self.name = name
+        self.study = optuna.create_study(study_name=f"{name}:runs", storage=storage,
+                                         load_if_exists=True, direction="maximize")
+
+    @classmethod
+    def open(cls, url: str, name: str) -> RunQueue:
+        return cls(open_storage(url), name)
+
+    # --- bookkeeping ----------------------------------------------------------------
+    def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def by_run(self) -> dict[str, list[optuna.trial.FrozenTrial]]:
+        out: dict[str, list[optuna.trial.FrozenTrial]] = {}
+        for t in self.trials():
+            rid = t.user_attrs.get("run_id")
+            if rid:
+                out.setdefault(rid, []).append(t)
+        return out
+
+    def fail_stale(self, all_running: bool = False) -> None:
+        """Fail RUNNING trials whose worker stopped beating (or all, when we know every
+        worker that could hold them is gone)."""
+        if all_running:
+            for t in self.trials(TrialState.RUNNING):
+                with _ignore_finished():
+                    self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        else:
+            optuna.storages.fail_stale_trials(self.study)
+
+    def enqueue_missing(self, specs: list[RunSpec], finished: set[str]) -> int:
+        """Queue each unfinished run that is neither waiting nor running, within its
+        attempt budget. Returns how many were queued."""
+        trials = self.by_run()
+        queued = 0
+        for spec in specs:
+            if spec.run_id in finished:
+                continue
+            mine = trials.get(spec.run_id, [])
+            states = [t.state for t in mine]
+            if TrialState.WAITING in states or TrialState.RUNNING in states:
+                continue
+            if TrialState.COMPLETE in states and any(
+                t.user_attrs.get("status") != "failed" for t in mine
+                if t.state == TrialState.COMPLETE
+            ):
+                continue
+            if states.count(TrialState.FAIL) >= MAX_ATTEMPTS:
+                continue
+            self.study.enqueue_trial({}, user_attrs={"run_id": spec.run_id,
+                                                     "variant": spec.variant,
+                                                     "seed": spec.seed,
+                                                     "spec": spec.to_json()})
+            queued += 1
+        return queued
+
+    def requeue_failed(self) -> int:
+        """Queue again the runs whose last attempt failed (a killed worker, a crash)."""
+        specs = []
+        for trials in self.by_run().values():
+            states = {t.state for t in trials}
+            if states & {TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE}:
+                continue
+            specs.append(RunSpec.from_json(trials[-1].user_attrs["spec"]))
+        return self.enqueue_missing(specs, set())
+
+    def waiting(self) -> int:
+        return len(self.trials(TrialState.WAITING))
+
+    def running(self) -> int:
+        return len(self.trials(TrialState.RUNNING))
+
+    # --- worker side ------------------------------------------------------------------
+    def pop(self) -> Job | None:
+        """Take the next waiting run, or None when nothing is waiting."""
+        while self.waiting():
+            trial = self.study.ask()
+            spec = trial.user_attrs.get("spec")
+            if spec is None:  # the queue emptied between the check and the pop
+                self.study.tell(trial, state=TrialState.PRUNED)
+                return None
+            return Job(trial, RunSpec.from_json(spec))
+        return None
+
+    @contextmanager
+    def heartbeat(self, job: Job) -> Iterator[None]:
+        stop = threading.Event()
+        tid = job.trial._trial_id
+
+        def beat() -> None:
+            while not stop.wait(heartbeat_interval()):
+                try:
+                    self.storage.record_heartbeat(tid)
+                except Exception:  # a blip in the database: try again next beat
+                    pass
+
+        self.storage.record_heartbeat(tid)
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def complete(self, job: Job, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Record the outcome; the results travel with the trial so a coordinator on another
+        machine can rebuild the run folder without a shared filesystem."""
+        job.trial.set_user_attr("status", summary.get("status"))
+        job.trial.set_user_attr("summary", summary)
+        job.trial.set_user_attr("rows", rows)
+        value = summary.get("best_val_acc")
+        with _ignore_finished():
+            self.study.tell(job.trial, float(value) if value is not None else 0.0)
+
+    def fail(self, job: Job, error: str) -> None:
+        job.trial.set_user_attr("error", error[:2000])
+        with _ignore_finished():
+            self.study.tell(job.trial, state=TrialState.FAIL)
+
+
+@contextmanager
+def _ignore_finished() -> Iterator[None]:
+    try:
+        yield
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+        pass

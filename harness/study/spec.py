@@ -1,0 +1,134 @@
+"""Study files: studies/NAME.yaml -> a validated StudyConfig.
+
+A study names a base run config, a design (sweep, one_at_a_time, leave_one_out,
+grid) and the seeds. Everything is validated before any run starts, so a typo
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+import harness
+from harness.config import Strict, format_validation_error, load_yaml
+from harness.errors import ConfigError
+from harness.registry import unknown_name_message
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class DesignConfig(Strict):
+    kind: Literal["sweep", "one_at_a_time", "leave_one_out", "grid"]
+    parameter: str | None = None  # sweep: dotted key, e.g. regularizers.dropout.p
+    values: list[Any] | None = None  # sweep
+    baseline_value: Any = None  # sweep: where the baseline sits on the x axis of figures
+    variants: dict[str, dict[str, Any]] | None = None  # one_at_a_time: name -> overrides
+    remove: list[str] | None = None  # leave_one_out: regularizers to drop (default: all)
+    parameters: dict[str, list[Any]] | None = None  # grid: dotted key -> values
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> DesignConfig:
+        need = {"sweep": ("parameter", "values"), "one_at_a_time": ("variants",),
+                "grid": ("parameters",), "leave_one_out": ()}[self.kind]
+        for field in need:
+            if not getattr(self, field):
+                raise ValueError(f"design kind {self.kind!r} needs design.{field}")
+        return self
+
+
+class StudyConfig(Strict):
+    name: str
+    description: str = ""
+    kind: Literal["ablation", "tune"] = "ablation"
+    base: dict[str, Any] = Field(default_factory=dict)  # a run config mapping
+    design: DesignConfig | None = None
+    seeds: int | list[int] = 3
+    workers: int | None = Field(None, ge=1)
+    storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
+    tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not NAME_PATTERN.match(v):
+            raise ValueError("a study name is letters, digits, '_', '-' and '.', "
+                             "starting with a letter or digit (it names a folder in results/)")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("seeds must be >= 1 (a count) or a list of seeds")
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError("seeds must be a non-empty list of distinct integers")
+        return v
+
+    @model_validator(mode="after")
+    def _design_for_kind(self) -> StudyConfig:
+        if self.kind == "ablation" and self.design is None:
+            raise ValueError("an ablation study needs a design")
+        if self.kind == "tune" and not self.tune:
+            raise ValueError("a tuning study needs a tune section")
+        return self
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def summary_line(self) -> str:
+        return self.description.strip().splitlines()[0] if self.description.strip() else ""
+
+
+def studies_dirs() -> list[Path]:
+    """Where study names are looked up: ./studies, then the repository's studies/."""
+    here = Path.cwd() / "studies"
+    repo = Path(harness.__file__).resolve().parents[1] / "studies"
+    return [here] if here.resolve() == repo.resolve() else [here, repo]
+
+
+def find_study_file(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise ConfigError(f"{p}: study file not found")
+        return p
+    for d in studies_dirs():
+        cand = d / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    raise ConfigError(unknown_name_message("study", name_or_path, [n for n, _ in list_studies()]))
+
+
+def list_studies(kind: str | None = None) -> list[tuple[str, str]]:
+    """(name, one-line description) of every study file found."""
+    seen: dict[str, str] = {}
+    for d in studies_dirs():
+        for f in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            if f.stem in seen:
+                continue
+            try:
+                study = load_study(f)
+            except ConfigError as err:
+                seen[f.stem] = f"(invalid: {err})"
+                continue
+            if kind is None or study.kind == kind:
+                seen[f.stem] = study.summary_line()
+    return sorted(seen.items())
+
+
+def load_study(name_or_path: str | Path) -> StudyConfig:
+    path = find_study_file(str(name_or_path))
+    raw = load_yaml(path)
+    raw.setdefault("name", path.stem)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+            allowed = ", ".join(StudyConfig.model_fields)
+            raise ConfigError(f"{path}: unknown key {e['loc'][0]!r}; allowed: {allowed}") from None
+        raise ConfigError(format_validation_error(err, str(path), raw, StudyConfig)) from None

@@ -1,0 +1,210 @@
+"""End-of-run analysis of the final (eval) model: calibration, memorization, robustness, cost.
+
+`final_analysis` runs once after training and returns scalars for summary.json plus the
+test-set predicted labels (for between-seed disagreement in the report):
+
+- ece: expected calibration error on the test set, 15 equal-width confidence bins
+  (Guo et al. 2017, "On Calibration of Modern Neural Networks"). Over tokens for text.
+- mia_auc: membership inference by a loss-threshold attack (Yeom et al. 2018, "Privacy Risk
+  in Machine Learning"): members are up to 2000 training examples (with the labels the model
+  was trained on, i.e. noisy ones if any), non-members the same number of test examples; the
+  attack calls an example a member when its loss is low, and its ROC AUC is reported
+  (0.5 = no memorization signal).
+- mia_advantage: 2 * (mia_auc - 0.5), the threshold-free (AUC-based) membership advantage in
+  [-1, 1]; 0 = no advantage. (Not the max over thresholds of TPR - FPR.)
+- shift_acc: accuracy on a seeded `shift_corrupt` copy of the test set (None for text).
+- flops: forward FLOPs for one sample counted by torch.utils.flop_counter.FlopCounterMode
+  (a multiply-add counts as 2 FLOPs, as torch counts it).
+- reliability: per-bin {"confidence", "accuracy", "count"} lists behind the ECE.
+
+Store with `summary_entries(scalars)` (keys final_ece, final_mia_auc, final_mia_advantage,
+final_shift_acc, flops, final_reliability) and `save_predictions(run_path, preds)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.tracking.store import atomic_torch_save
+
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
+MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
+SHIFT_SEED = 20240601  # + data.seed: the same corrupted test set for every run seed
+PREDICTIONS = "test_predictions.pt"
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor,
+                     n_bins: int = ECE_BINS) -> dict[str, list[float]]:
+    """Per bin (lo, hi] of max-softmax confidence: mean confidence, accuracy and count.
+
+    Empty bins hold confidence/accuracy 0 and count 0. Bin m covers ((m-1)/M, m/M]; a
+    confidence of exactly 0 falls into the first bin.
+    """
+    conf = confidence.detach().double().flatten().cpu()
+    corr = correct.detach().double().flatten().cpu()
+    idx = (torch.ceil(conf * n_bins).long() - 1).clamp_(0, n_bins - 1)
+    count = torch.bincount(idx, minlength=n_bins).double()
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
+    acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, corr)
+    safe = count.clamp(min=1)
+    return {"confidence": (conf_sum / safe).tolist(), "accuracy": (acc_sum / safe).tolist(),
+            "count": [int(c) for c in count.tolist()]}
+
+
+def ece_from_bins(bins: dict[str, list[float]]) -> float:
+    """sum_m |B_m|/n * |acc(B_m) - conf(B_m)|."""
+    n = sum(bins["count"])
+    if n == 0:
+        return float("nan")
+    return float(sum(c / n * abs(a - f) for c, a, f in
+                     zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)))
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
+                               n_bins: int = ECE_BINS) -> tuple[float, dict[str, list[float]]]:
+    """ECE of class probabilities (N, K) against labels (N,)."""
+    conf, pred = probs.max(-1)
+    bins = reliability_bins(conf, pred == labels, n_bins)
+    return ece_from_bins(bins), bins
+
+
+def loss_threshold_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:
+    """ROC AUC of the attack score -loss (members positive); ties count one half.
+
+    Equals sklearn.metrics.roc_auc_score(labels, -losses) (Mann-Whitney U / (n1 * n0)).
+    """
+    from scipy.stats import rankdata
+
+    m = member_losses.detach().double().flatten().cpu()
+    nm = nonmember_losses.detach().double().flatten().cpu()
+    n1, n0 = len(m), len(nm)
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    scores = torch.cat([-m, -nm]).numpy()
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def mia_advantage(auc: float) -> float:
+    """Threshold-free membership advantage 2 * (AUC - 0.5)."""
+    return 2.0 * (auc - 0.5)
+
+
+def forward_flops(model: nn.Module, sample: torch.Tensor) -> float | None:
+    """FLOPs of one eval-mode forward pass on `sample` (batch of 1); None if not countable."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(sample)
+        return float(counter.get_total_flops())
+    except Exception:  # an op the counter cannot trace must not fail the run
+        return None
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------- the pass
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor, prepare, batch_size: int) -> torch.Tensor:
+    from harness.train.metrics import predict_logits
+
+    return predict_logits(model, x, prepare, batch_size)
+
+
+def _per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per example; for sequences (N, T, V) the mean over tokens."""
+    if logits.dim() == 3:
+        per_token = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (N, T)
+        return per_token.mean(1)
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def final_analysis(model: nn.Module, data: Any, config: Any) -> tuple[dict[str, Any], torch.Tensor]:
+    """Scalars (ece, mia_auc, mia_advantage, shift_acc, flops, reliability, n_train, n_val,
+    n_test) and the test predictions (int64 (N,) or (N, T) for text), on the CPU.
+
+    Any metric that cannot be computed is None; this never raises for a metric.
+    """
+    bs = getattr(getattr(config, "train", None), "eval_batch_size", 2048) or 2048
+    out: dict[str, Any] = {"ece": None, "mia_auc": None, "mia_advantage": None,
+                           "shift_acc": None, "flops": None, "reliability": None,
+                           "n_train": len(data.train.y), "n_val": len(data.val.y),
+                           "n_test": len(data.test.y)}
+    test_logits = _logits(model, data.test.x, data.prepare, bs)
+    preds = test_logits.argmax(-1).cpu()
+    probs = test_logits.float().softmax(-1)
+    flat_probs = probs.reshape(-1, probs.size(-1))
+    ece, bins = expected_calibration_error(flat_probs, data.test.y.reshape(-1).to(probs.device))
+    out.update(ece=ece, reliability=bins)
+
+    k = min(MIA_MAX_EXAMPLES, len(data.train.y), len(data.test.y))
+    if k > 0:
+        member = _per_example_loss(_logits(model, data.train.x[:k], data.prepare, bs),
+                                   data.train.y[:k])
+        nonmember = _per_example_loss(test_logits[:k], data.test.y[:k])
+        auc = loss_threshold_auc(member, nonmember)
+        out.update(mia_auc=auc, mia_advantage=mia_advantage(auc))
+
+    if data.kind in ("image", "signal"):
+        try:
+            from harness.data.corruption import shift_corrupt
+
+            seed = SHIFT_SEED + int(getattr(getattr(config, "data", None), "seed", 0) or 0)
+            shifted = shift_corrupt(data.kind, data.test.x, torch.Generator().manual_seed(seed))
+            shift_logits = _logits(model, shifted, data.prepare, bs)
+            out["shift_acc"] = float((shift_logits.argmax(-1) == data.test.y).float().mean())
+        except Exception:  # robustness metric only; never fail the run for it
+            out["shift_acc"] = None
+
+    if len(data.test.x):
+        out["flops"] = forward_flops(model, data.prepare(data.test.x[:1]))
+    return out, preds
+
+
+def summary_entries(scalars: dict[str, Any]) -> dict[str, Any]:
+    """The keys under which the loop stores final_analysis scalars in summary.json."""
+    return {
+        "final_ece": scalars.get("ece"),
+        "final_mia_auc": scalars.get("mia_auc"),
+        "final_mia_advantage": scalars.get("mia_advantage"),
+        "final_shift_acc": scalars.get("shift_acc"),
+        "flops": scalars.get("flops"),
+        "final_reliability": scalars.get("reliability"),
+        "split_sizes": {"train": scalars.get("n_train"), "val": scalars.get("n_val"),
+                        "test": scalars.get("n_test")},
+    }
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def save_predictions(run_path: Path | str, preds: torch.Tensor) -> Path:
+    """test_predictions.pt: int16 labels (atomic write)."""
+    path = Path(run_path) / PREDICTIONS
+    atomic_torch_save(path, preds.detach().cpu().to(torch.int16))
+    return path
+
+
+def load_predictions(run_path: Path | str) -> torch.Tensor | None:
+    path = Path(run_path) / PREDICTIONS
+    if not path.is_file():
+        return None
+    try:
+        t = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return t if isinstance(t, torch.Tensor) else None
