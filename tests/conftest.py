@@ -12,3 +12,31 @@ os.environ.setdefault("HARNESS_DATA_DIR", str(REPO.parent / "shared" / "datasets
 @pytest.fixture
 def data_dir() -> Path:
     return Path(os.environ["HARNESS_DATA_DIR"])
+
+
+@pytest.fixture(autouse=True)
+def isolated_wandb(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """W&B never sees a key, a terminal or the user's folders in tests."""
+    root = tmp_path_factory.getbasetemp() / "wandb-home"
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(root / var.lower()))
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("NETRC", str(root / "no-netrc"))
+
+
+def tiny_raw(**sections) -> dict:
+    """A run config that trains in about a second: small MNIST-1D, small MLP, 2 epochs."""
+    raw = {
+        "data": {"name": "mnist1d", "num_samples": 600},
+        "model": {"name": "mlp", "width": 16},
+        "train": {"epochs": 2, "batch_size": 64, "threads": 1},
+        "tracking": {"wandb": "disabled"},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
