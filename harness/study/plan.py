@@ -82,11 +82,16 @@ def variants(study: StudyConfig) -> list[Variant]:
                                {d.parameter: v}, {d.parameter: v}))
     elif d.kind == "grid":
         keys = list((d.parameters or {}).keys())
-        for combo in itertools.product(*(d.parameters or {}).values()):
-            name = ",".join(f"{param_label(k)}={short_value(v)}"
-                            for k, v in zip(keys, combo, strict=True))
-            over = dict(zip(keys, combo, strict=True))
-            out.append(Variant(name, over, dict(over)))
+        # values are a list, or a mapping of label -> value (for whole sections)
+        axes = [list(v.items()) if isinstance(v, dict) else [(short_value(x), x) for x in v]
+                for v in (d.parameters or {}).values()]
+        for combo in itertools.product(*axes):
+            name = ",".join(f"{param_label(k)}={label}"
+                            for k, (label, _) in zip(keys, combo, strict=True))
+            over = {k: value for k, (_, value) in zip(keys, combo, strict=True)}
+            swept = {k: (value if not isinstance(value, dict) else label)
+                     for k, (label, value) in zip(keys, combo, strict=True)}
+            out.append(Variant(name, over, swept))
     elif d.kind == "one_at_a_time":
         for name, over in (d.variants or {}).items():
             out.append(Variant(name, flatten("", over)))

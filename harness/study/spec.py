@@ -28,7 +28,7 @@ class DesignConfig(Strict):
     baseline_value: Any = None  # sweep: where the baseline sits on the x axis of figures
     variants: dict[str, dict[str, Any]] | None = None  # one_at_a_time: name -> overrides
     remove: list[str] | None = None  # leave_one_out: regularizers to drop (default: all)
-    parameters: dict[str, list[Any]] | None = None  # grid: dotted key -> values
+    parameters: dict[str, list[Any] | dict[str, Any]] | None = None  # grid: key -> values
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> DesignConfig:
