@@ -31,7 +31,8 @@ def test_run_trains_and_prints_a_summary(tmp_path: Path) -> None:
     (["--dataset", "mnist2d"], "unknown dataset 'mnist2d'"),
     (["--drop", "1.5"], "regularizers.dropout.p = 1.5"),
     (["--epochs", "0"], "train.epochs = 0"),
-    (["--set", "regularizers.dropuot.p=0.1"], "unknown regularizer 'dropuot' (did you mean 'dropout'?)"),
+    (["--set", "regularizers.dropuot.p=0.1"],
+     "unknown regularizer 'dropuot' (did you mean 'dropout'?)"),
     (["--set", "train.epoch=3"], "unknown key 'train.epoch' (did you mean 'epochs'?)"),
     (["--drop-path", "0.1"], "drop_path: needs a model with residual blocks"),
     (["--label-noise", "1.5"], "data.label_noise = 1.5"),
@@ -50,7 +51,8 @@ def test_bad_yaml_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {name: cnn\n")
     result = invoke(["run", "--config", str(bad)], tmp_path)
-    assert result.exit_code == 2 and "unreadable YAML" in result.output and str(bad) in result.output
+    assert result.exit_code == 2
+    assert "unreadable YAML" in result.output and str(bad) in result.output
 
 
 def test_missing_dataset_names_folder_and_flag(tmp_path: Path) -> None:

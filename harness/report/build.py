@@ -20,8 +20,8 @@ import yaml
 
 import harness
 from harness.report import diagnosis, figures, render, stats, tables
+from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.index import build_index
-from harness.tracking.store import atomic_write_bytes, atomic_write_text
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -259,16 +259,16 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                                         _comparison(row), classification=not text)
 
     # Figures.
-    figs = [f for f in (
+    param = tables.sweep_parameter(study)
+    reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
+    candidates = (
         figures.curves_figure(curves, order, study.baseline, "loss"),
         figures.curves_figure(curves, order, study.baseline, "acc"),
         figures.gap_figure(curves, order, study.baseline),
-        figures.sweep_figure(summary, p, study.baseline)
-        if (p := tables.sweep_parameter(study)) else None,
-        figures.reliability_figure(
-            {v: b for v in order if (b := _pooled_reliability(study.runs_of(v))) is not None},
-            order, study.baseline),
-    ) if f is not None]
+        figures.sweep_figure(summary, param, study.baseline) if param else None,
+        figures.reliability_figure(reliability, order, study.baseline),
+    )
+    figs = [f for f in candidates if f is not None]
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = []
     for f in figs:

@@ -65,7 +65,8 @@ def overfitting(curve: pd.DataFrame) -> Finding | None:
     if k == len(val) - 1:
         return None
     rise = val[-1] - val[k]
-    if rise > OVERFIT_MIN_RISE and rise > OVERFIT_MIN_REL_RISE * abs(val[k]) and train[-1] < train[k]:
+    rose = rise > OVERFIT_MIN_RISE and rise > OVERFIT_MIN_REL_RISE * abs(val[k])
+    if rose and train[-1] < train[k]:
         return Finding(
             "overfitting",
             f"overfitting: val loss rose from {_f(val[k])} at epoch {int(epochs[k])} to "

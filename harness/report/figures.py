@@ -82,8 +82,8 @@ def curves_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: s
     axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return Figure(f"curves_{kind}", f"Train and val {label} per variant",
-                  f"Mean over seeds, band = min..max over seeds; train = eval-mode pass on the "
-                  f"training subset when recorded. Baseline dashed (train) / dotted (val).",
+                  "Mean over seeds, band = min..max over seeds; train = eval-mode pass on the "
+                  "training subset when recorded. Baseline dashed (train) / dotted (val).",
                   _png(fig))
 
 

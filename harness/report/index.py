@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness.report import render
-from harness.tracking.store import atomic_write_text
+from harness.report.files import atomic_write_text
 
 HEADLINE_META = re.compile(r'<meta name="harness-headline" content="([^"]*)"')
 

@@ -65,7 +65,8 @@ class Comparison:
         return None if math.isnan(self.p) else bool(self.p < ALPHA)
 
 
-def compare(variant: Mapping[int, float | None], baseline: Mapping[int, float | None]) -> Comparison:
+def compare(variant: Mapping[int, float | None],
+            baseline: Mapping[int, float | None]) -> Comparison:
     """Difference from the baseline by seed.
 
     >= 2 seeds present in both: paired t-test (scipy.stats.ttest_rel) on the matched seeds.

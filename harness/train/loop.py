@@ -117,12 +117,13 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
             run_dir.write_metrics(rows)
             tracker.log_epoch(row)
             reporter.epoch(row)
+            stop = regs.end_epoch(epoch, row, model)  # before the checkpoint: exact resume
             if config.train.checkpoint:
                 run_dir.save_checkpoint(checkpoint_state(run_id, epoch, rows, model,
                                                          optimizer, regs, order))
             for callback in on_epoch:
                 callback(epoch, row)
-            if regs.end_epoch(epoch, row, model):
+            if stop:
                 break
         regs.end_training(model)
         final = final_evaluation(regs.eval_model(model), data, config)
