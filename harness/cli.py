@@ -39,6 +39,14 @@ def fail(err: HarnessError, debug: bool) -> None:
     raise typer.Exit(code=err.exit_code)
 
 
+def interrupted(again: str) -> None:
+    from harness.console import console
+
+    console.print(f"\n[yellow]interrupted[/]: finished runs and the last epoch checkpoint are "
+                  f"kept; run {again} again to resume")
+    raise typer.Exit(code=130)
+
+
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="Dataset folder (default: $HARNESS_DATA_DIR, else a per-user cache).")]
@@ -106,6 +114,8 @@ def run(
         run_and_print(cfg, results_dir, data_dir, force)
     except HarnessError as err:
         fail(err, debug)
+    except KeyboardInterrupt:
+        interrupted("the same `harness run` command")
 
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
@@ -182,6 +192,8 @@ def ablation(
     except HarnessError as err:
         fail(err, debug)
         return
+    except KeyboardInterrupt:
+        interrupted(f"make ablation STUDY={study}")
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before} this time) in {out.seconds:.0f}s")
     if out.failed:

@@ -23,6 +23,7 @@ from harness.models import count_parameters
 from harness.regularizers import Batch, RegularizerStack
 from harness.tracking.store import RunDir
 from harness.train import build
+from harness.train.analysis import final_analysis, save_predictions, summary_entries
 from harness.train.env import environment
 from harness.train.metrics import (
     RunningStats,
@@ -127,6 +128,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                 break
         regs.end_training(model)
         final = final_evaluation(regs.eval_model(model), data, config)
+        final.update(analyse(regs.eval_model(model), data, config, run_dir))
     except BaseException as err:
         summary = summarize(rows, {}, config, model, time.perf_counter() - started,
                             interrupted_status(err), None, regs)
@@ -226,6 +228,17 @@ def evaluations(model: nn.Module, data: DataBundle, config: RunConfig) -> dict[s
 
 def final_evaluation(model: nn.Module, data: DataBundle, config: RunConfig) -> dict[str, float]:
     return {f"final_{k}": v for k, v in evaluations(model, data, config).items()}
+
+
+def analyse(model: nn.Module, data: DataBundle, config: RunConfig,
+            run_dir: RunDir) -> dict[str, Any]:
+    """Calibration, memorization, robustness and cost of the final model (reads the test
+    set, so skipped when the run must not: tuning)."""
+    if not config.train.eval_test:
+        return {}
+    scalars, predictions = final_analysis(model, data, config)
+    save_predictions(run_dir.path, predictions)
+    return summary_entries(scalars)
 
 
 def best_row(rows: list[dict[str, Any]], select: str) -> dict[str, Any] | None:
