@@ -114,14 +114,18 @@ def run(
         run_and_print(cfg, results_dir, data_dir, force)
     except HarnessError as err:
         fail(err, debug)
+    except OSError as err:  # disk full, folder removed under us
+        fail(HarnessError(f"cannot write results: {err}"), debug)
     except KeyboardInterrupt:
         interrupted("the same `harness run` command")
 
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
     from harness.console import RunProgress, console
+    from harness.tracking.store import ensure_writable
     from harness.train.loop import train_run
 
+    ensure_writable(results_dir)
     result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
                        reporter=RunProgress(), force=force)
     s = result.summary
@@ -183,10 +187,12 @@ def ablation(
     from harness.console import console
     from harness.study.execute import run_study
     from harness.study.spec import find_study_file, load_study
+    from harness.tracking.store import ensure_writable
 
     try:
         path = find_study_file(study)
         cfg = load_study(path)
+        ensure_writable(results_dir)
         out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir, report=not no_report)
     except HarnessError as err:

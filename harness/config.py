@@ -18,7 +18,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.config_errors import first_error
 from harness.errors import ConfigError
+from harness.registry import unknown_name_message
 
 
 class Strict(BaseModel):
@@ -27,6 +29,16 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     name: str = "mnist1d"
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from harness.data import DATASETS
+
+        if v not in DATASETS:
+            raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+        return v
+
     data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
     download: bool = False  # only when the user asks
     num_samples: int = Field(5000, ge=100)  # mnist1d: total generated (train + test)
@@ -41,6 +53,16 @@ class DataConfig(Strict):
 
 class ModelConfig(Strict):
     name: str = "cnn"
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from harness.models import MODELS
+
+        if v not in MODELS:
+            raise ValueError(unknown_name_message("model", v, MODELS.names()))
+        return v
+
     width: int | None = Field(None, ge=1)  # None: the model's default
     depth: int | None = Field(None, ge=1)
     patch_size: int | None = Field(None, ge=1)  # vit
@@ -72,7 +94,7 @@ class TrainConfig(Strict):
     eval_train_max: int = Field(10000, ge=1)
     eval_test: bool = True  # recorded for reports, never used for selection
     select: Literal["val_acc", "val_loss"] = "val_acc"  # which epoch counts as best-val
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")  # auto|cpu|cuda[:N]
     threads: int | None = Field(None, ge=1)
     amp: Literal["off", "bf16"] = "off"  # CUDA only
     channels_last: bool = False  # CUDA CNNs
@@ -108,9 +130,17 @@ class RunConfig(Strict):
         return {} if v is None else v
 
     @model_validator(mode="after")
-    def _validate_regularizers(self) -> RunConfig:
+    def _validate_combination(self) -> RunConfig:
+        from harness.data.base import KIND_HOLDS, dataset_kind
+        from harness.models import model_capabilities
         from harness.regularizers import validate_regularizers
 
+        kind = dataset_kind(self.data.name)
+        takes = model_capabilities(self.model.name).kinds
+        if kind is not None and kind not in takes:
+            wanted = " or ".join(KIND_HOLDS[k] for k in sorted(takes))
+            raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
+                              f"{self.data.name} holds {KIND_HOLDS[kind]}")
         validate_regularizers(self)
         return self
 
@@ -187,7 +217,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 def format_validation_error(err: ValidationError, source: str, raw: dict[str, Any],
                             root: type[BaseModel] | None = None) -> str:
     """First error of a pydantic ValidationError as one line: source: key.path: value: why."""
-    e = err.errors()[0]
+    e = first_error(err)
     loc = [str(p) for p in e["loc"]]
     key = ".".join(loc) or "(top level)"
     if e["type"] == "extra_forbidden":
@@ -196,6 +226,8 @@ def format_validation_error(err: ValidationError, source: str, raw: dict[str, An
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         allowed = f"; allowed: {', '.join(sorted(parent))}" if parent else ""
         return f"{source}: unknown key {key!r}{hint}{allowed}"
+    if e["type"] == "missing":
+        return f"{source}: {key}: required"
     value = e.get("input")
     msg = e["msg"]
     if msg.startswith("Value error, "):

@@ -38,7 +38,9 @@ def _seed_and_one_thread():
 
 def make_stack(regularizers: dict, kind: str = "image", dataset: str = "mnist",
                num_classes: int = 10, mean: tuple[float, ...] = ()) -> RegularizerStack:
-    config = build_run_config({"data": {"name": dataset}, "regularizers": regularizers})
+    model = {"text": "gpt", "signal": "cnn", "image": "cnn"}[kind]
+    config = build_run_config({"data": {"name": dataset}, "model": {"name": model},
+                               "regularizers": regularizers})
     data = SimpleNamespace(name=dataset, kind=kind, mean=mean)
     ctx = RunContext(config=config, data=data, device=torch.device("cpu"), epochs=1,
                      steps_per_epoch=1, num_classes=num_classes)
@@ -373,7 +375,9 @@ def test_prob_zero_leaves_batches_unchanged(regs):
 ])
 def test_config_errors(dataset, regs, message):
     with pytest.raises(ConfigError) as err:
-        build_run_config({"data": {"name": dataset}, "regularizers": regs})
+        model = "gpt" if dataset == "tiny_shakespeare" else "cnn"
+        build_run_config({"data": {"name": dataset}, "model": {"name": model},
+                          "regularizers": regs})
     assert message in str(err.value)
 
 

@@ -120,7 +120,8 @@ def test_embed_dropout_needs_a_model_with_embeddings() -> None:
     assert "regularizers.dropout.embed_p: only for models with embeddings" in msg
     assert "model cnn has none" in msg
     build_run_config(
-        {"model": {"name": "gpt"}, "regularizers": {"dropout": {"embed_p": 0.1, "p": 0.0}}}
+        {"data": {"name": "tiny_shakespeare"}, "model": {"name": "gpt"},
+         "regularizers": {"dropout": {"embed_p": 0.1, "p": 0.0}}}
     )
 
 
@@ -355,7 +356,7 @@ def test_weight_tying_is_only_for_language_models() -> None:
             {"dropout": {"p": 0.1, "rate": 0.1}},
             "unknown key 'regularizers.dropout.rate'; allowed: p, embed_p",
         ),
-        ({"dropout": {}}, "regularizers.dropout.p = {}: Field required"),
+        ({"dropout": {}}, "regularizers.dropout.p: required"),
         ({"dropconnect": {"p": 1.0}}, "regularizers.dropconnect.p = 1.0: Input should be less"),
         (
             {"dropconnect": {"p": 0.1, "layers": "some"}},
@@ -373,7 +374,8 @@ def test_weight_tying_is_only_for_language_models() -> None:
     ],
 )
 def test_bad_params_are_one_line_errors(regs: dict[str, Any], expected: str) -> None:
-    msg = config_error({"model": {"name": "gpt"}, "regularizers": regs})
+    msg = config_error({"data": {"name": "tiny_shakespeare"}, "model": {"name": "gpt"},
+                        "regularizers": regs})
     assert msg.startswith("config: ") and "\n" not in msg
     assert expected in msg
 

@@ -93,3 +93,20 @@ class RawData:
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# The kind of data each built-in dataset holds, known without loading it, so configs can be
+# checked (model vs data, augmentation vs data) before anything runs.
+DATASET_KINDS: dict[str, str] = {
+    "mnist1d": "signal",
+    "tiny_shakespeare": "text",
+    "digits": "image",
+    "mnist": "image",
+    "fashion_mnist": "image",
+    "cifar10": "image",
+}
+KIND_HOLDS = {"image": "images", "signal": "1-D signals", "text": "text (token ids)"}
+
+
+def dataset_kind(name: str) -> str | None:
+    return DATASET_KINDS.get(name)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.config_errors import first_error
 from harness.errors import ConfigError
 from harness.regularizers.base import (
     REGULARIZERS,
@@ -29,11 +30,13 @@ def validate_regularizers(config: Any) -> None:
         try:
             params = reg_cls.Params.model_validate(raw or {})
         except ValidationError as err:
-            e = err.errors()[0]
+            e = first_error(err)
             key = ".".join(str(p) for p in ("regularizers", name, *e["loc"]))
             if e["type"] == "extra_forbidden":
                 allowed = ", ".join(reg_cls.Params.model_fields) or "(none)"
                 raise ConfigError(f"unknown key {key!r}; allowed: {allowed}") from None
+            if e["type"] == "missing":
+                raise ConfigError(f"{key}: required") from None
             msg = e["msg"].removeprefix("Value error, ")
             raise ConfigError(f"{key} = {e.get('input')!r}: {msg}") from None
         reg_cls.check(params, config)

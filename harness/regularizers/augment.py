@@ -19,25 +19,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
 from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
 
-# Data kind of each built-in dataset, known from the config alone (no loading).
-DATASET_KINDS: dict[str, str] = {
-    "mnist1d": "signal",
-    "tiny_shakespeare": "text",
-    "digits": "image",
-    "mnist": "image",
-    "fashion_mnist": "image",
-    "cifar10": "image",
-}
-KIND_HOLDS = {"image": "images", "signal": "1-D signals", "text": "text (token ids)"}
 KIND_OPTION = {"image": "an image", "signal": "a 1-D signal", "text": "a text"}
-
-
-def dataset_kind(name: str) -> str | None:
-    """"image" | "signal" | "text" for a built-in dataset name; None if unknown."""
-    return DATASET_KINDS.get(name)
 
 
 # ------------------------------------------------------------------ pure batch functions

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from harness.errors import ConfigError
-from harness.regularizers.augment import KIND_HOLDS, dataset_kind
+from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
 
 # ------------------------------------------------------------------ pure batch functions

@@ -30,6 +30,18 @@ CHECKPOINT = "checkpoint.pt"
 FINISHED_STATUSES = ("completed", "diverged", "stopped")
 
 
+def ensure_writable(path: Path) -> None:
+    """Fail early, with one line, when results cannot be written there (creates nothing)."""
+    from harness.errors import HarnessError
+
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not a folder" if not probe.is_dir() else "is not writable"
+        raise HarnessError(f"cannot write results to {path}: {probe} {what}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

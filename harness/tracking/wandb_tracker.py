@@ -29,6 +29,13 @@ ONLINE_INIT_TIMEOUT_S = 30.0
 FLUSH_WAIT_S = 10.0
 # define_metric summaries: best-so-far instead of last value for the headline metrics.
 SUMMARY_GOALS = {"val_acc": "max", "val_loss": "min"}
+# Summary keys that say what they mean, copied from the loop's summary (best_* = the row at the
+# best-val epoch): W&B's own summaries cannot pick "test accuracy at the best-val epoch".
+SUMMARY_ALIASES = {
+    "best_test_acc": "test_acc_at_best_val",
+    "best_test_loss": "test_loss_at_best_val",
+    "best_epoch": "best_val_epoch",
+}
 _ID_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -122,6 +129,26 @@ def wandb_safe_id(run_id: str, suffix_len: int = 6) -> str:
     return f"{base}-{suffix}"
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary plus SUMMARY_ALIASES and test errors (1 - acc) for double-descent plots."""
+    out = dict(summary)
+    for src, dst in SUMMARY_ALIASES.items():
+        if src in summary and dst not in summary:
+            out[dst] = summary[src]
+    for src, dst in (("best_test_acc", "test_error_at_best_val"),
+                     ("last_test_acc", "test_error_last_epoch")):
+        acc = _number(summary.get(src))
+        if acc is not None and dst not in summary:
+            out[dst] = 1.0 - acc
+    return out
+
+
 class WandbTracker:
     """One W&B run per training run; every failure is a warning, never an exception."""
 
@@ -138,6 +165,7 @@ class WandbTracker:
         config: dict,
         run_id: str,
         root: Path,
+        epoch_metrics: bool = True,
     ) -> None:
         if mode in ("online", "offline", "disabled"):
             self.mode, reason = mode, f"W&B mode {mode} (requested)"
@@ -148,6 +176,7 @@ class WandbTracker:
         self._run: Any = None
         self._run_dir: Path | None = None
         self._warned = False
+        self._epoch_metrics = epoch_metrics  # False: a run without epochs (the study run).
         if self.mode == "disabled":
             return  # wandb is not even imported: nothing written, no helper process.
         self._root = Path(root)
@@ -230,11 +259,12 @@ class WandbTracker:
 
     def _setup_run(self) -> None:
         run = self._run
-        run.define_metric("epoch")
-        run.define_metric("*", step_metric="epoch")
-        # A metric defined by name does not inherit the glob's step_metric: repeat it.
-        for metric, goal in SUMMARY_GOALS.items():
-            run.define_metric(metric, step_metric="epoch", summary=goal)
+        if self._epoch_metrics:
+            run.define_metric("epoch")
+            run.define_metric("*", step_metric="epoch")
+            # A metric defined by name does not inherit the glob's step_metric: repeat it.
+            for metric, goal in SUMMARY_GOALS.items():
+                run.define_metric(metric, step_metric="epoch", summary=goal)
         sync_dir = getattr(run.settings, "sync_dir", None)
         self._run_dir = Path(sync_dir) if sync_dir else None
         self.info.update(
@@ -270,19 +300,24 @@ class WandbTracker:
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
         """Log one row; "epoch" inside it is the x-axis (define_metric), so no step= needed."""
+        self.log(metrics)
+
+    def log(self, data: dict[str, Any]) -> None:
+        """Log any values (tables, images, charts included) as one history row."""
         if not self._active:
             return
         try:
-            self._run.log(dict(metrics))
+            self._run.log(dict(data))
         except Exception as exc:
             self._fail(f"wandb log failed: {exc!r}")
 
     def set_summary(self, summary: dict) -> None:
-        """Write final values (flat or nested) into the run summary."""
+        """Write final values (flat or nested) into the run summary, plus clear headline keys
+        (`test_acc_at_best_val`, `test_error_at_best_val`, ...) derived from the loop's."""
         if not self._active:
             return
         try:
-            self._run.summary.update(dict(summary))
+            self._run.summary.update(headline_summary(dict(summary)))
         except Exception as exc:
             self._fail(f"wandb summary update failed: {exc!r}")
 

@@ -1,0 +1,96 @@
+"""A table of malformed inputs: each is caught before training with one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+
+runner = CliRunner()
+
+# (YAML text of a run config, expected message fragment)
+RUN_CONFIGS = [
+    ("model: {name: cnnn}", "unknown model 'cnnn' (did you mean 'cnn'?)"),
+    ("data: {name: mnist3d}", "unknown dataset 'mnist3d'"),
+    ("regularizers: {dropuot: {p: 0.1}}", "unknown regularizer 'dropuot' (did you mean 'dropout'?)"),
+    ("modle: {name: cnn}", "unknown key 'modle' (did you mean 'model'?)"),
+    ("train: {epocs: 3}", "unknown key 'train.epocs' (did you mean 'epochs'?)"),
+    ("train: {epochs: three}", "train.epochs = 'three'"),
+    ("train: {epochs: 0}", "train.epochs = 0: Input should be greater than or equal to 1"),
+    ("train: {batch_size: -4}", "train.batch_size = -4"),
+    ("optim: {lr: -0.1}", "optim.lr = -0.1: Input should be greater than 0"),
+    ("optim: {name: adagrad}", "optim.name = 'adagrad'"),
+    ("schedule: {name: linear}", "schedule.name = 'linear'"),
+    ("regularizers: {dropout: {p: 1.0}}", "regularizers.dropout.p = 1.0: Input should be less than 1"),
+    ("regularizers: {dropout: {p: -0.1}}", "regularizers.dropout.p = -0.1"),
+    ("regularizers: {dropout: {rate: 0.1}}", "unknown key 'regularizers.dropout.rate'"),
+    ("regularizers: {weight_decay: {value: -0.01}}", "regularizers.weight_decay.value = -0.01"),
+    ("regularizers: {weight_decay: {value: 0.1, mode: adamw}}",
+     "regularizers.weight_decay.mode = 'adamw'"),
+    ("regularizers: {early_stopping: {patience: 0}}", "regularizers.early_stopping.patience = 0"),
+    ("regularizers: {grad_clip: {mode: agc, threshold: 0}}", "regularizers.grad_clip.threshold = 0"),
+    ("regularizers: {label_smoothing: {epsilon: 1.5}}", "regularizers.label_smoothing.epsilon = 1.5"),
+    ("data: {label_noise: 1.2}", "data.label_noise = 1.2"),
+    ("data: {label_noise: -0.1}", "data.label_noise = -0.1"),
+    ("model: {width: 0}", "model.width = 0"),
+    ("model: {name: cnn}\nregularizers: {drop_path: {rate: 0.1}}",
+     "drop_path: needs a model with residual blocks"),
+    ("model: {name: cnn}\nregularizers: {weight_tying: {}}",
+     "weight_tying: only for language models (gpt)"),
+    ("model: {name: mlp}\nregularizers: {norm: {kind: layernorm, position: post}}",
+     "regularizers.norm"),
+    ("regularizers: {augment: {hflip: true}}", "dataset mnist1d holds 1-D signals"),
+    ("data: {name: tiny_shakespeare}\nmodel: {name: gpt}\nregularizers: {mixup: {alpha: 0.2}}",
+     "mixup"),
+    ("regularizers: {distillation: {teacher: {}}}", "exactly one of teacher.run"),
+    ("train: {device: tpu}", "train.device = 'tpu'"),
+    ("[1, 2, 3]", "expected a mapping at the top level"),
+    ("model: {name: cnn\n", "unreadable YAML"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), RUN_CONFIGS)
+def test_malformed_run_config(text: str, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text + "\n")
+    results = tmp_path / "results"
+    out = runner.invoke(app, ["run", "--config", str(path), "--results-dir", str(results),
+                              "--wandb", "disabled"])
+    assert out.exit_code == 2, out.output
+    lines = [line for line in out.output.strip().splitlines() if line.strip()]
+    message = " ".join(lines)
+    assert expected in message, message
+    assert str(path) in message or "run.yaml" in message or expected.startswith("train.device")
+    assert "Traceback" not in out.output
+    assert not results.exists(), "nothing is written for bad input"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["run", "--config", str(tmp_path / "nope.yaml")])
+    assert out.exit_code == 2 and "nope.yaml: file not found" in out.output
+
+
+def test_unknown_study_lists_the_valid_ones(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["ablation", "dropuot", "--results-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "unknown study 'dropuot' (did you mean 'dropout'?)" in out.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["run", "--model", "nope", "--debug", "--results-dir",
+                              str(tmp_path)])
+    assert out.exit_code != 0 and out.exception is not None
+
+
+def test_unwritable_results_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = runner.invoke(app, ["run", "--set", "data.num_samples=600", "--model", "mlp",
+                              "--epochs", "1", "--wandb", "disabled",
+                              "--results-dir", str(blocker / "results")])
+    assert out.exit_code == 2, out.output
+    assert "cannot write results" in out.output and "file" in out.output

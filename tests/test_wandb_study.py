@@ -1,0 +1,411 @@
+"""W&B study dashboards: per-run metric definitions and flat config keys read back from
+offline runs, the study-level run (table, images, native line plots), the Report spec built
+offline, and `harness sync` with a fake `wandb sync`. Nothing touches the network."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import tiny_raw
+
+from harness.study.plan import expand, study_manifest
+from harness.study.spec import StudyConfig
+from harness.tracking import wandb_study
+from harness.tracking.store import atomic_write_json
+from harness.tracking.wandb_reader import read_offline_run
+from harness.tracking.wandb_study import (
+    build_report_spec,
+    comparison_frame,
+    create_wandb_report,
+    flat_keys,
+    gap_metrics,
+    log_study_run,
+    offline_charts,
+    study_curves,
+    swept_values,
+    sync_study,
+)
+from harness.train.loop import train_run
+
+STUDY = "wb_width"
+FAKE_KEY = "a" * 40  # the right shape for wandb's key check; never sent anywhere.
+
+
+def close(a: Any, b: Any) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+@dataclass
+class TinyStudy:
+    sdir: Path
+    results: list[Any]  # RunResult per training run
+    summary_csv: pd.DataFrame
+    figures: list[Path]
+
+
+def png(path: Path, color: tuple[int, int, int]) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (12, 8), color).save(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
+    """A width sweep (baseline width 16 + width=32) x 2 seeds, trained with W&B offline, plus
+    study.json, a summary.csv and two figures, as run_study and the report would leave them.
+
+    Module-scoped, so it sets up its own W&B isolation (the autouse fixture is per test).
+    """
+    base = tmp_path_factory.mktemp("wandb_study")
+    data_dir = Path(os.environ["HARNESS_DATA_DIR"])
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
+            (base / var).mkdir()
+            mp.setenv(var, str(base / var))
+        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
+            mp.delenv(var, raising=False)
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("NETRC", str(base / "no-netrc"))
+        raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
+                       regularizers={"dropout": {"p": 0.1}})
+        study = StudyConfig(name=STUDY, description="Width sweep for the W&B tests.", base=raw,
+                            design={"kind": "sweep", "parameter": "model.width",
+                                    "values": [32]}, seeds=2)
+        specs = expand(study)
+        results_dir = base / "results"
+        sdir = results_dir / STUDY
+        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        results = [train_run(s.config, results_dir=results_dir, data_dir=data_dir)
+                   for s in specs]
+        # What the report engineer's build_report writes (format only matters to W&B here).
+        summary = pd.DataFrame({"variant": ["width=32", "baseline"], "n_included": [2, 2],
+                                "swept_value": [32.0, 16.0],
+                                "best_test_acc_mean": [0.31, 0.27],
+                                "best_test_acc_ci95": [0.02, float("nan")]})
+        summary.to_csv(sdir / "summary.csv", index=False)
+        figures = [sdir / "figures" / "curves_loss.png", sdir / "figures" / "sweep.png"]
+        png(figures[0], (200, 10, 10))
+        png(figures[1], (10, 10, 200))
+        (sdir / "report.html").write_text("<html>report</html>")
+        yield TinyStudy(sdir, results, summary, figures)
+        try:
+            import wandb
+
+            wandb.teardown()
+        except Exception:
+            pass
+
+
+# ----------------------------------------------------------------------------- per run
+
+
+def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) -> None:
+    result = tiny_study.results[0]
+    run_dir = result.summary["wandb"]["run_dir"]
+    assert run_dir and Path(run_dir).parent == tiny_study.sdir / "wandb"
+    run = read_offline_run(Path(run_dir))
+    assert run.complete and run.group == STUDY and run.job_type == result.summary["variant"]
+
+    defs = {d["name"]: d for d in run.metric_definitions}
+    assert defs["epoch"]["step_metric"] is None
+    assert defs["*"]["glob"] and defs["*"]["step_metric"] == "epoch"
+    assert defs["val_acc"]["summary"] == ["max"] and defs["val_acc"]["step_metric"] == "epoch"
+    assert defs["val_loss"]["summary"] == ["min"] and defs["val_loss"]["step_metric"] == "epoch"
+
+    rows = result.rows
+    assert [h["epoch"] for h in run.history] == [r["epoch"] for r in rows]
+    assert close(run.summary["val_acc"]["max"], max(r["val_acc"] for r in rows))
+    assert close(run.summary["val_loss"]["min"], min(r["val_loss"] for r in rows))
+    # "final test accuracy at the best-val epoch", under a key that says so.
+    local = result.run_dir.summary
+    assert close(run.summary["test_acc_at_best_val"], local["best_test_acc"])
+    assert close(run.summary["test_error_at_best_val"], 1 - local["best_test_acc"])
+    assert run.summary["best_val_epoch"] == local["best_epoch"]
+
+
+def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
+    by_variant = {r.summary["variant"]: r for r in tiny_study.results}
+    result = by_variant["width=32"]
+    run = read_offline_run(Path(result.summary["wandb"]["run_dir"]))
+    cfg = run.config
+    assert cfg["study"] == STUDY and cfg["variant"] == "width=32"
+    assert cfg["seed"] == result.summary["seed"]
+    assert cfg["run_id"] == result.summary["run_id"]  # the local store's id
+    assert cfg["width"] == 32 and cfg["dropout.p"] == 0.1 and cfg["label_noise"] == 0
+    assert cfg["model"]["width"] == 32  # the nested config is kept beside the flat keys
+
+    # What flat_keys adds once wired into loop.wandb_config (swept values from study.json).
+    swept = swept_values(tiny_study.sdir, "width=32", result.run_dir.config)
+    assert swept == {"model.width": 32}
+    assert swept_values(tiny_study.sdir, "baseline", by_variant["baseline"].run_dir.config) \
+        == {"model.width": 16}
+    extra = flat_keys(result.run_dir.config, swept)
+    assert extra["width"] == 32 and "lr" in extra and "epochs" in extra
+    assert swept_values(tiny_study.sdir / "no-such-study", "x", None) == {}
+
+
+def test_gap_metrics_follow_the_report_definition() -> None:
+    row = {"train_loss": 0.5, "train_eval_loss": 0.4, "val_loss": 0.9,
+           "train_eval_acc": 0.95, "val_acc": 0.8}
+    gaps = gap_metrics(row)
+    assert close(gaps["gap_loss"], 0.5) and close(gaps["gap_acc"], 0.15)
+    assert gap_metrics({"train_loss": 1.0}) == {}
+
+
+# ----------------------------------------------------------------------------- study run
+
+
+def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> None:
+    sdir = tiny_study.sdir
+    info = log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+    assert not info.failed, info.error
+    assert info.mode == "offline" and info.run_dir and info.sync_command
+    run_dir = Path(info.run_dir)
+    assert run_dir.parent == sdir / "wandb"
+    run = read_offline_run(run_dir)
+    assert run.complete and run.exit_code == 0
+    assert (run.group, run.job_type, run.name) == (STUDY, "report", f"{STUDY}-report")
+
+    report = str((sdir / "report.html").resolve())
+    assert run.config["report_path"] == report and run.summary["report_path"] == report
+    assert run.summary["report_url"].startswith("file://")
+    assert run.summary["best_variant"] == "width=32"
+
+    (row,) = run.history
+    table = row["comparison"]
+    assert table["_type"] == "table-file" and table["nrows"] == len(tiny_study.summary_csv)
+    content = json.loads((run_dir / "files" / table["path"]).read_text())
+    assert content["columns"] == list(tiny_study.summary_csv.columns)
+    assert [r[0] for r in content["data"]] == ["width=32", "baseline"]
+    assert content["data"][1][-1] is None  # NaN written as null
+
+    assert info.images == ["figures/curves_loss", "figures/sweep"]
+    for key in info.images:
+        image = row[key]
+        assert image["_type"] == "image-file" and image["format"] == "png"
+        assert (image["width"], image["height"]) == (12, 8)
+        assert (run_dir / "files" / image["path"]).is_file()
+        assert run.summary[key]["_type"] == "image-file"
+
+    assert info.plots == ["sweep/best_test_acc_vs_width", "double_descent/test_error_vs_width"]
+    charts = offline_charts(run_dir)
+    for key in info.plots:
+        assert row[f"{key}_table"]["_type"] == "table-file"
+        assert charts[key]["panel_config"]["panelDefId"] == "wandb/line/v0"
+    assert charts[info.plots[0]]["panel_config"]["fieldSettings"]["x"] == "width"
+    sweep = json.loads((run_dir / "files" / row[f"{info.plots[0]}_table"]["path"]).read_text())
+    assert [r[0] for r in sweep["data"]] == [16, 32]  # baseline width 16, then the sweep value
+    dd = json.loads((run_dir / "files" / row[f"{info.plots[1]}_table"]["path"]).read_text())
+    assert dd["columns"] == ["width", "test_error", "at"]
+    assert {r[2] for r in dd["data"]} == {"last epoch", "best-val epoch"}
+
+
+def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
+    curves = {c.key: c for c in study_curves(tiny_study.sdir)}
+    sweep = curves["sweep/best_test_acc_vs_width"]
+    for width, mean_acc, n in sweep.rows:
+        accs = [r.summary["best_test_acc"] for r in tiny_study.results
+                if r.run_dir.config["model"]["width"] == width]
+        assert n == 2 and close(mean_acc, sum(accs) / len(accs))
+
+
+def test_minimal_comparison_table_without_summary_csv(tmp_path: Path) -> None:
+    for variant, seed, acc in (("a", 0, 0.5), ("a", 1, 0.7), ("b", 0, 0.9)):
+        atomic_write_json(tmp_path / "runs" / f"{variant}-s{seed}" / "summary.json",
+                          {"variant": variant, "seed": seed, "status": "completed",
+                           "best_test_acc": acc, "wall_time": 1.0})
+    frame = comparison_frame(tmp_path)
+    assert list(frame["variant"]) == ["b", "a"]  # best first
+    a = frame[frame["variant"] == "a"].iloc[0]
+    assert a["n"] == 2 and close(a["best_test_acc_mean"], 0.6)
+    assert math.isnan(frame[frame["variant"] == "b"].iloc[0]["best_test_acc_sd"])
+
+
+class BrokenPayloadTracker:
+    def __init__(self, **kwargs: Any) -> None:
+        self.mode, self.failed, self.info, self.run_dir = "offline", False, {}, None
+        self.finished_with: int | None = None
+
+    def log(self, data: dict[str, Any]) -> None:  # pragma: no cover - never reached
+        raise AssertionError
+
+    def set_summary(self, summary: dict[str, Any]) -> None:  # pragma: no cover
+        raise AssertionError
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.finished_with = exit_code
+
+
+def test_study_run_failure_is_one_warning_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[BrokenPayloadTracker] = []
+
+    def factory(**kwargs: Any) -> BrokenPayloadTracker:
+        made.append(BrokenPayloadTracker(**kwargs))
+        return made[-1]
+
+    def explode(*args: Any) -> dict[str, Any]:
+        raise ValueError("table exploded")
+
+    monkeypatch.setattr(wandb_study, "_study_payload", explode)
+    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_study"):
+        info = log_study_run(tmp_path, mode="offline", project="p", entity=None,
+                             tracker_factory=factory)
+    assert info.failed and "table exploded" in (info.error or "")
+    assert made[0].finished_with == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+# ----------------------------------------------------------------------------- report spec
+
+
+def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> None:
+    spec = build_report_spec(tiny_study.sdir, project="harness-test", entity=None)
+    assert spec["study"] == STUDY and spec["project"] == "harness-test"
+    train, study_rs = spec["runsets"]["train"], spec["runsets"]["study"]
+    assert train["where"] == {"group": STUDY, "job_type_not": "report"}
+    assert train["filters"] == f"Metric('Group') == '{STUDY}' and Metric('JobType') != 'report'"
+    assert train["groupby"] == ["config.variant"]
+    assert study_rs["where"] == {"group": STUDY, "job_type": "report"}
+
+    sections = {s["title"]: s for s in spec["sections"]}
+    assert list(sections) == ["Learning curves", "Generalization gap", "Headline",
+                              "Study summary"]
+    curves = sections["Learning curves"]["panels"]
+    assert [p["y"] for p in curves] == [["train_eval_loss"], ["val_loss"], ["train_eval_acc"],
+                                        ["val_acc"]]
+    for panel in curves + sections["Generalization gap"]["panels"]:
+        assert panel["type"] == "line" and panel["x"] == "epoch"
+        assert panel["groupby"] == "variant" and panel["groupby_rangefunc"] == "minmax"
+    assert [p["y"] for p in sections["Generalization gap"]["panels"]] == [["gap_loss"],
+                                                                           ["gap_acc"]]
+    headline = sections["Headline"]["panels"]
+    scatter = [p for p in headline if p["type"] == "scatter"]
+    assert {(p["x"], p["y"]) for p in scatter} == {
+        ("config.width", "summary.test_error_last_epoch"),
+        ("config.width", "summary.test_error_at_best_val")}
+    (parallel,) = [p for p in headline if p["type"] == "parallel_coordinates"]
+    assert parallel["columns"][0] == "config.width"
+    media = [p for p in sections["Study summary"]["panels"] if p["type"] == "media"]
+    assert media[0]["media_keys"] == ["figures/curves_loss", "figures/sweep"]
+    assert sections["Study summary"]["runset"] == "study"
+
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    from wandb_workspaces import expr
+
+    report = wandb_study.report_from_spec(spec)  # built, never saved: no network
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    assert len(grids) == 4
+    assert grids[0].runsets[0].filters == train["filters"]
+    assert grids[0].runsets[0].groupby == ["config.variant"]
+    assert expr.expr_to_filters(train["filters"]).filters  # W&B's own parser accepts it
+    line = grids[0].panels[0]
+    assert isinstance(line, wr.LinePlot) and line.groupby == wr.Config("variant")
+    assert line.groupby_rangefunc == "minmax"
+    assert any(isinstance(p, wr.ScatterPlot) for p in grids[2].panels)
+    assert any(isinstance(p, wr.ParallelCoordinatesPlot) for p in grids[2].panels)
+
+
+def test_report_spec_for_an_ablation_is_a_bar_per_variant(tmp_path: Path) -> None:
+    atomic_write_json(tmp_path / "study.json", {"name": "oat", "design": {
+        "kind": "one_at_a_time", "variants": {"dropout": {}}}})
+    spec = build_report_spec(tmp_path, project="p", entity="me")
+    (headline,) = [s for s in spec["sections"] if s["title"] == "Headline"]
+    assert [p["type"] for p in headline["panels"]] == ["bar"]
+    assert headline["panels"][0]["metrics"] == ["test_acc_at_best_val"]
+    assert spec["runsets"]["train"]["where"]["group"] == "oat"
+    assert [p["y"] for p in spec["sections"][0]["panels"]][0] == ["train_loss"]
+
+
+def test_wandb_report_offline_says_how_to_create_it_later(tiny_study: TinyStudy) -> None:
+    outcome = create_wandb_report(tiny_study.sdir, mode="offline")
+    assert outcome.ok and outcome.url is None
+    assert f"harness wandb-report {STUDY}" in outcome.message
+    assert "\n" not in outcome.message
+
+
+# ----------------------------------------------------------------------------- sync
+
+
+def fake_study(tmp_path: Path) -> Path:
+    sdir = tmp_path / "s"
+    for name in ("offline-run-1-good", "offline-run-2-bad", "offline-run-3-done"):
+        folder = sdir / "wandb" / name
+        folder.mkdir(parents=True)
+        (folder / f"run-{name[-4:]}.wandb").write_bytes(b":W&B")
+    (sdir / "wandb" / "offline-run-3-done" / "run-done.wandb.synced").write_text("")
+    (sdir / "wandb" / "latest-run").mkdir()  # not an offline run folder
+    return sdir
+
+
+def test_sync_reports_synced_failed_and_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdir = fake_study(tmp_path)
+    calls: list[tuple[list[str], float]] = []
+
+    def fake_run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+        calls.append((cmd, timeout))
+        if cmd[-1].endswith("bad"):
+            return subprocess.CompletedProcess(
+                cmd, 1, stdout="Syncing: ...\n",
+                stderr="wandb: ERROR Error while calling W&B API: permission denied\ntrace")
+        return subprocess.CompletedProcess(cmd, 0, stdout="Syncing: ... done.\n", stderr="")
+
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setattr(wandb_study, "_run_command", fake_run)
+    result = sync_study(sdir, timeout_s=7)
+    assert [c[0][-2:] for c in calls] == [
+        ["sync", str(sdir / "wandb" / "offline-run-1-good")],
+        ["sync", str(sdir / "wandb" / "offline-run-2-bad")]]
+    assert all(timeout == 7 for _, timeout in calls)
+    assert [p.name for p in result.synced] == ["offline-run-1-good"]
+    assert {p.name: why for p, why in result.failed.items()} == {
+        "offline-run-2-bad": "wandb: ERROR Error while calling W&B API: permission denied"}
+    assert [p.name for p in result.skipped] == ["offline-run-3-done"]
+    assert not result.ok
+    lines = result.lines()
+    assert "1 synced, 1 failed, 1 skipped" in lines[0]
+    assert any("FAILED  offline-run-2-bad" in ln for ln in lines)
+
+
+def test_sync_timeout_and_missing_login_are_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdir = fake_study(tmp_path)
+
+    def hang(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+        raise subprocess.TimeoutExpired(cmd, timeout)
+
+    monkeypatch.setattr(wandb_study, "_run_command", hang)
+    result = sync_study(sdir)  # no key: nothing is run, every folder fails with the hint
+    assert len(result.failed) == 3 and not result.synced
+    assert all("wandb login" in why for why in result.failed.values())
+
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    result = sync_study(sdir, timeout_s=3, include_synced=True)
+    assert len(result.failed) == 3
+    assert all(why == "timed out after 3 s" for why in result.failed.values())
+    assert sync_study(tmp_path / "empty").lines()[0].endswith("0 synced, 0 failed")
+
+
+def test_finish_study_logs_the_study_run_and_records_links(tiny_study: TinyStudy) -> None:
+    lines = wandb_study.finish_study(tiny_study.sdir)  # tracking.wandb: offline in study.json
+    assert lines[0].startswith("W&B study run saved offline: ")
+    assert f"harness wandb-report {STUDY}" in lines[-1]
+    links = json.loads((tiny_study.sdir / "wandb.json").read_text())
+    assert links["study_run"]["mode"] == "offline" and not links["study_run"]["failed"]
+    assert links["study_run"]["sync_command"].startswith("wandb sync ")
+    assert "harness wandb-report" in links["report_hint"]
