@@ -258,6 +258,39 @@ def report(
     console.print(f"report: {html}")
 
 
+@app.command()
+def sync(
+    study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
+    results_dir: ResultsDir = Path("results"),
+) -> None:
+    """Upload every offline W&B run of a study (wraps `wandb sync`), saying which failed."""
+    from harness.console import console
+    from harness.tracking.wandb_study import sync_study
+
+    result = sync_study(results_dir / study)
+    for line in result.lines():
+        console.print(line, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("wandb-report")
+def wandb_report(
+    study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
+    results_dir: ResultsDir = Path("results"),
+    project: Annotated[str | None, typer.Option(help="W&B project.")] = None,
+    entity: Annotated[str | None, typer.Option(help="W&B entity.")] = None,
+) -> None:
+    """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
+    from harness.console import console
+    from harness.tracking.wandb_study import create_wandb_report
+
+    outcome = create_wandb_report(results_dir / study, project=project, entity=entity)
+    console.print(outcome.message, soft_wrap=True)
+    if not outcome.ok:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:  # pragma: no cover - console entry
     os.environ.setdefault("WANDB_SILENT", "true")
     app()

@@ -131,6 +131,8 @@ def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) ->
     local = result.run_dir.summary
     assert close(run.summary["test_acc_at_best_val"], local["best_test_acc"])
     assert close(run.summary["test_error_at_best_val"], 1 - local["best_test_acc"])
+    assert close(run.summary["test_error_final"], 1 - local["final_test_acc"])
+    assert close(run.summary["train_error_final"], 1 - local["final_train_eval_acc"])
     assert run.summary["best_val_epoch"] == local["best_epoch"]
 
 
@@ -198,7 +200,7 @@ def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> N
         assert (run_dir / "files" / image["path"]).is_file()
         assert run.summary[key]["_type"] == "image-file"
 
-    assert info.plots == ["sweep/best_test_acc_vs_width", "double_descent/test_error_vs_width"]
+    assert info.plots == ["sweep/best_test_acc_vs_width", "double_descent/error_vs_width"]
     charts = offline_charts(run_dir)
     for key in info.plots:
         assert row[f"{key}_table"]["_type"] == "table-file"
@@ -207,8 +209,13 @@ def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> N
     sweep = json.loads((run_dir / "files" / row[f"{info.plots[0]}_table"]["path"]).read_text())
     assert [r[0] for r in sweep["data"]] == [16, 32]  # baseline width 16, then the sweep value
     dd = json.loads((run_dir / "files" / row[f"{info.plots[1]}_table"]["path"]).read_text())
-    assert dd["columns"] == ["width", "test_error", "at"]
-    assert {r[2] for r in dd["data"]} == {"last epoch", "best-val epoch"}
+    assert dd["columns"] == ["width", "error", "curve"]
+    assert {r[2] for r in dd["data"]} == {"test error", "train error (noisy labels)",
+                                          "test error at best-val epoch"}
+    final = [r.summary["final_test_acc"] for r in tiny_study.results
+             if r.run_dir.config["model"]["width"] == 32]
+    (dd32,) = [r for r in dd["data"] if r[0] == 32 and r[2] == "test error"]
+    assert close(dd32[1], 1 - sum(final) / len(final))
 
 
 def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
@@ -294,7 +301,8 @@ def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> No
     headline = sections["Headline"]["panels"]
     scatter = [p for p in headline if p["type"] == "scatter"]
     assert {(p["x"], p["y"]) for p in scatter} == {
-        ("config.width", "summary.test_error_last_epoch"),
+        ("config.width", "summary.test_error_final"),
+        ("config.width", "summary.train_error_final"),
         ("config.width", "summary.test_error_at_best_val")}
     (parallel,) = [p for p in headline if p["type"] == "parallel_coordinates"]
     assert parallel["columns"][0] == "config.width"

@@ -340,12 +340,27 @@ def _read_manifest(study_dir: Path) -> dict[str, Any]:
 
 
 def _design_keys(manifest: Mapping[str, Any]) -> list[str]:
+    """The dotted keys a study's design varies (one_at_a_time: every key its variants set)."""
     d = manifest.get("design") or {}
     if d.get("kind") == "sweep" and d.get("parameter"):
         return [d["parameter"]]
     if d.get("kind") == "grid":
         return list((d.get("parameters") or {}).keys())
+    if d.get("kind") == "one_at_a_time":
+        keys: list[str] = []
+        for over in (d.get("variants") or {}).values():
+            keys += [k for k in _flatten("", over) if k not in keys]
+        return keys
     return []
+
+
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
 
 
 def study_kind(study_dir: Path, manifest: Mapping[str, Any] | None = None) -> str | None:
@@ -401,9 +416,15 @@ def _swept_by_run_id(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _series_label(swept: Mapping[str, Any], x_key: str) -> str:
+def _series_label(swept: Mapping[str, Any], x_key: str, config: Mapping[str, Any]) -> str:
+    """What a run's curve is called: the design's other axes (grid: `regularizers=none`),
+    else the model's name plus its regularizers (`mlp`, `cnn + weight_decay`)."""
     parts = [f"{_short_key(k)}={v}" for k, v in swept.items() if k != x_key]
-    return ", ".join(parts) if parts else "all"
+    if parts:
+        return ", ".join(parts)
+    name = str(get_dotted(config, "model.name") or "model")
+    regs = sorted((config.get("regularizers") or {}).keys())
+    return name + (f" + {', '.join(regs)}" if regs else "")
 
 
 def _short_key(key: str) -> str:
@@ -430,15 +451,10 @@ def collect_points(study_dir: Path, x_key: str | None = None) -> tuple[str | Non
         swept = by_id.get(str(cfg.get("run_id") or summary.get("run_id")))
         if swept is None:
             swept = variants_swept.get(cfg.get("variant"), {})
-            if not swept and cfg.get("variant") not in (None, "baseline") :
-                swept = {}
-        x = _num(get_dotted(cfg, x_key))
-        if x is None and x_key == SIZE_KEY:
-            x = None  # full training set: no number to put on the axis
+        x = _num(get_dotted(cfg, x_key))  # None: full training set, no place on the axis
         if x is None:
             continue
-        label = _series_label(swept, x_key) if swept or cfg.get("variant") != "baseline" \
-            else "baseline"
+        label = _series_label(swept, x_key, cfg)
         points.append(RunPoint(rd, label, x, int(cfg.get("seed") or 0),
                                _num(summary.get("params")),
                                _error(summary, "test_acc"), _error(summary, "train_eval_acc"),
@@ -518,7 +534,7 @@ def double_descent_section(study_dir: Path | str, tol: float = DEFAULT_TOL) -> d
         rm, rsd = _mean_sd(s["train"])
         desc = describe_double_descent(
             s["xs"], s["test"], s["train"] if any(s["train"]) else None, tol=tol,
-            x_name=x_name, label=label if label != "all" else "")
+            x_name=x_name, label=label)
         series_out.append({"label": label, "xs": s["xs"], "params": s["params"],
                            "test_mean": tm, "test_sd": tsd, "train_mean": rm, "train_sd": rsd,
                            "n_seeds": max((len(v) for v in s["test"]), default=0),
@@ -531,7 +547,7 @@ def double_descent_section(study_dir: Path | str, tol: float = DEFAULT_TOL) -> d
                 _, tr, _ = _epoch_curves(runs, "train_eval_acc")
                 if not epochs:
                     continue
-                name = f"width {x}" + (f" ({label})" if label not in ("all", "baseline") else "")
+                name = f"{label}, width {x}"
                 per_epoch = [[1.0 - float(r["test_acc"]) for r in p.run_dir.metrics()
                               if _finite(r.get("test_acc"))] for p in runs]
                 n = min(len(v) for v in per_epoch)
@@ -564,7 +580,7 @@ def _markdown(section: dict[str, Any]) -> str:
                   "spread | threshold |", "|---|---|---|---|---|---|---|---|"]
         for d in rows:
             lines.append(
-                f"| {d['label'] or 'all'} | {'yes' if d['observed'] else 'no'} | "
+                f"| {d['label']} | {'yes' if d['observed'] else 'no'} | "
                 f"{_xs(d['peak_x'])} | {_pct(d['peak_height'])} | {_pct(d['min_before'])} "
                 f"({_xs(d['min_before_x'])}) | {_pct(d['last_value'])} | "
                 f"{_pct(d['spread'])} | {_xs(d['threshold_x'])} |")
@@ -655,7 +671,7 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
             ax.set_xlabel(x_label)
             ax.set_ylabel("error (1 - accuracy)")
             what = "width" if kind == "width" else "train size"
-            suffix = f" ({s['label']})" if s["label"] not in ("all",) else ""
+            suffix = f" ({s['label']})"
             ax.set_title(f"Test and train error vs {what}{suffix}", fontsize=10)
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
@@ -710,7 +726,7 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
             ax.set_xlabel(x_label)
             ax.set_ylabel("epoch")
             fig.colorbar(mesh, ax=ax, label="test error")
-            suffix = f" ({label})" if label not in ("all",) else ""
+            suffix = f" ({label})"
             ax.set_title(f"Test error over width x epoch{suffix}", fontsize=10)
             out.append((f"Test error over width x epoch{suffix}",
                         _save(fig, out_dir / f"dd_heatmap_{_slug(label)}.png")))

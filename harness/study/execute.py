@@ -96,6 +96,10 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
                            time.perf_counter() - started)
     if report:
         build_study_report(sdir)
+        from harness.tracking.wandb_study import finish_study
+
+        for line in finish_study(sdir):
+            console.print(line)
     return outcome
 
 

@@ -389,22 +389,40 @@ def requirements(spec: TuneSpec, key: str) -> dict[str, Any]:
 
 
 def check_points(spec: TuneSpec, study: Any, where: str) -> None:
-    """Build the run config at the ends of every range and at every choice (with the switches
-    that activate the param), so a value the run config rejects fails now, not in trial 17."""
+    """Build the run config at sampled points, so a value the run config rejects fails now,
+    not in trial 17: first every param at its reference (low end / first choice), then each
+    param at each end of its range and at each choice (with the switches that make it
+    active on, the other active params at their reference)."""
+    ref = point(spec, {})
+    build_point(spec, study, ref, f"{where}.space: at the reference point {ref}", "")
     for key in spec.order():
         if not is_config_path(key):
             continue
-        need = requirements(spec, key)
         for value in spec.space[key].test_values():
-            params = {**need, key: value}
-            raw = trial_raw(study.base, spec.overrides(params))
-            raw.update(study=study.name, variant="tune-check", seed=spec.search_seed)
-            try:
-                build_run_config(raw, "config")
-            except ConfigError as err:
-                why = str(err).removeprefix("config: ")
-                raise ConfigError(f"{where}.space.{key}: at {key} = {value!r} the run config is "
-                                  f"invalid ({why})") from None
+            p = point(spec, {**requirements(spec, key), key: value})
+            build_point(spec, study, p, f"{where}.space.{key}: at {key} = {value!r}",
+                        f" (with {p})" if len(p) > 1 else "")
+
+
+def point(spec: TuneSpec, forced: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in spec.order():
+        if key in forced:
+            values[key] = forced[key]
+        elif spec.active(key, values):
+            values[key] = spec.space[key].test_values()[0]
+    return {k: v for k, v in values.items() if k in forced or spec.active(k, values)}
+
+
+def build_point(spec: TuneSpec, study: Any, params: dict[str, Any], what: str,
+                detail: str) -> None:
+    raw = trial_raw(study.base, spec.overrides(params))
+    raw.update(study=study.name, variant="tune-check", seed=spec.search_seed)
+    try:
+        build_run_config(raw, "config")
+    except ConfigError as err:
+        why = str(err).removeprefix("config: ")
+        raise ConfigError(f"{what} the run config is invalid{detail}: {why}") from None
 
 
 # ----------------------------------------------------------------------------- samplers

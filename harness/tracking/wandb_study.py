@@ -37,6 +37,13 @@ SYNC_TIMEOUT_S = 300.0
 FIGURE_DIR = "figures"
 WANDB_LINKS = "wandb.json"  # results/<study>/wandb.json: study run, report URL, for the report
 LATER_HINT = "create it later with `harness wandb-report {study}` once online (`wandb login`)"
+# Double-descent curves: errors are 1 - accuracy; "test error" is the final model's (as the
+# report's double-descent section), train error is measured on the noisy training labels.
+DD_SERIES = (("final", "test error"), ("train", "train error (noisy labels)"),
+             ("best", "test error at best-val epoch"))
+DD_SOURCES = {"final": ("final_test_acc", "last_test_acc"),
+              "train": ("final_train_eval_acc", "last_train_eval_acc"),
+              "best": (HEADLINE_METRIC,)}
 MINIMAL_METRICS = ("best_test_acc", "best_test_loss", "last_test_acc", "final_test_acc",
                    "best_val_acc", "best_epoch", "wall_time")
 
@@ -196,17 +203,10 @@ def flat_keys(config: Any, swept: Mapping[str, Any] | None = None) -> dict[str, 
 
 
 def gap_metrics(row: Mapping[str, Any]) -> dict[str, float]:
-    """Per-epoch generalization gap, as the report defines it (eval-mode train metrics when
-    present): gap_loss = val_loss - train loss, gap_acc = train acc - val acc."""
-    out: dict[str, float] = {}
-    train_loss = _num(row.get("train_eval_loss", row.get("train_loss")))
-    train_acc = _num(row.get("train_eval_acc", row.get("train_acc")))
-    val_loss, val_acc = _num(row.get("val_loss")), _num(row.get("val_acc"))
-    if train_loss is not None and val_loss is not None:
-        out["gap_loss"] = val_loss - train_loss
-    if train_acc is not None and val_acc is not None:
-        out["gap_acc"] = train_acc - val_acc
-    return out
+    """Per-epoch generalization gap (the loop logs it; see harness.train.metrics)."""
+    from harness.train.metrics import generalization_gap
+
+    return generalization_gap(row)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -283,7 +283,8 @@ def _mean(values: list[float]) -> float:
 def study_curves(study_dir: Path, runs: list[StoredRun] | None = None,
                  manifest: Mapping[str, Any] | None = None) -> list[Curve]:
     """Sweep curves (mean best_test_acc vs each numeric swept parameter) and, for width
-    sweeps, the double-descent curve (test error vs width at the last and best-val epoch)."""
+    sweeps, the double-descent curves (test error of the final model, train error on the
+    noisy labels and test error at the best-val epoch, vs width)."""
     manifest = load_manifest(study_dir) if manifest is None else manifest
     params = design_parameters(manifest)
     if not params:
@@ -305,18 +306,18 @@ def study_curves(study_dir: Path, runs: list[StoredRun] | None = None,
             if x is None:
                 continue
             series = ",".join(f"{param_label(o)}={by_variant[r.variant].get(o)}" for o in others)
-            bucket = points.setdefault((x, series), {"acc": [], "last": []})
-            if (acc := _num(r.summary.get(HEADLINE_METRIC))) is not None:
-                bucket["acc"].append(acc)
-            last = _num(r.summary.get("last_test_acc", r.summary.get("final_test_acc")))
-            if last is not None:
-                bucket["last"].append(last)
+            bucket = points.setdefault((x, series), {k: [] for k, _ in DD_SERIES})
+            for k, _ in DD_SERIES:
+                value = next((v for s in DD_SOURCES[k] if (v := _num(r.summary.get(s)))
+                              is not None), None)
+                if value is not None:
+                    bucket[k].append(value)
         if len({x for x, _ in points}) < 2:
             continue
         ordered = sorted(points.items())
         stroke = "series" if others else None
-        rows = [[x, _mean(b["acc"]), len(b["acc"])] + ([s] if stroke else [])
-                for (x, s), b in ordered if b["acc"]]
+        rows = [[x, _mean(b["best"]), len(b["best"])] + ([s] if stroke else [])
+                for (x, s), b in ordered if b["best"]]
         curves.append(Curve(
             key=_safe_key(f"sweep/{HEADLINE_METRIC}_vs_{label}"),
             title=f"Test accuracy at best-val epoch vs {label} (mean over seeds)",
@@ -326,15 +327,13 @@ def study_curves(study_dir: Path, runs: list[StoredRun] | None = None,
         if label == "width":
             dd_rows = []
             for (x, s), b in ordered:
-                prefix = f"{s}, " if s else ""
-                if b["last"]:
-                    dd_rows.append([x, 1.0 - _mean(b["last"]), f"{prefix}last epoch"])
-                if b["acc"]:
-                    dd_rows.append([x, 1.0 - _mean(b["acc"]), f"{prefix}best-val epoch"])
-            curves.append(Curve(key="double_descent/test_error_vs_width",
-                                title="Double descent: test error vs width",
-                                x="width", y="test_error", columns=["width", "test_error", "at"],
-                                rows=dd_rows, stroke="at"))
+                for k, name in DD_SERIES:
+                    if b[k]:
+                        dd_rows.append([x, 1.0 - _mean(b[k]), f"{s}, {name}" if s else name])
+            curves.append(Curve(key="double_descent/error_vs_width",
+                                title="Double descent: error vs width (mean over seeds)",
+                                x="width", y="error", columns=["width", "error", "curve"],
+                                rows=dd_rows, stroke="curve"))
     return curves
 
 
@@ -521,7 +520,10 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     for label in labels:
         if label == "width":
             headline.append({"type": "scatter", "title": "Double descent: test error vs width",
-                             "x": f"config.{label}", "y": "summary.test_error_last_epoch",
+                             "x": f"config.{label}", "y": "summary.test_error_final",
+                             "log_x": True})
+            headline.append({"type": "scatter", "title": "Train error (noisy labels) vs width",
+                             "x": f"config.{label}", "y": "summary.train_error_final",
                              "log_x": True})
             headline.append({"type": "scatter", "title": "Test error at best-val epoch vs width",
                              "x": f"config.{label}", "y": "summary.test_error_at_best_val",

@@ -141,9 +141,12 @@ def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
     for src, dst in SUMMARY_ALIASES.items():
         if src in summary and dst not in summary:
             out[dst] = summary[src]
-    for src, dst in (("best_test_acc", "test_error_at_best_val"),
-                     ("last_test_acc", "test_error_last_epoch")):
-        acc = _number(summary.get(src))
+    # Errors for double-descent plots; "final" = the final model (as the report's double
+    # descent section uses), falling back to the last epoch's row.
+    for sources, dst in ((("best_test_acc",), "test_error_at_best_val"),
+                         (("final_test_acc", "last_test_acc"), "test_error_final"),
+                         (("final_train_eval_acc", "last_train_eval_acc"), "train_error_final")):
+        acc = next((a for s in sources if (a := _number(summary.get(s))) is not None), None)
         if acc is not None and dst not in summary:
             out[dst] = 1.0 - acc
     return out

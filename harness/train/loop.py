@@ -29,6 +29,7 @@ from harness.train.metrics import (
     RunningStats,
     cross_entropy,
     evaluate,
+    generalization_gap,
     global_grad_norm,
     weight_norm,
 )
@@ -203,6 +204,7 @@ def epoch_row(epoch: int, stats: RunningStats, model: nn.Module, regs: Regulariz
     train_seconds = time.perf_counter() - t0
     row: dict[str, Any] = {"epoch": epoch, **stats.read()}
     row.update(evaluations(regs.eval_model(model), data, config))
+    row.update(generalization_gap(row))
     row["lr"] = optimizer.param_groups[0]["lr"]
     row["weight_norm"] = weight_norm(model)
     row["samples_per_sec"] = stats.n / max(train_seconds, 1e-9)
@@ -306,13 +308,16 @@ def restore(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optim
 
 
 def open_tracker(config: RunConfig, run_id: str, sdir: Path) -> Any:
+    from harness.tracking.wandb_study import flat_keys, swept_values
     from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
     mode, _ = choose_mode(config.tracking.wandb)
+    flat = wandb_config(config, run_id)
+    flat.update(flat_keys(config, swept_values(sdir, config.variant, config)))
     return WandbTracker(mode=mode, project=config.tracking.project, entity=config.tracking.entity,
                         group=config.study, job_type=config.variant,
                         name=f"{config.variant}-s{config.seed}", tags=list(config.tracking.tags),
-                        config=wandb_config(config, run_id), run_id=run_id, root=sdir)
+                        config=flat, run_id=run_id, root=sdir)
 
 
 def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -92,3 +93,16 @@ def global_grad_norm(model: nn.Module) -> torch.Tensor:
 def weight_norm(model: nn.Module) -> float:
     params = [p.detach() for p in model.parameters()]
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))))
+
+
+def generalization_gap(row: dict[str, Any] | Any) -> dict[str, float]:
+    """gap_loss = val_loss - train loss, gap_acc = train acc - val acc, using the eval-mode
+    train metrics when present (the running ones include dropout and augmentation)."""
+    out: dict[str, float] = {}
+    train_loss = row.get("train_eval_loss", row.get("train_loss"))
+    train_acc = row.get("train_eval_acc", row.get("train_acc"))
+    if train_loss is not None and row.get("val_loss") is not None:
+        out["gap_loss"] = float(row["val_loss"]) - float(train_loss)
+    if train_acc is not None and row.get("val_acc") is not None:
+        out["gap_acc"] = float(train_acc) - float(row["val_acc"])
+    return out

@@ -1,0 +1,37 @@
+"""Write one section of bench/RESULTS.md, leaving the other sections as they are."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = "# Benchmark results\n\nMeasured figures, each section written by the script it names.\n"
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return (f"{time.strftime('%Y-%m-%d')}, {cores} cores ({cpu}), Python "
+            f"{platform.python_version()}, torch {torch.__version__}")
+
+
+def write_section(title: str, body: str) -> None:
+    text = RESULTS.read_text() if RESULTS.is_file() else HEADER
+    section = f"## {title}\n\n{body.strip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else \
+        text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text.rstrip() + "\n")

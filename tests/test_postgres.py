@@ -1,0 +1,104 @@
+"""Tuning against a real PostgreSQL server: several worker processes, and a worker killed
+mid-trial whose trial is run again.
+
+Runs only when HARNESS_TEST_POSTGRES_URL is set (a throwaway server:
+`URL=$(bash bench/pg_server.sh start DIR PORT)`), else every test is skipped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+
+import optuna
+import pytest
+from conftest import tiny_raw
+from optuna.trial import TrialState
+
+from sqlalchemy.engine import make_url
+
+from harness.study import tune
+from harness.study.queue import mask_url
+from harness.study.spec import StudyConfig
+from harness.study.tune_space import parse_tune
+
+URL = os.environ.get("HARNESS_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="set HARNESS_TEST_POSTGRES_URL to a PostgreSQL "
+                                "URL (bash bench/pg_server.sh start DIR PORT prints one)")
+
+SPACE = {"regularizers.dropout.p": {"type": "float", "low": 0.0, "high": 0.5},
+         "regularizers.label_smoothing.epsilon": {"type": "float", "low": 0.0, "high": 0.2}}
+
+
+def make_study(n_trials: int, **base) -> StudyConfig:
+    name = f"pg{uuid.uuid4().hex[:8]}"  # the database outlives test runs: a fresh study each
+    return StudyConfig.model_validate({
+        "name": name, "kind": "tune", "base": tiny_raw(**base),
+        "tune": {"n_trials": n_trials, "confirm_seeds": 1, "pruner": "none",
+                 "sampler": {"name": "random"}, "space": SPACE}})
+
+
+def test_three_workers_share_one_study_without_running_a_trial_twice(tmp_path):
+    study = make_study(6)
+    out = tune.run_tuning(study, source="pg.yaml", results_dir=tmp_path, workers=3,
+                          storage=URL, report=False)
+    password = make_url(URL).password
+    assert out.storage == mask_url(URL) and (not password or password not in out.storage)
+    ostudy = optuna.load_study(study_name=tune.optuna_study_name(study.name), storage=URL)
+    trials = ostudy.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) >= 6 and out.failed == 0
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == len(finished)
+    assert len({t.user_attrs["worker"].rsplit(":", 2)[1] for t in finished}) >= 2
+    run_ids = [t.user_attrs["run_id"] for t in finished]
+    folders = list((tmp_path / study.name / "search" / study.name / "runs").iterdir())
+    assert sorted(p.name.rsplit("-", 1)[1] for p in folders) == sorted(run_ids)
+    assert (tmp_path / study.name / "tuning.json").is_file()
+
+
+def test_killed_worker_trial_is_retried_and_completed(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_HEARTBEAT_SECONDS", "1")
+    study = make_study(1, data={"name": "mnist1d", "num_samples": 2000},
+                       train={"epochs": 40, "batch_size": 32, "threads": 1})
+    spec = parse_tune(study, "pg.yaml")
+    ostudy = tune.create_search(URL, study, spec, "pg.yaml")
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    proc = ctx.Process(target=tune.tune_worker_process,
+                       args=(URL, study.name, str(tmp_path), None, 1, events, 0))
+    proc.start()
+    deadline = time.monotonic() + 120
+    victim = None
+    while time.monotonic() < deadline and victim is None:
+        running = ostudy.get_trials(states=(TrialState.RUNNING,))
+        if running and running[0].user_attrs.get("epochs_trained") is None \
+                and "worker" in running[0].user_attrs and _epochs_done(tmp_path, study.name) >= 2:
+            victim = running[0]
+        time.sleep(0.2)
+    assert victim is not None, "the worker never got into a trial"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=10)
+    time.sleep(4)  # past the heartbeat grace period (3 x 1 s)
+
+    ran = tune.tune_worker_loop(URL, study.name, tmp_path, threads=1, worker=1)
+    assert ran == 1
+    trials = {t.number: t for t in ostudy.get_trials()}
+    assert trials[victim.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == victim.params
+    # the retry resumed the killed run from its last epoch checkpoint
+    assert 0 < retry.user_attrs["epochs_trained"] < 40
+
+
+def _epochs_done(root, name) -> int:
+    import csv
+
+    files = list((root / name / "search" / name / "runs").glob("*/metrics.csv"))
+    if not files:
+        return 0
+    with files[0].open() as f:
+        return sum(1 for _ in csv.DictReader(f))
