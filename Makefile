@@ -36,7 +36,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 test-pg: $(STAMP)
-	$(BIN)/python -m pytest tests/test_postgres.py --run-postgres $(ARGS)
+	@test -n "$$HARNESS_TEST_POSTGRES_URL" || { echo "set HARNESS_TEST_POSTGRES_URL (see bench/pg_server.sh)"; exit 2; }
+	$(BIN)/python -m pytest tests/test_postgres.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -153,6 +153,9 @@ def test_study_kind_detection(tmp_path):
         "data.train_size": [100, 200]}})) == "samples"
     assert study_kind(manifest("double_descent_epochs", {"kind": "sweep", "parameter":
                                                          "model.width"})) == "epochs"
+    assert study_kind(manifest("x3", {"kind": "one_at_a_time", "variants": {
+        "cnn_w2": {"model": {"width": 2}}, "mlp_w8": {"model": {"name": "mlp", "width": 8}}}})) \
+        == "width"
     assert study_kind(manifest("dropout", {"kind": "sweep", "parameter":
                                            "regularizers.dropout.p"})) is None
     assert double_descent_section(tmp_path / "dropout") is None
@@ -183,7 +186,7 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
     kind, points = collect_points(sdir)
     assert kind == "width"
     assert sorted(p.x for p in points) == [2, 4, 16, 64]
-    assert {p.series for p in points} == {"all"}  # the baseline run joins the sweep
+    assert {p.series for p in points} == {"mlp"}  # the baseline run joins the sweep
 
     section = double_descent_section(sdir)
     assert section is not None and section["kind"] == "width"
@@ -202,8 +205,58 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
 
     figs = double_descent_figures(sdir, tmp_path / "figs", section=section)
     titles = [t for t, _ in figs]
-    assert "Test and train error vs width" in titles
-    assert "Test and train error vs parameter count" in titles
-    assert any(t.startswith("Test error over width x epoch") for t in titles)
+    assert titles == ["Test and train error vs width (mlp)",
+                      "Test and train error vs parameter count",
+                      "Test error over width x epoch (mlp)"]
     for _, path in figs:
+        assert path.parent == tmp_path / "figs"
         assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+    # the heatmap holds the runs' own per-epoch test errors
+    widths, epochs, m = width_epoch_heatmap(p.run_dir for p in points)
+    assert widths == [2, 4, 16, 64] and epochs == [1, 2, 3, 4]
+    (p64,) = [p for p in points if p.x == 64]
+    assert m[-1, -1] == pytest.approx(1 - p64.run_dir.metrics()[-1]["test_acc"])
+
+
+def test_grid_series_from_a_constructed_regularized_study(tmp_path):
+    """A regularizers x width grid: one curve per regularizer; the baseline run (which takes
+    the place of the grid point with its config) lands in its own series."""
+    from harness.study.plan import expand, study_manifest
+    from harness.study.spec import StudyConfig
+    from harness.tracking.store import RunDir, atomic_write_json
+
+    study = StudyConfig.model_validate({
+        "name": "double_descent_reg_tiny",
+        "base": {"data": {"name": "mnist1d", "label_noise": 0.2},
+                 "model": {"name": "mlp", "width": 8, "depth": 1}},
+        "design": {"kind": "grid", "parameters": {
+            "regularizers": {"none": {}, "weight_decay": {"weight_decay": {"value": 0.5}}},
+            "model.width": [2, 8, 32]}},
+        "seeds": 2,
+    })
+    specs = expand(study, "test")
+    assert len(specs) == 12  # the baseline is the (none, 8) grid point
+    sdir = tmp_path / study.name
+    atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+    curve = {"regularizers=none": {2: 0.5, 8: 0.6, 32: 0.4},
+             "regularizers=weight_decay": {2: 0.5, 8: 0.45, 32: 0.4}}
+    for s in specs:
+        label = "regularizers=weight_decay" if s.config.regularizers else "regularizers=none"
+        err = curve[label][s.config.model.width] + 0.01 * s.seed
+        rd = RunDir.for_run(sdir, s.variant, s.seed, s.run_id)
+        rd.write_config({"run_id": s.run_id, **s.config.model_dump(mode="json")})
+        rd.write_metrics([{"epoch": 1, "test_acc": 0.1}, {"epoch": 2, "test_acc": 1 - err}])
+        rd.write_summary({"status": "completed", "params": 51 * s.config.model.width + 10,
+                          "final_test_acc": 1 - err, "final_train_eval_acc": 1.0})
+    section = double_descent_section(sdir)
+    assert section["kind"] == "width"
+    by = {s["label"]: s for s in section["series"]}
+    assert set(by) == set(curve)
+    for label, s in by.items():
+        assert s["xs"] == [2, 8, 32] and s["n_seeds"] == 2
+        assert s["test_mean"] == pytest.approx([curve[label][w] + 0.005 for w in (2, 8, 32)])
+    assert by["regularizers=none"]["description"]["observed"] is True
+    assert by["regularizers=none"]["description"]["peak_x"] == 8
+    assert by["regularizers=weight_decay"]["description"]["observed"] is False
+    figs = double_descent_figures(sdir, tmp_path / "figs", section=section)
+    assert "Test error vs width, overlaid" in [t for t, _ in figs]

@@ -17,7 +17,6 @@ import optuna
 import pytest
 from conftest import tiny_raw
 from optuna.trial import TrialState
-
 from sqlalchemy.engine import make_url
 
 from harness.study import tune

@@ -120,8 +120,7 @@ def find_peak(xs: Sequence[float], test_errors: Sequence[float], smooth: int = 1
     if best_j is None or best <= 0:
         i = int(np.argmin(y))
         return Peak(False, None, None, None, _as_number(x[i]), float(y[i]), last_x, last,
-                    float(max(best, 0.0)) if best_j is not None and best > 0 else
-                    (float(best) if best_j is not None else 0.0))
+                    float(best) if best_j is not None else 0.0)
     i = int(np.argmin(y[:best_j]))
     height = float(y[best_j])
     prominence = min(height - float(y[i]), height - last)
@@ -170,6 +169,8 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
     min_before_sd, last_x, last_value, last_sd, spread (the largest seed sd of the three
     points, 0 with one seed), margin (what a rise must exceed: max(spread, min_margin)),
     rise_over_min, rise_over_last, n_seeds, threshold_x (interpolation threshold or None),
+    has_train (train errors were given), tol, peak_found (an interior peak exists at all),
+    n_points,
     peak_to_threshold (peak x / threshold x), x_name, label, text (one paragraph).
     """
     xs = [float(x) for x in xs]
@@ -199,7 +200,7 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
                           if peak.min_before_x is not None else None),
         "last_x": peak.last_x, "last_value": peak.last_value,
         "last_sd": sd_at.get(float(peak.last_x)) if peak.last_x is not None else None,
-        "threshold_x": threshold, "tol": tol,
+        "threshold_x": threshold, "tol": tol, "has_train": train_errors is not None,
         "peak_to_threshold": (float(peak.x) / float(threshold)
                               if peak.x is not None and threshold else None),
         "rise_over_min": None, "rise_over_last": None, "spread": None, "margin": None,
@@ -233,12 +234,14 @@ def _statement(d: dict[str, Any]) -> str:
     seeds = (f"{d['n_seeds']} seeds (spread = largest seed sd of the three points)"
              if d["n_seeds"] > 1 else "one seed (no seed spread; a rise must exceed "
              f"{_pct(d['margin'] if d['margin'] is not None else DEFAULT_MIN_MARGIN)})")
-    thr = (f" The interpolation threshold (smallest {xn} with train error <= "
-           f"{_pct(d['tol'])} on the noisy labels) is {xn} {_xs(d['threshold_x'])}."
-           if d["threshold_x"] is not None else
-           (f" No {xn} reached train error <= {_pct(d['tol'])} on the noisy labels, so the "
-            "interpolation threshold was not reached." if "threshold_x" in d and
-            d.get("has_train", True) else ""))
+    if d["threshold_x"] is not None:
+        thr = (f" The interpolation threshold (smallest {xn} with train error <= "
+               f"{_pct(d['tol'])} on the noisy labels) is {xn} {_xs(d['threshold_x'])}.")
+    elif d.get("has_train"):
+        thr = (f" No {xn} reached train error <= {_pct(d['tol'])} on the noisy labels: the "
+               "interpolation threshold was not reached.")
+    else:
+        thr = ""
     if not d["peak_found"]:
         return (f"{who}No second descent: test error has no interior peak above both the "
                 f"minimum before it and the value at the largest {xn} (lowest test error "
@@ -668,6 +671,7 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
             fig, ax = plt.subplots(figsize=(6.4, 4.0))
             _curve_panel(ax, s["xs"], s, COLORS[i % len(COLORS)], "")
             ax.set_xscale("log")
+            _log_ticks(ax, s["xs"])
             ax.set_xlabel(x_label)
             ax.set_ylabel("error (1 - accuracy)")
             what = "width" if kind == "width" else "train size"
@@ -699,6 +703,7 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
         for i, s in enumerate(series):
             _curve_panel(ax, s["xs"], s, COLORS[i % len(COLORS)], s["label"], train=False)
         ax.set_xscale("log")
+        _log_ticks(ax, [x for s in series for x in s["xs"]])
         ax.set_xlabel(x_label)
         ax.set_ylabel("test error")
         ax.set_title("Test error vs width, overlaid", fontsize=10)
@@ -723,6 +728,9 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
                                  shading="flat")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            _log_ticks(ax, widths)
+            _log_ticks(ax, [e for e in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+                            if e <= max(epochs)], "y")
             ax.set_xlabel(x_label)
             ax.set_ylabel("epoch")
             fig.colorbar(mesh, ax=ax, label="test error")
@@ -753,6 +761,27 @@ def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
         ax.grid(alpha=0.3)
         out.append(("Test error vs epoch", _save(fig, out_dir / "dd_epochs.png")))
     return out
+
+
+def _log_ticks(ax: Any, values: Sequence[float], axis: str = "x") -> None:
+    """Plain numbers (not 2 x 10^0) at the data's own positions, at most ~10 of them."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    vals = sorted({float(v) for v in values if _finite(v) and float(v) > 0})
+    if not vals:
+        return
+    step = max(1, math.ceil(len(vals) / 10))
+    ticks = vals[::step]
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(FixedLocator(ticks))
+    a.set_minor_locator(NullLocator())
+    a.set_ticklabels([_tick(v) for v in ticks])
+
+
+def _tick(v: float) -> str:
+    if v >= 10_000:
+        return f"{v / 1000:.0f}k"
+    return f"{v:g}"
 
 
 def _subset(s: dict[str, Any], keep: list[int]) -> dict[str, Any]:

@@ -140,6 +140,10 @@ def open_tune_storage(url: str) -> optuna.storages.BaseStorage:
 
 def tuning_study_exists(url: str, name: str) -> bool:
     """Whether the storage holds tuning study NAME (what `harness worker` dispatches on)."""
+    local = url.removeprefix(JOURNAL_PREFIX) if is_journal(url) else \
+        url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if local is not None and not Path(local).is_file():
+        return False  # opening would create an empty storage
     try:
         storage = open_tune_storage(url)
         return any(s.study_name == optuna_study_name(name) for s in storage.get_all_studies())

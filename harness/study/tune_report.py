@@ -25,7 +25,8 @@ RETRAIN_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (what th
 
 
 def write_outputs(sdir: Path, ostudy: optuna.Study, spec: TuneSpec, study: Any, *,
-                  storage_url: str, top: list[FrozenTrial], search_seconds: float) -> dict[str, str]:
+                  storage_url: str, top: list[FrozenTrial],
+                  search_seconds: float) -> dict[str, str]:
     """tuning.json, figures/tune_*.png and tuning.md; returns name -> path."""
     trials = ostudy.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}

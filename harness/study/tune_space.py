@@ -329,6 +329,11 @@ def check_spec(spec: TuneSpec, study: Any, where: str) -> None:
     if spec.search_seed in seeds:
         raise ConfigError(f"{where}.confirm_seeds: {seeds} must not contain the search seed "
                           f"{spec.search_seed} (the confirmation must use fresh seeds)")
+    for key, p in spec.space.items():
+        for dep in p.when or {}:
+            if dep not in spec.space:
+                raise ConfigError(f"{where}.space.{key}.when: {dep!r} is not a param of the "
+                                  f"search space (params: {', '.join(spec.space)})")
     try:
         order = spec.order()
     except ValueError as err:
@@ -390,11 +395,9 @@ def requirements(spec: TuneSpec, key: str) -> dict[str, Any]:
 
 def check_points(spec: TuneSpec, study: Any, where: str) -> None:
     """Build the run config at sampled points, so a value the run config rejects fails now,
-    not in trial 17: first every param at its reference (low end / first choice), then each
-    param at each end of its range and at each choice (with the switches that make it
-    active on, the other active params at their reference)."""
-    ref = point(spec, {})
-    build_point(spec, study, ref, f"{where}.space: at the reference point {ref}", "")
+    not in trial 17: each param at each end of its range and at each choice (with the
+    switches that make it active on, the other active params at their reference: low end /
+    first choice), then every param at its reference."""
     for key in spec.order():
         if not is_config_path(key):
             continue
@@ -402,6 +405,8 @@ def check_points(spec: TuneSpec, study: Any, where: str) -> None:
             p = point(spec, {**requirements(spec, key), key: value})
             build_point(spec, study, p, f"{where}.space.{key}: at {key} = {value!r}",
                         f" (with {p})" if len(p) > 1 else "")
+    ref = point(spec, {})
+    build_point(spec, study, ref, f"{where}.space: at the reference point {ref}", "")
 
 
 def point(spec: TuneSpec, forced: dict[str, Any]) -> dict[str, Any]:

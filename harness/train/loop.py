@@ -202,12 +202,22 @@ def epoch_row(epoch: int, stats: RunningStats, model: nn.Module, regs: Regulariz
               data: DataBundle, config: RunConfig, optimizer: torch.optim.Optimizer,
               t0: float) -> dict[str, Any]:
     train_seconds = time.perf_counter() - t0
-    row: dict[str, Any] = {"epoch": epoch, **stats.read()}
-    row.update(evaluations(regs.eval_model(model), data, config))
+    return metrics_row(epoch, stats.read(), stats.n, train_seconds, regs.eval_model(model),
+                       model, data, config, optimizer.param_groups[0]["lr"], t0)
+
+
+def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
+                train_seconds: float, eval_model: nn.Module, model: nn.Module,
+                data: DataBundle, config: RunConfig, lr: float, t0: float) -> dict[str, Any]:
+    """One metrics.csv row: the epoch's running training statistics, the evaluations, the
+    lr, the weight norm and the timing (`seconds` runs from t0 to now). Shared with
+    seed-batched training, so both write the same columns."""
+    row: dict[str, Any] = {"epoch": epoch, **train_stats}
+    row.update(evaluations(eval_model, data, config))
     row.update(generalization_gap(row))
-    row["lr"] = optimizer.param_groups[0]["lr"]
+    row["lr"] = lr
     row["weight_norm"] = weight_norm(model)
-    row["samples_per_sec"] = stats.n / max(train_seconds, 1e-9)
+    row["samples_per_sec"] = n_samples / max(train_seconds, 1e-9)
     row["seconds"] = time.perf_counter() - t0
     return row
 
