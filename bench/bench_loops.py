@@ -75,6 +75,22 @@ CASES: dict[str, dict[str, Any]] = {
                        augment=False, epochs=1, workers_from="fmnist_cnn"),
 }
 WORKERS = (0, 1, 2)
+NOTES = (
+    'Reading the figures. These CPU models are compute-bound (one step takes 20-300 ms at '
+    "one thread), so the tutorial loop's per-sample transforms (ToTensor, Normalize, "
+    'RandomCrop, RandomHorizontalFlip: tens of microseconds per sample) are a small share '
+    'of its time, and batched tensor augmentation cannot make the harness 2x faster than it'
+    ' on this machine: the 2x target needs a device where the model step is short (a GPU). '
+    'Every method uses 1 torch thread: on this shared 2-core machine (load average 5-8 from'
+    ' other jobs) 2 OpenMP threads per process made a small-CNN step up to 8x slower '
+    '(spinning threads descheduled; OMP_WAIT_POLICY=PASSIVE recovered most of it). The '
+    "harness's wall time also holds fixed per-run costs that (a) and (b) do not have: W&B "
+    'offline init and finish (seconds), the final evaluation, env.json (a git call) and '
+    'model.pt. Peak RSS is mostly the data load: `_channel_stats` in harness/data/load.py '
+    'turns the whole train set into float64 twice (about 0.65 GiB transient for Fashion-'
+    'MNIST, the same for both runs, hence the same peak); importing torch (CUDA build) and '
+    'wandb is about 0.5 GiB.'
+)
 THREADS = {"n": 1}  # torch threads for every method (--threads); the harness gets train.threads
 
 
@@ -452,7 +468,7 @@ def render(info: dict[str, str], results: dict[str, Any], cases: list[str],
     out = [
         f"Measured {info['date']} by `bench/bench_loops.py` on {info['nproc']} cores "
         f"({info['cpu']}), CPU only, torch {info['torch']}, torchvision "
-        f"{info['torchvision']}, Python {info['python']}, {info['threads']} torch threads. "
+        f"{info['torchvision']}, Python {info['python']}, {info['threads']} torch thread(s). "
         f"Load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (machine "
         f"shared with other jobs); bench took {bench_s:.0f} s.",
         "",
@@ -485,6 +501,8 @@ def render(info: dict[str, str], results: dict[str, Any], cases: list[str],
         "augmentation itself and the loss are work both loops do.",
         "",
         *overhead_table(overhead),
+        "",
+        NOTES,
     ]
     if rss:
         out += ["", "Peak memory (RSS, `resource.getrusage` maxrss, one harness run per fresh "

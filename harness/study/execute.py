@@ -88,7 +88,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
                       f"on {workers} worker(s); queue {mask_url(url)}")
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
-                          len(done_before), specs, sdir)
+                          len(done_before), specs, sdir, study.seed_batch)
         import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
@@ -104,7 +104,8 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
 
 
 def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
-                  total: int, done: int, specs: list[RunSpec], sdir: Path) -> None:
+                  total: int, done: int, specs: list[RunSpec], sdir: Path,
+                  seed_batch: bool = False) -> None:
     """Start the workers and show progress: the study bar plus one bar per worker."""
     threads = threads_per_worker(workers)
     with make_progress() as progress:
@@ -112,9 +113,10 @@ def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None,
         hub = ProgressHub(progress, study_task, sdir, specs)
         if workers == 1:
             worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
-                        wait_for_running=True)
+                        wait_for_running=True, seed_batch=seed_batch)
         else:
-            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub)
+            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub,
+                                 seed_batch)
         # remote workers may still hold runs: wait for them (or for their heartbeat to stop)
         worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
                     wait_for_running=True)
@@ -122,12 +124,13 @@ def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None,
 
 
 def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
-                         workers: int, threads: int, hub: ProgressHub) -> None:
+                         workers: int, threads: int, hub: ProgressHub,
+                         seed_batch: bool = False) -> None:
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     procs = [ctx.Process(target=worker_process, daemon=False,
                          args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
-                               threads, events, i))
+                               threads, events, i, seed_batch))
              for i in range(workers)]
     for p in procs:
         p.start()

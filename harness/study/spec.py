@@ -49,6 +49,7 @@ class StudyConfig(Strict):
     seeds: int | list[int] = 3
     workers: int | None = Field(None, ge=1)
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
+    seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
 
     @field_validator("name")
