@@ -213,6 +213,46 @@ def ablation(
 
 
 @app.command()
+def tune(
+    study: Annotated[str, typer.Argument(help="Tuning study name (studies/NAME.yaml) or path.")],
+    workers: Workers = None,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Optuna storage URL (default: SQLite/journal file in "
+        "results/<study>/; postgresql://... for workers on several machines).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    data_dir: DataDir = None,
+    debug: Debug = False,
+) -> None:
+    """Search regularizer strengths jointly on the validation split, then confirm the winner
+    on fresh seeds against the untuned baseline (the test set is read only then)."""
+    from harness.console import console
+    from harness.study.spec import find_study_file, load_study
+    from harness.study.tune import run_tuning
+    from harness.tracking.store import ensure_writable
+
+    try:
+        path = find_study_file(study)
+        cfg = load_study(path)
+        if cfg.kind != "tune":
+            raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
+                               f"`make ablation STUDY={cfg.name}`")
+        ensure_writable(results_dir)
+        out = run_tuning(cfg, source=str(path), results_dir=results_dir, workers=workers,
+                         storage=storage, data_dir=data_dir)
+    except HarnessError as err:
+        fail(err, debug)
+        return
+    except KeyboardInterrupt:
+        interrupted(f"make tune STUDY={study}")
+    console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
+                  f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
+                  f"best {out.best_values} with {out.best_params}", soft_wrap=True)
+    report = out.study_dir / "report.html"
+    if report.is_file():
+        console.print(f"report: {report}")
+
+
+@app.command()
 def worker(
     study: Annotated[str, typer.Option("--study", help="Study name.")],
     storage: Annotated[str, typer.Option("--storage", help="Queue storage URL.")],
@@ -224,15 +264,22 @@ def worker(
     """Join a running study from any machine: take queued runs until none is left."""
     from harness.console import console
     from harness.study.queue import mask_url
+    from harness.study.tune import tune_worker_loop, tuning_study_exists
     from harness.study.worker import worker_loop
 
     console.print(f"worker for study {study} on {mask_url(storage)}")
     try:
+        if tuning_study_exists(storage, study):
+            n = tune_worker_loop(storage, study, results_dir, data_dir, threads)
+            console.print(f"search finished; this worker ran {n} trial(s)")
+            return
         n = worker_loop(storage, study, results_dir, data_dir, threads,
                         emit=lambda e: console.print(" ".join(map(str, e[2:]))))
     except HarnessError as err:
         fail(err, debug)
         return
+    except KeyboardInterrupt:
+        interrupted(f"harness worker --study {study} --storage ...")
     console.print(f"queue empty; this worker ran {n} run(s)")
 
 
