@@ -260,3 +260,13 @@ def test_grid_series_from_a_constructed_regularized_study(tmp_path):
     assert by["regularizers=weight_decay"]["description"]["observed"] is False
     figs = double_descent_figures(sdir, tmp_path / "figs", section=section)
     assert "Test error vs width, overlaid" in [t for t, _ in figs]
+
+
+def test_train_size_threshold_is_the_largest_size_still_interpolated():
+    sizes = [250, 500, 1000, 2000, 4000]
+    train = [0.0, 0.0, 0.004, 0.15, 0.3]
+    assert interpolation_threshold(sizes, train, largest=True) == 1000
+    d = describe_double_descent(sizes, [0.5, 0.55, 0.6, 0.5, 0.4], train,
+                                threshold_largest=True, x_name="train size")
+    assert d["threshold_x"] == 1000 and d["peak_x"] == 1000 and d["observed"]
+    assert "largest train size with train error" in d["text"]

@@ -47,13 +47,15 @@ def _finite(x: Any) -> bool:
 
 
 def interpolation_threshold(widths: Sequence[float], train_errors: Sequence[float],
-                            tol: float = DEFAULT_TOL) -> float | None:
+                            tol: float = DEFAULT_TOL, largest: bool = False) -> float | None:
     """The smallest width whose train error (on the noisy labels) is <= tol, else None.
 
-    Widths need not be sorted; missing (non-finite) errors are skipped.
+    Widths need not be sorted; missing (non-finite) errors are skipped. `largest=True`
+    gives the largest x that still interpolates instead: the threshold of a train-size
+    sweep, where a fixed model fits few samples exactly and many not at all.
     """
-    pairs = sorted((float(w), float(e)) for w, e in zip(widths, train_errors, strict=True)
-                   if _finite(w) and _finite(e))
+    pairs = sorted(((float(w), float(e)) for w, e in zip(widths, train_errors, strict=True)
+                    if _finite(w) and _finite(e)), reverse=largest)
     for w, e in pairs:
         if e <= tol:
             return _as_number(w)
@@ -159,7 +161,8 @@ def _stats(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def describe_double_descent(xs: Sequence[float], test_errors: Any,
                             train_errors: Any = None, *, tol: float = DEFAULT_TOL,
                             smooth: int = 1, min_margin: float = DEFAULT_MIN_MARGIN,
-                            x_name: str = "width", label: str = "") -> dict[str, Any]:
+                            x_name: str = "width", label: str = "",
+                            threshold_largest: bool = False) -> dict[str, Any]:
     """What the data say about a second descent.
 
     `test_errors` / `train_errors`: per x, either one value, or the seeds' values
@@ -168,7 +171,8 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
     Returns a dict: observed, peak_x, peak_height, peak_sd, min_before_x, min_before,
     min_before_sd, last_x, last_value, last_sd, spread (the largest seed sd of the three
     points, 0 with one seed), margin (what a rise must exceed: max(spread, min_margin)),
-    rise_over_min, rise_over_last, n_seeds, threshold_x (interpolation threshold or None),
+    rise_over_min, rise_over_last, n_seeds, threshold_x (interpolation threshold or None;
+    `threshold_largest`: the largest x still interpolating, for train-size sweeps),
     has_train (train errors were given), tol, peak_found (an interior peak exists at all),
     n_points,
     peak_to_threshold (peak x / threshold x), x_name, label, text (one paragraph).
@@ -187,7 +191,7 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
     threshold = None
     if train_errors is not None:
         tr_mean, _, _ = _stats(_as_matrix(train_errors))
-        threshold = interpolation_threshold(xs, tr_mean, tol)
+        threshold = interpolation_threshold(xs, tr_mean, tol, largest=threshold_largest)
 
     n_seeds = int(n.max()) if len(n) else 0
     out: dict[str, Any] = {
@@ -201,6 +205,7 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
         "last_x": peak.last_x, "last_value": peak.last_value,
         "last_sd": sd_at.get(float(peak.last_x)) if peak.last_x is not None else None,
         "threshold_x": threshold, "tol": tol, "has_train": train_errors is not None,
+        "threshold_largest": threshold_largest,
         "peak_to_threshold": (float(peak.x) / float(threshold)
                               if peak.x is not None and threshold else None),
         "rise_over_min": None, "rise_over_last": None, "spread": None, "margin": None,
@@ -235,7 +240,8 @@ def _statement(d: dict[str, Any]) -> str:
              if d["n_seeds"] > 1 else "one seed (no seed spread; a rise must exceed "
              f"{_pct(d['margin'] if d['margin'] is not None else DEFAULT_MIN_MARGIN)})")
     if d["threshold_x"] is not None:
-        thr = (f" The interpolation threshold (smallest {xn} with train error <= "
+        which = "largest" if d.get("threshold_largest") else "smallest"
+        thr = (f" The interpolation threshold ({which} {xn} with train error <= "
                f"{_pct(d['tol'])} on the noisy labels) is {xn} {_xs(d['threshold_x'])}.")
     elif d.get("has_train"):
         thr = (f" No {xn} reached train error <= {_pct(d['tol'])} on the noisy labels: the "
@@ -537,7 +543,7 @@ def double_descent_section(study_dir: Path | str, tol: float = DEFAULT_TOL) -> d
         rm, rsd = _mean_sd(s["train"])
         desc = describe_double_descent(
             s["xs"], s["test"], s["train"] if any(s["train"]) else None, tol=tol,
-            x_name=x_name, label=label)
+            x_name=x_name, label=label, threshold_largest=kind == "samples")
         series_out.append({"label": label, "xs": s["xs"], "params": s["params"],
                            "test_mean": tm, "test_sd": tsd, "train_mean": rm, "train_sd": rsd,
                            "n_seeds": max((len(v) for v in s["test"]), default=0),

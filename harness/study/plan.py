@@ -55,11 +55,7 @@ def short_value(v: Any) -> str:
 def param_label(key: str) -> str:
     """regularizers.dropout.p -> dropout.p ; model.width -> width."""
     parts = key.split(".")
-    if parts[0] == "regularizers":
-        parts = parts[1:]
-    elif len(parts) > 1:
-        parts = parts[1:]
-    return ".".join(parts)
+    return ".".join(parts[1:]) if len(parts) > 1 else key
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
