@@ -620,8 +620,7 @@ def resume_matches(tmp_path, regularizers, keys):
 
 
 def test_end_to_end_resume_is_exact_with_averaging_and_clipping(tmp_path):
-    summary = resume_matches(tmp_path, {"ema": {"decay": 0.9},
-                                        "swa": {"start_epoch": 2, "lr": 1e-3},
+    summary = resume_matches(tmp_path, {"swa": {"start_epoch": 2, "lr": 1e-3},
                                         "grad_clip": {"mode": "agc"},
                                         "weight_decay": {"value": 0.1, "mode": "l2"}},
                              ("swa_n_averaged", "grad_clip_unit_frac"))

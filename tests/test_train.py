@@ -137,3 +137,33 @@ def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
     result = train_run(cfg, results_dir=tmp_path)
     assert result.summary["status"] == "completed"
     assert result.summary["epochs_run"] >= 1
+
+
+def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: Path) -> None:
+    # min_delta so large that epoch 1 stays the best: it stops at epoch 2, restores epoch 1
+    cfg = build_run_config(tiny_raw(train={"epochs": 4}, regularizers={
+        "ema": {"decay": 0.5}, "early_stopping": {"patience": 1, "min_delta": 10.0}}))
+    result = train_run(cfg, results_dir=tmp_path)
+    s, rows = result.summary, result.rows
+    assert s["stop_epoch"] == 2 and len(rows) == 2
+    assert rows[0]["val_loss"] != rows[1]["val_loss"]
+    # the final evaluation (of the EMA weights) is epoch 1's, not the last epoch's
+    assert s["final_val_loss"] == pytest.approx(rows[0]["val_loss"], rel=1e-6)
+    assert s["final_test_acc"] == pytest.approx(rows[0]["test_acc"], rel=1e-6)
+
+
+def test_a_stop_decided_before_a_kill_is_kept_on_resume(tmp_path: Path) -> None:
+    cfg = build_run_config(tiny_raw(train={"epochs": 6}, regularizers={
+        "early_stopping": {"patience": 1, "min_delta": 10.0}}))
+    clean = train_run(cfg, results_dir=tmp_path / "clean")
+    assert clean.summary["stop_epoch"] == 2
+
+    def die_after_stop(epoch: int, row: dict) -> None:
+        if epoch == 2:  # the checkpoint with the stop decision is written; then the kill
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, results_dir=tmp_path / "cut", on_epoch=[die_after_stop])
+    resumed = train_run(cfg, results_dir=tmp_path / "cut")
+    assert resumed.summary["epochs_run"] == 2
+    assert strip_timing(resumed.rows) == strip_timing(clean.rows)

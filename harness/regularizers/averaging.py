@@ -140,6 +140,9 @@ class SWA(_Averaging):
         if p.anneal_epochs and p.lr is None:
             raise ConfigError("regularizers.swa.anneal_epochs needs regularizers.swa.lr "
                               "(the lr to anneal to)")
+        if "ema" in config.regularizers:
+            raise ConfigError("regularizers.swa: cannot be combined with regularizers.ema "
+                              "(each evaluates its own average of the weights); keep one")
 
     def make(self, model: nn.Module) -> AveragedModel:
         return AveragedModel(model, use_buffers=False)

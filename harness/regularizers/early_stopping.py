@@ -47,7 +47,7 @@ class EarlyStopping(Regularizer):
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.stop_epoch: int | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_state: dict[str, dict[str, torch.Tensor] | None] | None = None
 
     def improved(self, value: float) -> bool:
         p: EarlyStoppingParams = self.params  # type: ignore[assignment]
@@ -67,7 +67,9 @@ class EarlyStopping(Regularizer):
         if self.improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             if p.restore_best:
-                self.best_state = cpu_state(model)
+                evaluated = self.evaluated(model)
+                self.best_state = {"live": cpu_state(model), "evaluated":
+                                   cpu_state(evaluated) if evaluated is not model else None}
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= p.patience:
@@ -75,10 +77,19 @@ class EarlyStopping(Regularizer):
             return True
         return False
 
+    def evaluated(self, model: nn.Module) -> nn.Module:
+        """The weights the epoch's metrics came from: an EMA/SWA average when one is on. Both
+        it and the live weights are saved and restored, so the final evaluation and model.pt
+        are the best epoch's."""
+        return self.ctx.extra.get("evaluated_model", lambda m: m)(model)
+
     @torch.no_grad()
     def end_training(self, model: nn.Module) -> None:
         if self.params.restore_best and self.best_state is not None:  # type: ignore[attr-defined]
-            model.load_state_dict(self.best_state)
+            evaluated = self.evaluated(model)
+            model.load_state_dict(self.best_state["live"])
+            if self.best_state["evaluated"] is not None and evaluated is not model:
+                evaluated.load_state_dict(self.best_state["evaluated"])
 
     def summary(self) -> dict[str, Any]:
         return {"stop_epoch": self.stop_epoch, "es_best_epoch": self.best_epoch,

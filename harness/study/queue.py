@@ -117,7 +117,9 @@ class RunQueue:
                 if t.state == TrialState.COMPLETE
             ):
                 continue
-            if states.count(TrialState.FAIL) >= MAX_ATTEMPTS:
+            errors = [t for t in mine if t.state == TrialState.FAIL
+                      and t.user_attrs.get("failure") == "error"]
+            if len(errors) >= MAX_ATTEMPTS:  # kills, Ctrl-C and duplicates do not count
                 continue
             self.study.enqueue_trial({}, user_attrs={"run_id": spec.run_id,
                                                      "variant": spec.variant,
@@ -151,15 +153,29 @@ class RunQueue:
 
     # --- worker side ------------------------------------------------------------------
     def pop(self) -> Job | None:
-        """Take the next waiting run, or None when nothing is waiting."""
+        """Take the next waiting run, or None when nothing is waiting. The popped trial gets
+        a heartbeat at once, so it is recovered if this worker dies before training it."""
         while self.waiting():
             trial = self.study.ask()
+            self.storage.record_heartbeat(trial._trial_id)
             spec = trial.user_attrs.get("spec")
             if spec is None:  # the queue emptied between the check and the pop
                 self.study.tell(trial, state=TrialState.PRUNED)
                 return None
+            if self.taken_elsewhere(trial):
+                trial.set_user_attr("failure", "duplicate")
+                self.study.tell(trial, state=TrialState.PRUNED)
+                continue
             return Job(trial, RunSpec.from_json(spec))
         return None
+
+    def taken_elsewhere(self, trial: optuna.trial.Trial) -> bool:
+        """Another trial of the same run is running or done (two workers re-queued a failed
+        run at the same moment): this copy must not train it again."""
+        rid = trial.user_attrs.get("run_id")
+        return any(t.number != trial.number and t.state in (TrialState.RUNNING,
+                                                            TrialState.COMPLETE)
+                   for t in self.by_run().get(rid, []))
 
     @contextmanager
     def heartbeat(self, job: Job) -> Iterator[None]:
@@ -185,16 +201,19 @@ class RunQueue:
     def complete(self, job: Job, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         """Record the outcome; the results travel with the trial so a coordinator on another
         machine can rebuild the run folder without a shared filesystem."""
-        job.trial.set_user_attr("status", summary.get("status"))
-        job.trial.set_user_attr("summary", summary)
-        job.trial.set_user_attr("rows", rows)
         value = summary.get("best_val_acc")
-        with _ignore_finished():
+        with _ignore_finished():  # failed as stale meanwhile: the local store still has it
+            job.trial.set_user_attr("status", summary.get("status"))
+            job.trial.set_user_attr("summary", summary)
+            job.trial.set_user_attr("rows", rows)
             self.study.tell(job.trial, float(value) if value is not None else 0.0)
 
-    def fail(self, job: Job, error: str) -> None:
-        job.trial.set_user_attr("error", error[:2000])
+    def fail(self, job: Job, error: str, failure: str = "error") -> None:
+        """failure: "error" counts toward the attempt limit; "interrupted" and "duplicate"
+        do not (a kill or Ctrl-C never uses up a run's attempts)."""
         with _ignore_finished():
+            job.trial.set_user_attr("error", error[:2000])
+            job.trial.set_user_attr("failure", failure)
             self.study.tell(job.trial, state=TrialState.FAIL)
 
 

@@ -67,14 +67,15 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
                              job.spec.run_id)
     with run_lock(run_dir.path) as held:
         if not held:  # a duplicate of a run another local worker is training
-            queue.fail(job, "duplicate: the run is being trained by another worker")
+            queue.fail(job, "duplicate: the run is being trained by another worker",
+                       "duplicate")
             return "duplicate"
         try:
             with queue.heartbeat(job):
                 result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
                                    reporter=reporter)
         except KeyboardInterrupt:
-            queue.fail(job, "interrupted")
+            queue.fail(job, "interrupted", "interrupted")
             raise
         except HarnessError as err:
             queue.fail(job, str(err))
@@ -134,16 +135,14 @@ def run_group(group: list[Job], queue: RunQueue, results_dir: Path, data_dir: Pa
     from harness.train.seed_batch import can_batch_seeds
 
     same = [j for j in group if j.spec.variant == group[0].spec.variant]
-    rest = [j for j in group if j not in same]
-    if len(same) > 1 and can_batch_seeds([j.spec.config for j in same])[0]:
-        with ExitStack() as stack:
-            for j in rest:  # keep the popped runs of another variant alive meanwhile
-                stack.enter_context(queue.heartbeat(j))
+    batch = len(same) > 1 and can_batch_seeds([j.spec.config for j in same])[0]
+    with ExitStack() as stack:
+        for j in group[1:]:  # popped jobs waiting their turn keep beating
+            stack.enter_context(queue.heartbeat(j))
+        if batch:
             run_batched(same, queue, results_dir, data_dir, threads, reporter)
-    else:
-        rest = group
-    for j in rest:
-        run_job(j, queue, results_dir, data_dir, threads, reporter)
+        for j in group if not batch else [j for j in group if j not in same]:
+            run_job(j, queue, results_dir, data_dir, threads, reporter)
     return len(group)
 
 
@@ -162,7 +161,8 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
                                   j.spec.run_id).path
             if not stack.enter_context(run_lock(path)):
                 for other in jobs:
-                    queue.fail(other, "duplicate: the run is being trained by another worker")
+                    queue.fail(other, "duplicate: the run is being trained by another worker",
+                               "duplicate")
                 return
             stack.enter_context(queue.heartbeat(j))
         try:
@@ -170,7 +170,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
                                           reporter=reporter)
         except KeyboardInterrupt:
             for j in jobs:
-                queue.fail(j, "interrupted")
+                queue.fail(j, "interrupted", "interrupted")
             raise
         except Exception:
             for j in jobs:

@@ -83,6 +83,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     ctx = build.run_context(config, data, device)
     ctx.extra.update(results_dir=Path(results_dir), data_dir=data_dir)
     regs = RegularizerStack.from_config(config, ctx)
+    ctx.extra["evaluated_model"] = regs.eval_model  # what the epoch metrics are computed on
     model = build.build_model(config, data, regs).to(device)
     if config.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -95,6 +96,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     checkpoint = None if force else run_dir.load_checkpoint()
     if checkpoint is not None and checkpoint.get("run_id") == run_id:
         first_epoch, rows = restore(checkpoint, model, optimizer, regs, order)
+        if checkpoint.get("stopped"):  # it had decided to stop: finish without training
+            first_epoch = ctx.epochs + 1
     else:
         run_dir.clear_for_rerun()
     env = environment(device, config.seed)
@@ -122,7 +125,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
             stop = regs.end_epoch(epoch, row, model)  # before the checkpoint: exact resume
             if config.train.checkpoint:
                 run_dir.save_checkpoint(checkpoint_state(run_id, epoch, rows, model,
-                                                         optimizer, regs, order))
+                                                         optimizer, regs, order, stop))
             for callback in on_epoch:
                 callback(epoch, row)
             if stop:
@@ -193,8 +196,8 @@ def train_one_epoch(forward: nn.Module, model: nn.Module, data: DataBundle,
         optimizer.step()
         regs.after_step(model, step)
         stats.add(loss, logits, batch.y, grad_norm)
-        if i % 25 == 0 and device.type == "cpu" and not stats.finite():
-            break  # diverged: stop at once rather than at the end of the epoch
+        if (device.type == "cpu" or i % 25 == 0) and not stats.finite():
+            break  # diverged: stop at once (on CUDA every 25 steps, to avoid a sync a step)
     return stats
 
 
@@ -297,8 +300,9 @@ def interrupted_status(err: BaseException) -> str:
 
 def checkpoint_state(run_id: str, epoch: int, rows: list[dict[str, Any]], model: nn.Module,
                      optimizer: torch.optim.Optimizer, regs: RegularizerStack,
-                     order: torch.Generator) -> dict[str, Any]:
-    return {"run_id": run_id, "epoch": epoch, "rows": rows, "model": model.state_dict(),
+                     order: torch.Generator, stopped: bool = False) -> dict[str, Any]:
+    return {"run_id": run_id, "epoch": epoch, "rows": rows, "stopped": stopped,
+            "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "regularizers": regs.state_dict(),
             "torch_rng": torch.get_rng_state(), "order_rng": order.get_state()}
 
