@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import markdown
 import numpy as np
 import pandas as pd
 import yaml
@@ -22,6 +23,7 @@ import harness
 from harness.report import diagnosis, figures, render, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.index import build_index
+from harness.report.sections import extra_sections
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -39,6 +41,10 @@ class ReportPaths:
 
 
 # ----------------------------------------------------------------------------- formatting
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
 def _finite(x: Any) -> bool:
@@ -280,6 +286,9 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
             if stale not in fig_paths:
                 stale.unlink(missing_ok=True)
 
+    sections = extra_sections(study_dir, fig_dir)
+    for section in sections:
+        fig_paths += [f["path"] for f in section["figures"]]
     excluded = runs[~runs["included"].astype(bool)]
     head = headline(summary, study.baseline)
     wandb_links = [{"label": f"{r.variant} seed {r.seed}", "url": r.wandb_url}
@@ -315,6 +324,14 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "alpha": stats.ALPHA,
         "compare_metric": tables.METRICS[tables.COMPARE_METRIC],
     }
+    html_sections = [{"title": x["title"], "html": markdown.markdown(x["markdown"],
+                                                                     extensions=["tables"]),
+                      "figures": [{"title": f["title"], "src": data_uri(f["path"])}
+                                  for f in x["figures"]]} for x in sections]
+    md_sections = [{"title": x["title"], "markdown": x["markdown"],
+                    "figures": [{"title": f["title"],
+                                 "src": Path(f["path"]).relative_to(study_dir).as_posix()}
+                                for f in x["figures"]]} for x in sections]
     html_figs = [{"title": f.title, "caption": f.caption,
                   "src": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")}
                  for f in figs]
@@ -326,8 +343,10 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                         index=None, figures=fig_paths, headline=head)
     atomic_write_text(paths.runs_csv, runs.to_csv(index=False))
     atomic_write_text(paths.summary_csv, summary.to_csv(index=False))
-    atomic_write_text(paths.html, render.render("report.html.j2", **context, figures=html_figs))
-    atomic_write_text(paths.markdown, render.render("report.md.j2", **context, figures=md_figs))
+    atomic_write_text(paths.html, render.render("report.html.j2", **context, figures=html_figs,
+                                                sections=html_sections))
+    atomic_write_text(paths.markdown, render.render("report.md.j2", **context, figures=md_figs,
+                                                    sections=md_sections))
     if index:
         paths.index = build_index(study_dir.parent)
     return paths
