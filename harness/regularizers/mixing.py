@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from harness.errors import ConfigError
 from harness.data.base import KIND_HOLDS, dataset_kind
+from harness.errors import ConfigError
 from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
 
 # ------------------------------------------------------------------ pure batch functions
