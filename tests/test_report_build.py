@@ -1,0 +1,142 @@
+"""The comparison report, checked against independent recomputations from the store."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import tiny_raw
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from harness.report import diagnosis
+from harness.report.build import build_report
+from harness.study.execute import run_study
+from harness.study.spec import StudyConfig
+from harness.tracking.store import list_run_dirs
+from harness.train.analysis import (
+    expected_calibration_error,
+    load_predictions,
+    loss_threshold_auc,
+)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    study = StudyConfig(name="rep", description="dropout on a tiny MLP", seeds=3,
+                        base=tiny_raw(train={"epochs": 4}),
+                        design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                                "values": [0.5]})
+    run_study(study, source="t", results_dir=root, workers=1, report=False)
+    build_report(root / "rep", index=True)
+    return root / "rep"
+
+
+def per_run(study_dir: Path) -> pd.DataFrame:
+    """Independent recomputation: straight from summary.json and metrics.csv."""
+    rows = []
+    for r in list_run_dirs(study_dir):
+        s, m = r.summary, pd.read_csv(r.path / "metrics.csv")
+        last = m.iloc[-1]
+        best = m.loc[m["epoch"] == s["best_epoch"]].iloc[0]
+        rows.append({"variant": r.config["variant"], "seed": r.config["seed"],
+                     "best_test_acc": best["test_acc"], "last_test_acc": last["test_acc"],
+                     "best_test_loss": best["test_loss"],
+                     "gap_loss": last["val_loss"] - last["train_eval_loss"],
+                     "gap_acc": last["train_eval_acc"] - last["val_acc"],
+                     "path": r.path})
+    return pd.DataFrame(rows)
+
+
+def test_summary_csv_equals_an_independent_recomputation(study_dir: Path) -> None:
+    summary = pd.read_csv(study_dir / "summary.csv").set_index("variant")
+    runs = per_run(study_dir)
+    assert len(pd.read_csv(study_dir / "runs.csv")) == len(runs) == 6
+    for variant, g in runs.groupby("variant"):
+        for metric in ("best_test_acc", "last_test_acc", "best_test_loss", "gap_loss",
+                       "gap_acc"):
+            values = g[metric].to_numpy(float)
+            n = len(values)
+            half = sps.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+            assert summary.loc[variant, f"{metric}_mean"] == pytest.approx(values.mean(),
+                                                                          abs=1e-6)
+            assert summary.loc[variant, f"{metric}_ci95"] == pytest.approx(half, abs=1e-6)
+    base = runs[runs.variant == "baseline"].set_index("seed")["best_test_acc"]
+    var = runs[runs.variant == "dropout.p=0.5"].set_index("seed")["best_test_acc"]
+    diff = (var - base).mean()
+    p = sps.ttest_rel(var.sort_index(), base.sort_index()).pvalue
+    row = summary.loc["dropout.p=0.5"]
+    assert row["delta_best_test_acc"] == pytest.approx(diff, abs=1e-6)
+    assert row["p_value"] == pytest.approx(p, rel=1e-6)
+    # disagreement between seeds, counted by hand from the saved predictions
+    preds = [load_predictions(p) for p in runs[runs.variant == "baseline"]["path"]]
+    pairs = [(a != b).float().mean().item() for a, b in itertools.combinations(preds, 2)]
+    assert summary.loc["baseline", "disagreement"] == pytest.approx(np.mean(pairs), abs=1e-6)
+
+
+def test_html_is_self_contained_with_table_and_every_figure(study_dir: Path) -> None:
+    html = (study_dir / "report.html").read_text()
+    md = (study_dir / "report.md").read_text()
+    figures = sorted((study_dir / "figures").glob("*.png"))
+    assert len(figures) >= 4
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "<table" in html and "dropout.p=0.5" in html and "baseline" in html
+    assert not re.search(r"""(src|href)=["']https?://""", html), "no external resources"
+    for fig in figures:
+        assert f"figures/{fig.name}" in md
+    assert (study_dir.parent / "index.html").is_file()
+    assert "rep" in (study_dir.parent / "index.html").read_text()
+
+
+def curve(train: list[float], val: list[float], acc: list[float] | None = None) -> pd.DataFrame:
+    n = len(train)
+    return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": train, "val_loss": val,
+                         "train_acc": acc or [0.9] * n, "val_acc": [0.8] * n})
+
+
+def test_verdicts_follow_from_the_curves() -> None:
+    over = diagnosis.diagnose(curve([1.0, 0.6, 0.3, 0.1, 0.05], [1.0, 0.7, 0.6, 0.8, 1.1]))
+    assert over[0].kind == "overfitting" and "epoch 3" in over[0].message
+    under = diagnosis.diagnose(curve([2.3, 2.25, 2.2, 2.2, 2.19], [2.3, 2.3, 2.3, 2.3, 2.3],
+                                     [0.1] * 5))
+    assert [f.kind for f in under] == ["underfitting"]
+    spiky = diagnosis.diagnose(curve([1.0, 0.5, 0.4, 2.0, 0.3], [1.0, 0.6, 0.5, 0.5, 0.45]))
+    assert spiky[0].kind == "instability" and "epoch 4" in spiky[0].message
+    from harness.report.stats import compare
+
+    noise = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
+    flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), comparison=noise)
+    assert any(f.kind == "no_effect" for f in flat)
+    healthy = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]))
+    assert [f.kind for f in healthy] == ["healthy"]
+
+
+def test_ece_and_membership_inference_match_hand_computations() -> None:
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    labels = torch.tensor([0, 1, 1, 1])
+    ece, _ = expected_calibration_error(probs, labels)
+    # 15 bins: confidences 0.9 (right), 0.6 (wrong), 0.7 (right), 0.8 (right), each alone
+    hand = (abs(0.9 - 1) + abs(0.6 - 0) + abs(0.7 - 1) + abs(0.8 - 1)) / 4
+    assert ece == pytest.approx(hand, abs=1e-6)  # float32 probabilities
+    members = torch.tensor([0.1, 0.2, 0.5, 0.05])
+    others = torch.tensor([0.3, 0.9, 0.15, 1.2, 0.4])
+    y = [1] * 4 + [0] * 5
+    scores = (-torch.cat([members, others])).tolist()  # low loss -> member
+    assert loss_threshold_auc(members, others) == pytest.approx(roc_auc_score(y, scores))
+
+
+def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
+    study = StudyConfig(name="bad", seeds=1, base=tiny_raw(train={"epochs": 3}),
+                        design={"kind": "one_at_a_time", "variants": {
+                            "huge_lr": {"optim": {"name": "sgd", "lr": 1.0e6}}}})
+    run_study(study, source="t", results_dir=tmp_path, workers=1, report=False)
+    paths = build_report(tmp_path / "bad", index=False)
+    md = paths.markdown.read_text()
+    section = md.split("## Diverged, failed and incomplete runs", 1)[1]
+    assert "huge_lr" in section and "diverged" in section
