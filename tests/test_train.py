@@ -125,10 +125,16 @@ def test_wandb_offline_run_matches_local_store(tmp_path: Path) -> None:
     assert Path(info["run_dir"]).is_relative_to(tmp_path / "adhoc")
 
 
+# Settings strong enough to act within 2 tiny epochs (the examples are conventional ones).
+ACTING = {"early_stopping": {"patience": 1, "min_delta": 10.0},
+          "grad_clip": {"mode": "norm", "threshold": 0.01}}
+
+
 @pytest.mark.parametrize("name", REGULARIZERS.names())
 def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
     reg = REGULARIZERS.get(name)
-    raw = tiny_raw(regularizers={name: dict(reg.example)}, train={"epochs": 2})
+    params = ACTING.get(name, dict(reg.example))
+    raw = tiny_raw(regularizers={name: params}, train={"epochs": 3 if name in ACTING else 2})
     cfg = build_run_config(raw, overrides=dict(reg.example_overrides))
     if cfg.data.name == "tiny_shakespeare":
         cfg = build_run_config(raw, overrides={**reg.example_overrides, "data.seq_len": 32,
@@ -137,6 +143,10 @@ def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
     result = train_run(cfg, results_dir=tmp_path)
     assert result.summary["status"] == "completed"
     assert result.summary["epochs_run"] >= 1
+    # the same run without it: turning it on changes the curves
+    plain = build_run_config({**cfg.model_dump(mode="json"), "regularizers": {}})
+    base = train_run(plain, results_dir=tmp_path / "plain")
+    assert strip_timing(result.rows) != strip_timing(base.rows)
 
 
 def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: Path) -> None:
