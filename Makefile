@@ -43,7 +43,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ablation: $(STAMP)
-	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies; \
+	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies --kind ablation; \
 	else $(BIN)/harness ablation $(STUDY) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS); fi
 
 tune: $(STAMP)

@@ -192,6 +192,9 @@ def ablation(
     try:
         path = find_study_file(study)
         cfg = load_study(path)
+        if cfg.kind != "ablation":
+            raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
+                               f"`make tune STUDY={cfg.name}`")
         ensure_writable(results_dir)
         out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir, report=not no_report)
