@@ -46,6 +46,17 @@ def _grid(n: int):
     return fig, flat[:n]
 
 
+def _legend(fig, axes) -> None:
+    """One legend for the whole figure, with every line label that appears in any panel."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen.keys()), loc="lower center", fontsize=8,
+                   ncol=min(len(seen), 4), frameon=False, bbox_to_anchor=(0.5, 1.0))
+
+
 def _band(ax, c: pd.DataFrame, col: str, color: str, label: str, dashed: bool = False) -> None:
     if c.empty or f"{col}_mean" not in c:
         return
@@ -78,9 +89,10 @@ def curves_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: s
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel(label, fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
+    _legend(fig, axes)
     return Figure(f"curves_{kind}", f"Train and val {label} per variant",
                   "Mean over seeds, band = min..max over seeds; train = eval-mode pass on the "
                   "training subset when recorded. Baseline dashed (train) / dotted (val).",
@@ -102,6 +114,7 @@ def gap_figure(curves: dict[str, pd.DataFrame], order: list[str],
                 ls="--" if name == baseline else "-", label=name)
         ax.fill_between(x, c["gap_loss_min"], c["gap_loss_max"], color=color, alpha=0.12, lw=0)
     ax.axhline(0, color="grey", lw=0.8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val loss - train loss")
     ax.grid(alpha=0.3)
@@ -167,12 +180,12 @@ def reliability_figure(bins: dict[str, dict[str, np.ndarray]], order: list[str],
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(f"{name}{' (baseline)' if name == baseline else ''}"
-                     f"  ECE={b.get('ece', float('nan')):.3f}", fontsize=9)
+                     f"  pooled ECE={b.get('ece', float('nan')):.3f}", fontsize=9)
         ax.set_xlabel("confidence", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
+    _legend(fig, axes)
     return Figure("reliability", "Reliability diagrams (test set)",
                   "Per confidence bin: accuracy (blue) and the gap to mean confidence (red), "
                   "pooled over seeds; diagonal = perfect calibration.", _png(fig))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fcntl
 import multiprocessing as mp
 import os
-import queue as queue_mod
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any
 
 from harness.console import console, make_progress
 from harness.study.plan import RunSpec, expand, study_manifest
+from harness.study.processes import supervise
 from harness.study.queue import RunQueue, default_storage_url, mask_url
 from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
@@ -132,26 +132,7 @@ def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path 
                          args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
                                threads, events, i, seed_batch))
              for i in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        while any(p.is_alive() for p in procs):
-            try:
-                hub.handle(events.get(timeout=0.5))
-            except queue_mod.Empty:
-                hub.refresh()
-        while True:
-            try:
-                hub.handle(events.get_nowait())
-            except queue_mod.Empty:
-                break
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    finally:
-        for p in procs:
-            p.join(timeout=10)
+    supervise(procs, events, hub.handle, hub.refresh)
 
 
 class ProgressHub:

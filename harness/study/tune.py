@@ -50,6 +50,7 @@ from harness.study.execute import (
     study_lock,
     threads_per_worker,
 )
+from harness.study.processes import supervise
 from harness.study.queue import mask_url, open_storage
 from harness.study.spec import StudyConfig
 from harness.study.tune_report import tuning_section, write_outputs
@@ -496,7 +497,6 @@ def drive_search(url: str, study: StudyConfig, spec: TuneSpec, source: str, ostu
 
 def run_processes(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
                   threads: int, hub: TuneHub) -> None:
-    import queue as queue_mod
 
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -504,35 +504,8 @@ def run_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
                          args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
                                threads, events, i))
              for i in range(workers)]
-    for p in procs:
-        p.start()
-    handled: set[int] = set()
-    try:
-        while True:
-            alive = [p for p in procs if p.is_alive()]
-            for p in procs:
-                if p not in alive and p.pid not in handled:
-                    handled.add(p.pid)
-                    if p.exitcode:  # killed or crashed mid-trial: queue its trial again
-                        requeue_orphans(hub.ostudy, {p.pid})
-            if not alive:
-                break
-            try:
-                hub.handle(events.get(timeout=0.5))
-            except queue_mod.Empty:
-                hub.refresh()
-        while True:
-            try:
-                hub.handle(events.get_nowait())
-            except queue_mod.Empty:
-                break
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
-    finally:
-        for p in procs:
-            p.join(timeout=10)
+    supervise(procs, events, hub.handle, hub.refresh,
+              on_failed_exit=lambda p: requeue_orphans(hub.ostudy, {p.pid}))
 
 
 # ----------------------------------------------------------------------------- after the search
