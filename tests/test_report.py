@@ -290,11 +290,11 @@ def test_mean_ci_and_compare():
 
 
 def test_ece_matches_hand_computation():
-    probs = torch.tensor([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.6, 0.3, 0.1],
+    probs = torch.tensor([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.58, 0.32, 0.1],
                           [0.55, 0.45, 0.0]])
     labels = torch.tensor([0, 1, 0, 2])
-    # Bins of width 1/15: 0.9 -> (13/15, 14/15]; 0.6 and 0.55 -> (8/15, 9/15].
-    hand = 2 / 4 * abs(0.5 - 0.9) + 2 / 4 * abs(0.5 - (0.6 + 0.55) / 2)
+    # Bins of width 1/15: 0.9 -> (13/15, 14/15]; 0.58 and 0.55 -> (8/15, 9/15].
+    hand = 2 / 4 * abs(0.5 - 0.9) + 2 / 4 * abs(0.5 - (0.58 + 0.55) / 2)
     ece, bins = expected_calibration_error(probs, labels)
     assert ece == pytest.approx(hand)
     assert bins["count"][13] == 2 and bins["count"][8] == 2 and sum(bins["count"]) == 4

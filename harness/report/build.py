@@ -157,7 +157,7 @@ def _hardware(study: tables.Study) -> list[str]:
         if not e:
             continue
         line = (f"{e.get('device_name', '?')} ({e.get('device', '?')}, {e.get('threads', '?')} "
-                f"threads) on {e.get('host', '?')}; python {e.get('python', '?')}, torch "
+                f"thread(s)) on {e.get('host', '?')}; python {e.get('python', '?')}, torch "
                 f"{e.get('torch', '?')}, git {str(e.get('git_commit') or 'n/a')[:10]}")
         seen[line] = seen.get(line, 0) + 1
     return [f"{line} — {n} run(s)" for line, n in seen.items()] or ["not recorded"]

@@ -127,7 +127,8 @@ def effect(comparison: Comparison | None, metric: str = "test acc") -> Finding |
     where = f"{d:+.1f} pts {metric}, p={comparison.p:.2g} ({comparison.test}, " \
             f"{comparison.n_pairs} pairs)"
     if comparison.significant:
-        return Finding("effect", f"significant effect vs baseline: {where}")
+        better = "better" if comparison.diff > 0 else "worse"
+        return Finding("effect", f"significantly {better} than the baseline: {where}")
     return Finding("no_effect", f"no significant effect vs baseline: {where}, p >= {ALPHA}",
                    "inside the seed-to-seed noise; more seeds or a stronger setting")
 
