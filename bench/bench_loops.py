@@ -334,16 +334,9 @@ def measure_rss(case_name: str) -> dict[str, Any]:
 
 def machine() -> dict[str, str]:
     import torchvision
+    from results_md import cores, cpu_model
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    cpu, nproc = cpu_model(), cores()
     return {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "nproc": nproc, "cpu": cpu, "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__,

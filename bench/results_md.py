@@ -12,19 +12,25 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nMeasured figures, each section written by the script it names.\n"
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return (f"{time.strftime('%Y-%m-%d')}, {cores} cores ({cpu}), Python "
+    return platform.processor() or platform.machine()
+
+
+def cores() -> str:
+    return subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+
+
+def machine() -> str:
+    import torch
+
+    cpu, n = cpu_model(), cores()
+    return (f"{time.strftime('%Y-%m-%d')}, {n} cores ({cpu}), Python "
             f"{platform.python_version()}, torch {torch.__version__}")
 
 
