@@ -202,6 +202,26 @@ def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     cur[keys[-1]] = value
 
 
+def get_dotted(d: Any, dotted: str) -> Any:
+    """d["a"]["b"] for "a.b"; None when any step is missing."""
+    cur = d
+    for k in dotted.split("."):
+        if not hasattr(cur, "get") or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
+def flatten_dotted(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested mappings -> dotted keys ({"a": {"b": 1}} -> {"a.b": 1}); empty mappings stay."""
+    if hasattr(value, "items") and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten_dotted(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: value}
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """`key.path=value` with the value parsed as YAML (numbers, bools, lists)."""
     if "=" not in text:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import flatten_dotted
 from harness.tracking.store import RunDir, atomic_write_bytes, list_run_dirs
 
 WIDTH_KEY = "model.width"
@@ -363,13 +364,7 @@ def _design_keys(manifest: Mapping[str, Any]) -> list[str]:
     return []
 
 
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    return {prefix: value}
+_flatten = flatten_dotted
 
 
 def study_kind(study_dir: Path, manifest: Mapping[str, Any] | None = None) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config import get_dotted
 from harness.report import stats
 from harness.tracking.store import ENV, list_run_dirs
 from harness.train.analysis import load_predictions
@@ -139,13 +140,7 @@ def load_study(study_dir: Path) -> Study:
     return Study(name, study_dir, meta, runs, variants, baseline)
 
 
-def dotted_get(d: dict[str, Any] | None, dotted: str) -> Any:
-    cur: Any = d
-    for k in dotted.split("."):
-        if not isinstance(cur, dict) or k not in cur:
-            return None
-        cur = cur[k]
-    return cur
+dotted_get = get_dotted
 
 
 # ----------------------------------------------------------------------------- runs.csv

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import RunConfig, build_run_config, set_dotted
+from harness.config import RunConfig, build_run_config, flatten_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.study.spec import StudyConfig
 
@@ -58,14 +58,7 @@ def param_label(key: str) -> str:
     return ".".join(parts[1:]) if len(parts) > 1 else key
 
 
-def flatten(prefix: str, value: Any) -> dict[str, Any]:
-    """Nested overrides -> dotted keys (so a variant may be written either way)."""
-    if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    return {prefix: value}
+flatten = flatten_dotted  # nested overrides -> dotted keys (a variant may be written either way)
 
 
 def variants(study: StudyConfig) -> list[Variant]:

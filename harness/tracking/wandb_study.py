@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import get_dotted
+from harness.study.plan import param_label as plan_param_label
+
 log = logging.getLogger(__name__)
 
 REPORT_JOB_TYPE = "report"
@@ -101,19 +104,10 @@ def load_runs(study_dir: Path) -> list[StoredRun]:
     return out
 
 
-def dotted_get(d: Mapping[str, Any], key: str) -> Any:
-    cur: Any = d
-    for part in key.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
+dotted_get = get_dotted
 
 
-def param_label(key: str) -> str:
-    """regularizers.dropout.p -> dropout.p ; model.width -> width (as plan.param_label)."""
-    parts = key.split(".")
-    return ".".join(parts[1:]) if len(parts) > 1 else key
+param_label = plan_param_label  # regularizers.dropout.p -> dropout.p
 
 
 def _num(value: Any) -> float | None:
