@@ -39,6 +39,21 @@ def fail(err: HarnessError, debug: bool) -> None:
     raise typer.Exit(code=err.exit_code)
 
 
+def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
+    """The study file and config, checked to be of `kind`, with a writable results folder."""
+    from harness.study.spec import find_study_file, load_study
+    from harness.tracking.store import ensure_writable
+
+    path = find_study_file(name)
+    cfg = load_study(path)
+    if cfg.kind != kind:
+        verb = "tune" if cfg.kind == "tune" else "ablation"
+        raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
+                           f"`make {verb} STUDY={cfg.name}`")
+    ensure_writable(results_dir)
+    return path, cfg
+
+
 def interrupted(again: str) -> None:
     from harness.console import console
 
@@ -186,16 +201,8 @@ def ablation(
     """Run a whole study (resumable: finished runs are skipped), then write its report."""
     from harness.console import console
     from harness.study.execute import run_study
-    from harness.study.spec import find_study_file, load_study
-    from harness.tracking.store import ensure_writable
-
     try:
-        path = find_study_file(study)
-        cfg = load_study(path)
-        if cfg.kind != "ablation":
-            raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
-                               f"`make tune STUDY={cfg.name}`")
-        ensure_writable(results_dir)
+        path, cfg = study_to_run(study, "ablation", results_dir)
         out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir, report=not no_report)
     except HarnessError as err:
@@ -229,17 +236,10 @@ def tune(
     """Search regularizer strengths jointly on the validation split, then confirm the winner
     on fresh seeds against the untuned baseline (the test set is read only then)."""
     from harness.console import console
-    from harness.study.spec import find_study_file, load_study
     from harness.study.tune import run_tuning
-    from harness.tracking.store import ensure_writable
 
     try:
-        path = find_study_file(study)
-        cfg = load_study(path)
-        if cfg.kind != "tune":
-            raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
-                               f"`make ablation STUDY={cfg.name}`")
-        ensure_writable(results_dir)
+        path, cfg = study_to_run(study, "tune", results_dir)
         out = run_tuning(cfg, source=str(path), results_dir=results_dir, workers=workers,
                          storage=storage, data_dir=data_dir)
     except HarnessError as err:
