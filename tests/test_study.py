@@ -63,7 +63,7 @@ def test_bad_study_files_name_file_and_key(tmp_path: Path) -> None:
             "variant 'dropout.p=1.5': regularizers.dropout.p = 1.5",
         "design: {kind: swep}": "design.kind = 'swep'",
         "design: {kind: sweep}": "needs design.parameter",
-        "desing: {kind: sweep}": "unknown key 'desing'",
+        "desing: {kind: sweep}": "unknown key 'desing' (did you mean 'design'?)",
         "seeds: 0\ndesign: {kind: grid, parameters: {model.width: [4]}}": "seeds = 0",
         "name: ../../etc\ndesign: {kind: grid, parameters: {model.width: [4]}}": "name",
     }

@@ -7,6 +7,7 @@ costs nothing.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +131,9 @@ def load_study(name_or_path: str | Path) -> StudyConfig:
     except ValidationError as err:
         e = err.errors()[0]
         if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+            key = str(e["loc"][0])
+            close = difflib.get_close_matches(key, list(StudyConfig.model_fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             allowed = ", ".join(StudyConfig.model_fields)
-            raise ConfigError(f"{path}: unknown key {e['loc'][0]!r}; allowed: {allowed}") from None
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed: {allowed}") from None
         raise ConfigError(format_validation_error(err, str(path), raw, StudyConfig)) from None
