@@ -79,7 +79,7 @@ def run_lock(path: Path) -> Iterator[bool]:
 def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
             threads: int | None, reporter: Any) -> str:
     cfg = job.spec.config
-    if threads:
+    if threads and cfg.train.threads is None:  # the study's own choice wins
         cfg.train.threads = threads
     run_dir = RunDir.for_run(study_dir(results_dir, cfg.study), cfg.variant, cfg.seed,
                              job.spec.run_id)
@@ -170,7 +170,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
 
     configs = [j.spec.config for j in jobs]
     for c in configs:
-        if threads:
+        if threads and c.train.threads is None:
             c.train.threads = threads
     with ExitStack() as stack:
         for j, c in zip(jobs, configs, strict=True):
