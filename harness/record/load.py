@@ -207,7 +207,8 @@ class StudyRecord:
                 seen[rec.run_id] = rec
         missing = [MissingRun(p.run_id, p.variant, p.seed,
                               _missing_reason(failures.get(p.run_id)))
-                   for p in (planned or {}).values() if p.run_id not in seen]
+                   for p in (planned or {}).values()
+                   if p.run_id not in seen and p.run_id not in {r.run_id for r in rejected}]
         variants, baseline = _variants(meta, good)
         name = str((meta or {}).get("name") or study_dir.name)
         return cls(name, study_dir, meta, manifest, good, rejected, missing, variants, baseline)

@@ -168,10 +168,8 @@ class ProgressHub:
             elif kind == "epoch" and worker in self.tasks:
                 self.progress.update(self.tasks[worker], completed=event[2], status=event[3])
             elif kind == "end":
-                status, reason = event[2], (event[3] if len(event) > 3 else "")
-                if status == "failed" and worker in self.tasks:
-                    name = self.progress.tasks[self.tasks[worker]].description.strip()
-                    name = name.split(" ", 1)[1] if " " in name else name
+                status, reason, name = (*event[2:], "", "")[:3]
+                if status == "failed":
                     self.progress.console.print(f"[red]failed[/] {escape(name)}: {escape(reason)}",
                                                 soft_wrap=True, highlight=False)
                 self.refresh()

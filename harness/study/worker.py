@@ -41,7 +41,8 @@ class EventReporter:
         self.emit(("epoch", self.worker, row["epoch"], status))
 
     def end(self, summary: dict[str, Any]) -> None:
-        self.emit(("end", self.worker, summary.get("status"), summary.get("error") or ""))
+        self.emit(("end", self.worker, summary.get("status"), summary.get("error") or "",
+                   f"{summary.get('variant', '?')} seed {summary.get('seed', '?')}"))
 
 
 def note_failure(run_dir: RunDir, job: Job, reason: str, status: str = "failed") -> None:
@@ -99,7 +100,8 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
             reason = failure_reason(err)
             queue.fail(job, reason if isinstance(err, HarnessError) else traceback.format_exc())
             note_failure(run_dir, job, reason)
-            reporter.end({"status": "failed", "error": reason})
+            reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                          "seed": job.spec.seed})
             return "failed"
     (run_dir.path / FAILURE).unlink(missing_ok=True)
     queue.complete(job, result.summary, result.rows)
@@ -195,7 +197,9 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
                 note_failure(RunDir.for_run(study_dir(results_dir, j.spec.config.study),
                                             j.spec.variant, j.spec.seed, j.spec.run_id),
                              j, failure_reason(err))
-            reporter.end({"status": "failed", "error": failure_reason(err)})
+            for j in jobs:
+                reporter.end({"status": "failed", "error": failure_reason(err),
+                              "variant": j.spec.variant, "seed": j.spec.seed})
             return
     for j, r in zip(jobs, results, strict=True):
         queue.complete(j, r.summary, r.rows)
