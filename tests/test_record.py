@@ -132,3 +132,35 @@ def test_single_axis_grid_runs_and_reports(tmp_path: Path) -> None:
     summary = pd.read_csv(tmp_path / "grid1" / "summary.csv")
     assert set(summary["swept_value"].dropna()) == {8.0, 16.0}
     assert (tmp_path / "grid1" / "report.html").is_file()
+
+
+def test_early_stopping_study_compares_restored_model_with_both_references(
+        tmp_path: Path) -> None:
+    """The declared comparison: each variant's restored (final) model vs the baseline's last
+    epoch and vs the baseline's retrospective best-val checkpoint, with epochs run."""
+    study = StudyConfig(
+        name="es", seeds=2, base=tiny_raw(train={"epochs": 6}, optim={"lr": 0.05}),
+        design={"kind": "one_at_a_time", "variants": {
+            "patience_1": {"regularizers": {"early_stopping": {"patience": 1}}}}},
+        compare={"metric": "final_test_acc", "reference": "last_test_acc",
+                 "also_against": ["best_test_acc"]})
+    run_study(study, source="t", results_dir=tmp_path, workers=1, report=False)
+    paths = build_report(tmp_path / "es", index=False)
+    summary = pd.read_csv(paths.summary_csv).set_index("variant")
+    runs = {}
+    for folder in (tmp_path / "es" / "runs").iterdir():
+        s = json.loads((folder / "summary.json").read_text())
+        runs[(s["variant"], s["seed"])] = s
+    diffs_last = [runs[("patience_1", k)]["final_test_acc"] - runs[("baseline", k)]["last_test_acc"]
+                  for k in (0, 1)]
+    diffs_best = [runs[("patience_1", k)]["final_test_acc"] - runs[("baseline", k)]["best_test_acc"]
+                  for k in (0, 1)]
+    row = summary.loc["patience_1"]
+    assert row["compare_metric"] == "final_test_acc" and row["compare_reference"] == "last_test_acc"
+    assert row["delta"] == pytest.approx(sum(diffs_last) / 2, abs=1e-12)
+    assert row["vs_best_test_acc_delta"] == pytest.approx(sum(diffs_best) / 2, abs=1e-12)
+    epochs = [runs[("patience_1", k)]["epochs_run"] for k in (0, 1)]
+    assert row["epochs_run_mean"] == pytest.approx(sum(epochs) / 2)
+    md = paths.markdown.read_text()
+    assert "vs baseline test acc @ last epoch" in md and "vs baseline test acc @ best val" in md
+    assert "compute saved" in md

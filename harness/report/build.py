@@ -252,6 +252,40 @@ def _variant_rows(summary: pd.DataFrame, baseline: str | None,
     return rows
 
 
+def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str | None,
+                     budget: int | None) -> list[str]:
+    """Per variant, the study's declared comparison in words (only when a study declares one
+    other than the default): each reference, the paired difference, and the epochs run."""
+    if baseline is None or (compare.reference_metric == compare.metric
+                            and not compare.also_against) or summary.empty:
+        return []
+    base = summary[summary["variant"] == baseline]
+    if base.empty:
+        return []
+    base = base.iloc[0]
+    label = tables.METRICS.get
+    lines = []
+    for _, row in summary.iterrows():
+        if row["variant"] == baseline:
+            continue
+        parts = [f"{row['variant']}: {label(compare.metric, compare.metric)} "
+                 f"{fmt_ci(row, compare.metric)}"]
+        for i, ref in enumerate([compare.reference_metric, *compare.also_against]):
+            prefix = "" if i == 0 else f"vs_{ref}_"
+            d, p = row.get(f"{prefix}delta"), row.get(f"{prefix}p_value")
+            diff = f"{float(d) * 100:+.1f} pts" if _finite(d) else "difference n/a"
+            ptxt = f", p={fmt_p(p)}" if _finite(p) else ""
+            parts.append(f"vs baseline {label(ref, ref)} {fmt_ci(base, ref)} ({diff}{ptxt})")
+        epochs = row.get("epochs_run_mean")
+        if _finite(epochs):
+            text = f"ran {fmt_ci(row, 'epochs_run', 1)} epochs"
+            if budget:
+                text += f" of {budget} ({(1 - float(epochs) / budget) * 100:.0f}% compute saved)"
+            parts.append(text)
+        lines.append("; ".join(parts) + ".")
+    return lines
+
+
 def _compare_label(compare: Comparison) -> str:
     metric = tables.METRICS.get(compare.metric, compare.metric)
     if compare.reference_metric == compare.metric:
@@ -343,6 +377,8 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "wandb_links": wandb_links,
         "alpha": stats.ALPHA,
         "compare_metric": _compare_label(study.compare),
+        "comparison_lines": comparison_lines(summary, study.compare, study.baseline,
+                                             (base.get("train") or {}).get("epochs")),
     }
     html_sections = [{"title": x["title"], "html": markdown.markdown(x["markdown"],
                                                                      extensions=["tables"]),

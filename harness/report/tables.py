@@ -73,7 +73,8 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
         "epochs_run": _num(s.get("epochs_run", len(m))),
         "diverged_epoch": s.get("diverged_epoch"),
     }
-    for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss"):
+    for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss",
+              "final_test_acc"):
         row[k] = _num(s.get(k))
     # Gap at the last epoch, from the last metrics row (falls back to summary last_*).
     last = m.iloc[-1].to_dict() if len(m) else {k[5:]: v for k, v in s.items()
