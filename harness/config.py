@@ -101,7 +101,10 @@ class TrainConfig(Strict):
     amp: Literal["off", "bf16"] = "off"  # CUDA only
     channels_last: bool = False  # CUDA CNNs
     compile: bool = False
-    checkpoint: bool = True  # last-epoch checkpoint for resume, best-val weights
+    checkpoint: bool = True  # resume checkpoints (kept only while a run is unfinished)
+    # Seconds of training between resume checkpoints (0: after every epoch). A kill loses at
+    # most this much work; short epochs then skip most of the fsynced writes.
+    checkpoint_every_s: float = Field(10.0, ge=0.0)
 
 
 class TrackingConfig(Strict):
@@ -111,7 +114,7 @@ class TrackingConfig(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
-EXECUTION_KEYS = {("train", "device"), ("train", "threads")}
+EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 
 class RunConfig(Strict):
