@@ -72,3 +72,21 @@ def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatc
         assert np.array_equal(a, b) and np.array_equal(a, c) and a.dtype == c.dtype
     assert mnist1d.cache_path(600, 0.2, 43) != mnist1d.cache_path(600, 0.2, 42)
     mnist1d._generate.cache_clear()
+
+
+def test_small_models_get_one_single_threaded_worker_per_core(monkeypatch) -> None:
+    from harness.study import execute
+    from harness.study.plan import expand
+    from harness.study.spec import StudyConfig
+
+    monkeypatch.setattr(execute.os, "cpu_count", lambda: 4)
+    small = StudyConfig(name="s", seeds=3, base=tiny_raw(),
+                        design={"kind": "sweep", "parameter": "model.width", "values": [8]})
+    workers, why = execute.choose_workers(expand(small), todo=6)
+    assert workers == 4 and execute.threads_per_worker(workers) == 1
+    assert "single-threaded" in why
+    assert execute.choose_workers(expand(small), todo=1)[0] == 1
+    big = StudyConfig(name="b", seeds=1, base=tiny_raw(model={"name": "mlp", "width": 4096}),
+                      design={"kind": "sweep", "parameter": "model.width", "values": [2048]})
+    workers, why = execute.choose_workers(expand(big), todo=2)
+    assert workers == 2 and execute.threads_per_worker(workers) == 2 and "larger" in why

@@ -40,9 +40,36 @@ class StudyOutcome:
     seconds: float
 
 
+SMALL_MODEL_PARAMS = 2_000_000  # below this a step is too short for a second thread to help
+
+
 def default_workers() -> int:
     """One worker per 2 cores."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
+    """Workers for a study when the user named none, and why (printed).
+
+    A small model's step is too short to split across threads (OpenMP start-up and, on a
+    shared machine, spinning threads cost more than they save), so small models get one
+    single-threaded worker per core; large ones one worker per 2 cores, each with 2 threads."""
+    from harness.train.preflight import parameter_count
+
+    cores = os.cpu_count() or 1
+    counts = {}
+    for s in specs:
+        key = repr((s.config.model.model_dump(), s.config.data.name))
+        if key not in counts:
+            counts[key] = parameter_count(s.config)
+    known = [n for n in counts.values() if n is not None]
+    if known and max(known) <= SMALL_MODEL_PARAMS and len(known) == len(counts):
+        workers = max(1, min(cores, todo))
+        return workers, (f"{workers} single-threaded worker(s): small models "
+                         f"(<= {max(known):,} parameters) run one per core")
+    workers = min(default_workers(), max(todo, 1))
+    return workers, f"{workers} worker(s) x {threads_per_worker(workers)} thread(s): " \
+        "larger models use the cores inside each step"
 
 
 def threads_per_worker(workers: int) -> int:
@@ -80,6 +107,10 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     sdir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(sdir / "study.json", study_manifest(study, specs))
     url = storage or study.storage or default_storage_url(sdir)
+    done_now = finished_ids(sdir, specs)
+    why = ""
+    if not (workers or study.workers):
+        workers, why = choose_workers(specs, len(specs) - len(done_now))
     workers = workers or study.workers or default_workers()
     with study_lock(sdir) as alone:
         q = RunQueue.open(url, study.name)
@@ -90,6 +121,8 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
                       f"({len(done_before)} already finished, {todo} to run) "
                       f"on {workers} worker(s); queue {mask_url(url)}")
+        if why:
+            console.print(f"  {why} (--workers N to choose)")
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
                           len(done_before), specs, sdir, study.seed_batch)
