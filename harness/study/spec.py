@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 import harness
 from harness.config import Strict, format_validation_error, load_yaml
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
 from harness.registry import unknown_name_message
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -68,6 +68,8 @@ class StudyConfig(Strict):
             raise ValueError("seeds must be >= 1 (a count) or a list of seeds")
         if isinstance(v, list) and (not v or len(set(v)) != len(v)):
             raise ValueError("seeds must be a non-empty list of distinct integers")
+        if isinstance(v, list) and min(v) < 0:
+            raise ValueError("seeds must be integers >= 0 (a seed names a random stream)")
         return v
 
     @model_validator(mode="after")
@@ -95,6 +97,8 @@ def studies_dirs() -> list[Path]:
 def find_study_file(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder, not a study file")
         if not p.is_file():
             raise ConfigError(f"{p}: study file not found")
         return p
@@ -106,16 +110,17 @@ def find_study_file(name_or_path: str) -> Path:
 
 
 def list_studies(kind: str | None = None) -> list[tuple[str, str]]:
-    """(name, one-line description) of every study file found."""
+    """(name, one-line description) of every study file found. A file that does not load
+    is listed with its one-line problem: one bad file never hides the others."""
     seen: dict[str, str] = {}
     for d in studies_dirs():
         for f in sorted(d.glob("*.yaml")) if d.is_dir() else []:
-            if f.stem in seen:
+            if f.stem in seen or not f.is_file():
                 continue
             try:
                 study = load_study(f)
-            except ConfigError as err:
-                seen[f.stem] = f"(invalid: {err})"
+            except Exception as err:  # listed, never raised
+                seen[f.stem] = f"(invalid: {one_line(err)})"
                 continue
             if kind is None or study.kind == kind:
                 seen[f.stem] = study.summary_line()

@@ -50,7 +50,7 @@ from harness.study.execute import (
     study_lock,
     threads_per_worker,
 )
-from harness.study.processes import supervise
+from harness.study.processes import install_worker_signals, supervise
 from harness.study.queue import mask_url, open_storage
 from harness.study.spec import StudyConfig
 from harness.study.tune_report import tuning_section, write_outputs
@@ -397,6 +397,7 @@ def tune_worker_process(url: str, name: str, results_dir: str, data_dir: str | N
                         threads: int | None, events: Any, worker: int) -> None:
     """Entry point of a local worker process (spawned): reads the study from the storage."""
     os.environ.setdefault("WANDB_SILENT", "true")
+    install_worker_signals()
     try:
         tune_worker_loop(url, name, Path(results_dir), Path(data_dir) if data_dir else None,
                          threads, worker=worker, parallel=True, emit=events.put)

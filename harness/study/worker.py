@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -15,7 +16,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.failures import FULL
+from harness.study.processes import install_worker_signals
 from harness.study.queue import Job, RunQueue
 from harness.tracking.store import RunDir
 from harness.train.loop import study_dir, train_run
@@ -76,6 +79,13 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
                                    reporter=reporter)
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
+            raise
+        except OSError as err:
+            if err.errno not in FULL:
+                queue.fail(job, traceback.format_exc())
+                reporter.end({"status": "failed"})
+                return "failed"
+            queue.fail(job, f"disk full: {err}", "environment")  # not the run's fault
             raise
         except HarnessError as err:
             queue.fail(job, str(err))
@@ -182,10 +192,18 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
                    threads: int | None, events: Any, worker: int, seed_batch: bool) -> None:
-    """Entry point of a local worker process (spawned)."""
+    """Entry point of a local worker process (spawned). An error that stops the worker
+    is printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
+    install_worker_signals()
     try:
         worker_loop(url, study, Path(results_dir), Path(data_dir) if data_dir else None,
                     threads, events.put, worker, seed_batch=seed_batch)
     except KeyboardInterrupt:
         pass
+    except Exception as err:
+        from harness.console import error_line
+        from harness.failures import describe
+
+        error_line(f"worker {worker}: {one_line(describe(err))}")
+        sys.exit(1)
