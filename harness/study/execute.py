@@ -62,22 +62,22 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)
     check_sqlite_file(url)
-    with study_lock(sdir):
+    # a shared queue is locked first, so a refused coordinator writes nothing locally
+    with storage_lock(q, study.name), study_lock(sdir):
         q = q or RunQueue.open(url, study.name)
-        with storage_lock(q.storage, q.study, study.name):
-            atomic_write_json(sdir / "study.json", study_manifest(study, specs))
-            remove_stale_temp_files(sdir)
-            q.fail_stale(all_running=local_queue)
-            done_before = finished_ids(sdir, specs)
-            q.enqueue_missing(specs, done_before)
-            todo = len(specs) - len(done_before)
-            console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
-                          f"({len(done_before)} already finished, {todo} to run) "
-                          f"on {workers} worker(s); queue {mask_url(url)}")
-            if todo:
-                drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
-                              len(done_before), specs, sdir, study.seed_batch)
-            import_remote_results(q, specs, sdir)
+        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        remove_stale_temp_files(sdir)
+        q.fail_stale(all_running=local_queue)
+        done_before = finished_ids(sdir, specs)
+        q.enqueue_missing(specs, done_before)
+        todo = len(specs) - len(done_before)
+        console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
+                      f"({len(done_before)} already finished, {todo} to run) "
+                      f"on {workers} worker(s); queue {mask_url(url)}")
+        if todo:
+            drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
+                          len(done_before), specs, sdir, study.seed_batch)
+        import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
     outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,

@@ -75,10 +75,11 @@ def advisory_key(name: str) -> int:
 
 
 @contextmanager
-def storage_lock(storage: Any, study: Any, name: str) -> Iterator[None]:
-    """With a PostgreSQL queue, hold a session advisory lock named after the study (other
-    storages: nothing to do; SQLite is local and covered by `study_lock`)."""
-    engine = getattr(storage, "engine", None)
+def storage_lock(queue: Any, name: str) -> Iterator[None]:
+    """With a PostgreSQL queue (a RunQueue), hold a session advisory lock named after the
+    study (None or other storages: nothing to do; SQLite is local: `study_lock`)."""
+    study = getattr(queue, "study", None)
+    engine = getattr(getattr(queue, "storage", None), "engine", None)
     if engine is None or engine.dialect.name != "postgresql":
         yield
         return
@@ -89,17 +90,15 @@ def storage_lock(storage: Any, study: Any, name: str) -> Iterator[None]:
         if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
             holder = None
             for _ in range(10):
-                holder = study.user_attrs.get(HOLDER_ATTR) if study else None
+                holder = study.user_attrs.get(HOLDER_ATTR)
                 if holder:
                     break
                 time.sleep(0.1)
             raise StudyBusy(busy_message(name, holder))
         try:
-            if study is not None:
-                study.set_user_attr(HOLDER_ATTR, holder_info())
+            study.set_user_attr(HOLDER_ATTR, holder_info())
             yield
         finally:
-            if study is not None:
-                study.set_user_attr(HOLDER_ATTR, None)
+            study.set_user_attr(HOLDER_ATTR, None)
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             conn.commit()
