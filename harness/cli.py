@@ -51,6 +51,12 @@ def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
 
     path = find_study_file(name)
     cfg = load_study(path)
+    if cfg.kind == "ablation":
+        from harness.config import structure_only
+        from harness.study.plan import expand
+
+        with structure_only():  # keys, types, ranges of every run: before PyTorch loads
+            expand(cfg, str(path))
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
@@ -112,7 +118,7 @@ def run(
     debug: Debug = False,
 ) -> None:
     """Train one run from flags and/or a YAML file, with a progress bar and a summary."""
-    from harness.config import load_run_config, parse_override
+    from harness.config import load_run_config, parse_override, structure_only
 
     values: dict[str, Any] = {
         "data.name": dataset, "model.name": model, "train.epochs": epochs, "seed": seed,
@@ -130,6 +136,8 @@ def run(
         for item in set_ or []:
             key, value = parse_override(item)
             overrides[key] = value
+        with structure_only():  # keys, types, ranges: answered before PyTorch loads
+            load_run_config(config, overrides)
         cfg = load_run_config(config, overrides)
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line

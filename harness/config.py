@@ -12,6 +12,9 @@ import difflib
 import hashlib
 import json
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +23,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.config_errors import first_error
 from harness.errors import ConfigError
 from harness.registry import unknown_name_message
+
+# While set, validation checks keys, types and ranges only: no registry lookups, which import
+# PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
+STRUCTURE_ONLY: ContextVar[bool] = ContextVar("STRUCTURE_ONLY", default=False)
+
+
+@contextmanager
+def structure_only() -> Iterator[None]:
+    token = STRUCTURE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        STRUCTURE_ONLY.reset(token)
 
 
 class Strict(BaseModel):
@@ -32,6 +48,8 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
+        if STRUCTURE_ONLY.get():
+            return v
         from harness.data import DATASETS
 
         if v not in DATASETS:
@@ -56,6 +74,8 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
+        if STRUCTURE_ONLY.get():
+            return v
         from harness.models import MODELS
 
         if v not in MODELS:
@@ -130,6 +150,8 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _validate_combination(self) -> RunConfig:
+        if STRUCTURE_ONLY.get():
+            return self
         from harness.data.base import KIND_HOLDS, dataset_kind
         from harness.models import model_capabilities
         from harness.regularizers import validate_regularizers
