@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness.console import console, make_progress
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
@@ -23,6 +25,7 @@ from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
 from harness.tracking.store import RunDir, atomic_write_json, remove_stale_temp_files
 from harness.train.loop import study_dir
+from harness.train.preflight import check_model_sizes
 
 
 @dataclass
@@ -54,6 +57,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
               report: bool = True) -> StudyOutcome:
     started = time.perf_counter()
     specs = expand(study, source)
+    check_model_sizes([s.config for s in specs], source)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     workers = workers or study.workers or default_workers()
@@ -79,7 +83,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
                           len(done_before), specs, sdir, study.seed_batch)
         import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
-    failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
+    failed = not_finished(sdir, specs, finished)
     outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
                            time.perf_counter() - started)
     if report:
@@ -89,6 +93,15 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         for line in finish_study(sdir):
             console.print(line)
     return outcome
+
+
+def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[str]:
+    """One line per planned run that did not finish, with the reason its worker recorded."""
+    from harness.record import StudyRecord
+
+    reasons = {d["run_id"]: d["reason"] for d in StudyRecord.load(sdir).left_out()}
+    return [f"{s.variant} seed {s.seed}: {reasons.get(s.run_id) or 'not finished'}"
+            for s in specs if s.run_id not in finished]
 
 
 def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
@@ -143,6 +156,12 @@ class ProgressHub:
             elif kind == "epoch" and worker in self.tasks:
                 self.progress.update(self.tasks[worker], completed=event[2], status=event[3])
             elif kind == "end":
+                status, reason = event[2], (event[3] if len(event) > 3 else "")
+                if status == "failed" and worker in self.tasks:
+                    name = self.progress.tasks[self.tasks[worker]].description.strip()
+                    name = name.split(" ", 1)[1] if " " in name else name
+                    self.progress.console.print(f"[red]failed[/] {escape(name)}: {escape(reason)}",
+                                                soft_wrap=True, highlight=False)
                 self.refresh()
 
     def refresh(self) -> None:
