@@ -212,23 +212,24 @@ def wait_for(check: Callable[[], bool], timeout: float = 300) -> None:
 
 @scenario("The same study started twice")
 def started_twice(tmp: Path, request: pytest.FixtureRequest) -> None:
-    path = write_study(tmp, seeds=2, epochs=10)
+    path = write_study(tmp, seeds=2, epochs=500)  # long enough to be running throughout
     results = tmp / "r"
     first = start(path, results)
     request.addfinalizer(lambda: first.poll() is None and os.killpg(first.pid, signal.SIGKILL))
     lock = results / "f" / ".study.lock"
     wait_for(lambda: lock.is_file() and lock.stat().st_size > 0)
     second = harness("ablation", str(path), "--results-dir", str(results), "--no-report")
+    assert first.poll() is None, "the first finished too soon to test anything"
     line = error_of(second)
     holder = json.loads(lock.read_text())
     assert second.returncode == 2 and "already running" in line
     assert f"pid {first.pid} on {socket.gethostname()} since {holder['since']}" in line
-    out, _ = first.communicate(timeout=600)
-    assert first.returncode == 0 and "Traceback" not in out, out[-2000:]
-    q = RunQueue.open(default_storage_url(results / "f"), "f")
-    trials = q.trials()
-    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["run_id"] for t in trials}) == 4  # queued once each
+    os.killpg(first.pid, signal.SIGINT)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 130 and "Traceback" not in out, out[-2000:]
+    trials = RunQueue.open(default_storage_url(results / "f"), "f").trials()
+    assert len(trials) == 4  # baseline and width 8, 2 seeds: queued once each
+    assert len({t.user_attrs["run_id"] for t in trials}) == 4
 
 
 @scenario("Ctrl-C")

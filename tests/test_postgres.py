@@ -151,7 +151,7 @@ def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
     from harness.study.queue import RunQueue
 
     name = f"pgtwice{uuid.uuid4().hex[:6]}"
-    path = write_study(tmp_path, name=name, seeds=2, epochs=10)
+    path = write_study(tmp_path, name=name, seeds=2, epochs=500)  # running throughout
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([sys.executable, "-m", "harness.cli", "ablation", str(path),
                               "--workers", "1", "--storage", URL, "--no-report",
@@ -171,15 +171,16 @@ def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
         # another machine (its own results folder) starts the same study on the same queue
         second = harness("ablation", str(path), "--storage", URL, "--no-report",
                          "--results-dir", str(tmp_path / "machine-b"))
+        assert first.poll() is None, "the first finished too soon to test anything"
         line = error_of(second)
         assert second.returncode == 2
         assert f"already running (pid {first.pid} on {socket.gethostname()} since" in line
-        out, _ = first.communicate(timeout=600)
-        assert first.returncode == 0 and "Traceback" not in out, out[-2000:]
+        first.send_signal(signal.SIGINT)
+        out, _ = first.communicate(timeout=300)
+        assert first.returncode == 130 and "Traceback" not in out, out[-2000:]
     finally:
         if first.poll() is None:
             first.kill()
     trials = RunQueue.open(URL, name).trials()
-    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["run_id"] for t in trials}) == 4  # queued once each
+    assert len(trials) == 4 and len({t.user_attrs["run_id"] for t in trials}) == 4  # once each
     assert not (tmp_path / "machine-b" / name).exists()  # the refused one wrote nothing
