@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,13 +47,18 @@ CASES: dict[str, tuple[str, bytes, list[str]]] = {
 }
 
 
-def run(args: list[str], cwd: Path, importtime: bool = False) -> tuple[float, str]:
+def run(args: list[str], cwd: Path, importtime: bool = False) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the child, its stderr)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     flags = ["-X", "importtime"] if importtime else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, *flags, "-m", "harness.cli", *args], cwd=cwd,
                           env=env, capture_output=True, text=True)
-    return time.perf_counter() - t0, done.stderr
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stderr
 
 
 def main() -> None:
@@ -64,26 +70,30 @@ def main() -> None:
         for name, (file, content, args) in CASES.items():
             if file:
                 (cwd / file).write_bytes(content)
-            _, trace = run(args, cwd, importtime=True)
+            _, _, trace = run(args, cwd, importtime=True)
             torch_loaded = any(re.search(r"\|\s+torch$", line) for line in trace.splitlines())
             error = next((line for line in trace.splitlines() if line.startswith("error:")), "?")
-            times = []
+            times, cpus = [], []
             for _ in range(repeats):
                 loads.append(os.getloadavg()[0])
-                times.append(run(args, cwd)[0])
-            rows.append((name, statistics.median(times), max(times), torch_loaded, error))
-            print(f"{name}: {statistics.median(times):.2f}s torch={torch_loaded}", flush=True)
+                wall, cpu, _ = run(args, cwd)
+                times.append(wall)
+                cpus.append(cpu)
+            rows.append((name, statistics.median(times), statistics.median(cpus), torch_loaded,
+                         error))
+            print(f"{name}: {statistics.median(times):.2f}s wall, {statistics.median(cpus):.2f}s "
+                  f"CPU, torch={torch_loaded}", flush=True)
     body = [f"`python bench/bench_errors.py {repeats}`: {time.strftime('%Y-%m-%d')}, {cores()} "
             f"cores ({cpu_model()}), Python {sys.version.split()[0]}. Load average during the "
-            f"measurements: {min(loads):.1f} to {max(loads):.1f} (1 min); the figures below "
-            "are wall-clock seconds from starting `harness` to its one-line answer, "
-            f"median and max of {repeats}, and on a loaded machine measure the load as much "
-            "as the harness.", "",
-            "| bad input | median s | max s | torch imported | answer (cut) |",
+            f"measurements: {min(loads):.1f} to {max(loads):.1f} (1 min). Wall: seconds from "
+            "starting `harness` to its one-line answer; CPU: user + system seconds of that "
+            f"process (what a quiet machine would take, about); medians of {repeats}. On a "
+            "loaded machine the wall figure measures the load as much as the harness.", "",
+            "| bad input | wall s | CPU s | torch imported | answer (cut) |",
             "|---|---|---|---|---|"]
-    for name, med, worst, torch_loaded, error in rows:
+    for name, med, cpu, torch_loaded, error in rows:
         short = error[:90].replace("|", "\\|")
-        body.append(f"| {name} | {med:.2f} | {worst:.2f} | {'yes' if torch_loaded else 'no'} "
+        body.append(f"| {name} | {med:.2f} | {cpu:.2f} | {'yes' if torch_loaded else 'no'} "
                     f"| `{short}` |")
     with_torch = [name for name, _, _, loaded, _ in rows if loaded]
     body += ["", f"{len(rows) - len(with_torch)} of {len(rows)} answers come before PyTorch "
