@@ -573,9 +573,10 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     spec = parse_tune(study, source)
     results_dir = Path(results_dir)
     sdir = study_dir(results_dir, study.name)
-    sdir.mkdir(parents=True, exist_ok=True)
     workers = workers or study.workers or default_workers()
     url = storage or study.storage or default_tune_storage(sdir, workers)
+    if storage or study.storage:  # a shared storage is checked before anything is written
+        open_tune_storage(url)
     with study_lock(sdir):
         ostudy = create_search(url, study, spec, source)
         requeue_orphans(ostudy)
