@@ -87,7 +87,9 @@ def storage_lock(queue: Any, name: str) -> Iterator[None]:
 
     with engine.connect() as conn:
         key = advisory_key(name)
-        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()  # the lock is the session's: no transaction is left open meanwhile
+        if not got:
             holder = None
             for _ in range(10):
                 holder = study.user_attrs.get(HOLDER_ATTR)
