@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 STUDY ?=
 WORKERS ?=
 ARGS ?=
+# STUDY, WORKERS and ARGS reach the shell as environment variables, never as command text:
+# `make ablation 'STUDY=x; rm -rf ~'` runs no command. ARGS is split on spaces (not globbed).
+export STUDY WORKERS ARGS
 
 .PHONY: help install run test test-fast test-pg lint ablation tune report bench clean
 
@@ -27,34 +30,34 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/harness run $(ARGS)
+	set -f; $(BIN)/harness run $$ARGS
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	set -f; $(BIN)/python -m pytest $$ARGS
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	set -f; $(BIN)/python -m pytest -m "not slow" $$ARGS
 
 test-pg: $(STAMP)
 	@test -n "$$HARNESS_TEST_POSTGRES_URL" || { echo "set HARNESS_TEST_POSTGRES_URL (see bench/pg_server.sh)"; exit 2; }
-	$(BIN)/python -m pytest tests/test_postgres.py $(ARGS)
+	set -f; $(BIN)/python -m pytest tests/test_postgres.py $$ARGS
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ablation: $(STAMP)
-	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies --kind ablation; \
-	else $(BIN)/harness ablation $(STUDY) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS); fi
+	@set -f; if [ -z "$$STUDY" ]; then $(BIN)/harness studies --kind ablation; \
+	else $(BIN)/harness ablation "$$STUDY" $${WORKERS:+--workers "$$WORKERS"} $$ARGS; fi
 
 tune: $(STAMP)
-	@if [ -z "$(STUDY)" ]; then $(BIN)/harness studies --kind tune; \
-	else $(BIN)/harness tune $(STUDY) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS); fi
+	@set -f; if [ -z "$$STUDY" ]; then $(BIN)/harness studies --kind tune; \
+	else $(BIN)/harness tune "$$STUDY" $${WORKERS:+--workers "$$WORKERS"} $$ARGS; fi
 
 report: $(STAMP)
-	$(BIN)/harness report $(STUDY) $(ARGS)
+	set -f; $(BIN)/harness report "$$STUDY" $$ARGS
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py $(ARGS)
+	set -f; $(BIN)/python bench/run_all.py $$ARGS
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -31,13 +31,18 @@ SHORTCUTS: dict[str, str] = {
 }
 
 
-def fail(err: HarnessError, debug: bool) -> None:
+def fail(err: BaseException, debug: bool, queue: str | None = None) -> None:
+    """Any error as one line (harness/failures.py) and its exit code: 2 the user can fix
+    it, 1 the environment failed. `--debug` shows the traceback instead."""
     from harness.console import error_line
+    from harness.errors import one_line
+    from harness.failures import describe
 
-    if debug:
+    if debug or isinstance(err, typer.Exit):
         raise err
-    error_line(str(err))
-    raise typer.Exit(code=err.exit_code)
+    known = describe(err, queue)
+    error_line(one_line(known, 1000))
+    raise typer.Exit(code=known.exit_code)
 
 
 def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
@@ -47,11 +52,17 @@ def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
 
     path = find_study_file(name)
     cfg = load_study(path)
+    if cfg.kind == "ablation":
+        from harness.config import structure_only
+        from harness.study.plan import expand
+
+        with structure_only():  # keys, types, ranges of every run: before PyTorch loads
+            expand(cfg, str(path))
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
                            f"`make {verb} STUDY={cfg.name}`")
-    ensure_writable(results_dir)
+    ensure_writable(results_dir / cfg.name)  # the study folder, or the first that exists
     return path, cfg
 
 
@@ -108,7 +119,7 @@ def run(
     debug: Debug = False,
 ) -> None:
     """Train one run from flags and/or a YAML file, with a progress bar and a summary."""
-    from harness.config import load_run_config, parse_override
+    from harness.config import load_run_config, parse_override, structure_only
 
     values: dict[str, Any] = {
         "data.name": dataset, "model.name": model, "train.epochs": epochs, "seed": seed,
@@ -126,15 +137,15 @@ def run(
         for item in set_ or []:
             key, value = parse_override(item)
             overrides[key] = value
+        with structure_only():  # keys, types, ranges: answered before PyTorch loads
+            load_run_config(config, overrides)
         cfg = load_run_config(config, overrides)
         from harness.train.preflight import check_model_sizes
 
         check_model_sizes([cfg], str(config) if config else "flags")
         run_and_print(cfg, results_dir, data_dir, force)
-    except HarnessError as err:
+    except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
-    except OSError as err:  # disk full, folder removed under us
-        fail(HarnessError(f"cannot write results: {err}"), debug)
     except KeyboardInterrupt:
         interrupted("the same `harness run` command")
 
@@ -204,13 +215,16 @@ def ablation(
 ) -> None:
     """Run a whole study (resumable: finished runs are skipped), then write its report."""
     from harness.console import console
-    from harness.study.execute import run_study
+    queue = None
     try:
         path, cfg = study_to_run(study, "ablation", results_dir)
+        queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
+        from harness.study.execute import run_study
+
         out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir, report=not no_report)
-    except HarnessError as err:
-        fail(err, debug)
+    except Exception as err:
+        fail(err, debug, queue)
         return
     except KeyboardInterrupt:
         interrupted(f"make ablation STUDY={study}")
@@ -242,13 +256,14 @@ def tune(
     """Search regularizer strengths jointly on the validation split, then confirm the winner
     on fresh seeds against the untuned baseline (the test set is read only then)."""
     from harness.console import console
-    from harness.study.tune import run_tuning
 
     try:
         path, cfg = study_to_run(study, "tune", results_dir)
+        from harness.study.tune import run_tuning
+
         out = run_tuning(cfg, source=str(path), results_dir=results_dir, workers=workers,
                          storage=storage, data_dir=data_dir)
-    except HarnessError as err:
+    except Exception as err:
         fail(err, debug)
         return
     except KeyboardInterrupt:
@@ -273,18 +288,19 @@ def worker(
     """Join a running study from any machine: take queued runs until none is left."""
     from harness.console import console
     from harness.study.queue import mask_url
-    from harness.study.tune import tune_worker_loop, tuning_study_exists
-    from harness.study.worker import worker_loop
 
     console.print(f"worker for study {study} on {mask_url(storage)}")
     try:
+        from harness.study.tune import tune_worker_loop, tuning_study_exists
+        from harness.study.worker import worker_loop
+
         if tuning_study_exists(storage, study):
             n = tune_worker_loop(storage, study, results_dir, data_dir, threads)
             console.print(f"search finished; this worker ran {n} trial(s)")
             return
         n = worker_loop(storage, study, results_dir, data_dir, threads,
                         emit=lambda e: console.print(" ".join(map(str, e[2:]))))
-    except HarnessError as err:
+    except Exception as err:
         fail(err, debug)
         return
     except KeyboardInterrupt:
@@ -301,14 +317,15 @@ def report(
     """(Re)build results/<study>/report.html and report.md from the local store."""
     from harness.console import console
     from harness.errors import ConfigError
-    from harness.study.execute import build_study_report
 
     sdir = results_dir / study
     try:
         if not (sdir / "runs").is_dir():
             raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first)")
+        from harness.study.execute import build_study_report
+
         html = build_study_report(sdir)
-    except HarnessError as err:
+    except Exception as err:
         fail(err, debug)
         return
     console.print(f"report: {html}")
@@ -318,12 +335,18 @@ def report(
 def sync(
     study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
     results_dir: ResultsDir = Path("results"),
+    debug: Debug = False,
 ) -> None:
     """Upload every offline W&B run of a study (wraps `wandb sync`), saying which failed."""
     from harness.console import console
-    from harness.tracking.wandb_study import sync_study
 
-    result = sync_study(results_dir / study)
+    try:
+        from harness.tracking.wandb_study import sync_study
+
+        result = sync_study(results_dir / study)
+    except Exception as err:
+        fail(err, debug)
+        return
     for line in result.lines():
         console.print(line, soft_wrap=True)
     if not result.ok:

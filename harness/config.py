@@ -12,15 +12,31 @@ import difflib
 import hashlib
 import json
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.config_errors import first_error
 from harness.errors import ConfigError
 from harness.registry import unknown_name_message
+
+# While set, validation checks keys, types and ranges only: no registry lookups, which import
+# PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
+STRUCTURE_ONLY: ContextVar[bool] = ContextVar("STRUCTURE_ONLY", default=False)
+
+
+@contextmanager
+def structure_only() -> Iterator[None]:
+    token = STRUCTURE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        STRUCTURE_ONLY.reset(token)
+
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
@@ -35,6 +51,8 @@ class DataConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
+        if STRUCTURE_ONLY.get():
+            return v
         from harness.data import DATASETS
 
         if v not in DATASETS:
@@ -59,6 +77,8 @@ class ModelConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, v: str) -> str:
+        if STRUCTURE_ONLY.get():
+            return v
         from harness.models import MODELS
 
         if v not in MODELS:
@@ -136,6 +156,8 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _validate_combination(self) -> RunConfig:
+        if STRUCTURE_ONLY.get():
+            return self
         from harness.data.base import KIND_HOLDS, dataset_kind
         from harness.models import model_capabilities
         from harness.regularizers import validate_regularizers
@@ -180,20 +202,10 @@ class RunConfig(Strict):
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{where} unreadable YAML ({getattr(e, 'problem', e)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    """A config file as a mapping, read by the bounded strict loader (harness/yaml_load.py)."""
+    from harness.yaml_load import load_yaml_mapping
+
+    return load_yaml_mapping(path)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -244,9 +256,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key.path=value")
     key, raw = text.split("=", 1)
+    from harness.yaml_load import parse_yaml_text
+
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = parse_yaml_text(raw, f"--set {key.strip()}")
+    except ConfigError:
         value = raw
     return key.strip(), value
 
@@ -271,7 +285,13 @@ def format_validation_error(err: ValidationError, source: str, raw: dict[str, An
         msg = msg[len("Value error, ") :]
     if isinstance(value, dict):
         return f"{source}: {key}: {msg}"
-    return f"{source}: {key} = {value!r}: {msg}"
+    return f"{source}: {key} = {short_repr(value)}: {msg}"
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """repr() cut to one short line: a value from a file can be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
 
 
 def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:

@@ -15,3 +15,9 @@ class ConfigError(HarnessError):
 
 class DataError(HarnessError):
     """A dataset that cannot be found or read."""
+
+
+def one_line(err: BaseException | str, limit: int = 500) -> str:
+    """An error as one bounded line: a message can quote megabytes of a bad file."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

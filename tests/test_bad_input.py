@@ -98,3 +98,14 @@ def test_unwritable_results_folder(tmp_path: Path) -> None:
                               "--results-dir", str(blocker / "results")])
     assert out.exit_code == 2, out.output
     assert "cannot write results" in out.output and "file" in out.output
+
+
+def test_a_huge_value_is_quoted_short(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {device: '" + "x" * 500_000 + "'}\n")  # under the 1 MB limit
+    out = runner.invoke(app, ["run", "--config", str(path), "--results-dir",
+                              str(tmp_path / "results")])
+    assert out.exit_code == 2
+    line = out.output.strip()
+    assert "train.device = 'xxx" in line and "(500,002 chars)" in line
+    assert len(line) < 300 and "\n" not in line

@@ -101,3 +101,86 @@ def _epochs_done(root, name) -> int:
         return 0
     with files[0].open() as f:
         return sum(1 for _ in csv.DictReader(f))
+
+
+# ------------------------------------------------------------------ concurrent invocations
+
+def _open_queue_at(url: str, start_at: float) -> None:
+    """Open the run queue at the same moment as the other processes (fresh database)."""
+    from harness.study.queue import RunQueue
+
+    while time.time() < start_at:
+        time.sleep(0.005)
+    RunQueue.open(url, "race")
+
+
+def test_processes_creating_a_fresh_queue_schema_at_once_all_succeed():
+    import psycopg2
+
+    name = f"race{uuid.uuid4().hex[:8]}"
+    admin = make_url(URL)
+    conn = psycopg2.connect(host=admin.host, port=admin.port, user=admin.username,
+                            password=admin.password, dbname=admin.database)
+    conn.autocommit = True
+    conn.cursor().execute(f"CREATE DATABASE {name}")
+    fresh = admin.set(database=name).render_as_string(hide_password=False)
+    try:
+        ctx = mp.get_context("spawn")
+        start_at = time.time() + 8  # after every process has imported optuna
+        procs = [ctx.Process(target=_open_queue_at, args=(fresh, start_at)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+        storage = optuna.storages.RDBStorage(fresh)
+        assert [s.study_name for s in storage.get_all_studies()] == ["race:runs"]
+        storage.engine.dispose()
+    finally:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
+
+
+def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from faults import REPO, error_of, harness, write_study
+
+    from harness.study.queue import RunQueue
+
+    name = f"pgtwice{uuid.uuid4().hex[:6]}"
+    path = write_study(tmp_path, name=name, seeds=2, epochs=500)  # running throughout
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen([sys.executable, "-m", "harness.cli", "ablation", str(path),
+                              "--workers", "1", "--storage", URL, "--no-report",
+                              "--results-dir", str(tmp_path / "machine-a")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        holder = None
+        while holder is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                holder = optuna.load_study(study_name=f"{name}:runs",
+                                           storage=URL).user_attrs.get("coordinator")
+            except KeyError:
+                pass
+        assert holder and holder["pid"] == first.pid
+        # another machine (its own results folder) starts the same study on the same queue
+        second = harness("ablation", str(path), "--storage", URL, "--no-report",
+                         "--results-dir", str(tmp_path / "machine-b"))
+        assert first.poll() is None, "the first finished too soon to test anything"
+        line = error_of(second)
+        assert second.returncode == 2
+        assert f"already running (pid {first.pid} on {socket.gethostname()} since" in line
+        first.send_signal(signal.SIGINT)
+        out, _ = first.communicate(timeout=300)
+        assert first.returncode == 130 and "Traceback" not in out, out[-2000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    trials = RunQueue.open(URL, name).trials()
+    assert len(trials) == 4 and len({t.user_attrs["run_id"] for t in trials}) == 4  # once each
+    assert not (tmp_path / "machine-b" / name).exists()  # the refused one wrote nothing

@@ -6,13 +6,10 @@ only the missing or failed ones, so an interrupted study resumes where it was.
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +17,13 @@ from typing import Any
 from rich.markup import escape
 
 from harness.console import console, make_progress
+from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import supervise
-from harness.study.queue import RunQueue, default_storage_url, mask_url
+from harness.study.queue import RunQueue, check_sqlite_file, default_storage_url, mask_url
 from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
-from harness.tracking.store import RunDir, atomic_write_json
+from harness.tracking.store import RunDir, atomic_write_json, remove_stale_temp_files
 from harness.train.loop import study_dir
 from harness.train.preflight import check_model_sizes
 
@@ -76,22 +74,6 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-@contextmanager
-def study_lock(sdir: Path) -> Iterator[bool]:
-    """True when no other local coordinator runs this study (so any RUNNING trial in the
-    local queue belongs to a dead process)."""
-    sdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(sdir / ".study.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            yield True
-        except BlockingIOError:
-            yield False
-    finally:
-        os.close(fd)
-
-
 def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
     return {s.run_id for s in specs
             if RunDir.for_run(sdir, s.variant, s.seed, s.run_id).finished}
@@ -104,17 +86,23 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     specs = expand(study, source)
     check_model_sizes([s.config for s in specs], source)
     sdir = study_dir(results_dir, study.name)
-    sdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(sdir / "study.json", study_manifest(study, specs))
     url = storage or study.storage or default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
     why = ""
     if not (workers or study.workers):
         workers, why = choose_workers(specs, len(specs) - len(done_now))
     workers = workers or study.workers or default_workers()
-    with study_lock(sdir) as alone:
-        q = RunQueue.open(url, study.name)
-        q.fail_stale(all_running=alone and storage is None and study.storage is None)
+    local_queue = storage is None and study.storage is None
+    # storage checks before anything is written: a shared queue is opened now, the local
+    # queue file is checked to be SQLite (it is created inside the study folder below)
+    q = None if local_queue else RunQueue.open(url, study.name)
+    check_sqlite_file(url)
+    # a shared queue is locked first, so a refused coordinator writes nothing locally
+    with storage_lock(q, study.name), study_lock(sdir):
+        q = q or RunQueue.open(url, study.name)
+        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        remove_stale_temp_files(sdir)
+        q.fail_stale(all_running=local_queue)
         done_before = finished_ids(sdir, specs)
         q.enqueue_missing(specs, done_before)
         todo = len(specs) - len(done_before)

@@ -9,8 +9,10 @@ let a dead worker's run be failed and queued again elsewhere.
 from __future__ import annotations
 
 import os
+import random
 import re
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +24,8 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, one_line
+from harness.failures import CorruptQueue, describe_storage_error
 from harness.study.plan import RunSpec
 
 # The queue uses heartbeats with ask/tell (we run our own beat thread) and fail_stale_trials,
@@ -46,19 +49,53 @@ def default_storage_url(study_dir: Path) -> str:
     return f"sqlite:///{(study_dir / 'queue.db').resolve()}"
 
 
-def open_storage(url: str) -> RDBStorage:
+SQLITE_HEADER = b"SQLite format 3\x00"
+SCHEMA_RACE = ("unique", "duplicate", "already exists")  # two processes created the tables
+BAD_URL = ("ArgumentError", "NoSuchModuleError")  # a malformed URL or an unknown dialect
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (None for other storages and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix):]) if url.startswith(prefix) and len(url) > len(prefix) else None
+
+
+def check_sqlite_file(url: str) -> None:
+    """Refuse a queue file that is not SQLite before anything opens (or writes) it."""
+    path = sqlite_path(url)
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise CorruptQueue(str(path), "file is not a database")
+
+
+def open_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """Optuna's RDB storage, creating its tables if needed. Processes that create the
+    tables of a fresh database at the same moment collide on a unique key: the loser
+    tries again (the tables are there by then)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_sqlite_file(url)
     if url.startswith("sqlite"):
         engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine = {"pool_pre_ping": True}
     interval = heartbeat_interval()
-    try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=interval,
-                          grace_period=3 * interval)
-    except Exception as err:  # bad URL, unreachable server, missing driver
-        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]})") from None
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=interval,
+                              grace_period=3 * interval)
+        except Exception as err:
+            if isinstance(err, ImportError | ValueError) or type(err).__name__ in BAD_URL:
+                raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}"
+                                  f": {one_line(err, 200)})") from None
+            text = one_line(err).lower()
+            if attempt + 1 < attempts and any(t in text for t in SCHEMA_RACE):
+                time.sleep(random.uniform(0.1, 0.5))
+                continue
+            path = sqlite_path(url)
+            raise describe_storage_error(err, str(path) if path else None) from None
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -135,6 +172,8 @@ class RunQueue:
             states = {t.state for t in trials}
             if states & {TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE}:
                 continue
+            if trials[-1].user_attrs.get("failure") == "final":
+                continue  # would fail the same way again; the next invocation retries it
             specs.append(RunSpec.from_json(trials[-1].user_attrs["spec"]))
         return self.enqueue_missing(specs, set())
 
@@ -209,8 +248,10 @@ class RunQueue:
             self.study.tell(job.trial, float(value) if value is not None else 0.0)
 
     def fail(self, job: Job, error: str, failure: str = "error") -> None:
-        """failure: "error" counts toward the attempt limit; "interrupted" and "duplicate"
-        do not (a kill or Ctrl-C never uses up a run's attempts)."""
+        """failure: "error" counts toward the attempt limit; "interrupted", "duplicate" and
+        "environment" (a full disk) do not (a kill or Ctrl-C never uses up a run's attempts);
+        "final" (a problem the user must fix, such as missing data files) is not retried in
+        this invocation and not counted, so the same command retries it once fixed."""
         with _ignore_finished():
             job.trial.set_user_attr("error", error[:2000])
             job.trial.set_user_attr("failure", failure)

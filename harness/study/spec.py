@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 import harness
-from harness.config import Strict, format_validation_error, load_yaml
-from harness.errors import ConfigError
+from harness.config import SEED_MAX, Strict, format_validation_error, load_yaml
+from harness.errors import ConfigError, one_line
 from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
 
@@ -81,6 +81,12 @@ class StudyConfig(Strict):
             raise ValueError("seeds must be >= 1 (a count) or a list of seeds")
         if isinstance(v, list) and (not v or len(set(v)) != len(v)):
             raise ValueError("seeds must be a non-empty list of distinct integers")
+        if isinstance(v, list) and min(v) < 0:
+            raise ValueError("seeds must be integers >= 0 (a seed names a random stream)")
+        if isinstance(v, list) and max(v) > SEED_MAX:
+            raise ValueError(f"seeds must be at most {SEED_MAX} (torch seeds are 64-bit)")
+        if isinstance(v, int) and v > 10_000:
+            raise ValueError("seeds (a count) must be at most 10000")
         return v
 
     @model_validator(mode="after")
@@ -108,6 +114,8 @@ def studies_dirs() -> list[Path]:
 def find_study_file(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
+        if p.is_dir():
+            raise ConfigError(f"{p}: is a folder, not a study file")
         if not p.is_file():
             raise ConfigError(f"{p}: study file not found")
         return p
@@ -119,16 +127,17 @@ def find_study_file(name_or_path: str) -> Path:
 
 
 def list_studies(kind: str | None = None) -> list[tuple[str, str]]:
-    """(name, one-line description) of every study file found."""
+    """(name, one-line description) of every study file found. A file that does not load
+    is listed with its one-line problem: one bad file never hides the others."""
     seen: dict[str, str] = {}
     for d in studies_dirs():
         for f in sorted(d.glob("*.yaml")) if d.is_dir() else []:
-            if f.stem in seen:
+            if f.stem in seen or not f.is_file():
                 continue
             try:
                 study = load_study(f)
-            except ConfigError as err:
-                seen[f.stem] = f"(invalid: {err})"
+            except Exception as err:  # listed, never raised
+                seen[f.stem] = f"(invalid: {one_line(err)})"
                 continue
             if kind is None or study.kind == kind:
                 seen[f.stem] = study.summary_line()

@@ -50,7 +50,7 @@ from harness.study.execute import (
     study_lock,
     threads_per_worker,
 )
-from harness.study.processes import supervise
+from harness.study.processes import install_worker_signals, supervise
 from harness.study.queue import mask_url, open_storage
 from harness.study.spec import StudyConfig
 from harness.study.tune_report import tuning_section, write_outputs
@@ -397,6 +397,7 @@ def tune_worker_process(url: str, name: str, results_dir: str, data_dir: str | N
                         threads: int | None, events: Any, worker: int) -> None:
     """Entry point of a local worker process (spawned): reads the study from the storage."""
     os.environ.setdefault("WANDB_SILENT", "true")
+    install_worker_signals()
     try:
         tune_worker_loop(url, name, Path(results_dir), Path(data_dir) if data_dir else None,
                          threads, worker=worker, parallel=True, emit=events.put)
@@ -572,9 +573,10 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     spec = parse_tune(study, source)
     results_dir = Path(results_dir)
     sdir = study_dir(results_dir, study.name)
-    sdir.mkdir(parents=True, exist_ok=True)
     workers = workers or study.workers or default_workers()
     url = storage or study.storage or default_tune_storage(sdir, workers)
+    if storage or study.storage:  # a shared storage is checked before anything is written
+        open_tune_storage(url)
     with study_lock(sdir):
         ostudy = create_search(url, study, spec, source)
         requeue_orphans(ostudy)

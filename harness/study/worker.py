@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,8 +17,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
+from harness.failures import FULL
 from harness.record.load import FAILURE, first_line
+from harness.study.processes import install_worker_signals
 from harness.study.queue import Job, RunQueue
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import study_dir, train_run
@@ -97,8 +100,14 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
             queue.fail(job, "interrupted", "interrupted")
             raise
         except Exception as err:
+            if isinstance(err, OSError) and err.errno in FULL:  # not the run's fault: no
+                queue.fail(job, f"disk full: {err}", "environment")  # attempt used; stop
+                raise
             reason = failure_reason(err)
-            queue.fail(job, reason if isinstance(err, HarnessError) else traceback.format_exc())
+            if isinstance(err, HarnessError):
+                queue.fail(job, reason, "final")
+            else:
+                queue.fail(job, traceback.format_exc())
             note_failure(run_dir, job, reason)
             reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
                           "seed": job.spec.seed})
@@ -207,10 +216,18 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
                    threads: int | None, events: Any, worker: int, seed_batch: bool) -> None:
-    """Entry point of a local worker process (spawned)."""
+    """Entry point of a local worker process (spawned). An error that stops the worker
+    is printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
+    install_worker_signals()
     try:
         worker_loop(url, study, Path(results_dir), Path(data_dir) if data_dir else None,
                     threads, events.put, worker, seed_batch=seed_batch)
     except KeyboardInterrupt:
         pass
+    except Exception as err:
+        from harness.console import error_line
+        from harness.failures import describe
+
+        error_line(f"worker {worker}: {one_line(describe(err))}")
+        sys.exit(1)

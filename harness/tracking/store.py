@@ -16,11 +16,10 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 CONFIG = "config.json"
 METRICS = "metrics.csv"
@@ -56,6 +55,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temp_files(study_dir: Path, min_age: float = 60.0) -> int:
+    """Delete the temporary files a killed writer left (`.NAME.*.tmp`, never trusted: the
+    rename that would have made them real never happened). A write takes well under a
+    second, so a temp file older than `min_age` seconds is no one's work in progress.
+    Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    for pattern in (".*.tmp", "runs/*/.*.tmp"):
+        for tmp in study_dir.glob(pattern):
+            try:
+                if now - tmp.stat().st_mtime >= min_age:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -65,6 +82,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -73,7 +92,7 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
-    if isinstance(o, torch.Tensor):
+    if hasattr(o, "tolist") and hasattr(o, "dim"):  # a tensor (torch imported lazily)
         return o.tolist()
     if hasattr(o, "item"):
         return o.item()
@@ -192,6 +211,8 @@ class RunDir:
         if not p.is_file():
             return None
         try:
+            import torch
+
             return torch.load(p, map_location="cpu", weights_only=True)
         except Exception:  # a checkpoint that cannot be read is as good as none
             return None
