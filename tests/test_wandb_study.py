@@ -144,7 +144,10 @@ def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
     assert cfg["study"] == STUDY and cfg["variant"] == "width=32"
     assert cfg["seed"] == result.summary["seed"]
     assert cfg["run_id"] == result.summary["run_id"]  # the local store's id
-    assert cfg["width"] == 32 and cfg["dropout.p"] == 0.1 and cfg["label_noise"] == 0
+    assert cfg["width"] == 32 and cfg["dropout_p"] == 0.1 and cfg["label_noise"] == 0
+    assert not [k for k in cfg if "." in k]  # W&B reads a dot as nesting
+    assert run.notes == "Width sweep for the W&B tests."  # the study description
+    assert "dropout" in run.tags
     assert cfg["model"]["width"] == 32  # the nested config is kept beside the flat keys
 
     # What flat_keys adds once wired into loop.wandb_config (swept values from study.json).
@@ -282,8 +285,9 @@ def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> No
     spec = build_report_spec(tiny_study.sdir, project="harness-test", entity=None)
     assert spec["study"] == STUDY and spec["project"] == "harness-test"
     train, study_rs = spec["runsets"]["train"], spec["runsets"]["study"]
-    assert train["where"] == {"group": STUDY, "job_type_not": "report"}
-    assert train["filters"] == f"Metric('Group') == '{STUDY}' and Metric('JobType') != 'report'"
+    assert train["where"] == {"group": STUDY, "job_type_not": ["report", "trial"]}
+    assert train["filters"] == (f"Metric('Group') == '{STUDY}' and Metric('JobType') != 'report'"
+                                " and Metric('JobType') != 'trial'")
     assert train["groupby"] == ["config.variant"]
     assert study_rs["where"] == {"group": STUDY, "job_type": "report"}
 
@@ -359,7 +363,7 @@ def fake_study(tmp_path: Path) -> Path:
 
 
 def test_sync_reports_synced_failed_and_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_server: str
 ) -> None:
     sdir = fake_study(tmp_path)
     calls: list[tuple[list[str], float]] = []
@@ -374,7 +378,12 @@ def test_sync_reports_synced_failed_and_skipped(
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setattr(wandb_study, "_run_command", fake_run)
-    result = sync_study(sdir, timeout_s=7)
+    progress: list[str] = []
+    result = sync_study(sdir, timeout_s=7, progress=progress.append)
+    assert [ln.split(":")[0] for ln in progress] == [
+        "[1/3] wandb/offline-run-1-good", "[2/3] wandb/offline-run-2-bad",
+        "[3/3] wandb/offline-run-3-done"]
+    assert "synced (" in progress[0] and "FAILED" in progress[1] and "skipped" in progress[2]
     assert [c[0][-2:] for c in calls] == [
         ["sync", str(sdir / "wandb" / "offline-run-1-good")],
         ["sync", str(sdir / "wandb" / "offline-run-2-bad")]]
@@ -390,7 +399,7 @@ def test_sync_reports_synced_failed_and_skipped(
 
 
 def test_sync_timeout_and_missing_login_are_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_server: str
 ) -> None:
     sdir = fake_study(tmp_path)
 
