@@ -426,3 +426,129 @@ def test_finish_study_logs_the_study_run_and_records_links(tiny_study: TinyStudy
     assert links["study_run"]["mode"] == "offline" and not links["study_run"]["failed"]
     assert links["study_run"]["sync_command"].startswith("wandb sync ")
     assert "harness wandb-report" in links["report_hint"]
+
+
+# ----------------------------------------------------------------------------- panels resolve
+
+
+def panel_keys(report: Any) -> list[tuple[str, str]]:
+    """(where, key) of every metric a Report's panels point at, from wandb-workspaces' own
+    serialisation: where is config / summary / history / media."""
+    found: list[tuple[str, str]] = []
+
+    def accessor(ref: str) -> None:
+        section, _, key = ref.partition(":")
+        if section == "config":  # config:<key>.value
+            found.append(("config", key.removesuffix(".value")))
+        elif section == "summary":
+            found.append(("summary", key))
+
+    for block in report.blocks:
+        for panel in getattr(block, "panels", None) or []:
+            cfg = json.loads(panel._to_model().model_dump_json(by_alias=True))["config"]
+            for key in ("xAxis", "yAxis"):
+                if cfg.get(key) and ":" in cfg[key]:
+                    accessor(cfg[key])
+                elif cfg.get(key):
+                    found.append(("history", cfg[key]))
+            for column in cfg.get("columns") or []:
+                accessor(column["accessor"])
+            if isinstance(cfg.get("metrics"), list):
+                kind = "history" if "xAxis" in cfg else "summary"
+                found += [(kind, m) for m in cfg["metrics"]]
+            if cfg.get("groupBy"):
+                found.append(("config", cfg["groupBy"].removesuffix(".value")))
+            for key in cfg.get("mediaKeys") or []:
+                found.append(("media", key))
+    return found
+
+
+def nested(d: dict[str, Any], dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return False
+        d = d[part]
+    return True
+
+
+@pytest.fixture(scope="module")
+def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A dotted swept key (regularizers.dropout.p) x 1 seed, trained offline, plus its study
+    run: the case where dotted flat keys broke the Report's panels."""
+    base = tmp_path_factory.mktemp("wandb_dropout")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
+            (base / var).mkdir()
+            mp.setenv(var, str(base / var))
+        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
+            mp.delenv(var, raising=False)
+        mp.setenv("NETRC", str(base / "no-netrc"))
+        raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
+                       regularizers={"dropout": {"p": 0.1}})
+        study = StudyConfig(name="wb_drop", base=raw, seeds=1,
+                            design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                                    "values": [0.3]})
+        specs = expand(study)
+        sdir = base / "results" / study.name
+        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        for s in specs:
+            train_run(s.config, results_dir=base / "results",
+                      data_dir=Path(os.environ["HARNESS_DATA_DIR"]))
+        png(sdir / "figures" / "sweep.png", (10, 10, 200))
+        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+        yield sdir
+        import wandb
+
+        wandb.teardown()
+
+
+@pytest.mark.parametrize("which", ["width", "dropout"])
+def test_every_report_panel_key_exists_in_the_offline_runs(
+    which: str, tiny_study: TinyStudy, dropout_study: Path
+) -> None:
+    """Built with wandb-workspaces, every panel's keys resolve in what the runs logged."""
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    sdir = tiny_study.sdir if which == "width" else dropout_study
+    if which == "width":
+        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+    spec = build_report_spec(sdir, project="harness-test", entity=None)
+    report = wandb_study.report_from_spec(spec)
+    runs = [read_offline_run(p) for p in wandb_study.offline_run_dirs(sdir)]
+    training = [r for r in runs if r.job_type != "report"]
+    (study_run,) = [r for r in runs if r.job_type == "report"][-1:]
+    assert training and all(r.complete for r in runs)
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    keys = [(grid.runsets[0].name, k) for grid in grids for k in panel_keys(
+        wr.Report(project="p", entity="e", blocks=[grid]))]
+    assert len(keys) >= 10
+    for runset, (where, key) in keys:
+        targets = [study_run] if runset.endswith("study run") else training
+        for run in targets:
+            if where == "config":
+                assert key in run.config, (runset, where, key, sorted(run.config))
+            elif where == "summary":
+                assert nested(run.summary, key), (runset, key, sorted(run.summary))
+            else:  # history and media keys: logged in some row
+                assert any(key in row for row in run.history), (runset, where, key)
+    if which == "dropout":
+        assert ("config", "dropout_p") in [k for _, k in keys]
+        values = sorted(r.config["dropout_p"] for r in training)
+        assert values == [0.1, 0.3]  # the baseline's value too, from the queue-free path
+
+
+def test_wandb_report_dry_run_writes_the_spec(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    results = tiny_study.sdir.parent
+    out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results),
+                                   "--dry-run"])
+    assert out.exit_code == 0, out.output
+    spec = json.loads((tiny_study.sdir / "wandb_report.json").read_text())
+    assert spec == json.loads(json.dumps(build_report_spec(
+        tiny_study.sdir, project="harness-test", entity=None)))
+    # without --dry-run and offline: says what to change, not "run this command"
+    out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results)])
+    assert out.exit_code == 1 and "--dry-run" in out.output
+    assert f"harness wandb-report {STUDY}" not in out.output
