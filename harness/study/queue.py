@@ -137,21 +137,34 @@ def queue_study_name(name: str) -> str:
 
 
 def studies_in(url: str) -> list[str]:
-    """Names of the Optuna studies a storage holds, creating nothing: a SQLite file or
-    journal that does not exist holds none (opening it would create it)."""
-    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else \
-        url.removeprefix("journal:") if url.startswith("journal:") or url.endswith(".journal") \
-        else None
+    """Names of the Optuna studies a storage holds, creating nothing (not even tables, which
+    would race with a coordinator creating them): a missing file or table holds none."""
+    journal = url.startswith("journal:") or url.endswith(".journal")
+    local = url.removeprefix("journal:") if journal else \
+        url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
     if local is not None and not Path(local).is_file():
         return []
-    if local is not None and not url.startswith("sqlite:///"):
+    if journal:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        storage: Any = JournalStorage(JournalFileBackend(local))
-    else:
-        storage = open_storage(url)
-    return [s.study_name for s in storage.get_all_studies()]
+        storage = JournalStorage(JournalFileBackend(str(local)))
+        return [s.study_name for s in storage.get_all_studies()]
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                if not sqlalchemy.inspect(conn).has_table("studies"):
+                    return []
+                rows = conn.execute(sqlalchemy.text("SELECT study_name FROM studies"))
+                return [str(r[0]) for r in rows]
+        finally:
+            engine.dispose()
+    except Exception as err:  # bad URL, unreachable server, missing driver
+        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]})") from None
 
 
 @dataclass
