@@ -134,6 +134,9 @@ def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) ->
     assert close(run.summary["test_error_final"], 1 - local["final_test_acc"])
     assert close(run.summary["train_error_final"], 1 - local["final_train_eval_acc"])
     assert run.summary["best_val_epoch"] == local["best_epoch"]
+    # the loss AT the best-val epoch, named so; W&B's val_loss.min is the minimum over epochs
+    assert close(run.summary["val_loss_at_best_val"], local["best_val_loss"])
+    assert not [k for k in run.summary if k.startswith("best_") and k != "best_val_epoch"]
 
 
 def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:

@@ -34,8 +34,9 @@ UNREACHABLE_ENV = "HARNESS_WANDB_UNREACHABLE"
 FLUSH_WAIT_S = 10.0
 # define_metric summaries: best-so-far instead of last value for the headline metrics.
 SUMMARY_GOALS = {"val_acc": "max", "val_loss": "min"}
-# Summary keys that say what they mean, copied from the loop's summary (best_* = the row at the
-# best-val epoch): W&B's own summaries cannot pick "test accuracy at the best-val epoch".
+# Summary keys that say what they mean, from the loop's summary (best_* = the row at the
+# best-val epoch): W&B's own summaries cannot pick "test accuracy at the best-val epoch",
+# and `best_val_loss` beside W&B's `val_loss.min` (the minimum over epochs) would mislead.
 SUMMARY_ALIASES = {
     "best_test_acc": "test_acc_at_best_val",
     "best_test_loss": "test_loss_at_best_val",
@@ -182,11 +183,18 @@ def _number(value: Any) -> float | None:
 
 
 def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary plus SUMMARY_ALIASES and test errors (1 - acc) for double-descent plots."""
+    """The summary for W&B: the loop's `best_<metric>` (the row at the best-val epoch) renamed
+    `<metric>_at_best_val`, so it never reads as W&B's own best-over-epochs summaries
+    (`val_loss.min`), plus test errors (1 - acc) for double-descent plots."""
     out = dict(summary)
     for src, dst in SUMMARY_ALIASES.items():
         if src in summary and dst not in summary:
             out[dst] = summary[src]
+    if "best_epoch" in summary:  # a training run's summary: rename every best_* row value
+        for key in [k for k in out if k.startswith("best_") and k != "best_val_epoch"]:
+            value = out.pop(key)
+            if key not in SUMMARY_ALIASES:
+                out.setdefault(f"{key.removeprefix('best_')}_at_best_val", value)
     # Errors for double-descent plots; "final" = the final model (as the report's double
     # descent section uses), falling back to the last epoch's row.
     for sources, dst in ((("best_test_acc",), "test_error_at_best_val"),
