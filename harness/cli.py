@@ -211,7 +211,9 @@ def ablation(
     except KeyboardInterrupt:
         interrupted(f"make ablation STUDY={study}")
     console.print(f"{out.finished}/{out.total} runs finished "
-                  f"({out.finished - out.ran_before} this time) in {out.seconds:.0f}s")
+                  f"({out.finished - out.ran_before - out.imported} trained here"
+                  + (f", {out.imported} imported from other workers" if out.imported else "")
+                  + f") in {out.seconds:.0f}s")
     if out.failed:
         console.print(f"[yellow]not finished:[/] {', '.join(out.failed)} "
                       "(see the report; run the same command again to retry)")

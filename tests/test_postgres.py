@@ -132,9 +132,10 @@ def test_ablation_across_machines_and_report_from_the_database(tmp_path):
     remote = {t.user_attrs["run_id"]: t for t in q.trials(TrialState.COMPLETE)}
     assert len(remote) == 2 and all(t.params for t in remote.values())
     # A finishes the rest and imports B's runs
-    run_study(study, source="pg.yaml", results_dir=tmp_path / "a", storage=URL, workers=1,
-              report=False)
+    out = run_study(study, source="pg.yaml", results_dir=tmp_path / "a", storage=URL,
+                    workers=1, report=False)
     assert len(list_run_dirs(tmp_path / "a" / name)) == 4
+    assert (out.finished, out.ran_before, out.imported) == (4, 0, 2)  # 2 trained on A
     assert worker_loop(URL, name, tmp_path / "b") == 0  # nothing left
 
     before = studies_in(URL)

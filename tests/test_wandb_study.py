@@ -555,3 +555,18 @@ def test_wandb_report_dry_run_writes_the_spec(tiny_study: TinyStudy, tmp_path: P
     out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results)])
     assert out.exit_code == 1 and "--dry-run" in out.output
     assert f"harness wandb-report {STUDY}" not in out.output
+
+
+def test_sync_command_says_why_nothing_synced_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    fake_study(tmp_path)  # results dir tmp_path, study "s", three offline folders, no login
+    out = CliRunner().invoke(app, ["sync", "s", "--results-dir", str(tmp_path),
+                                   "--timeout", "5"])
+    assert out.exit_code == 1
+    lines = out.output.strip().splitlines()
+    assert lines[0] == "syncing 3 offline W&B run folder(s) of s"
+    assert "nothing synced: not logged in" in lines[1]
+    assert lines[-1] == "W&B sync of s: 0 synced, 3 failed"

@@ -35,6 +35,7 @@ class StudyOutcome:
     finished: int
     failed: list[str]
     seconds: float
+    imported: int = 0  # finished on other machines, rebuilt here from their queue trials
 
 
 def default_workers() -> int:
@@ -93,11 +94,11 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
                           len(done_before), specs, sdir, study.seed_batch)
-        import_remote_results(q, specs, sdir)
+        imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
     outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, imported)
     if report:
         build_study_report(sdir)
         from harness.tracking.wandb_study import finish_study
