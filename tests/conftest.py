@@ -52,3 +52,15 @@ def wandb_server(monkeypatch: pytest.MonkeyPatch):
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
         monkeypatch.setenv("WANDB_BASE_URL", url)
         yield url
+
+
+def isolate_wandb_env(mp: pytest.MonkeyPatch, base: Path) -> None:
+    """`isolated_wandb` for module-scoped fixtures: W&B's folders under base, no key."""
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
+        (base / var).mkdir(exist_ok=True)
+        mp.setenv(var, str(base / var))
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL",
+                "HARNESS_WANDB_UNREACHABLE"):
+        mp.delenv(var, raising=False)
+    mp.setenv("WANDB_SILENT", "true")
+    mp.setenv("NETRC", str(base / "no-netrc"))

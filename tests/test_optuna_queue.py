@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import tiny_raw
+from conftest import isolate_wandb_env, tiny_raw
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -51,11 +51,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The sweep run through its queue (SQLite) by one local worker, W&B offline."""
     base = tmp_path_factory.mktemp("queue")
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
-            mp.setenv(var, str(base / var))
-        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
-            mp.delenv(var, raising=False)
-        mp.setenv("NETRC", str(base / "no-netrc"))
+        isolate_wandb_env(mp, base)
         run_study(sweep_study(), source="q.yaml", results_dir=base / "results", workers=1,
                   report=False)
         yield base / "results" / NAME

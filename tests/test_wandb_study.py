@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import tiny_raw
+from conftest import isolate_wandb_env, tiny_raw
 
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
@@ -70,13 +70,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
     base = tmp_path_factory.mktemp("wandb_study")
     data_dir = Path(os.environ["HARNESS_DATA_DIR"])
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
-            (base / var).mkdir()
-            mp.setenv(var, str(base / var))
-        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
-            mp.delenv(var, raising=False)
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("NETRC", str(base / "no-netrc"))
+        isolate_wandb_env(mp, base)
         raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
                        regularizers={"dropout": {"p": 0.1}})
         study = StudyConfig(name=STUDY, description="Width sweep for the W&B tests.", base=raw,
@@ -480,12 +474,7 @@ def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     run: the case where dotted flat keys broke the Report's panels."""
     base = tmp_path_factory.mktemp("wandb_dropout")
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
-            (base / var).mkdir()
-            mp.setenv(var, str(base / var))
-        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
-            mp.delenv(var, raising=False)
-        mp.setenv("NETRC", str(base / "no-netrc"))
+        isolate_wandb_env(mp, base)
         raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
                        regularizers={"dropout": {"p": 0.1}})
         study = StudyConfig(name="wb_drop", base=raw, seeds=1,
