@@ -217,9 +217,13 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     from harness.errors import ConfigError
     from harness.study.queue import queue_study_name, studies_in
 
-    if queue_study_name(name) not in studies_in(url):
-        raise ConfigError(f"storage {mask_url(url)}: no study {name!r} (check the name and "
-                          "the URL)")
+    names = studies_in(url)
+    if queue_study_name(name) not in names:
+        tuning = f"{name}:tune" in names
+        raise ConfigError(f"storage {mask_url(url)}: " + (
+            f"{name!r} is a tuning search; its confirmation runs are queued on the machine "
+            "that ran `harness tune`: build the report there" if tuning else
+            f"no study {name!r} (check the name and the URL)"))
     q = RunQueue.open(url, name)
     manifest = q.manifest()
     if not manifest:
