@@ -381,12 +381,6 @@ class WandbTracker:
         if epoch is not None:
             self.logged_epoch = int(epoch)
 
-    def log_epochs(self, rows: list[dict[str, Any]]) -> None:
-        """Catch up on the epochs a resumed run restored from its checkpoint: an offline
-        resume writes a new folder (the one `harness sync` uploads), which must hold them all."""
-        for row in rows:
-            self.log_epoch(row)
-
     def add_tags(self, *tags: str) -> None:
         """Tags decided during the run (`pruned`, `diverged`), kept with the ones from init."""
         if not self._active:
@@ -407,13 +401,18 @@ class WandbTracker:
 
     def set_summary(self, summary: dict) -> None:
         """Write final values (flat or nested) into the run summary, plus clear headline keys
-        (`test_acc_at_best_val`, `test_error_at_best_val`, ...) derived from the loop's."""
+        (`test_acc_at_best_val`, `test_error_at_best_val`, ...) derived from the loop's. A run
+        that did not complete is tagged with how it ended (`pruned`, `diverged`, ...)."""
         if not self._active:
             return
         try:
             self._run.summary.update(headline_summary(dict(summary)))
         except Exception as exc:
             self._fail(f"wandb summary update failed: {exc!r}")
+            return
+        status = summary.get("status")
+        if isinstance(status, str) and status not in ("completed", ""):
+            self.add_tags(status)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run, even after a logging failure, so what was logged is flushed."""

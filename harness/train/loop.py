@@ -105,7 +105,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     run_dir.write_env(env)
 
     tracker = (tracker_factory or open_tracker)(config, run_id, sdir)
-    tracker.log_epochs(rows)  # a resumed run: W&B gets the restored epochs too
+    for row in rows:  # a resumed run: its W&B run gets the restored epochs too
+        tracker.log_epoch(row)
     forward = model_forward(model, config, device)
     status, diverged_epoch, started = "completed", None, time.perf_counter()
     reporter.start(f"{config.variant} seed {config.seed}", ctx.epochs, first_epoch)
@@ -139,10 +140,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                             interrupted_status(err), None, regs)
         summary["error"] = f"{type(err).__name__}: {err}"
         run_dir.write_summary(summary)
-        tracker.set_summary(summary)
-        if summary["status"] == "pruned":  # a decision, not a failure
-            tracker.add_tags("pruned")
-        tracker.finish(exit_code=0 if summary["status"] == "pruned" else 1)
+        tracker.set_summary(summary)  # tags the W&B run with its status (pruned, failed)
+        tracker.finish(exit_code=0 if summary["status"] == "pruned" else 1)  # pruned: decided
         raise
     summary = summarize(rows, final, config, model, time.perf_counter() - started, status,
                         diverged_epoch, regs)
@@ -152,8 +151,6 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     (run_dir.path / "checkpoint.pt").unlink(missing_ok=True)
     run_dir.write_summary(summary)
     tracker.set_summary(summary)
-    if status != "completed":
-        tracker.add_tags(status)
     tracker.finish()
     reporter.end(summary)
     return RunResult(run_dir, summary, rows, model)
