@@ -154,10 +154,12 @@ def test_progress_lines_are_readable() -> None:
     show = ProgressLines(lines.append)
     show(("start", 0, "dropout.p=0.3 seed 0", 5, 3))
     show(("epoch", 0, 3, "loss 1.234 val acc 0.456"))
-    show(("end", 0, "completed"))
+    show(("end", 0, "completed", "", "dropout.p=0.3 seed 0"))
+    show(("end", 0, "failed", "DataError: no file", "baseline seed 1"))
     assert lines == ["dropout.p=0.3 seed 0: training 5 epochs, resuming at epoch 3",
                      "dropout.p=0.3 seed 0: epoch 3/5 loss 1.234 val acc 0.456",
-                     "dropout.p=0.3 seed 0: completed"]
+                     "dropout.p=0.3 seed 0: completed",
+                     "baseline seed 1: failed (DataError: no file)"]
 
 
 # ----------------------------------------------------------------------------- dashboard

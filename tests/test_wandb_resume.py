@@ -58,7 +58,7 @@ def leet_records(run_dir: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.skipif(not WANDB.is_file(), reason="needs the wandb CLI beside this Python")
 def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) -> None:
-    raw = tiny_raw(study="resume", train={"epochs": 4},
+    raw = tiny_raw(study="resume", train={"epochs": 4, "checkpoint_every_s": 0},
                    tracking={"wandb": "offline", "project": "harness-test"})
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
@@ -67,7 +67,17 @@ def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) 
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
     config = build_run_config(raw, "resume")
-    result = train_run(config, results_dir=results)  # resumes from the epoch-2 checkpoint
+    started: list[int] = []
+
+    class Starts:
+        def start(self, name: str, epochs: int, first_epoch: int) -> None:
+            started.append(first_epoch)
+
+        def epoch(self, row: dict[str, Any]) -> None: ...
+        def end(self, summary: dict[str, Any]) -> None: ...
+
+    result = train_run(config, results_dir=results, reporter=Starts())
+    assert started == [3]  # resumed from the epoch-2 checkpoint, not trained again
     assert result.summary["status"] == "completed" and len(result.rows) == 4
 
     sdir = results / "resume"
