@@ -229,7 +229,9 @@ def ablation(
     except KeyboardInterrupt:
         interrupted(f"make ablation STUDY={study}")
     console.print(f"{out.finished}/{out.total} runs finished "
-                  f"({out.finished - out.ran_before} this time) in {out.seconds:.0f}s")
+                  f"({out.finished - out.ran_before - out.imported} trained here"
+                  + (f", {out.imported} imported from other workers" if out.imported else "")
+                  + f") in {out.seconds:.0f}s")
     if out.failed:
         console.print(f"[yellow]not finished ({len(out.failed)}):[/] "
                       "(listed in the report; run the same command again to retry)")
@@ -283,23 +285,28 @@ def worker(
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for this worker.")] = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", min=0, help="Seconds to wait for the coordinator to create the study and "
+        "queue its runs (default: none; an unknown study is an error).")] = 0.0,
     debug: Debug = False,
 ) -> None:
     """Join a running study from any machine: take queued runs until none is left."""
     from harness.console import console
     from harness.study.queue import mask_url
 
-    console.print(f"worker for study {study} on {mask_url(storage)}")
     try:
-        from harness.study.tune import tune_worker_loop, tuning_study_exists
-        from harness.study.worker import worker_loop
+        from harness.study.tune import tune_worker_loop
+        from harness.study.worker import ProgressLines, wait_for_study, worker_loop
 
-        if tuning_study_exists(storage, study):
-            n = tune_worker_loop(storage, study, results_dir, data_dir, threads)
+        kind = wait_for_study(storage, study, wait)
+        console.print(f"worker for {'tuning ' if kind == 'tune' else ''}study {study} "
+                      f"on {mask_url(storage)}")
+        lines = ProgressLines(lambda line: console.print(line, soft_wrap=True))
+        if kind == "tune":
+            n = tune_worker_loop(storage, study, results_dir, data_dir, threads, emit=lines)
             console.print(f"search finished; this worker ran {n} trial(s)")
             return
-        n = worker_loop(storage, study, results_dir, data_dir, threads,
-                        emit=lambda e: console.print(" ".join(map(str, e[2:]))))
+        n = worker_loop(storage, study, results_dir, data_dir, threads, emit=lines)
     except Exception as err:
         fail(err, debug)
         return
@@ -312,18 +319,26 @@ def worker(
 def report(
     study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
     results_dir: ResultsDir = Path("results"),
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Build from the study's queue (postgresql://... or sqlite:///...): "
+        "imports every finished run first, so it works on a machine that ran nothing.")] = None,
     debug: Debug = False,
 ) -> None:
     """(Re)build results/<study>/report.html and report.md from the local store."""
     from harness.console import console
     from harness.errors import ConfigError
+    from harness.study.queue import mask_url
 
     sdir = results_dir / study
     try:
-        if not (sdir / "runs").is_dir():
-            raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first)")
-        from harness.study.execute import build_study_report
+        from harness.study.execute import build_study_report, import_study
 
+        if storage:
+            n = import_study(storage, study, sdir)
+            console.print(f"imported {n} run(s) from {mask_url(storage)}")
+        if not (sdir / "runs").is_dir():
+            raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first, "
+                              "or pass --storage URL to read them from the study's queue)")
         html = build_study_report(sdir)
     except Exception as err:
         fail(err, debug)
@@ -335,20 +350,25 @@ def report(
 def sync(
     study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
     results_dir: ResultsDir = Path("results"),
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1, help="Seconds allowed per run's upload.")] = 120.0,
     debug: Debug = False,
 ) -> None:
-    """Upload every offline W&B run of a study (wraps `wandb sync`), saying which failed."""
+    """Upload every offline W&B run of a study (wraps `wandb sync`), one line per run."""
     from harness.console import console
 
     try:
-        from harness.tracking.wandb_study import sync_study
+        from harness.tracking.wandb_study import offline_run_dirs, sync_study
 
-        result = sync_study(results_dir / study)
+        sdir = results_dir / study
+        console.print(f"syncing {len(offline_run_dirs(sdir))} offline W&B run folder(s) of "
+                      f"{study}")
+        result = sync_study(sdir, timeout_s=timeout,
+                            progress=lambda line: console.print(line, soft_wrap=True))
     except Exception as err:
         fail(err, debug)
         return
-    for line in result.lines():
-        console.print(line, soft_wrap=True)
+    console.print(result.summary_line(), soft_wrap=True)
     if not result.ok:
         raise typer.Exit(code=1)
 
@@ -359,12 +379,22 @@ def wandb_report(
     results_dir: ResultsDir = Path("results"),
     project: Annotated[str | None, typer.Option(help="W&B project.")] = None,
     entity: Annotated[str | None, typer.Option(help="W&B entity.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Write the Report spec to results/<study>/wandb_report.json "
+        "instead of creating the Report (works offline).")] = False,
 ) -> None:
     """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
     from harness.console import console
-    from harness.tracking.wandb_study import create_wandb_report
+    from harness.tracking.wandb_study import create_wandb_report, write_report_spec
 
-    outcome = create_wandb_report(results_dir / study, project=project, entity=entity)
+    sdir = results_dir / study
+    if not (sdir / "runs").is_dir():
+        fail(HarnessError(f"{sdir}: no runs found (run the study first)"), False)
+    if dry_run:
+        path = write_report_spec(sdir, project=project, entity=entity)
+        console.print(f"W&B Report spec: {path}")
+        return
+    outcome = create_wandb_report(sdir, project=project, entity=entity, from_command=True)
     console.print(outcome.message, soft_wrap=True)
     if not outcome.ok:
         raise typer.Exit(code=1)

@@ -20,7 +20,7 @@ def isolated_wandb(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     root = tmp_path_factory.getbasetemp() / "wandb-home"
     for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(root / var.lower()))
-    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR"):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "HARNESS_WANDB_UNREACHABLE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("NETRC", str(root / "no-netrc"))
@@ -40,3 +40,27 @@ def tiny_raw(**sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+@pytest.fixture
+def wandb_server(monkeypatch: pytest.MonkeyPatch):
+    """A loopback port that accepts connections, as WANDB_BASE_URL: the harness's one-connect
+    reachability probe passes (nothing here speaks W&B's API; nothing is sent)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        yield url
+
+
+def isolate_wandb_env(mp: pytest.MonkeyPatch, base: Path) -> None:
+    """`isolated_wandb` for module-scoped fixtures: W&B's folders under base, no key."""
+    for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
+        (base / var).mkdir(exist_ok=True)
+        mp.setenv(var, str(base / var))
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL",
+                "HARNESS_WANDB_UNREACHABLE"):
+        mp.delenv(var, raising=False)
+    mp.setenv("WANDB_SILENT", "true")
+    mp.setenv("NETRC", str(base / "no-netrc"))

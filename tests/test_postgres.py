@@ -184,3 +184,51 @@ def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
     trials = RunQueue.open(URL, name).trials()
     assert len(trials) == 4 and len({t.user_attrs["run_id"] for t in trials}) == 4  # once each
     assert not (tmp_path / "machine-b" / name).exists()  # the refused one wrote nothing
+def test_ablation_across_machines_and_report_from_the_database(tmp_path):
+    """Coordinator on machine A queues an ablation; a worker on machine B (its own results
+    folder, no study.json) runs part of it; machine C, which ran nothing, builds the full
+    report from the database, with B's env and test predictions."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.study.execute import run_study
+    from harness.study.plan import expand, study_manifest
+    from harness.study.queue import RunQueue, studies_in
+    from harness.study.spec import StudyConfig as Study
+    from harness.study.worker import EventReporter, run_job, worker_loop
+    from harness.tracking.store import list_run_dirs
+
+    name = f"pga{uuid.uuid4().hex[:8]}"
+    study = Study(name=name, base=tiny_raw(regularizers={"dropout": {"p": 0.1}}), seeds=2,
+                  design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                          "values": [0.3]})
+    specs = expand(study)
+    q = RunQueue.open(URL, name)  # the coordinator's first steps, then B takes two runs
+    q.set_manifest(study_manifest(study, specs))
+    q.distributions(specs)
+    q.enqueue_missing(specs, set())
+    machine_b = tmp_path / "b"
+    for _ in range(2):
+        run_job(q.pop(), q, machine_b, None, 1, EventReporter(lambda event: None, 1))
+    remote = {t.user_attrs["run_id"]: t for t in q.trials(TrialState.COMPLETE)}
+    assert len(remote) == 2 and all(t.params for t in remote.values())
+    # A finishes the rest and imports B's runs
+    out = run_study(study, source="pg.yaml", results_dir=tmp_path / "a", storage=URL,
+                    workers=1, report=False)
+    assert len(list_run_dirs(tmp_path / "a" / name)) == 4
+    assert (out.finished, out.ran_before, out.imported) == (4, 0, 2)  # 2 trained on A
+    assert worker_loop(URL, name, tmp_path / "b") == 0  # nothing left
+
+    before = studies_in(URL)
+    out = CliRunner().invoke(app, ["report", name, "--storage", URL,
+                                   "--results-dir", str(tmp_path / "c")])
+    assert out.exit_code == 0, out.output
+    assert studies_in(URL) == before
+    imported = {rd.summary["run_id"]: rd for rd in list_run_dirs(tmp_path / "c" / name)}
+    assert len(imported) == 4 and (tmp_path / "c" / name / "report.html").is_file()
+    for rd in list_run_dirs(machine_b / name):
+        mine = imported[rd.summary["run_id"]]
+        for f in ("env.json", "test_predictions.pt"):
+            assert (mine.path / f).read_bytes() == (rd.path / f).read_bytes()
+    out = CliRunner().invoke(app, ["worker", "--study", name + "x", "--storage", URL])
+    assert out.exit_code == 2 and studies_in(URL) == before

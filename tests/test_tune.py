@@ -227,3 +227,49 @@ def test_dead_workers_trial_is_failed_and_queued_again(tmp_path):
     retry = ostudy.get_trials()[1]
     assert retry.params == ostudy.get_trials()[0].params
     assert retry.system_attrs["failed_trial"] == 0
+
+
+# ----------------------------------------------------------------------------- W&B
+
+
+def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
+    """One `trial` job type for the search, the study-level report run, every offline run
+    seen by sync (the search folder too), and a Report whose run filter matches its intro."""
+    import re
+
+    from harness.tracking.wandb_reader import read_offline_run
+    from harness.tracking.wandb_study import build_report_spec, offline_run_dirs
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    base = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"})
+    study = StudyConfig.model_validate({
+        "name": "twb", "kind": "tune", "base": base, "description": "Tuning for W&B.",
+        "tune": {"n_trials": 3, "confirm_seeds": 1, "pruner": "none",
+                 "sampler": {"name": "random"},
+                 "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0,
+                                                      "high": 0.5}}}})
+    out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
+    sdir = tmp_path / "twb"
+    runs = {d: read_offline_run(d) for d in offline_run_dirs(sdir)}
+    trials = [r for r in runs.values() if r.job_type == "trial"]
+    assert len(trials) == out.complete == 3
+    assert all(d.is_relative_to(sdir / "search") for d, r in runs.items() if r.job_type == "trial")
+    ostudy = optuna.load_study(study_name=tune.optuna_study_name("twb"),
+                               storage=f"sqlite:///{sdir / 'tune.db'}")
+    by_number = {t.number: t for t in ostudy.trials}
+    for r in trials:
+        t = by_number[r.config["optuna_trial"]]
+        assert r.config["dropout_p"] == pytest.approx(t.params["regularizers.dropout.p"])
+        assert Path(t.user_attrs["wandb"]["run_dir"]) in runs
+    reports = [r for r in runs.values() if r.job_type == "report"]
+    assert len(reports) == 1 and reports[0].group == "twb"
+    training = [r for r in runs.values() if r.job_type not in ("report", "trial")]
+    assert {r.job_type for r in training} == {"baseline", "tuned"}
+    assert all(r.notes == "Tuning for W&B." for r in training + trials)
+
+    spec = build_report_spec(sdir, project="harness-test", entity=None)
+    where = spec["runsets"]["train"]["where"]
+    selected = [r for r in runs.values()
+                if r.group == where["group"] and r.job_type not in where["job_type_not"]]
+    said = int(re.search(r": (\d+) runs", spec["intro"]).group(1))
+    assert said == len(selected) == len(training) == 2

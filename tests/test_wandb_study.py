@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import tiny_raw
+from conftest import isolate_wandb_env, tiny_raw
 
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
@@ -71,13 +71,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
     base = tmp_path_factory.mktemp("wandb_study")
     data_dir = Path(os.environ["HARNESS_DATA_DIR"])
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR", "TMPDIR"):
-            (base / var).mkdir()
-            mp.setenv(var, str(base / var))
-        for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "WANDB_BASE_URL"):
-            mp.delenv(var, raising=False)
-        mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("NETRC", str(base / "no-netrc"))
+        isolate_wandb_env(mp, base)
         raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
                        regularizers={"dropout": {"p": 0.1}})
         study = StudyConfig(name=STUDY, description="Width sweep for the W&B tests.", base=raw,
@@ -135,6 +129,9 @@ def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) ->
     assert close(run.summary["test_error_final"], 1 - local["final_test_acc"])
     assert close(run.summary["train_error_final"], 1 - local["final_train_eval_acc"])
     assert run.summary["best_val_epoch"] == local["best_epoch"]
+    # the loss AT the best-val epoch, named so; W&B's val_loss.min is the minimum over epochs
+    assert close(run.summary["val_loss_at_best_val"], local["best_val_loss"])
+    assert not [k for k in run.summary if k.startswith("best_") and k != "best_val_epoch"]
 
 
 def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
@@ -145,7 +142,10 @@ def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
     assert cfg["study"] == STUDY and cfg["variant"] == "width=32"
     assert cfg["seed"] == result.summary["seed"]
     assert cfg["run_id"] == result.summary["run_id"]  # the local store's id
-    assert cfg["width"] == 32 and cfg["dropout.p"] == 0.1 and cfg["label_noise"] == 0
+    assert cfg["width"] == 32 and cfg["dropout_p"] == 0.1 and cfg["label_noise"] == 0
+    assert not [k for k in cfg if "." in k]  # W&B reads a dot as nesting
+    assert run.notes == "Width sweep for the W&B tests."  # the study description
+    assert "dropout" in run.tags
     assert cfg["model"]["width"] == 32  # the nested config is kept beside the flat keys
 
     # What flat_keys adds once wired into loop.wandb_config (swept values from study.json).
@@ -291,8 +291,9 @@ def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> No
     spec = build_report_spec(tiny_study.sdir, project="harness-test", entity=None)
     assert spec["study"] == STUDY and spec["project"] == "harness-test"
     train, study_rs = spec["runsets"]["train"], spec["runsets"]["study"]
-    assert train["where"] == {"group": STUDY, "job_type_not": "report"}
-    assert train["filters"] == f"Metric('Group') == '{STUDY}' and Metric('JobType') != 'report'"
+    assert train["where"] == {"group": STUDY, "job_type_not": ["report", "trial"]}
+    assert train["filters"] == (f"Metric('Group') == '{STUDY}' and Metric('JobType') != 'report'"
+                                " and Metric('JobType') != 'trial'")
     assert train["groupby"] == ["config.variant"]
     assert study_rs["where"] == {"group": STUDY, "job_type": "report"}
 
@@ -368,7 +369,7 @@ def fake_study(tmp_path: Path) -> Path:
 
 
 def test_sync_reports_synced_failed_and_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_server: str
 ) -> None:
     sdir = fake_study(tmp_path)
     calls: list[tuple[list[str], float]] = []
@@ -383,7 +384,12 @@ def test_sync_reports_synced_failed_and_skipped(
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setattr(wandb_study, "_run_command", fake_run)
-    result = sync_study(sdir, timeout_s=7)
+    progress: list[str] = []
+    result = sync_study(sdir, timeout_s=7, progress=progress.append)
+    assert [ln.split(":")[0] for ln in progress] == [
+        "[1/3] wandb/offline-run-1-good", "[2/3] wandb/offline-run-2-bad",
+        "[3/3] wandb/offline-run-3-done"]
+    assert "synced (" in progress[0] and "FAILED" in progress[1] and "skipped" in progress[2]
     assert [c[0][-2:] for c in calls] == [
         ["sync", str(sdir / "wandb" / "offline-run-1-good")],
         ["sync", str(sdir / "wandb" / "offline-run-2-bad")]]
@@ -399,7 +405,7 @@ def test_sync_reports_synced_failed_and_skipped(
 
 
 def test_sync_timeout_and_missing_login_are_failures(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_server: str
 ) -> None:
     sdir = fake_study(tmp_path)
 
@@ -426,3 +432,139 @@ def test_finish_study_logs_the_study_run_and_records_links(tiny_study: TinyStudy
     assert links["study_run"]["mode"] == "offline" and not links["study_run"]["failed"]
     assert links["study_run"]["sync_command"].startswith("wandb sync ")
     assert "harness wandb-report" in links["report_hint"]
+
+
+# ----------------------------------------------------------------------------- panels resolve
+
+
+def panel_keys(report: Any) -> list[tuple[str, str]]:
+    """(where, key) of every metric a Report's panels point at, from wandb-workspaces' own
+    serialisation: where is config / summary / history / media."""
+    found: list[tuple[str, str]] = []
+
+    def accessor(ref: str) -> None:
+        section, _, key = ref.partition(":")
+        if section == "config":  # config:<key>.value
+            found.append(("config", key.removesuffix(".value")))
+        elif section == "summary":
+            found.append(("summary", key))
+
+    for block in report.blocks:
+        for panel in getattr(block, "panels", None) or []:
+            cfg = json.loads(panel._to_model().model_dump_json(by_alias=True))["config"]
+            for key in ("xAxis", "yAxis"):
+                if cfg.get(key) and ":" in cfg[key]:
+                    accessor(cfg[key])
+                elif cfg.get(key):
+                    found.append(("history", cfg[key]))
+            for column in cfg.get("columns") or []:
+                accessor(column["accessor"])
+            if isinstance(cfg.get("metrics"), list):
+                kind = "history" if "xAxis" in cfg else "summary"
+                found += [(kind, m) for m in cfg["metrics"]]
+            if cfg.get("groupBy"):
+                found.append(("config", cfg["groupBy"].removesuffix(".value")))
+            for key in cfg.get("mediaKeys") or []:
+                found.append(("media", key))
+    return found
+
+
+def nested(d: dict[str, Any], dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return False
+        d = d[part]
+    return True
+
+
+@pytest.fixture(scope="module")
+def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A dotted swept key (regularizers.dropout.p) x 1 seed, trained offline, plus its study
+    run: the case where dotted flat keys broke the Report's panels."""
+    base = tmp_path_factory.mktemp("wandb_dropout")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_wandb_env(mp, base)
+        raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
+                       regularizers={"dropout": {"p": 0.1}})
+        study = StudyConfig(name="wb_drop", base=raw, seeds=1,
+                            design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                                    "values": [0.3]})
+        specs = expand(study)
+        sdir = base / "results" / study.name
+        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        for s in specs:
+            train_run(s.config, results_dir=base / "results",
+                      data_dir=Path(os.environ["HARNESS_DATA_DIR"]))
+        png(sdir / "figures" / "sweep.png", (10, 10, 200))
+        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+        yield sdir
+        import wandb
+
+        wandb.teardown()
+
+
+@pytest.mark.parametrize("which", ["width", "dropout"])
+def test_every_report_panel_key_exists_in_the_offline_runs(
+    which: str, tiny_study: TinyStudy, dropout_study: Path
+) -> None:
+    """Built with wandb-workspaces, every panel's keys resolve in what the runs logged."""
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    sdir = tiny_study.sdir if which == "width" else dropout_study
+    if which == "width":
+        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+    spec = build_report_spec(sdir, project="harness-test", entity=None)
+    report = wandb_study.report_from_spec(spec)
+    runs = [read_offline_run(p) for p in wandb_study.offline_run_dirs(sdir)]
+    training = [r for r in runs if r.job_type != "report"]
+    (study_run,) = [r for r in runs if r.job_type == "report"][-1:]
+    assert training and all(r.complete for r in runs)
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    keys = [(grid.runsets[0].name, k) for grid in grids for k in panel_keys(
+        wr.Report(project="p", entity="e", blocks=[grid]))]
+    assert len(keys) >= 10
+    for runset, (where, key) in keys:
+        targets = [study_run] if runset.endswith("study run") else training
+        for run in targets:
+            if where == "config":
+                assert key in run.config, (runset, where, key, sorted(run.config))
+            elif where == "summary":
+                assert nested(run.summary, key), (runset, key, sorted(run.summary))
+            else:  # history and media keys: logged in some row
+                assert any(key in row for row in run.history), (runset, where, key)
+    if which == "dropout":
+        assert ("config", "dropout_p") in [k for _, k in keys]
+        values = sorted(r.config["dropout_p"] for r in training)
+        assert values == [0.1, 0.3]  # the baseline's value too, from the queue-free path
+
+
+def test_wandb_report_dry_run_writes_the_spec(tiny_study: TinyStudy, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    results = tiny_study.sdir.parent
+    out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results),
+                                   "--dry-run"])
+    assert out.exit_code == 0, out.output
+    spec = json.loads((tiny_study.sdir / "wandb_report.json").read_text())
+    assert spec == json.loads(json.dumps(build_report_spec(
+        tiny_study.sdir, project="harness-test", entity=None)))
+    # without --dry-run and offline: says what to change, not "run this command"
+    out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results)])
+    assert out.exit_code == 1 and "--dry-run" in out.output
+    assert f"harness wandb-report {STUDY}" not in out.output
+
+
+def test_sync_command_says_why_nothing_synced_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    fake_study(tmp_path)  # results dir tmp_path, study "s", three offline folders, no login
+    out = CliRunner().invoke(app, ["sync", "s", "--results-dir", str(tmp_path),
+                                   "--timeout", "5"])
+    assert out.exit_code == 1
+    lines = out.output.strip().splitlines()
+    assert lines[0] == "syncing 3 offline W&B run folder(s) of s"
+    assert "nothing synced: not logged in" in lines[1]
+    assert lines[-1] == "W&B sync of s: 0 synced, 3 failed"

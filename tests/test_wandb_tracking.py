@@ -79,7 +79,8 @@ def test_choose_mode_auto_is_offline_without_credentials() -> None:
     assert "offline" in reason
 
 
-def test_choose_mode_auto_is_online_with_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_choose_mode_auto_is_online_with_api_key(monkeypatch: pytest.MonkeyPatch,
+                                                 wandb_server: str) -> None:
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     assert choose_mode("auto")[0] == "online"
 
@@ -87,6 +88,9 @@ def test_choose_mode_auto_is_online_with_api_key(monkeypatch: pytest.MonkeyPatch
 def test_choose_mode_auto_is_online_with_netrc_login(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from harness.tracking import wandb_tracker
+
+    monkeypatch.setattr(wandb_tracker, "_probe", lambda url: None)  # api.wandb.ai "reachable"
     rc = tmp_path / "netrc"
     rc.write_text(f"machine api.wandb.ai\n  login user\n  password {FAKE_KEY}\n")
     rc.chmod(0o600)
@@ -117,10 +121,13 @@ def test_malformed_api_key_means_offline(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "40" in reason
 
 
-def test_wandb_safe_id_is_unique_and_clean() -> None:
+def test_wandb_safe_id_is_deterministic_clean_and_distinct() -> None:
     a, b = wandb_safe_id("cifar/l2:0.001 seed#0"), wandb_safe_id("cifar/l2:0.001 seed#0")
-    assert a != b
+    assert a == b  # the same run resumes the same W&B run
+    assert a.startswith("cifar-l2-0-001-seed-0-") and len(a) <= 64
     assert all(c.isalnum() or c in "-_" for c in a)
+    # ids that slug alike still differ: the suffix is a hash of the full id
+    assert wandb_safe_id("a/b") != wandb_safe_id("a:b")
 
 
 def test_offline_run_round_trips(tmp_path: Path) -> None:
@@ -166,12 +173,15 @@ def test_offline_run_round_trips(tmp_path: Path) -> None:
     assert same_number(run.summary["train_loss"], rows[-1]["train_loss"])
 
 
-def test_rerun_of_same_run_id_gets_its_own_wandb_run(tmp_path: Path) -> None:
-    first, second = make_tracker(tmp_path), make_tracker(tmp_path)
+def test_second_attempt_of_a_run_resumes_its_wandb_run(tmp_path: Path) -> None:
+    first = make_tracker(tmp_path)
     first.finish()
+    second = make_tracker(tmp_path)
     second.finish()
-    assert first.info["id"] != second.info["id"]
-    assert len(find_offline_runs(tmp_path)) == 2
+    assert first.info["id"] == second.info["id"] and not second.failed
+    folders = find_offline_runs(tmp_path)  # offline: one folder per attempt, same id
+    assert len(folders) == 2
+    assert {read_offline_run(f).run_id for f in folders} == {first.info["id"]}
 
 
 def test_truncated_log_keeps_complete_records(tmp_path: Path) -> None:
@@ -220,7 +230,8 @@ def test_init_failure_is_a_warning_not_an_error(
 
 
 def test_online_init_failure_falls_back_to_offline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    wandb_server: str
 ) -> None:
     import wandb
 
@@ -241,6 +252,8 @@ def test_online_init_failure_falls_back_to_offline(
     assert any("offline" in r.getMessage() for r in caplog.records)
     assert tracker.run_dir is not None
     assert len(read_offline_run(tracker.run_dir).history) == 1
+    # the failure is remembered: the study's next runs go offline without trying again
+    assert choose_mode("auto")[0] == "offline"
 
 
 def test_log_failure_does_not_raise_and_keeps_earlier_rows(

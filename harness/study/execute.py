@@ -36,6 +36,7 @@ class StudyOutcome:
     finished: int
     failed: list[str]
     seconds: float
+    imported: int = 0  # finished on other machines, rebuilt here from their queue trials
 
 
 SMALL_MODEL_PARAMS = 2_000_000  # below this a step is too short for a second thread to help
@@ -97,11 +98,15 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)
     check_sqlite_file(url)
+    decide_wandb_mode(specs)
     # a shared queue is locked first, so a refused coordinator writes nothing locally
     with storage_lock(q, study.name), study_lock(sdir):
         q = q or RunQueue.open(url, study.name)
-        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+        manifest = study_manifest(study, specs)
+        atomic_write_json(sdir / "study.json", manifest)
         remove_stale_temp_files(sdir)
+        q.set_manifest(manifest)
+        q.distributions(specs)
         q.fail_stale(all_running=local_queue)
         done_before = finished_ids(sdir, specs)
         q.enqueue_missing(specs, done_before)
@@ -114,11 +119,11 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
                           len(done_before), specs, sdir, study.seed_batch)
-        import_remote_results(q, specs, sdir)
+        imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
     outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
-                           time.perf_counter() - started)
+                           time.perf_counter() - started, imported)
     if report:
         build_study_report(sdir)
         from harness.tracking.wandb_study import finish_study
@@ -126,6 +131,15 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         for line in finish_study(sdir):
             console.print(line)
     return outcome
+
+
+def decide_wandb_mode(specs: list[RunSpec]) -> None:
+    """Resolve the W&B mode once for the study: when the server cannot be reached, that is
+    found here, once, and every run (and worker process) goes offline without waiting."""
+    from harness.tracking.wandb_tracker import choose_mode
+
+    for mode in dict.fromkeys(s.config.tracking.wandb for s in specs):
+        choose_mode(mode)
 
 
 def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[str]:
@@ -201,8 +215,13 @@ class ProgressHub:
 
 
 def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
-    """Rebuild run folders from completed trials whose worker ran on another machine."""
+    """Rebuild run folders from completed trials whose worker ran on another machine: config,
+    metrics, summary and the files that travel with a trial (env, test predictions). What
+    did not travel is listed in the summary's `imported.missing`."""
     from optuna.trial import TrialState
+
+    from harness.study.queue import TRAVELLING_FILES, unpack_file
+    from harness.tracking.store import atomic_write_bytes
 
     wanted = {s.run_id: s for s in specs}
     imported = 0
@@ -216,9 +235,44 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
             continue
         run_dir.write_config({"run_id": rid, **spec.config.model_dump(mode="json")})
         run_dir.write_metrics(t.user_attrs.get("rows", []))
-        run_dir.write_summary(t.user_attrs["summary"])
+        files = t.user_attrs.get("files") or {}
+        for name, text in files.items():
+            if name in TRAVELLING_FILES:
+                atomic_write_bytes(run_dir.path / name, unpack_file(text))
+        summary = dict(t.user_attrs["summary"])
+        summary["imported"] = {"host": t.user_attrs.get("host"), "trial": t.number,
+                               "missing": [n for n in TRAVELLING_FILES if n not in files]
+                               + ["model.pt"]}
+        run_dir.write_summary(summary)
         imported += 1
     return imported
+
+
+def import_study(url: str, name: str, sdir: Path) -> int:
+    """Rebuild results/<study>/ from the queue alone (study.json from the queue's manifest,
+    every finished run from its trial), for `harness report STUDY --storage URL` on a
+    machine that ran nothing. Returns how many runs were imported."""
+    from harness.errors import ConfigError
+    from harness.study.queue import queue_study_name, studies_in
+
+    names = studies_in(url)
+    if queue_study_name(name) not in names:
+        tuning = f"{name}:tune" in names
+        raise ConfigError(f"storage {mask_url(url)}: " + (
+            f"{name!r} is a tuning search; its confirmation runs are queued on the machine "
+            "that ran `harness tune`: build the report there" if tuning else
+            f"no study {name!r} (check the name and the URL)"))
+    q = RunQueue.open(url, name)
+    manifest = q.manifest()
+    if not manifest:
+        raise ConfigError(f"storage {mask_url(url)}: study {name!r} was queued by an older "
+                          "harness without its study definition; build the report where it ran")
+    specs: dict[str, RunSpec] = {}
+    for t in q.trials():
+        if "spec" in t.user_attrs and t.user_attrs.get("run_id") not in specs:
+            specs[t.user_attrs["run_id"]] = RunSpec.from_json(t.user_attrs["spec"])
+    atomic_write_json(sdir / "study.json", manifest)
+    return import_remote_results(q, list(specs.values()), sdir)
 
 
 def build_study_report(sdir: Path) -> Path | None:

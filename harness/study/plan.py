@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import RunConfig, build_run_config, flatten_dotted, set_dotted
+from harness.config import RunConfig, build_run_config, flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.study.spec import StudyConfig
 
@@ -36,16 +36,26 @@ class RunSpec:
     run_id: str
     swept: dict[str, Any]
     is_baseline: bool
+    # Every swept key's value for this run, the baseline's included (the swept values above
+    # are the variant's own): the x of the study's plots, and W&B's / Optuna's params.
+    params: dict[str, Any] = field(default_factory=dict)
+    notes: str | None = None  # the study description (W&B notes)
 
     def to_json(self) -> dict[str, Any]:
         return {"variant": self.variant, "seed": self.seed, "run_id": self.run_id,
-                "swept": self.swept, "is_baseline": self.is_baseline,
-                "config": self.config.model_dump(mode="json")}
+                "swept": self.swept, "is_baseline": self.is_baseline, "params": self.params,
+                "notes": self.notes, "config": self.config.model_dump(mode="json")}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
         config = RunConfig.model_validate(d["config"])
-        return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"])
+        return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"],
+                   dict(d.get("params") or {}), d.get("notes"))
+
+    def wandb_context(self) -> dict[str, Any]:
+        """What the run's W&B run needs from the study (see loop.open_tracker): it travels
+        in the queue entry, so a worker on another machine needs no study.json."""
+        return {"swept": dict(self.params), "notes": self.notes}
 
 
 def short_value(v: Any) -> str:
@@ -56,6 +66,12 @@ def param_label(key: str) -> str:
     """regularizers.dropout.p -> dropout.p ; model.width -> width."""
     parts = key.split(".")
     return ".".join(parts[1:]) if len(parts) > 1 else key
+
+
+def flat_label(key: str) -> str:
+    """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
+    regularizers.dropout.p -> dropout_p ; model.width -> width."""
+    return param_label(key).replace(".", "_")
 
 
 flatten = flatten_dotted  # nested overrides -> dotted keys (a variant may be written either way)
@@ -95,6 +111,31 @@ def variants(study: StudyConfig) -> list[Variant]:
     return out
 
 
+def design_keys(study: StudyConfig) -> list[str]:
+    """The dotted keys a sweep or grid varies (none for the other designs)."""
+    d = study.design
+    if d is None:
+        return []
+    if d.kind == "sweep" and d.parameter:
+        return [d.parameter]
+    return list(d.parameters or {}) if d.kind == "grid" else []
+
+
+def swept_params(study: StudyConfig, variant: Variant, config: RunConfig) -> dict[str, Any]:
+    """Each swept key's value in this run: the variant's own, else the sweep's
+    baseline_value (the baseline), else the value the resolved config holds."""
+    out: dict[str, Any] = {}
+    resolved = config.model_dump(mode="json")
+    for key in design_keys(study):
+        if key in variant.swept:
+            out[key] = variant.swept[key]
+        elif variant.is_baseline and study.design and study.design.baseline_value is not None:
+            out[key] = study.design.baseline_value
+        elif isinstance(value := get_dotted(resolved, key), (bool, int, float, str)):
+            out[key] = value
+    return out
+
+
 def resolve(study: StudyConfig, variant: Variant, seed: int, source: str) -> RunConfig:
     raw = copy.deepcopy(study.base)
     for reg in variant.drop:
@@ -117,7 +158,8 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
                 continue
             seen.add(run_id)
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
-                                 variant.is_baseline))
+                                 variant.is_baseline, swept_params(study, variant, cfg),
+                                 study.description or None))
     return specs
 
 

@@ -8,9 +8,12 @@ let a dead worker's run be failed and queued again elsewhere.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import os
 import random
 import re
+import socket
 import threading
 import time
 import warnings
@@ -21,12 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError, one_line
 from harness.failures import CorruptQueue, describe_storage_error
-from harness.study.plan import RunSpec
+from harness.study.plan import RunSpec, flat_label
 
 # The queue uses heartbeats with ask/tell (we run our own beat thread) and fail_stale_trials,
 # both marked experimental by Optuna; their notices are noise for users.
@@ -34,6 +45,11 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 MAX_ATTEMPTS = 3  # a run that fails this many times is left failed (the report lists it)
+DISTRIBUTIONS_ATTR = "param_distributions"  # queue study attr: Optuna param -> distribution
+MANIFEST_ATTR = "manifest"  # queue study attr: study.json, for a report built from the queue
+# Run files that travel with a finished trial (a remote worker's results are complete);
+# model.pt and checkpoints stay on the worker (a report does not need them).
+TRAVELLING_FILES = ("env.json", "test_predictions.pt")
 
 
 def heartbeat_interval() -> int:
@@ -98,6 +114,96 @@ def open_storage(url: str, attempts: int = 5) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
+def optuna_params(spec: RunSpec) -> dict[str, Any]:
+    """The run's swept values as Optuna params (flat labels), so optuna-dashboard's history,
+    slice and importance views work for an ablation; designs that sweep nothing: `variant`."""
+    if not spec.params:
+        return {"variant": spec.variant}
+    return {flat_label(k): v for k, v in spec.params.items() if v is not None}
+
+
+def param_distributions(specs: list[RunSpec]) -> dict[str, BaseDistribution]:
+    """One distribution per axis over the study's values: int/float ranges for numbers,
+    categorical otherwise."""
+    values: dict[str, list[Any]] = {}
+    for spec in specs:
+        for name, value in optuna_params(spec).items():
+            values.setdefault(name, []).append(value)
+    out: dict[str, BaseDistribution] = {}
+    for name, vs in values.items():
+        numbers = [v for v in vs if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        low, high = (min(numbers), max(numbers)) if numbers else (0, 0)
+        if len(numbers) < len(vs) or low == high:
+            out[name] = CategoricalDistribution(list(dict.fromkeys(vs)))
+        elif all(isinstance(v, int) for v in numbers):
+            out[name] = IntDistribution(int(low), int(high))
+        else:
+            out[name] = FloatDistribution(float(low), float(high))
+    return out
+
+
+def suggest_fixed(trial: optuna.trial.Trial, params: dict[str, Any],
+                  dists: dict[str, BaseDistribution]) -> None:
+    """Record the enqueued (fixed) params on the trial with their distributions."""
+    for name in params:
+        dist = dists.get(name)
+        if isinstance(dist, FloatDistribution):
+            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, IntDistribution):
+            trial.suggest_int(name, dist.low, dist.high)
+        elif isinstance(dist, CategoricalDistribution):
+            trial.suggest_categorical(name, dist.choices)
+
+
+def pack_files(folder: Path) -> dict[str, str]:
+    """TRAVELLING_FILES of a run folder as gzip+base64 text (Optuna attrs are JSON)."""
+    out = {}
+    for name in TRAVELLING_FILES:
+        path = folder / name
+        if path.is_file():
+            out[name] = base64.b64encode(gzip.compress(path.read_bytes())).decode()
+    return out
+
+
+def unpack_file(text: str) -> bytes:
+    return gzip.decompress(base64.b64decode(text))
+
+
+def queue_study_name(name: str) -> str:
+    return f"{name}:runs"
+
+
+def studies_in(url: str) -> list[str]:
+    """Names of the Optuna studies a storage holds, creating nothing (not even tables, which
+    would race with a coordinator creating them): a missing file or table holds none."""
+    journal = url.startswith("journal:") or url.endswith(".journal")
+    local = url.removeprefix("journal:") if journal else \
+        url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    if local is not None and not Path(local).is_file():
+        return []
+    if journal:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(local)))
+        return [s.study_name for s in storage.get_all_studies()]
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                if not sqlalchemy.inspect(conn).has_table("studies"):
+                    return []
+                rows = conn.execute(sqlalchemy.text("SELECT study_name FROM studies"))
+                return [str(r[0]) for r in rows]
+        finally:
+            engine.dispose()
+    except Exception as err:  # bad URL, unreachable server, missing driver
+        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]})") from None
+
+
 @dataclass
 class Job:
     trial: optuna.trial.Trial
@@ -108,7 +214,7 @@ class RunQueue:
     def __init__(self, storage: RDBStorage, name: str) -> None:
         self.storage = storage
         self.name = name
-        self.study = optuna.create_study(study_name=f"{name}:runs", storage=storage,
+        self.study = optuna.create_study(study_name=queue_study_name(name), storage=storage,
                                          load_if_exists=True, direction="maximize")
 
     @classmethod
@@ -158,12 +264,28 @@ class RunQueue:
                       and t.user_attrs.get("failure") == "error"]
             if len(errors) >= MAX_ATTEMPTS:  # kills, Ctrl-C and duplicates do not count
                 continue
-            self.study.enqueue_trial({}, user_attrs={"run_id": spec.run_id,
-                                                     "variant": spec.variant,
-                                                     "seed": spec.seed,
-                                                     "spec": spec.to_json()})
+            self.study.enqueue_trial(optuna_params(spec),
+                                     user_attrs={"run_id": spec.run_id, "variant": spec.variant,
+                                                 "seed": spec.seed, "spec": spec.to_json()})
             queued += 1
         return queued
+
+    def distributions(self, specs: list[RunSpec] | None = None) -> dict[str, BaseDistribution]:
+        """The study's param distributions, stored once (from all its runs) in the queue."""
+        stored = self.study.user_attrs.get(DISTRIBUTIONS_ATTR)
+        if stored is None and specs:
+            stored = {k: distribution_to_json(d) for k, d in param_distributions(specs).items()}
+            self.study.set_user_attr(DISTRIBUTIONS_ATTR, stored)
+        return {k: json_to_distribution(v) for k, v in (stored or {}).items()}
+
+    def set_manifest(self, manifest: dict[str, Any]) -> None:
+        """Keep study.json in the queue: `harness report STUDY --storage URL` on a machine
+        that ran nothing rebuilds the study folder from it."""
+        if self.study.user_attrs.get(MANIFEST_ATTR) != manifest:
+            self.study.set_user_attr(MANIFEST_ATTR, manifest)
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self.study.user_attrs.get(MANIFEST_ATTR)
 
     def requeue_failed(self) -> int:
         """Queue again the runs whose last attempt failed (a killed worker, a crash)."""
@@ -194,6 +316,7 @@ class RunQueue:
     def pop(self) -> Job | None:
         """Take the next waiting run, or None when nothing is waiting. The popped trial gets
         a heartbeat at once, so it is recovered if this worker dies before training it."""
+        dists = None
         while self.waiting():
             trial = self.study.ask()
             self.storage.record_heartbeat(trial._trial_id)
@@ -205,7 +328,12 @@ class RunQueue:
                 trial.set_user_attr("failure", "duplicate")
                 self.study.tell(trial, state=TrialState.PRUNED)
                 continue
-            return Job(trial, RunSpec.from_json(spec))
+            run = RunSpec.from_json(spec)
+            dists = self.distributions() if dists is None else dists
+            suggest_fixed(trial, optuna_params(run), dists)
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            return Job(trial, run)
         return None
 
     def taken_elsewhere(self, trial: optuna.trial.Trial) -> bool:
@@ -237,14 +365,22 @@ class RunQueue:
             stop.set()
             thread.join(timeout=5)
 
-    def complete(self, job: Job, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-        """Record the outcome; the results travel with the trial so a coordinator on another
-        machine can rebuild the run folder without a shared filesystem."""
+    def complete(self, job: Job, summary: dict[str, Any], rows: list[dict[str, Any]],
+                 files: dict[str, str] | None = None) -> None:
+        """Record the outcome; the results (summary, epoch rows, env and test predictions)
+        travel with the trial so a coordinator on another machine can rebuild the run folder
+        without a shared filesystem. `wandb` links the trial to its W&B run."""
         value = summary.get("best_val_acc")
         with _ignore_finished():  # failed as stale meanwhile: the local store still has it
             job.trial.set_user_attr("status", summary.get("status"))
             job.trial.set_user_attr("summary", summary)
             job.trial.set_user_attr("rows", rows)
+            if files:
+                job.trial.set_user_attr("files", files)
+            link = {k: v for k, v in (summary.get("wandb") or {}).items()
+                    if k in ("url", "path", "run_dir", "mode") and v}
+            if link:
+                job.trial.set_user_attr("wandb", link)
             self.study.tell(job.trial, float(value) if value is not None else 0.0)
 
     def fail(self, job: Job, error: str, failure: str = "error") -> None:

@@ -65,6 +65,7 @@ from harness.study.tune_space import (
 )
 from harness.study.worker import EventReporter, run_lock
 from harness.tracking.store import RunDir
+from harness.tracking.wandb_study import TRIAL_JOB_TYPE
 from harness.train.loop import study_dir, train_run
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -265,10 +266,16 @@ class TrialObjective:
         finally:
             trial.set_user_attr("epochs_trained", epochs[0])
         s = result.summary
-        for k in ("status", "best_epoch", "epochs_run", "wall_time", "best_val_acc",
-                  "best_val_loss", "params"):
+        for k in ("status", "best_epoch", "epochs_run", "wall_time", "best_val_acc", "params"):
             if s.get(k) is not None:
                 trial.set_user_attr(k, s[k])
+        # The loop's best_val_loss is the val loss AT the best epoch, not W&B's val_loss.min.
+        if s.get("best_val_loss") is not None:
+            trial.set_user_attr("val_loss_at_best_val", s["best_val_loss"])
+        link = {k: v for k, v in (s.get("wandb") or {}).items()
+                if k in ("url", "path", "run_dir") and v}
+        if link:
+            trial.set_user_attr("wandb", link)
         values = [self.value(name, cfg, result, trial) for name in self.spec.objective_names]
         if not all(finite(v) for v in values):
             trial.set_user_attr("error", f"no finite objective value (run {s.get('status')})")
@@ -296,8 +303,24 @@ class TrialObjective:
             with run_lock(run_dir.path) as held:
                 if held:
                     return train_run(cfg, results_dir=self.search_dir, data_dir=self.data_dir,
-                                     reporter=self.reporter, on_epoch=[report])
+                                     reporter=self.reporter, on_epoch=[report],
+                                     tracker_factory=self.tracker_factory(trial))
             time.sleep(1.0)
+
+    def tracker_factory(self, trial: optuna.Trial) -> Callable[..., Any]:
+        """W&B for a search trial: one job type `trial` for all of them, the sampled values
+        as flat config keys, and the trial number linking it back to Optuna."""
+        from harness.train.loop import open_tracker
+
+        context = {"job_type": TRIAL_JOB_TYPE, "notes": self.study.description or None,
+                   "swept": trial.user_attrs.get("overrides") or {},
+                   "config": {"optuna_study": optuna_study_name(self.study.name),
+                              "optuna_trial": trial.number}}
+
+        def factory(config: RunConfig, run_id: str, sdir: Path) -> Any:
+            return open_tracker(config, run_id, sdir, context)
+
+        return factory
 
     def value(self, name: str, cfg: RunConfig, result: Any, trial: optuna.Trial) -> float:
         o = OBJECTIVES[name]
@@ -603,6 +626,10 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
                           search_seconds=search_seconds)
     if report and confirm is not None:
         build_study_report(sdir)
+        from harness.tracking.wandb_study import finish_study
+
+        for line in finish_study(sdir):  # the study-level W&B run, as for an ablation
+            console.print(line, soft_wrap=True)
     counts = {s: len(trials_of(ostudy, s)) for s in (TrialState.COMPLETE, TrialState.PRUNED,
                                                       TrialState.FAIL)}
     epochs = sum(trial_epochs(t) for t in trials_of(ostudy))

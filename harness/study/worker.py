@@ -17,13 +17,20 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, one_line
+from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL
 from harness.record.load import FAILURE, first_line
 from harness.study.processes import install_worker_signals
-from harness.study.queue import Job, RunQueue
+from harness.study.queue import (
+    Job,
+    RunQueue,
+    mask_url,
+    pack_files,
+    queue_study_name,
+    studies_in,
+)
 from harness.tracking.store import RunDir, atomic_write_json
-from harness.train.loop import study_dir, train_run
+from harness.train.loop import open_tracker, study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -64,6 +71,70 @@ def failure_reason(err: BaseException) -> str:
     return first_line(traceback.format_exception_only(type(err), err)[-1]) or type(err).__name__
 
 
+def queued_trackers(jobs: list[Job], queue: RunQueue) -> Callable[..., Any]:
+    """A tracker factory for queued runs: W&B gets what the queue entry carries (swept
+    values, study description) plus the Optuna trial it came from, never study.json."""
+    by_run = {j.spec.run_id: j for j in jobs}
+
+    def factory(config: Any, run_id: str, sdir: Path) -> Any:
+        job = by_run.get(run_id)
+        if job is None:
+            return open_tracker(config, run_id, sdir)
+        context = job.spec.wandb_context()
+        context["config"] = {"optuna_study": queue.study.study_name,
+                             "optuna_trial": job.trial.number}
+        return open_tracker(config, run_id, sdir, context)
+
+    return factory
+
+
+class ProgressLines:
+    """A worker's progress as readable console lines (a remote worker has no bars):
+    `dropout.p=0.3 seed 0: epoch 2/5 loss 1.234 val acc 0.456`."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.runs: dict[int, tuple[str, int]] = {}
+
+    def __call__(self, event: tuple[Any, ...]) -> None:
+        kind, worker = event[0], event[1]
+        if kind == "start":
+            _, _, name, epochs, first = event
+            self.runs[worker] = (name, epochs)
+            resumed = f", resuming at epoch {first}" if first > 1 else ""
+            self.write(f"{name}: training {epochs} epochs{resumed}")
+            return
+        name, epochs = self.runs.get(worker, ("run", 0))
+        if kind == "epoch":
+            self.write(f"{name}: epoch {event[2]}/{epochs} {event[3]}")
+        elif kind == "end":  # ("end", worker, status[, error, name])
+            error = f" ({event[3]})" if len(event) > 3 and event[3] else ""
+            self.write(f"{event[4] if len(event) > 4 else name}: {event[2]}{error}")
+
+
+def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0) -> str:
+    """`tune` or `runs`: which kind of study NAME the storage holds, waiting up to wait_s
+    seconds for a coordinator to create it (and, for a run queue, to queue its runs).
+
+    Raises ConfigError (one line, exit 2) when it is not there; nothing is created."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        names = studies_in(url)
+        if f"{name}:tune" in names:
+            return "tune"
+        if queue_study_name(name) in names:
+            queue = RunQueue.open(url, name)
+            if queue.trials() or time.monotonic() >= deadline:
+                return "runs"
+        elif time.monotonic() >= deadline:
+            known = sorted({n.rsplit(":", 1)[0] for n in names})
+            raise ConfigError(
+                f"storage {mask_url(url)}: no study {name!r} "
+                f"({'it holds: ' + ', '.join(known) if known else 'it holds no study'}); "
+                "check --study, or start the coordinator first (--wait SECONDS waits for it)")
+        time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+
+
 @contextmanager
 def run_lock(path: Path) -> Iterator[bool]:
     """An exclusive lock on one run folder: True if we hold it (no one else trains it here)."""
@@ -95,7 +166,8 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
         try:
             with queue.heartbeat(job):
                 result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                                   reporter=reporter)
+                                   reporter=reporter,
+                                   tracker_factory=queued_trackers([job], queue))
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
             raise
@@ -113,7 +185,7 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
                           "seed": job.spec.seed})
             return "failed"
     (run_dir.path / FAILURE).unlink(missing_ok=True)
-    queue.complete(job, result.summary, result.rows)
+    queue.complete(job, result.summary, result.rows, pack_files(result.run_dir.path))
     return str(result.summary.get("status"))
 
 
@@ -195,7 +267,8 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
             stack.enter_context(queue.heartbeat(j))
         try:
             results = train_seeds_batched(configs, results_dir, data_dir=data_dir,
-                                          reporter=reporter)
+                                          reporter=reporter,
+                                          tracker_factory=queued_trackers(jobs, queue))
         except KeyboardInterrupt:
             for j in jobs:
                 queue.fail(j, "interrupted", "interrupted")
@@ -211,7 +284,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
                               "variant": j.spec.variant, "seed": j.spec.seed})
             return
     for j, r in zip(jobs, results, strict=True):
-        queue.complete(j, r.summary, r.rows)
+        queue.complete(j, r.summary, r.rows, pack_files(r.run_dir.path))
 
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,

@@ -41,10 +41,23 @@ def ensure_writable(path: Path) -> None:
         raise HarnessError(f"cannot write results to {path}: {probe} {what}")
 
 
+def file_mode() -> int:
+    """0666 less the umask (0644 usually), what open() would give: mkstemp makes 0600, which
+    other users of a shared results folder cannot read."""
+    try:  # Linux: read it without changing it (os.umask would, for every thread)
+        with open("/proc/self/status") as f:
+            mask = next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -38,6 +38,7 @@ class OfflineRun:
     name: str = ""
     group: str = ""
     job_type: str = ""
+    notes: str = ""
     tags: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -182,6 +183,7 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
             out.run_id, out.project, out.entity = run.run_id, run.project, run.entity
             out.name, out.group, out.job_type = run.display_name, run.run_group, run.job_type
             out.tags = list(run.tags)
+            out.notes = run.notes
             _apply_updates(out.config, run.config)
         elif kind == "config":
             _apply_updates(out.config, record.config)

@@ -23,12 +23,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import get_dotted
+from harness.study.plan import flat_label
 from harness.study.plan import param_label as plan_param_label
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,12 @@ dotted_get = get_dotted
 param_label = plan_param_label  # regularizers.dropout.p -> dropout.p
 
 
+# A W&B-safe flat key: regularizers.dropout.p -> dropout_p. W&B (filters, grouping, Report
+# panels) reads a dot as nesting: `Config("dropout.p")` becomes `config:dropout.value.p`,
+# which points inside the `dropout` flag. No dots, then.
+wandb_key = flat_label
+
+
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
@@ -156,6 +164,16 @@ def swept_values(study_dir: Path, variant: str, config: Any = None) -> dict[str,
     return out
 
 
+def run_context(study_dir: Path, config: Any) -> dict[str, Any]:
+    """What a training run's W&B run needs from its study, read from study.json: the swept
+    values and the study description (as W&B notes). A queued run carries the same in its
+    queue entry (`RunSpec.wandb_context`), so a remote worker needs no study.json."""
+    cfg = _config_dict(config)
+    manifest = load_manifest(study_dir)
+    return {"swept": swept_values(study_dir, str(cfg.get("variant", "")), cfg),
+            "notes": str(manifest.get("description") or "") or None}
+
+
 def _config_dict(config: Any) -> dict[str, Any]:
     if config is None:
         return {}
@@ -168,10 +186,10 @@ def flat_keys(config: Any, swept: Mapping[str, Any] | None = None) -> dict[str, 
     """Flat W&B config keys for grouping, scatter and parallel-coordinates panels.
 
     Beyond what loop.wandb_config already writes (run_id, study, variant, seed, width,
-    label_noise, train_size, `<reg>.<param>`): the optimizer's headline knobs (lr,
-    weight_decay, batch_size, epochs, depth) and every swept value under its short label
-    (`dropout.p`, `width`, `train_size`, `lr`, ...). Grid axes whose values are whole
-    sections (a label -> mapping) are written as the label.
+    label_noise, train_size, `<reg>_<param>`): the optimizer's headline knobs (lr,
+    weight_decay, batch_size, epochs, depth) and every swept value under its W&B-safe
+    label (`dropout_p`, `width`, `train_size`, `lr`, ...; see `wandb_key`). Grid axes
+    whose values are whole sections (a label -> mapping) are written as the label.
     """
     cfg = _config_dict(config)
     out: dict[str, Any] = {}
@@ -183,9 +201,9 @@ def flat_keys(config: Any, swept: Mapping[str, Any] | None = None) -> dict[str, 
             out[label] = value
     for key, value in (swept or {}).items():
         if _scalar(value):
-            out[param_label(key)] = value
+            out[wandb_key(key)] = value
         elif isinstance(value, Mapping):
-            out[param_label(key)] = json.dumps(value, sort_keys=True)
+            out[wandb_key(key)] = json.dumps(value, sort_keys=True)
     return out
 
 
@@ -449,8 +467,17 @@ def write_wandb_links(study_dir: Path, **entries: Any) -> Path:
 # ----------------------------------------------------------------------------- report spec
 
 
+TRIAL_JOB_TYPE = "trial"  # tuning search trials (validation only): not in the comparison
+
+
 def _filter_expr(name: str, job_type: str, op: str) -> str:
     return f"Metric('Group') == {name!r} and Metric('JobType') {op} {job_type!r}"
+
+
+def _training_filter(name: str) -> str:
+    """The study's training runs: neither its report run nor (tuning) its search trials."""
+    return (_filter_expr(name, REPORT_JOB_TYPE, "!=")
+            + f" and Metric('JobType') != {TRIAL_JOB_TYPE!r}")
 
 
 def _line(title: str, y: str, *, groupby: str = "variant") -> dict[str, Any]:
@@ -474,9 +501,10 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     runs = load_runs(study_dir)
     train_key = "train_eval" if any("best_train_eval_loss" in r.summary for r in runs) else "train"
     params = design_parameters(manifest)
-    labels = [param_label(p) for p in params]
-    train_runset = {"name": f"{name} runs", "filters": _filter_expr(name, REPORT_JOB_TYPE, "!="),
-                    "where": {"group": name, "job_type_not": REPORT_JOB_TYPE},
+    labels = [wandb_key(p) for p in params]
+    train_runset = {"name": f"{name} runs", "filters": _training_filter(name),
+                    "where": {"group": name,
+                              "job_type_not": [REPORT_JOB_TYPE, TRIAL_JOB_TYPE]},
                     "groupby": ["config.variant"]}
     study_runset = {"name": f"{name} study run",
                     "filters": _filter_expr(name, REPORT_JOB_TYPE, "=="),
@@ -625,8 +653,25 @@ class ReportOutcome:
     ok: bool
 
 
+REPORT_SPEC = "wandb_report.json"
+
+
+def write_report_spec(study_dir: Path, *, project: str | None = None,
+                      entity: str | None = None) -> Path:
+    """`harness wandb-report STUDY --dry-run`: the Report spec as JSON, no network."""
+    from harness.tracking.store import atomic_write_json
+
+    defaults = study_tracking(study_dir)
+    spec = build_report_spec(study_dir, project=project or defaults["project"],
+                             entity=entity or defaults["entity"])
+    path = Path(study_dir) / REPORT_SPEC
+    atomic_write_json(path, spec)
+    return path
+
+
 def create_wandb_report(study_dir: Path, *, project: str | None = None,
-                        entity: str | None = None, mode: str | None = None) -> ReportOutcome:
+                        entity: str | None = None, mode: str | None = None,
+                        from_command: bool = False) -> ReportOutcome:
     """`harness wandb-report STUDY` and the end of a study: build + save when online,
     else one line saying how to create it later. Records the URL in wandb.json. Never raises."""
     from harness.tracking.wandb_tracker import choose_mode
@@ -636,12 +681,15 @@ def create_wandb_report(study_dir: Path, *, project: str | None = None,
     name = study_name(study_dir)
     hint = LATER_HINT.format(study=name)
     try:
-        resolved, _ = choose_mode(mode or defaults["mode"])
+        resolved, reason = choose_mode(mode or defaults["mode"])
     except ValueError as exc:
         return ReportOutcome(None, f"W&B report skipped: {exc}", False)
     if resolved == "disabled":
         return ReportOutcome(None, "W&B report skipped: W&B is disabled for this study", True)
     if resolved != "online":
+        if from_command:  # the user ran the command the hint names: say what to change
+            return ReportOutcome(None, f"W&B is offline ({reason}): `wandb login` and run "
+                                 "this again, or write the Report spec with --dry-run", False)
         return ReportOutcome(None, f"W&B report skipped (W&B offline): {hint}", True)
     try:
         spec = build_report_spec(study_dir, project=project or defaults["project"],
@@ -704,14 +752,19 @@ class SyncResult:
     synced: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
     skipped: dict[Path, str] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def summary_line(self) -> str:
+        return (f"W&B sync of {self.study}: {len(self.synced)} synced, {len(self.failed)} failed"
+                + (f", {len(self.skipped)} skipped" if self.skipped else "")
+                + (f" in {self.seconds:.0f} s" if self.seconds >= 1 else ""))
+
     def lines(self) -> list[str]:
-        out = [f"W&B sync of {self.study}: {len(self.synced)} synced, {len(self.failed)} failed"
-               + (f", {len(self.skipped)} skipped" if self.skipped else "")]
+        out = [self.summary_line()]
         out += [f"  synced  {p.name}" for p in self.synced]
         out += [f"  FAILED  {p.name}: {why}" for p, why in self.failed.items()]
         out += [f"  skipped {p.name}: {why}" for p, why in self.skipped.items()]
@@ -719,11 +772,30 @@ class SyncResult:
 
 
 def offline_run_dirs(study_dir: Path) -> list[Path]:
-    """The offline-run-* folders (holding a .wandb file) of one study."""
-    root = Path(study_dir) / "wandb"
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("offline-run-*") if p.is_dir() and any(p.glob("*.wandb")))
+    """The offline-run-* folders (holding a .wandb file) of one study: its training and study
+    runs (results/<study>/wandb/) and a tuning study's search trials (search/*/wandb/)."""
+    study_dir = Path(study_dir)
+    roots = [study_dir / "wandb", *sorted(study_dir.glob("search/*/wandb"))]
+    return [p for root in roots if root.is_dir() for p in sorted(root.glob("offline-run-*"))
+            if p.is_dir() and any(p.glob("*.wandb"))]
+
+
+def offline_run_id(folder: Path) -> str:
+    """offline-run-<date>_<time>-<id> -> <id>."""
+    parts = folder.name.split("-", 3)
+    return parts[3] if len(parts) == 4 else folder.name
+
+
+def superseded(dirs: list[Path]) -> dict[Path, Path]:
+    """Earlier attempts of a W&B run (a killed run, resumed later under the same id) -> the
+    latest one, which holds the whole history: only that one is uploaded."""
+    latest: dict[tuple[Path, str], Path] = {}
+    for d in dirs:  # names sort by start time within a folder
+        key = (d.parent, offline_run_id(d))
+        if key not in latest or d.name > latest[key].name:
+            latest[key] = d
+    return {d: latest[(d.parent, offline_run_id(d))] for d in dirs
+            if latest[(d.parent, offline_run_id(d))] != d}
 
 
 def wandb_command() -> list[str]:
@@ -750,42 +822,59 @@ def _first_error(text: str) -> str:
 
 
 def sync_study(study_dir: Path, *, timeout_s: float = SYNC_TIMEOUT_S,
-               include_synced: bool = False, check_login: bool = True) -> SyncResult:
-    """`wandb sync <dir>` for every offline run of one study, one subprocess each.
+               include_synced: bool = False, check_login: bool = True,
+               progress: Callable[[str], None] | None = None) -> SyncResult:
+    """`wandb sync <dir>` for every offline run of one study, one subprocess each, at most
+    timeout_s seconds each; `progress` gets one line per run as it ends.
 
     Folders already uploaded (a `.wandb.synced` marker from wandb) are skipped unless
-    include_synced. Without W&B credentials nothing is attempted: every run is reported
-    failed with the login hint (wandb would otherwise prompt on a terminal).
+    include_synced, and so are earlier attempts of a resumed run (`superseded`). Without W&B
+    credentials, or with the server unreachable (one probe), nothing is attempted: every run
+    is reported failed with the reason (wandb would prompt on a terminal, or retry for minutes).
     """
+    from harness.tracking.wandb_tracker import find_credentials, server_unreachable
+
+    started = time.monotonic()
     study_dir = Path(study_dir)
     result = SyncResult(study=study_name(study_dir))
+    say = progress or (lambda line: None)
     dirs = offline_run_dirs(study_dir)
     if check_login and dirs:
-        from harness.tracking.wandb_tracker import find_credentials
-
         source, problem = find_credentials()
-        if source is None or problem:
-            why = problem or "not logged in to W&B: run `wandb login` or set WANDB_API_KEY"
+        why = problem or ("not logged in to W&B: run `wandb login` or set WANDB_API_KEY"
+                          if source is None else server_unreachable())
+        if why:
             result.failed = dict.fromkeys(dirs, why)
+            say(f"nothing synced: {why}")
             return result
+    later = superseded(dirs)
     cmd = wandb_command()
-    for run_dir in dirs:
+    for i, run_dir in enumerate(dirs, 1):
+        label = f"[{i}/{len(dirs)}] {run_dir.relative_to(study_dir)}"
+        if run_dir in later:
+            result.skipped[run_dir] = f"superseded by {later[run_dir].name} (same run, resumed)"
+            say(f"{label}: skipped (superseded by a later attempt)")
+            continue
         if not include_synced and any(run_dir.glob("*.wandb.synced")):
             result.skipped[run_dir] = "already synced"
+            say(f"{label}: skipped (already synced)")
             continue
+        t0 = time.monotonic()
         try:
             proc = _run_command([*cmd, "sync", str(run_dir)], timeout_s)
         except subprocess.TimeoutExpired:
             result.failed[run_dir] = f"timed out after {timeout_s:.0f} s"
-            continue
         except OSError as exc:
             result.failed[run_dir] = f"cannot run wandb: {exc}"
-            continue
-        output = f"{proc.stderr or ''}\n{proc.stdout or ''}"
-        if proc.returncode != 0 or "ERROR" in output:
-            result.failed[run_dir] = _first_error(output)
         else:
-            result.synced.append(run_dir)
+            output = f"{proc.stderr or ''}\n{proc.stdout or ''}"
+            if proc.returncode != 0 or "ERROR" in output:
+                result.failed[run_dir] = _first_error(output)
+            else:
+                result.synced.append(run_dir)
+        outcome = "FAILED: " + result.failed[run_dir] if run_dir in result.failed else "synced"
+        say(f"{label}: {outcome} ({time.monotonic() - t0:.1f} s)")
+    result.seconds = time.monotonic() - started
     return result
 
 

@@ -8,12 +8,13 @@ W&B error into one warning plus no-op calls afterwards.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import netrc
 import os
 import re
-import secrets
-import string
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -24,19 +25,23 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 ONLINE_INIT_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 3.0  # one TCP connect to the W&B server before going online
+# Set (to the server URL) once a process found the W&B server unreachable: later runs of the
+# study, and the worker processes it starts (they inherit it), go offline without waiting.
+UNREACHABLE_ENV = "HARNESS_WANDB_UNREACHABLE"
 # run.finish() can return before wandb-core has flushed the .wandb file (seen ~1 in 3 offline
 # runs in 0.31.0): wait this long for the exit record so readers and `wandb sync` see it all.
 FLUSH_WAIT_S = 10.0
 # define_metric summaries: best-so-far instead of last value for the headline metrics.
 SUMMARY_GOALS = {"val_acc": "max", "val_loss": "min"}
-# Summary keys that say what they mean, copied from the loop's summary (best_* = the row at the
-# best-val epoch): W&B's own summaries cannot pick "test accuracy at the best-val epoch".
+# Summary keys that say what they mean, from the loop's summary (best_* = the row at the
+# best-val epoch): W&B's own summaries cannot pick "test accuracy at the best-val epoch",
+# and `best_val_loss` beside W&B's `val_loss.min` (the minimum over epochs) would mislead.
 SUMMARY_ALIASES = {
     "best_test_acc": "test_acc_at_best_val",
     "best_test_loss": "test_loss_at_best_val",
     "best_epoch": "best_val_epoch",
 }
-_ID_CHARS = string.ascii_lowercase + string.digits
 
 
 def _base_url() -> str:
@@ -113,6 +118,9 @@ def choose_mode(requested: str) -> tuple[str, str]:
         return env_mode, f"W&B mode {env_mode} (from WANDB_MODE)"
     source, problem = find_credentials()
     if source and not problem:
+        unreachable = server_unreachable()
+        if unreachable:
+            return "offline", f"W&B offline: {unreachable} (upload later with `harness sync`)"
         return "online", f"W&B online (credentials from {source})"
     if problem:
         return "offline", f"W&B offline: {problem}"
@@ -122,11 +130,50 @@ def choose_mode(requested: str) -> tuple[str, str]:
     )
 
 
-def wandb_safe_id(run_id: str, suffix_len: int = 6) -> str:
-    """A W&B run id derived from ours plus a random suffix, so re-runs never collide."""
-    base = re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-_")[:48] or "run"
-    suffix = "".join(secrets.choice(_ID_CHARS) for _ in range(suffix_len))
-    return f"{base}-{suffix}"
+def server_unreachable() -> str | None:
+    """Why the W&B server cannot be reached (None when it can), probed once per process.
+
+    wandb itself retries an unreachable server for 20-100 s per run; one TCP connect tells
+    the same in at most PROBE_TIMEOUT_S. The answer is remembered in UNREACHABLE_ENV so the
+    study's other runs and its worker processes skip both the probe and the wait.
+    """
+    url = _base_url()
+    if os.environ.get(UNREACHABLE_ENV) == url:
+        return f"W&B server {url} unreachable (found earlier in this study)"
+    why = _probe(url)
+    if why:
+        os.environ[UNREACHABLE_ENV] = url
+    return why
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None  # not a URL we understand: leave it to wandb
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"W&B server {url} unreachable ({type(exc).__name__}: {exc})"
+
+
+def mark_unreachable(why: str) -> None:
+    """An online init failed: the rest of this study goes offline at once."""
+    os.environ[UNREACHABLE_ENV] = _base_url()
+    log.debug("W&B marked unreachable: %s", why)
+
+
+def wandb_safe_id(run_id: str) -> str:
+    """The W&B run id of one of our runs: readable, deterministic and unique per run id.
+
+    The same run id always gives the same W&B id, so a killed run resumed later continues
+    the same W&B run (`resume="allow"`) instead of leaving a half run behind.
+    """
+    base = re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-_")[:40] or "run"
+    digest = hashlib.sha1(run_id.encode()).hexdigest()[:8]
+    return f"{base}-{digest}"
 
 
 def _number(value: Any) -> float | None:
@@ -136,11 +183,18 @@ def _number(value: Any) -> float | None:
 
 
 def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """The summary plus SUMMARY_ALIASES and test errors (1 - acc) for double-descent plots."""
+    """The summary for W&B: the loop's `best_<metric>` (the row at the best-val epoch) renamed
+    `<metric>_at_best_val`, so it never reads as W&B's own best-over-epochs summaries
+    (`val_loss.min`), plus test errors (1 - acc) for double-descent plots."""
     out = dict(summary)
     for src, dst in SUMMARY_ALIASES.items():
         if src in summary and dst not in summary:
             out[dst] = summary[src]
+    if "best_epoch" in summary:  # a training run's summary: rename every best_* row value
+        for key in [k for k in out if k.startswith("best_") and k != "best_val_epoch"]:
+            value = out.pop(key)
+            if key not in SUMMARY_ALIASES:
+                out.setdefault(f"{key.removeprefix('best_')}_at_best_val", value)
     # Errors for double-descent plots; "final" = the final model (as the report's double
     # descent section uses), falling back to the last epoch's row.
     for sources, dst in ((("best_test_acc",), "test_error_at_best_val"),
@@ -169,6 +223,7 @@ class WandbTracker:
         run_id: str,
         root: Path,
         epoch_metrics: bool = True,
+        notes: str | None = None,
     ) -> None:
         if mode in ("online", "offline", "disabled"):
             self.mode, reason = mode, f"W&B mode {mode} (requested)"
@@ -180,6 +235,7 @@ class WandbTracker:
         self._run_dir: Path | None = None
         self._warned = False
         self._epoch_metrics = epoch_metrics  # False: a run without epochs (the study run).
+        self.logged_epoch = 0  # the last epoch W&B holds (a resumed online run: the server's)
         if self.mode == "disabled":
             return  # wandb is not even imported: nothing written, no helper process.
         self._root = Path(root)
@@ -198,14 +254,19 @@ class WandbTracker:
             "name": name,
             "tags": list(tags),
             "config": config,
+            "notes": notes or None,
             "id": wandb_safe_id(run_id),
+            "resume": "allow",  # a resumed run continues its W&B run
         }
         self.info["harness_run_id"] = run_id
+        self.requested_online = self.mode == "online"
         if self.mode == "online":
             source, problem = find_credentials()
-            if source is None or problem:
-                # Online init without a usable key would prompt (TTY) or raise: skip it.
-                why = problem or "no W&B credentials found"
+            why = problem or ("no W&B credentials found" if source is None
+                              else server_unreachable())
+            if why:
+                # Online init without a usable key would prompt (TTY) or raise, and without
+                # a reachable server it would wait: skip it.
                 self._warn_fallback(why)
                 self.mode = "offline"
             else:
@@ -214,6 +275,9 @@ class WandbTracker:
                     self.mode = "offline"
         if self._run is None and self.mode == "offline":
             self._run = self._init("offline", kwargs)
+            if self._run is None and self.requested_online:
+                # a timed-out online init can leave its id "in use" in wandb-core
+                self._run = self._init("offline", {**kwargs, "id": f"{kwargs['id']}-offline"})
             if self._run is None:
                 self._fail("W&B offline init failed; continuing without W&B")
                 return
@@ -247,6 +311,7 @@ class WandbTracker:
             )
         except Exception as exc:  # CommError, UsageError, AuthenticationError, timeouts.
             if mode == "online":
+                mark_unreachable(f"{type(exc).__name__}: {exc}")
                 self._warn_fallback(f"{type(exc).__name__}: {exc}")
             else:
                 log.debug("wandb offline init failed", exc_info=True)
@@ -268,6 +333,9 @@ class WandbTracker:
             # A metric defined by name does not inherit the glob's step_metric: repeat it.
             for metric, goal in SUMMARY_GOALS.items():
                 run.define_metric(metric, step_metric="epoch", summary=goal)
+        if getattr(run, "resumed", False):  # online: the server already holds these epochs
+            last = _number(dict(run.summary).get("epoch"))
+            self.logged_epoch = int(last) if last is not None else 0
         sync_dir = getattr(run.settings, "sync_dir", None)
         self._run_dir = Path(sync_dir) if sync_dir else None
         self.info.update(
@@ -302,8 +370,25 @@ class WandbTracker:
         return self._run_dir
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
-        """Log one row; "epoch" inside it is the x-axis (define_metric), so no step= needed."""
+        """Log one row; "epoch" inside it is the x-axis (define_metric), so no step= needed.
+
+        Rows of epochs W&B already holds are skipped, so a resumed run never logs one twice.
+        """
+        epoch = _number(metrics.get("epoch"))
+        if epoch is not None and epoch <= self.logged_epoch:
+            return
         self.log(metrics)
+        if epoch is not None:
+            self.logged_epoch = int(epoch)
+
+    def add_tags(self, *tags: str) -> None:
+        """Tags decided during the run (`pruned`, `diverged`), kept with the ones from init."""
+        if not self._active:
+            return
+        try:
+            self._run.tags = tuple(dict.fromkeys([*self._run.tags, *tags]))
+        except Exception as exc:
+            self._fail(f"wandb tags update failed: {exc!r}")
 
     def log(self, data: dict[str, Any]) -> None:
         """Log any values (tables, images, charts included) as one history row."""
@@ -316,13 +401,18 @@ class WandbTracker:
 
     def set_summary(self, summary: dict) -> None:
         """Write final values (flat or nested) into the run summary, plus clear headline keys
-        (`test_acc_at_best_val`, `test_error_at_best_val`, ...) derived from the loop's."""
+        (`test_acc_at_best_val`, `test_error_at_best_val`, ...) derived from the loop's. A run
+        that did not complete is tagged with how it ended (`pruned`, `diverged`, ...)."""
         if not self._active:
             return
         try:
             self._run.summary.update(headline_summary(dict(summary)))
         except Exception as exc:
             self._fail(f"wandb summary update failed: {exc!r}")
+            return
+        status = summary.get("status")
+        if isinstance(status, str) and status not in ("completed", ""):
+            self.add_tags(status)
 
     def finish(self, exit_code: int = 0) -> None:
         """Close the run, even after a logging failure, so what was logged is flushed."""

@@ -105,6 +105,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     run_dir.write_env(env)
 
     tracker = (tracker_factory or open_tracker)(config, run_id, sdir)
+    for row in rows:  # a resumed run: its W&B run gets the restored epochs too
+        tracker.log_epoch(row)
     forward = model_forward(model, config, device)
     status, diverged_epoch, started = "completed", None, time.perf_counter()
     last_checkpoint = started
@@ -140,8 +142,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                             interrupted_status(err), None, regs)
         summary["error"] = f"{type(err).__name__}: {err}"
         run_dir.write_summary(summary)
-        tracker.set_summary(summary)
-        tracker.finish(exit_code=1)
+        tracker.set_summary(summary)  # tags the W&B run with its status (pruned, failed)
+        tracker.finish(exit_code=0 if summary["status"] == "pruned" else 1)  # pruned: decided
         raise
     summary = summarize(rows, final, config, model, time.perf_counter() - started, status,
                         diverged_epoch, regs)
@@ -331,21 +333,31 @@ def restore(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optim
 # ------------------------------------------------------------------------------ W&B
 
 
-def open_tracker(config: RunConfig, run_id: str, sdir: Path) -> Any:
-    from harness.tracking.wandb_study import flat_keys, swept_values
+def open_tracker(config: RunConfig, run_id: str, sdir: Path,
+                 context: dict[str, Any] | None = None) -> Any:
+    """The run's W&B tracker. `context` is what the queue entry carries (so a worker on
+    another machine logs the same as the coordinator): `swept` (dotted key -> value),
+    `notes`, `tags`, `job_type` and extra flat `config`; without it, study.json is read."""
+    from harness.tracking.wandb_study import flat_keys, run_context
     from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
+    context = context if context is not None else run_context(sdir, config)
     mode, _ = choose_mode(config.tracking.wandb)
     flat = wandb_config(config, run_id)
-    flat.update(flat_keys(config, swept_values(sdir, config.variant, config)))
+    flat.update(flat_keys(config, context.get("swept") or {}))
+    flat.update(context.get("config") or {})
+    tags = [*config.tracking.tags, *sorted(config.regularizers), *(context.get("tags") or [])]
     return WandbTracker(mode=mode, project=config.tracking.project, entity=config.tracking.entity,
-                        group=config.study, job_type=config.variant,
-                        name=f"{config.variant}-s{config.seed}", tags=list(config.tracking.tags),
-                        config=flat, run_id=run_id, root=sdir)
+                        group=config.study, job_type=context.get("job_type") or config.variant,
+                        name=f"{config.variant}-s{config.seed}",
+                        tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
+                        run_id=run_id, root=sdir, notes=context.get("notes"))
 
 
 def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
-    """Nested config plus flat keys (`width`, `dropout.p`, ...) for W&B's grouping panels."""
+    """Nested config plus flat keys (`width`, `dropout_p`, ...) for W&B's grouping panels.
+
+    Flat keys never hold a dot: W&B reads `dropout.p` as the field `p` inside `dropout`."""
     nested = config.model_dump(mode="json", exclude={"tracking"})
     flat: dict[str, Any] = {"run_id": run_id, "study": config.study, "variant": config.variant,
                             "seed": config.seed, "dataset": config.data.name,
@@ -355,12 +367,15 @@ def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
     for name, params in config.regularizers.items():
         for k, v in (params or {}).items():
             if isinstance(v, (int, float, str, bool)):
-                flat[f"{name}.{k}"] = v
+                flat[f"{name}_{k}"] = v
         flat[name] = True
     return {**nested, **flat}
 
 
 def tracker_info(tracker: Any) -> dict[str, Any]:
+    """Where the run's W&B run is: mode, id, entity/project/id path, URL (online) or folder."""
     run_dir = getattr(tracker, "run_dir", None)
+    info = getattr(tracker, "info", None) or {}
     return {"mode": getattr(tracker, "mode", None), "failed": getattr(tracker, "failed", False),
-            "run_dir": str(run_dir) if run_dir else None}
+            "run_dir": str(run_dir) if run_dir else None, "id": info.get("id"),
+            "path": info.get("path"), "url": info.get("url")}

@@ -1,0 +1,163 @@
+"""W&B across a run's life: a killed run resumed continues its W&B run with every epoch once
+(read back with W&B's own reader, `wandb leet inspect --json`), a pruned run finishes clean
+with a `pruned` tag, an unreachable server is found once per study, and results files are
+readable by others (0644 under the usual umask)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import tiny_raw
+
+from harness.config import build_run_config
+from harness.tracking import wandb_tracker
+from harness.tracking.store import atomic_write_text
+from harness.tracking.wandb_reader import read_offline_run
+from harness.tracking.wandb_study import offline_run_dirs, superseded
+from harness.tracking.wandb_tracker import wandb_safe_id
+from harness.train.loop import train_run
+
+REPO = Path(__file__).resolve().parents[1]
+WANDB = Path(sys.executable).with_name("wandb")
+FAKE_KEY = "a" * 40
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+from harness.config import build_run_config
+from harness.train.loop import train_run
+
+raw, results, kill_after = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+
+def kill(epoch, row):
+    if epoch == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all: a power cut
+
+import json
+train_run(build_run_config(json.loads(raw), "killed"), results_dir=results, on_epoch=[kill])
+"""
+
+
+def leet_records(run_dir: Path) -> list[dict[str, Any]]:
+    """W&B's own offline reader: one JSON record per line."""
+    out = subprocess.run([str(WANDB), "leet", "inspect", "--json", str(run_dir)],
+                         capture_output=True, text=True, timeout=60, check=True,
+                         stdin=subprocess.DEVNULL)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not WANDB.is_file(), reason="needs the wandb CLI beside this Python")
+def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) -> None:
+    raw = tiny_raw(study="resume", train={"epochs": 4, "checkpoint_every_s": 0},
+                   tracking={"wandb": "offline", "project": "harness-test"})
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+    killed = subprocess.run([sys.executable, "-c", KILLER, json.dumps(raw), str(results), "2"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+    config = build_run_config(raw, "resume")
+    started: list[int] = []
+
+    class Starts:
+        def start(self, name: str, epochs: int, first_epoch: int) -> None:
+            started.append(first_epoch)
+
+        def epoch(self, row: dict[str, Any]) -> None: ...
+        def end(self, summary: dict[str, Any]) -> None: ...
+
+    result = train_run(config, results_dir=results, reporter=Starts())
+    assert started == [3]  # resumed from the epoch-2 checkpoint, not trained again
+    assert result.summary["status"] == "completed" and len(result.rows) == 4
+
+    sdir = results / "resume"
+    dirs = offline_run_dirs(sdir)
+    wandb_id = wandb_safe_id(config.run_id())
+    assert len(dirs) == 2 and all(d.name.endswith(wandb_id) for d in dirs)
+    latest = Path(result.summary["wandb"]["run_dir"])
+    assert superseded(dirs) == {dirs[0]: latest}  # sync uploads the resumed one only
+
+    records = leet_records(latest)
+    (run,) = [r["run"] for r in records if r["type"] == "run"][:1]
+    assert run["run_id"] == wandb_id and run.get("resume") is True
+    epochs = [r["history"]["item"]["epoch"] for r in records if r["type"] == "history"]
+    assert epochs == [1, 2, 3, 4]
+    val_loss = {r["history"]["item"]["epoch"]: r["history"]["item"]["val_loss"]
+                for r in records if r["type"] == "history"}
+    for row in result.rows:  # the restored epochs are the killed process's own numbers
+        assert val_loss[row["epoch"]] == pytest.approx(row["val_loss"], rel=1e-9)
+    (exit_record,) = [r for r in records if r["type"] == "exit"]
+    assert exit_record["exit"].get("exit_code", 0) == 0
+    summary = read_offline_run(latest).summary
+    assert summary["val_loss"]["min"] == pytest.approx(min(r["val_loss"] for r in result.rows))
+
+
+def test_pruned_run_finishes_with_exit_code_0_and_a_pruned_tag(tmp_path: Path) -> None:
+    import optuna
+
+    raw = tiny_raw(study="prune", train={"epochs": 3},
+                   tracking={"wandb": "offline", "project": "harness-test", "tags": ["mine"]})
+
+    def prune(epoch: int, row: dict[str, Any]) -> None:
+        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    with pytest.raises(optuna.TrialPruned):
+        train_run(build_run_config(raw, "prune"), results_dir=tmp_path, on_epoch=[prune])
+    (run_dir,) = offline_run_dirs(tmp_path / "prune")
+    run = read_offline_run(run_dir)
+    assert run.complete and run.exit_code == 0
+    assert "pruned" in run.tags and "mine" in run.tags
+    assert [h["epoch"] for h in run.history] == [1]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again on exit: connecting is refused
+
+
+def test_unreachable_server_is_found_once_and_every_run_goes_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
+    wandb_tracker._probe.cache_clear()
+    connects: list[Any] = []
+    real = socket.create_connection
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        connects.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wandb_tracker.socket, "create_connection", counting)
+    started = time.monotonic()
+    for seed in (0, 1):
+        raw = tiny_raw(study="net", seed=seed, train={"epochs": 1},
+                       tracking={"wandb": "auto", "project": "harness-test"})
+        result = train_run(build_run_config(raw, "net"), results_dir=tmp_path)
+        assert result.summary["wandb"]["mode"] == "offline"
+        assert not result.summary["wandb"]["failed"]
+    assert len(connects) == 1  # probed once; the second run knew
+    assert os.environ[wandb_tracker.UNREACHABLE_ENV].startswith("http://127.0.0.1:")
+    assert time.monotonic() - started < 60  # no 20-100 s wait per run
+    assert len(offline_run_dirs(tmp_path / "net")) == 2
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_results_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "summary.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
