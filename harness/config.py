@@ -49,6 +49,14 @@ class DataConfig(Strict):
     label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
     seed: int = 0  # splits, subsets and label noise (fixed across run seeds: paired comparisons)
     seq_len: int = Field(128, ge=2)  # text: characters per training sequence
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # the loader's own options (image_folder)
+
+    @model_validator(mode="after")
+    def _loader_options(self) -> DataConfig:
+        from harness.data.base import check_dataset_options
+
+        check_dataset_options(self.name, self.kwargs)
+        return self
 
 
 class ModelConfig(Strict):
@@ -58,8 +66,11 @@ class ModelConfig(Strict):
     @classmethod
     def _known_model(cls, v: str) -> str:
         from harness.models import MODELS
+        from harness.models.contract import is_import_path, resolve_model
 
-        if v not in MODELS:
+        if is_import_path(v):
+            resolve_model(v)  # importable and callable, or one line saying why not
+        elif v not in MODELS:
             raise ValueError(unknown_name_message("model", v, MODELS.names()))
         return v
 
@@ -67,6 +78,7 @@ class ModelConfig(Strict):
     depth: int | None = Field(None, ge=1)
     patch_size: int | None = Field(None, ge=1)  # vit
     heads: int | None = Field(None, ge=1)  # transformers
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # further constructor arguments
 
 
 class OptimConfig(Strict):
@@ -113,6 +125,7 @@ EXECUTION_KEYS = {("train", "device"), ("train", "threads")}
 
 
 class RunConfig(Strict):
+    plugins: list[str] = Field(default_factory=list)  # modules imported first (harness/plugins.py)
     study: str = "adhoc"
     variant: str = "default"
     seed: int = 0
@@ -123,6 +136,17 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, raw: Any) -> Any:
+        """Import the named plug-in modules before any name in the config is looked up."""
+        plugins = raw.get("plugins") if isinstance(raw, dict) else None
+        if isinstance(plugins, list):
+            from harness.plugins import import_plugins
+
+            import_plugins(plugins)
+        return raw
 
     @field_validator("regularizers", mode="before")
     @classmethod
@@ -147,7 +171,10 @@ class RunConfig(Strict):
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
         execution details (device, threads)."""
-        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking"})
+        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking", "plugins"})
+        for section in ("data", "model"):  # added later: absent when empty, so old ids hold
+            if not d[section]["kwargs"]:
+                d[section].pop("kwargs")
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
         d["data"].pop("data_dir", None)

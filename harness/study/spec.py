@@ -42,6 +42,7 @@ class DesignConfig(Strict):
 
 
 class StudyConfig(Strict):
+    plugins: list[str] = Field(default_factory=list)  # modules imported first; copied into base
     name: str
     description: str = ""
     kind: Literal["ablation", "tune"] = "ablation"
@@ -52,6 +53,22 @@ class StudyConfig(Strict):
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
     seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, raw: Any) -> Any:
+        """Import plug-ins before the base config is checked, and hand them to every run
+        (workers validate each run's config, so they import them too)."""
+        plugins = raw.get("plugins") if isinstance(raw, dict) else None
+        if isinstance(plugins, list) and plugins:
+            from harness.plugins import import_plugins
+
+            import_plugins(plugins)
+            base = dict(raw.get("base") or {})
+            if isinstance(base.get("plugins", []), list):
+                base["plugins"] = list(dict.fromkeys([*plugins, *base.get("plugins", [])]))
+            raw = {**raw, "base": base}
+        return raw
 
     @field_validator("name")
     @classmethod
