@@ -154,3 +154,5 @@ def load_study(name_or_path: str | Path) -> StudyConfig:
             allowed = ", ".join(StudyConfig.model_fields)
             raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed: {allowed}") from None
         raise ConfigError(format_validation_error(err, str(path), raw, StudyConfig)) from None
+    except ConfigError as err:  # a plug-in that failed to import
+        raise ConfigError(f"{path}: {err}") from None
