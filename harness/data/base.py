@@ -146,20 +146,10 @@ class RawData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# The kind of data each built-in dataset holds, known without loading it, so configs can be
-# checked (model vs data, augmentation vs data) before anything runs.
-DATASET_KINDS: dict[str, str] = {
-    "mnist1d": "signal",
-    "tiny_shakespeare": "text",
-    "digits": "image",
-    "mnist": "image",
-    "fashion_mnist": "image",
-    "cifar10": "image",
-}
 KIND_HOLDS = {"image": "images", "signal": "1-D signals", "text": "text (token ids)"}
 
 
 def dataset_kind(name: str) -> str | None:
-    if name in DATASET_KINDS:
-        return DATASET_KINDS[name]
+    """The kind of data a dataset holds, known without loading it (configs are checked
+    model vs data and augmentation vs data before anything runs); None if undeclared."""
     return info_of(name).kind if name in DATASETS else None

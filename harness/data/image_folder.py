@@ -72,6 +72,7 @@ def read_images(root: Path, classes: list[str], opts: ImageFolderOptions
 @DATASETS.register("image_folder")
 @dataset_info(kind="image", options=ImageFolderOptions)
 def load_image_folder(cfg, data_dir: Path, download: bool) -> RawData:
+    """Your images, one sub-folder per class (data.kwargs.folder, image_size, grayscale)."""
     opts = ImageFolderOptions.model_validate(cfg.kwargs)
     root = Path(opts.folder).expanduser()
     root = root if root.is_absolute() else data_dir / root

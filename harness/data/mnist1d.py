@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS, RawData
+from harness.data.base import DATASETS, RawData, dataset_info
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,6 +36,7 @@ def _generate(num_samples: int, test_fraction: float, seed: int) -> tuple[np.nda
 
 
 @DATASETS.register("mnist1d")
+@dataset_info(kind="signal", files=lambda d: [])  # generated locally
 def load_mnist1d(cfg, data_dir: Path, download: bool) -> RawData:
     """Signals float32 (N, 1, 40); the standard setting is 4000 train / 1000 test."""
     x, y, x_test, y_test = _generate(cfg.num_samples, cfg.test_fraction, cfg.generator_seed)
