@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.config_errors import first_error
 from harness.errors import ConfigError
-from harness.registry import unknown_name_message
 
 
 class Strict(BaseModel):
@@ -36,7 +35,7 @@ class DataConfig(Strict):
         from harness.data import DATASETS
 
         if v not in DATASETS:
-            raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+            raise ValueError(DATASETS.unknown_message(v))
         return v
 
     data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
@@ -71,7 +70,7 @@ class ModelConfig(Strict):
         if is_import_path(v):
             resolve_model(v)  # importable and callable, or one line saying why not
         elif v not in MODELS:
-            raise ValueError(unknown_name_message("model", v, MODELS.names()))
+            raise ValueError(MODELS.unknown_message(v))
         return v
 
     width: int | None = Field(None, ge=1)  # None: the model's default

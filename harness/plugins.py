@@ -94,9 +94,14 @@ def failed_plugins_note(kind: str) -> str:
 
 
 def plugin_source(obj: Any) -> str:
-    """Where a registered object comes from: 'built-in' or the module that defined it."""
+    """Where a registered object comes from: 'built-in', or its module (and the installed
+    distribution whose entry point loaded it)."""
     module = getattr(obj, "__module__", "") or ""
-    return "built-in" if module.split(".")[0] == "harness" else module
+    if module.split(".")[0] == "harness":
+        return "built-in"
+    dists = {e.dist for loads in _loaded.values() for e in loads
+             if not e.error and e.value.split(":")[0] == module}
+    return f"{module} ({', '.join(sorted(dists))})" if dists else module
 
 
 def import_object(path: str, what: str) -> Any:

@@ -48,11 +48,15 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         self._discover()
         if name not in self._entries:
-            from harness.plugins import GROUPS, failed_plugins_note
-
-            note = failed_plugins_note(self.kind) if self.kind in GROUPS else ""
-            raise ConfigError(unknown_name_message(self.kind, name, self.names()) + note)
+            raise ConfigError(self.unknown_message(name))
         return self._entries[name]
+
+    def unknown_message(self, name: str) -> str:
+        """Did-you-mean over every name (plug-ins too), plus any plug-in that failed to load."""
+        from harness.plugins import GROUPS, failed_plugins_note
+
+        note = failed_plugins_note(self.kind) if self.kind in GROUPS else ""
+        return unknown_name_message(self.kind, name, self.names()) + note
 
     def names(self, pattern: str = "*") -> list[str]:
         self._discover()

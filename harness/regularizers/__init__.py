@@ -56,7 +56,12 @@ def check_model_takes(config: Any) -> None:
     info = model_capabilities(name)
     base = {k: v for k, v in (("width", m.width), ("depth", m.depth),
                               ("patch_size", m.patch_size), ("heads", m.heads)) if v is not None}
-    passed = check_options(name, info, base)
+    hint = "" if is_builtin(resolve_model(name)) else (
+        f" (a plug-in model declares the options it takes in info.options: see {CONTRACT})")
+    try:
+        passed = check_options(name, info, base)
+    except ConfigError as err:
+        raise ConfigError(f"model: {err}{hint}") from None
     for reg_name, raw in config.regularizers.items():
         reg_cls = REGULARIZERS.get(reg_name)
         if reg_cls.configure_model is Regularizer.configure_model:
@@ -68,8 +73,6 @@ def check_model_takes(config: Any) -> None:
         try:
             passed.update(check_options(name, info, spec.kwargs))
         except ConfigError as err:
-            hint = "" if is_builtin(resolve_model(name)) else (
-                f" (a plug-in model declares the options it takes in info.options: see {CONTRACT})")
             raise ConfigError(f"regularizers.{reg_name}: {err}{hint}") from None
     check_extra(name, resolve_model(name), passed, dict(m.kwargs))
 
