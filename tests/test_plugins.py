@@ -162,7 +162,38 @@ def test_example_regularizer_adds_the_mean_squared_logit(monkeypatch):
     assert reg.loss(torch.tensor(1.5), None, logits, None).item() == pytest.approx(expected)
 
 
+def test_study_level_plugins_reach_the_workers_from_the_working_directory(tmp_path,
+                                                                          monkeypatch):
+    """`plugins:` at the top of a study, a module beside it (not installed): the coordinator
+    and its worker process both import it from the working directory."""
+    (tmp_path / "beside_plug.py").write_text(PLUGIN_SOURCE.format(prefix="beside"))
+    (tmp_path / "beside.yaml").write_text(textwrap.dedent("""\
+        plugins: [beside_plug]
+        base:
+          data: {name: mnist1d, num_samples: 600}
+          model: {name: beside_net, kwargs: {hidden: 4}}
+          train: {epochs: 1, batch_size: 64, threads: 1}
+          tracking: {wandb: disabled}
+        design: {kind: sweep, parameter: regularizers.label_smoothing.epsilon, values: [0.1]}
+        seeds: 1
+        """))
+    monkeypatch.chdir(tmp_path)
+    study = harness.ablation("beside.yaml", workers=1, results_dir="results", report=False)
+    assert sorted(study.runs["status"]) == ["completed", "completed"]
+    assert set(study.runs["params"]) == {40 * 4 + 4 + 4 * 10 + 10}
+
+
 # ----------------------------------------------------------------------------- installed
+
+
+def can_build_wheels() -> bool:
+    """setuptools >= 70.1 builds wheels itself; older ones need the `wheel` package."""
+    if importlib.util.find_spec("setuptools") is None:
+        return False
+    import setuptools
+
+    major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 
 def install_example(target: Path, work: Path) -> None:
@@ -171,7 +202,7 @@ def install_example(target: Path, work: Path) -> None:
     pip would: the entry points are what harness reads."""
     src = work / "plugin-src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    if importlib.util.find_spec("setuptools") is not None:
+    if can_build_wheels():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                         "--no-build-isolation", "--no-index", "--target", str(target), str(src)],
                        check=True, timeout=300)
