@@ -186,3 +186,37 @@ def test_image_folder_options_checked_before_loading():
         build_run_config({"data": {"name": "image_folder"}, "model": {"name": "mlp"}})
     with pytest.raises(ConfigError, match="takes no options"):
         build_run_config({"data": {"name": "mnist1d", "kwargs": {"folder": "x"}}})
+
+
+def test_download_only_when_asked(tmp_path, monkeypatch):
+    """--download hands the missing dataset to torchvision (here a stand-in writing the files
+    torchvision would), then reads it; without it nothing is fetched."""
+    import harness.data.vision as vision
+
+    calls = []
+
+    def fake_download(name, root):
+        calls.append((name, root))
+        write_idx_set(root / "KMNIST" / "raw", MNIST_NAMES, (20, 10), range(0, 10))
+
+    monkeypatch.setattr(vision, "torchvision_download", fake_download)
+    with pytest.raises(DataError):
+        load("kmnist", tmp_path)
+    assert calls == []
+    assert len(load("kmnist", tmp_path, download=True).train) == 20
+    assert calls == [("kmnist", tmp_path)]
+
+
+def test_catalog_reports_which_files_are_present(tmp_path):
+    from harness.data.catalog import dataset_rows
+
+    write_idx_set(tmp_path / "KMNIST" / "raw", MNIST_NAMES, (20, 10), range(0, 10))
+    rows = {r["name"]: r for r in dataset_rows(tmp_path)}
+    assert rows["kmnist"]["files"] == "present" and rows["kmnist"]["missing"] == []
+    assert rows["svhn"]["files"] == "missing"
+    assert rows["svhn"]["missing"] == [str(tmp_path / "svhn" / f)
+                                       for f in ("train_32x32.mat", "test_32x32.mat")]
+    assert rows["mnist1d"]["files"] == "none needed"
+    assert rows["image_folder"]["files"] == "per config"
+    assert {r["source"] for n, r in rows.items() if n in ("kmnist", "cifar100")} == {"built-in"}
+    assert rows["emnist_letters"]["kind"] == "image" and rows["tiny_shakespeare"]["kind"] == "text"
