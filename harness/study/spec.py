@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 import harness
 from harness.config import Strict, format_validation_error, load_yaml
 from harness.errors import ConfigError
+from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -41,6 +42,17 @@ class DesignConfig(Strict):
         return self
 
 
+class CompareConfig(Strict):
+    """What the report compares: `metric` of each variant against `reference` of the
+    baseline (default: test accuracy at the best-val epoch on both sides)."""
+
+    metric: Literal[COMPARABLE_METRICS] = DEFAULT_COMPARE_METRIC  # type: ignore[valid-type]
+    reference: Literal[COMPARABLE_METRICS] | None = None  # type: ignore[valid-type]
+    also_against: list[Literal[COMPARABLE_METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=list)
+    report: list[str] = Field(default_factory=list)
+
+
 class StudyConfig(Strict):
     plugins: list[str] = Field(default_factory=list)  # modules imported first; copied into base
     name: str
@@ -53,6 +65,7 @@ class StudyConfig(Strict):
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
     seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @model_validator(mode="before")
     @classmethod
