@@ -7,8 +7,8 @@
     study.summary[["variant", "best_test_acc_mean", "p_value"]]
 
 Errors are the CLI's: a `harness.errors.HarnessError` whose message is the one line the
-CLI would print. `load_study` reads through the report's reader, so the API and the
-report never disagree about which runs count.
+CLI would print. `load_study` reads through the study record (StudyRecord.load) and the
+report's tables, so the API and the report never disagree about which runs count.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ class StudyTables:
 
     name: str
     dir: Path
-    runs: pd.DataFrame
-    metrics: pd.DataFrame
-    summary: pd.DataFrame
+    runs: pd.DataFrame  # every run folder read; `included` says which ones the means use
+    metrics: pd.DataFrame  # per-epoch rows of the included runs
+    summary: pd.DataFrame  # one row per variant, with the comparison against the baseline
+    left_out: pd.DataFrame  # runs not in the means (failed checks, unfinished, never run), why
     baseline: str | None
 
 
@@ -94,7 +95,7 @@ def ablation(study: str | Path, *, workers: int | None = None,
 
 def load_study(study: str | Path, *, results_dir: str | Path = "results") -> StudyTables:
     """A study folder (or a study name under `results_dir`) as DataFrames."""
-    from harness.report.tables import load_study as read_study
+    from harness.record import StudyRecord
     from harness.report.tables import runs_table, summary_table
 
     folder = Path(study)
@@ -102,17 +103,19 @@ def load_study(study: str | Path, *, results_dir: str | Path = "results") -> Stu
         folder = Path(results_dir) / str(study)
     if not folder.is_dir():
         raise ConfigError(f"{study}: no such study folder (nor {folder})")
-    record = read_study(folder)
+    record = StudyRecord.load(folder)
     runs = runs_table(record)
     return StudyTables(name=record.name, dir=folder, runs=runs,
                        metrics=_metrics_frame(record), summary=summary_table(record, runs),
+                       left_out=pd.DataFrame(record.left_out(), columns=[
+                           "variant", "seed", "run_id", "status", "reason", "path"]),
                        baseline=record.baseline)
 
 
 def _metrics_frame(record: Any) -> pd.DataFrame:
-    """Every run's per-epoch rows, keyed by variant, seed and run id."""
-    frames = [r.metrics.assign(variant=r.variant, seed=r.seed, run_id=r.config.get("run_id"))
-              for r in record.runs if len(r.metrics)]
+    """Every included run's per-epoch rows, keyed by variant, seed and run id."""
+    frames = [r.metrics.assign(variant=r.variant, seed=r.seed, run_id=r.run_id)
+              for r in record.included if len(r.metrics)]
     if not frames:
         return pd.DataFrame(columns=["variant", "seed", "run_id", "epoch"])
     df = pd.concat(frames, ignore_index=True)

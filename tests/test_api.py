@@ -57,7 +57,7 @@ def test_ablation_and_load_study_tables(tmp_path):
     study = harness.ablation(path, workers=1, results_dir=tmp_path / "results", report=False)
     assert study.name == "api_sweep" and study.baseline == "baseline"
     assert len(study.runs) == 6 and set(study.runs["status"]) == {"completed"}
-    assert len(study.metrics) == 6 * 2
+    assert len(study.metrics) == 6 * 2 and study.left_out.empty
     again = harness.load_study("api_sweep", results_dir=tmp_path / "results")
     assert again.runs.equals(study.runs)
     # summary numbers recomputed from the runs table
@@ -66,7 +66,7 @@ def test_ablation_and_load_study_tables(tmp_path):
     row = study.summary.set_index("variant").loc[variant]
     diffs = acc[variant] - acc["baseline"]
     assert row["best_test_acc_mean"] == pytest.approx(acc[variant].mean())
-    assert row["delta_best_test_acc"] == pytest.approx(diffs.mean())
+    assert row["delta"] == pytest.approx(diffs.mean())
     if diffs.std() > 0:
         ref = stats.ttest_rel(acc[variant], acc["baseline"]).pvalue
         assert row["p_value"] == pytest.approx(ref)

@@ -47,6 +47,11 @@ class WrongShape(Net):
         return self.body(x)[:, :3]
 
 
+class Needs(Net):
+    def __init__(self, *, input_shape, num_classes, hidden):  # no default: model.kwargs must say
+        super().__init__(input_shape=input_shape, num_classes=num_classes, hidden=hidden)
+
+
 class NoClasses(nn.Module):
     def __init__(self, *, input_shape):
         super().__init__()
@@ -165,13 +170,14 @@ def test_example_regularizer_adds_the_mean_squared_logit(monkeypatch):
 def test_study_level_plugins_reach_the_workers_from_the_working_directory(tmp_path,
                                                                           monkeypatch):
     """`plugins:` at the top of a study, a module beside it (not installed): the coordinator
-    and its worker process both import it from the working directory."""
+    and its worker process both import it from the working directory; a model by import
+    path with a required argument in model.kwargs."""
     (tmp_path / "beside_plug.py").write_text(PLUGIN_SOURCE.format(prefix="beside"))
     (tmp_path / "beside.yaml").write_text(textwrap.dedent("""\
         plugins: [beside_plug]
         base:
           data: {name: mnist1d, num_samples: 600}
-          model: {name: beside_net, kwargs: {hidden: 4}}
+          model: {name: "beside_plug:Needs", kwargs: {hidden: 4}}
           train: {epochs: 1, batch_size: 64, threads: 1}
           tracking: {wandb: disabled}
         design: {kind: sweep, parameter: regularizers.label_smoothing.epsilon, values: [0.1]}
