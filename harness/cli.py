@@ -204,6 +204,38 @@ def studies(
 
 
 @app.command()
+def datasets(
+    data_dir: DataDir = None,
+    plugin: Annotated[list[str] | None, typer.Option(
+        "--plugin", help="Import this module first (repeatable), like `plugins:`.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
+    debug: Debug = False,
+) -> None:
+    """List datasets (built-in and plug-in): source, and whether their files are present."""
+    import json
+
+    from harness.data import resolve_data_dir
+    from harness.data.catalog import dataset_rows
+    from harness.plugins import import_plugins
+
+    try:
+        import_plugins(plugin or [], source="--plugin")
+        root = resolve_data_dir(None, None if data_dir is None else str(data_dir))
+        rows = dataset_rows(root)
+    except HarnessError as err:
+        fail(err, debug)
+    if as_json:
+        print(json.dumps({"data_dir": str(root), "datasets": rows}, indent=2))
+        return
+    print(f"datasets (data folder {root}; fetch missing files with --download):")
+    cols = [("name", "name"), ("kind", "kind"), ("source", "source"), ("files", "files")]
+    widths = {k: max(len(h), *(len(str(r[k])) for r in rows)) for k, h in cols}
+    print("  " + "  ".join(f"{h:<{widths[k]}}" for k, h in cols) + "  description")
+    for r in rows:
+        print("  " + "  ".join(f"{r[k]!s:<{widths[k]}}" for k, _ in cols) + f"  {r['summary']}")
+
+
+@app.command()
 def ablation(
     study: Annotated[str, typer.Argument(help="Study name (studies/NAME.yaml) or a YAML path.")],
     workers: Workers = None,

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.config_errors import first_error
 from harness.errors import ConfigError
-from harness.registry import unknown_name_message
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
 # PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
@@ -56,7 +55,7 @@ class DataConfig(Strict):
         from harness.data import DATASETS
 
         if v not in DATASETS:
-            raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+            raise ValueError(DATASETS.unknown_message(v))
         return v
 
     data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
@@ -69,6 +68,14 @@ class DataConfig(Strict):
     label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
     seed: int = Field(0, ge=0, le=SEED_MAX)  # splits, subsets, label noise (fixed across run seeds)
     seq_len: int = Field(128, ge=2)  # text: characters per training sequence
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # the loader's own options (image_folder)
+
+    @model_validator(mode="after")
+    def _loader_options(self) -> DataConfig:
+        from harness.data.base import check_dataset_options
+
+        check_dataset_options(self.name, self.kwargs)
+        return self
 
 
 class ModelConfig(Strict):
@@ -80,15 +87,19 @@ class ModelConfig(Strict):
         if STRUCTURE_ONLY.get():
             return v
         from harness.models import MODELS
+        from harness.models.contract import is_import_path, resolve_model
 
-        if v not in MODELS:
-            raise ValueError(unknown_name_message("model", v, MODELS.names()))
+        if is_import_path(v):
+            resolve_model(v)  # importable and callable, or one line saying why not
+        elif v not in MODELS:
+            raise ValueError(MODELS.unknown_message(v))
         return v
 
     width: int | None = Field(None, ge=1)  # None: the model's default
     depth: int | None = Field(None, ge=1)
     patch_size: int | None = Field(None, ge=1)  # vit
     heads: int | None = Field(None, ge=1)  # transformers
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # further constructor arguments
 
 
 class OptimConfig(Strict):
@@ -138,6 +149,7 @@ EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoi
 
 
 class RunConfig(Strict):
+    plugins: list[str] = Field(default_factory=list)  # modules imported first (harness/plugins.py)
     study: str = "adhoc"
     variant: str = "default"
     seed: int = Field(0, ge=0, le=SEED_MAX)  # torch seeds are 64-bit
@@ -148,6 +160,17 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, raw: Any) -> Any:
+        """Import the named plug-in modules before any name in the config is looked up."""
+        plugins = raw.get("plugins") if isinstance(raw, dict) else None
+        if isinstance(plugins, list):
+            from harness.plugins import import_plugins
+
+            import_plugins(plugins)
+        return raw
 
     @field_validator("regularizers", mode="before")
     @classmethod
@@ -186,7 +209,10 @@ class RunConfig(Strict):
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
         execution details (device, threads)."""
-        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking"})
+        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking", "plugins"})
+        for section in ("data", "model"):  # added later: absent when empty, so old ids hold
+            if not d[section]["kwargs"]:
+                d[section].pop("kwargs")
         for section, key in EXECUTION_KEYS:
             d[section].pop(key, None)
         d["data"].pop("data_dir", None)

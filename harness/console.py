@@ -19,7 +19,9 @@ console = Console(stderr=True, highlight=False)
 
 
 def error_line(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # '[batch, K]' is text
 
 
 def make_progress() -> Progress:

@@ -2,16 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from harness.errors import ConfigError
 from harness.registry import Registry
 
 # name -> loader(cfg: DataConfig, data_dir: Path, download: bool) -> RawData
 DATASETS: Registry = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset without loading it (all optional for a plug-in)."""
+
+    kind: str | None = None  # image | signal | text; None: known only after loading
+    files: Callable[[Path], list[Path]] | None = None  # what it reads under the data dir
+    options: type | None = None  # pydantic model of data.kwargs; None: takes none
+    download: bool = False  # whether --download can fetch it
+
+
+def dataset_info(**facts: Any) -> Callable[[Callable], Callable]:
+    """Decorator (under `@DATASETS.register(name)`) attaching a DatasetInfo to a loader."""
+
+    def attach(loader: Callable) -> Callable:
+        loader.info = DatasetInfo(**facts)  # type: ignore[attr-defined]
+        return loader
+
+    return attach
+
+
+def info_of(name: str) -> DatasetInfo:
+    return getattr(DATASETS.get(name), "info", None) or DatasetInfo()
+
+
+def check_dataset_options(name: str, kwargs: dict[str, Any]) -> None:
+    """data.kwargs against the loader's declared options; one line naming the bad key."""
+    if name not in DATASETS:
+        return  # the name check reports it
+    options = info_of(name).options
+    if options is None:
+        if kwargs:
+            raise ConfigError(f"data.kwargs: dataset {name} takes no options; "
+                              f"got {', '.join(map(str, kwargs))}")
+        return
+    from pydantic import ValidationError
+
+    from harness.config_errors import first_error
+
+    try:
+        options.model_validate(kwargs)
+    except ValidationError as err:
+        e = first_error(err)
+        key = ".".join(str(p) for p in ("data.kwargs", *e["loc"]))
+        allowed = ", ".join(options.model_fields)
+        why = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        raise ConfigError(f"{key}: {why} (dataset {name} takes {allowed})") from None
 
 
 @dataclass
@@ -95,18 +146,10 @@ class RawData:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# The kind of data each built-in dataset holds, known without loading it, so configs can be
-# checked (model vs data, augmentation vs data) before anything runs.
-DATASET_KINDS: dict[str, str] = {
-    "mnist1d": "signal",
-    "tiny_shakespeare": "text",
-    "digits": "image",
-    "mnist": "image",
-    "fashion_mnist": "image",
-    "cifar10": "image",
-}
 KIND_HOLDS = {"image": "images", "signal": "1-D signals", "text": "text (token ids)"}
 
 
 def dataset_kind(name: str) -> str | None:
-    return DATASET_KINDS.get(name)
+    """The kind of data a dataset holds, known without loading it (configs are checked
+    model vs data and augmentation vs data before anything runs); None if undeclared."""
+    return info_of(name).kind if name in DATASETS else None

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.data.base import DATASETS, RawData
+from harness.data.base import DATASETS, RawData, dataset_info
 from harness.data.splits import make_generator, stratified_split
 
 TEST_FRACTION = 0.2
@@ -15,6 +15,7 @@ TEST_SEED = 0  # fixed, so the test set is the same whatever cfg.seed is
 
 
 @DATASETS.register("digits")
+@dataset_info(kind="image", files=lambda d: [])  # bundled with scikit-learn
 def load_digits_data(cfg, data_dir: Path, download: bool) -> RawData:
     """uint8 images (N, 1, 8, 8) scaled from 0..16 to 0..255 so they look like other images."""
     from sklearn.datasets import load_digits

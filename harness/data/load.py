@@ -15,7 +15,7 @@ from harness.data.splits import (
     stratified_split,
     stratified_subset,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 
 ENV_VAR = "HARNESS_DATA_DIR"
 
@@ -34,9 +34,25 @@ def load_data(cfg, data_dir: str | Path | None = None) -> DataBundle:
     loader = DATASETS.get(cfg.name)
     root = resolve_data_dir(cfg.data_dir, None if data_dir is None else str(data_dir))
     raw = loader(cfg, root, cfg.download)
+    check_raw(cfg.name, raw)
     if raw.kind == "text":
         return _text_bundle(cfg, raw)
     return _classification_bundle(cfg, raw)
+
+
+def check_raw(name: str, raw: object) -> None:
+    """A plug-in loader's result, checked so a mistake is one line, not a shape error later."""
+    if not isinstance(raw, RawData):
+        raise DataError(f"dataset {name}: the loader returned {type(raw).__name__}; it must "
+                        "return harness.data.RawData (see the README, 'Bring your own')")
+    if raw.kind not in ("image", "signal", "text"):
+        raise DataError(f"dataset {name}: RawData.kind = {raw.kind!r}; expected image, signal "
+                        "or text")
+    for split in ("train", "test"):
+        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        if len(x) != len(y):
+            raise DataError(f"dataset {name}: x_{split} has {len(x)} samples but y_{split} "
+                            f"has {len(y)}")
 
 
 def _classification_bundle(cfg, raw: RawData) -> DataBundle:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS, RawData
+from harness.data.base import DATASETS, RawData, dataset_info
 
 CACHE_ENV = "HARNESS_CACHE_DIR"
 CACHE_VERSION = 1  # bump when the generation below changes
@@ -94,6 +94,7 @@ def _make(num_samples: int, test_fraction: float, seed: int) -> tuple[np.ndarray
 
 
 @DATASETS.register("mnist1d")
+@dataset_info(kind="signal", files=lambda d: [])  # generated locally
 def load_mnist1d(cfg, data_dir: Path, download: bool) -> RawData:
     """Signals float32 (N, 1, 40); the standard setting is 4000 train / 1000 test."""
     x, y, x_test, y_test = _generate(cfg.num_samples, cfg.test_fraction, cfg.generator_seed)

@@ -31,6 +31,11 @@ KNOWN: dict[str, Any] = {
     "mnist": lambda cfg: DataShape((1, 28, 28), 10, 60000),
     "fashion_mnist": lambda cfg: DataShape((1, 28, 28), 10, 60000),
     "cifar10": lambda cfg: DataShape((3, 32, 32), 10, 50000),
+    "cifar100": lambda cfg: DataShape(
+        (3, 32, 32), 20 if cfg.kwargs.get("labels") == "coarse" else 100, 50000),
+    "svhn": lambda cfg: DataShape((3, 32, 32), 10, 73257),
+    "kmnist": lambda cfg: DataShape((1, 28, 28), 10, 60000),
+    "emnist_letters": lambda cfg: DataShape((1, 28, 28), 26, 124800),
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS, RawData
+from harness.data.base import DATASETS, RawData, dataset_info
 from harness.data.vision import missing_files_error
 from harness.errors import ConfigError, DataError
 
@@ -42,6 +42,7 @@ def _download(path: Path) -> None:
 
 
 @DATASETS.register("tiny_shakespeare")
+@dataset_info(kind="text", download=True, files=lambda d: [d / "tinyshakespeare" / "input.txt"])
 def load_tiny_shakespeare(cfg, data_dir: Path, download: bool) -> RawData:
     """int64 (N, seq_len) inputs and next-character targets; num_classes = vocab size."""
     folder = data_dir / "tinyshakespeare"

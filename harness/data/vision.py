@@ -1,4 +1,7 @@
-"""MNIST, Fashion-MNIST (raw IDX files) and CIFAR-10 (python pickles) from a data folder."""
+"""MNIST, Fashion-MNIST (raw IDX files) and CIFAR-10 (python pickles) from a data folder.
+
+The folder layout is torchvision's, so `--download` (torchvision) and reading agree.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.base import DATASETS, RawData
+from harness.data.base import DATASETS, RawData, dataset_info
 from harness.errors import DataError
 
 FASHION_CLASSES = [
@@ -59,49 +62,85 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _torchvision_download(name: str, data_dir: Path) -> None:
-    """Fetch with torchvision (only when the user passed --download)."""
+# name -> (torchvision class, the keyword arguments of its train and test splits)
+TORCHVISION = {
+    "mnist": ("MNIST", ({"train": True}, {"train": False})),
+    "fashion_mnist": ("FashionMNIST", ({"train": True}, {"train": False})),
+    "kmnist": ("KMNIST", ({"train": True}, {"train": False})),
+    "emnist_letters": ("EMNIST", ({"split": "letters", "train": True},
+                                  {"split": "letters", "train": False})),
+    "cifar10": ("CIFAR10", ({"train": True}, {"train": False})),
+    "cifar100": ("CIFAR100", ({"train": True}, {"train": False})),
+    "svhn": ("SVHN", ({"split": "train"}, {"split": "test"})),
+}
+
+
+def torchvision_download(name: str, root: Path) -> None:
+    """Fetch with torchvision into its own layout (only when the user passed --download)."""
     from torchvision import datasets
 
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST,
-           "cifar10": datasets.CIFAR10}[name]  # fmt: skip
+    cls_name, splits = TORCHVISION[name]
     try:
-        for train in (True, False):
-            cls(root=str(data_dir), train=train, download=True)
+        for kwargs in splits:
+            getattr(datasets, cls_name)(root=str(root), download=True, **kwargs)
     except Exception as e:  # network errors come in many types; report them as one line
-        raise DataError(f"{name}: download into {data_dir} failed: {e}") from e
+        raise DataError(f"{name}: download into {root} failed: {e}") from e
 
 
-def _load_idx_dataset(name: str, folder_name: str, data_dir: Path, download: bool) -> RawData:
-    folder = data_dir / folder_name / "raw"
-    paths = {k: _find(folder, stem) for k, stem in IDX_FILES.items()}
-    if any(p is None for p in paths.values()):
-        if not download:
-            raise missing_files_error(name, folder)
-        _torchvision_download(name, data_dir)
-        paths = {k: _find(folder, stem) for k, stem in IDX_FILES.items()}
-        if any(p is None for p in paths.values()):
-            raise missing_files_error(name, folder)
-    arr = {k: read_idx(p) for k, p in paths.items()}
+def ensure_files(name: str, folder: Path, paths: list[Path], root: Path, download: bool) -> None:
+    """Every path present, else download (when asked) or one line saying where we looked."""
+    if all(p.is_file() or p.with_name(p.name + ".gz").is_file() for p in paths):
+        return
+    if not download:
+        raise missing_files_error(name, folder)
+    torchvision_download(name, root)
+    if not all(p.is_file() or p.with_name(p.name + ".gz").is_file() for p in paths):
+        raise missing_files_error(name, folder)
+
+
+def idx_paths(folder: Path) -> list[Path]:
+    """train images, train labels, test images, test labels (torchvision's raw/ names)."""
+    return [folder / stem for stem in IDX_FILES.values()]
+
+
+def load_idx_dataset(name: str, paths: list[Path], root: Path, download: bool, *,
+                     classes: list[str], label_offset: int = 0,
+                     transpose: bool = False) -> RawData:
+    """An MNIST-format dataset from [train images, train labels, test images, test labels];
+    `label_offset` maps labels to 0..K-1, `transpose` turns images stored transposed
+    (EMNIST) upright."""
+    folder = paths[0].parent
+    ensure_files(name, folder, paths, root, download)
+    x_tr, y_tr, x_te, y_te = (read_idx(_find(p.parent, p.name)) for p in paths)  # type: ignore[arg-type]
+    if transpose:
+        x_tr, x_te = x_tr.transpose(0, 2, 1), x_te.transpose(0, 2, 1)
     return RawData(
         kind="image",
-        x_train=arr["train_x"][:, None, :, :],
-        y_train=arr["train_y"].astype(np.int64),
-        x_test=arr["test_x"][:, None, :, :],
-        y_test=arr["test_y"].astype(np.int64),
-        num_classes=10,
-        classes=FASHION_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)],
+        x_train=np.ascontiguousarray(x_tr[:, None, :, :]),
+        y_train=y_tr.astype(np.int64) - label_offset,
+        x_test=np.ascontiguousarray(x_te[:, None, :, :]),
+        y_test=y_te.astype(np.int64) - label_offset,
+        num_classes=len(classes),
+        classes=classes,
         source=str(folder),
     )
 
 
+def _load_idx_dataset(name: str, folder_name: str, data_dir: Path, download: bool) -> RawData:
+    classes = FASHION_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)]
+    return load_idx_dataset(name, idx_paths(data_dir / folder_name / "raw"), data_dir, download,
+                            classes=classes)
+
+
 @DATASETS.register("mnist")
+@dataset_info(kind="image", files=lambda d: idx_paths(d / "MNIST" / "raw"), download=True)
 def load_mnist(cfg, data_dir: Path, download: bool) -> RawData:
     """uint8 (N, 1, 28, 28), 60000 train / 10000 test."""
     return _load_idx_dataset("mnist", "MNIST", data_dir, download)
 
 
 @DATASETS.register("fashion_mnist")
+@dataset_info(kind="image", files=lambda d: idx_paths(d / "FashionMNIST" / "raw"), download=True)
 def load_fashion_mnist(cfg, data_dir: Path, download: bool) -> RawData:
     """uint8 (N, 1, 28, 28), 60000 train / 10000 test."""
     return _load_idx_dataset("fashion_mnist", "FashionMNIST", data_dir, download)
@@ -115,13 +154,12 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @DATASETS.register("cifar10")
+@dataset_info(kind="image", download=True,
+              files=lambda d: [d / "cifar-10-batches-py" / f for f in CIFAR_FILES])
 def load_cifar10(cfg, data_dir: Path, download: bool) -> RawData:
     """uint8 (N, 3, 32, 32) from the python-format batches, 50000 train / 10000 test."""
     folder = data_dir / "cifar-10-batches-py"
-    if not all((folder / f).is_file() for f in CIFAR_FILES):
-        if not download:
-            raise missing_files_error("cifar10", folder)
-        _torchvision_download("cifar10", data_dir)
+    ensure_files("cifar10", folder, [folder / f for f in CIFAR_FILES], data_dir, download)
     batches = [_read_cifar_batch(folder / f) for f in CIFAR_FILES]
     train = batches[:-1]
     return RawData(

@@ -4,7 +4,7 @@ Importing this package registers every model (mlp, cnn, resnet, vit, transformer
 """
 
 from harness.models import cnn, gpt, mlp, resnet, transformer1d, vit  # noqa: F401 (register)
-from harness.models.base import MODELS, ModelInfo, data_kind
+from harness.models.base import MODELS, ModelInfo, data_kind, model_info
 from harness.models.factory import count_parameters, create_model, model_capabilities
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "create_model",
     "data_kind",
     "model_capabilities",
+    "model_info",
 ]

@@ -30,6 +30,14 @@ class ModelInfo:
 
 
 MODELS: Registry = Registry("model")
+# A plug-in model without `info` may take any data kind and no harness options.
+PLUGIN_INFO = ModelInfo(kinds=frozenset(DATA_KINDS), options=frozenset())
+
+
+def model_info(obj: object) -> ModelInfo:
+    """The model's declared info, or the plug-in default (see harness/models/contract.py)."""
+    info = getattr(obj, "info", None)
+    return info if isinstance(info, ModelInfo) else PLUGIN_INFO
 
 
 def data_kind(input_shape: tuple[int, ...]) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.models.base import MODELS, ModelInfo, data_kind
+from harness.models.base import MODELS, ModelInfo, data_kind, model_info
 from harness.models.norms import NORM_KINDS
 from harness.registry import unknown_name_message
 
@@ -61,7 +61,7 @@ VALIDATORS: dict[str, Callable[[str, Any], None]] = {
 
 def models_with(option: str) -> str:
     """Comma-separated names of the registered models that accept `option`."""
-    return ", ".join(n for n, cls in MODELS.items() if option in cls.info.options)
+    return ", ".join(n for n, cls in MODELS.items() if option in model_info(cls).options)
 
 
 def unsupported_message(option: str, name: str) -> str:

@@ -79,7 +79,10 @@ class Regularizer:
 
     # --- hooks, in the order the loop calls them -----------------------------------
     def configure_model(self, spec: ModelSpec) -> None:
-        """Edit model kwargs before the build (dropout rate, drop_path, norm, tying)."""
+        """Edit model kwargs before the build (dropout rate, drop_path, norm, tying).
+
+        Reads only `self.params`: it also runs when the config is checked, to refuse a
+        model that does not take the option before anything trains."""
 
     def on_model(self, model: nn.Module) -> nn.Module:
         """Module surgery after the build (DropConnect, spectral norm)."""

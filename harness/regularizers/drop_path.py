@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from harness.errors import ConfigError
-from harness.models import MODELS, model_capabilities
+from harness.models import MODELS, model_capabilities, model_info
 from harness.regularizers.base import ModelSpec, Params, Regularizer, register
 
 
@@ -33,7 +33,7 @@ class DropPath(Regularizer):
     def check(cls, params: Params, config: Any) -> None:
         model = config.model.name
         if not model_capabilities(model).residual:
-            owners = ", ".join(n for n, c in MODELS.items() if c.info.residual)
+            owners = ", ".join(n for n, c in MODELS.items() if model_info(c).residual)
             raise ConfigError(
                 f"regularizers.drop_path: needs a model with residual blocks ({owners}); "
                 f"model {model} has none"

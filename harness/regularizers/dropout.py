@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from harness.errors import ConfigError
-from harness.models import MODELS, model_capabilities
+from harness.models import model_capabilities
+from harness.models.options import models_with
 from harness.regularizers.base import ModelSpec, Params, Regularizer, register
 
 
@@ -35,7 +36,7 @@ class Dropout(Regularizer):
         assert isinstance(params, DropoutParams)
         model = config.model.name
         if params.embed_p > 0 and "embed_dropout" not in model_capabilities(model).options:
-            owners = ", ".join(n for n, c in MODELS.items() if "embed_dropout" in c.info.options)
+            owners = models_with("embed_dropout")
             raise ConfigError(
                 f"regularizers.dropout.embed_p: only for models with embeddings ({owners}); "
                 f"model {model} has none"

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from harness.errors import ConfigError
-from harness.models import MODELS, model_capabilities
+from harness.models import model_capabilities
+from harness.models.options import models_with
 from harness.regularizers.base import ModelSpec, Params, Regularizer, register
 
 
@@ -35,7 +36,7 @@ class Norm(Regularizer):
         assert isinstance(params, NormParams)
         model = config.model.name
         if params.position != "pre" and "norm_position" not in model_capabilities(model).options:
-            owners = ", ".join(n for n, c in MODELS.items() if "norm_position" in c.info.options)
+            owners = models_with("norm_position")
             raise ConfigError(
                 f"regularizers.norm.position = {params.position!r}: only for transformer "
                 f"models ({owners}); model {model} is not one"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from harness.errors import ConfigError
-from harness.models import MODELS, model_capabilities
+from harness.models import MODELS, model_capabilities, model_info
 from harness.regularizers.base import ModelSpec, Params, Regularizer, register
 
 
@@ -28,7 +28,7 @@ class WeightTying(Regularizer):
     def check(cls, params: Params, config: Any) -> None:
         model = config.model.name
         if not model_capabilities(model).language_model:
-            owners = ", ".join(n for n, c in MODELS.items() if c.info.language_model)
+            owners = ", ".join(n for n, c in MODELS.items() if model_info(c).language_model)
             raise ConfigError(
                 f"regularizers.weight_tying: only for language models ({owners}); "
                 f"model {model} is not one"

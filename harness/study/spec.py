@@ -54,6 +54,7 @@ class CompareConfig(Strict):
 
 
 class StudyConfig(Strict):
+    plugins: list[str] = Field(default_factory=list)  # modules imported first; copied into base
     name: str
     description: str = ""
     kind: Literal["ablation", "tune"] = "ablation"
@@ -65,6 +66,22 @@ class StudyConfig(Strict):
     seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
     compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, raw: Any) -> Any:
+        """Import plug-ins before the base config is checked, and hand them to every run
+        (workers validate each run's config, so they import them too)."""
+        plugins = raw.get("plugins") if isinstance(raw, dict) else None
+        if isinstance(plugins, list) and plugins:
+            from harness.plugins import import_plugins
+
+            import_plugins(plugins)
+            base = dict(raw.get("base") or {})
+            if isinstance(base.get("plugins", []), list):
+                base["plugins"] = list(dict.fromkeys([*plugins, *base.get("plugins", [])]))
+            raw = {**raw, "base": base}
+        return raw
 
     @field_validator("name")
     @classmethod
@@ -159,3 +176,5 @@ def load_study(name_or_path: str | Path) -> StudyConfig:
             allowed = ", ".join(StudyConfig.model_fields)
             raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed: {allowed}") from None
         raise ConfigError(format_validation_error(err, str(path), raw, StudyConfig)) from None
+    except ConfigError as err:  # a plug-in that failed to import
+        raise ConfigError(f"{path}: {err}") from None

@@ -14,6 +14,7 @@ from harness.config import RunConfig
 from harness.data import DataBundle, load_data
 from harness.errors import ConfigError
 from harness.models import create_model
+from harness.models.contract import check_forward, is_builtin, model_info, resolve_model
 from harness.regularizers import ModelSpec, RegularizerStack, RunContext
 
 
@@ -60,7 +61,11 @@ def model_spec(config: RunConfig, data: DataBundle) -> ModelSpec:
 def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack) -> nn.Module:
     spec = regs.configure_model(model_spec(config, data))
     model = create_model(spec.name, input_shape=data.input_shape, num_classes=data.num_classes,
-                         **spec.kwargs)
+                         extra=config.model.kwargs, **spec.kwargs)
+    cls = resolve_model(spec.name)
+    if not is_builtin(cls):  # the plug-in contract, checked on one real batch before training
+        check_forward(spec.name, model, data.prepare(data.train.x[:2].cpu()), data.num_classes,
+                      model_info(cls).language_model)
     return regs.on_model(model)
 
 

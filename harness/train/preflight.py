@@ -28,6 +28,7 @@ def parameter_count(config: RunConfig) -> int | None:
     """Parameters of the configured model (before regularizer surgery); None when the data
     shape cannot be known without loading the data."""
     from harness.models import count_parameters, create_model
+    from harness.models.contract import is_builtin, resolve_model
 
     shape = known_shape(config.data)
     if shape is None:
@@ -38,8 +39,12 @@ def parameter_count(config: RunConfig) -> int | None:
     try:
         with torch.device("meta"):
             model = create_model(m.name, input_shape=shape.input_shape,
-                                 num_classes=shape.num_classes, **kwargs)
+                                 num_classes=shape.num_classes, extra=m.kwargs, **kwargs)
     except (RuntimeError, NotImplementedError):  # an init that reads values (e.g. .item())
+        return None
+    except Exception:  # a plug-in's own init on the meta device: no estimate; the build reports
+        if is_builtin(resolve_model(m.name)):
+            raise
         return None
     return count_parameters(model)
 

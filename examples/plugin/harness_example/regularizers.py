@@ -1,0 +1,21 @@
+"""Logit squeezing: penalize the mean squared logit. Kannan et al. 2018."""
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from harness.regularizers import Params, Regularizer, register
+
+
+class LogitPenaltyParams(Params):
+    value: float = Field(..., ge=0.0)
+
+
+@register
+class LogitPenalty(Regularizer):
+    name = "logit_penalty"
+    Params: ClassVar[type[Params]] = LogitPenaltyParams
+    reference = "Kannan et al. 2018"
+
+    def loss(self, loss, batch, logits, model):
+        return loss + self.params.value * logits.pow(2).mean()

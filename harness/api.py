@@ -1,0 +1,123 @@
+"""The Python API for notebooks and scripts: three verbs over the same code the CLI calls.
+
+    import harness
+    run = harness.run({"model": {"name": "mlp"}, "train": {"epochs": 3}})
+    study = harness.ablation("dropout", workers=2)       # a name in studies/ or a YAML path
+    study = harness.load_study("results/dropout")
+    study.summary[["variant", "best_test_acc_mean", "p_value"]]
+
+Errors are the CLI's: a `harness.errors.HarnessError` whose message is the one line the
+CLI would print. `load_study` reads through the study record (StudyRecord.load) and the
+report's tables, so the API and the report never disagree about which runs count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError
+
+
+@dataclass
+class RunOutput:
+    """One finished (or stopped) run: where it is, its summary and its per-epoch metrics."""
+
+    path: Path
+    run_id: str
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: pd.DataFrame
+
+
+@dataclass
+class StudyTables:
+    """A study as pandas tables: one row per run, per epoch of every run, and per variant."""
+
+    name: str
+    dir: Path
+    runs: pd.DataFrame  # every run folder read; `included` says which ones the means use
+    metrics: pd.DataFrame  # per-epoch rows of the included runs
+    summary: pd.DataFrame  # one row per variant, with the comparison against the baseline
+    left_out: pd.DataFrame  # runs not in the means (failed checks, unfinished, never run), why
+    baseline: str | None
+
+
+def run(config: Any = None, *, results_dir: str | Path = "results",
+        data_dir: str | Path | None = None, force: bool = False,
+        **overrides: Any) -> RunOutput:
+    """Train one run. `config`: a RunConfig, a mapping, a YAML path or None (defaults);
+    `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
+    from harness.config import RunConfig, build_run_config, load_run_config
+    from harness.tracking.store import ensure_writable
+    from harness.train.loop import train_run
+
+    dotted = {k.replace("__", "."): v for k, v in overrides.items()}
+    if isinstance(config, RunConfig):
+        cfg = build_run_config(config.model_dump(mode="json"), "config", dotted)
+    elif isinstance(config, dict):
+        cfg = build_run_config(config, "config", dotted)
+    elif config is None or isinstance(config, (str, Path)):
+        cfg = load_run_config(config, dotted)
+    else:
+        raise ConfigError(f"harness.run: config must be a RunConfig, a mapping or a YAML path, "
+                          f"got {type(config).__name__}")
+    ensure_writable(Path(results_dir))
+    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir, force=force)
+    rd = result.run_dir
+    return RunOutput(rd.path, cfg.run_id(), cfg.model_dump(mode="json"), dict(result.summary),
+                     pd.DataFrame(rd.metrics()))
+
+
+def ablation(study: str | Path, *, workers: int | None = None,
+             results_dir: str | Path = "results", data_dir: str | Path | None = None,
+             storage: str | None = None, report: bool = True) -> StudyTables:
+    """Run a study (finished runs are skipped) and return its tables; `report` also writes
+    report.html / report.md as `harness ablation` does."""
+    from harness.study.execute import run_study
+    from harness.study.spec import find_study_file
+    from harness.study.spec import load_study as load_study_config
+    from harness.tracking.store import ensure_writable
+
+    path = find_study_file(str(study))
+    cfg = load_study_config(path)
+    if cfg.kind != "ablation":
+        raise ConfigError(f"{path}: kind is {cfg.kind!r}; harness.ablation runs ablation studies")
+    ensure_writable(Path(results_dir))
+    outcome = run_study(cfg, source=str(path), results_dir=Path(results_dir), workers=workers,
+                        storage=storage, data_dir=None if data_dir is None else Path(data_dir),
+                        report=report)
+    return load_study(outcome.study_dir)
+
+
+def load_study(study: str | Path, *, results_dir: str | Path = "results") -> StudyTables:
+    """A study folder (or a study name under `results_dir`) as DataFrames."""
+    from harness.record import StudyRecord
+    from harness.report.tables import runs_table, summary_table
+
+    folder = Path(study)
+    if not folder.is_dir():
+        folder = Path(results_dir) / str(study)
+    if not folder.is_dir():
+        raise ConfigError(f"{study}: no such study folder (nor {folder})")
+    record = StudyRecord.load(folder)
+    runs = runs_table(record)
+    return StudyTables(name=record.name, dir=folder, runs=runs,
+                       metrics=_metrics_frame(record), summary=summary_table(record, runs),
+                       left_out=pd.DataFrame(record.left_out(), columns=[
+                           "variant", "seed", "run_id", "status", "reason", "path"]),
+                       baseline=record.baseline)
+
+
+def _metrics_frame(record: Any) -> pd.DataFrame:
+    """Every included run's per-epoch rows, keyed by variant, seed and run id."""
+    frames = [r.metrics.assign(variant=r.variant, seed=r.seed, run_id=r.run_id)
+              for r in record.included if len(r.metrics)]
+    if not frames:
+        return pd.DataFrame(columns=["variant", "seed", "run_id", "epoch"])
+    df = pd.concat(frames, ignore_index=True)
+    first = ["variant", "seed", "run_id", "epoch"]
+    return df[first + [c for c in df.columns if c not in first]]
