@@ -101,13 +101,21 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _other_plan(config: dict[str, Any], meta: dict[str, Any] | None) -> bool:
+    """A run of a planned variant that is not in the plan: left by the same study run with
+    other `--set` overrides (a distillation teacher, not a planned variant, stays in)."""
+    plan = set((meta or {}).get("run_ids") or [])
+    planned = {v.get("name") for v in (meta or {}).get("variants") or [] if isinstance(v, dict)}
+    return bool(plan) and config.get("variant") in planned and config.get("run_id") not in plan
+
+
 def load_study(study_dir: Path) -> Study:
     study_dir = Path(study_dir)
     meta = _read_json(study_dir / STUDY_JSON)
     runs = []
     for rd in list_run_dirs(study_dir):
         config = rd.config
-        if config is None:
+        if config is None or _other_plan(config, meta):
             continue
         try:
             metrics = pd.DataFrame(rd.metrics())

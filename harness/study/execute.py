@@ -74,11 +74,13 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     specs = expand(study, source)
     sdir = study_dir(results_dir, study.name)
     sdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(sdir / "study.json", study_manifest(study, specs))
+    manifest = study_manifest(study, specs)
+    atomic_write_json(sdir / "study.json", manifest)
     url = storage or study.storage or default_storage_url(sdir)
     workers = workers or study.workers or default_workers()
     with study_lock(sdir) as alone:
         q = RunQueue.open(url, study.name)
+        q.save_manifest(manifest)
         q.fail_stale(all_running=alone and storage is None and study.storage is None)
         done_before = finished_ids(sdir, specs)
         q.enqueue_missing(specs, done_before)
@@ -191,3 +193,19 @@ def build_study_report(sdir: Path) -> Path | None:
     paths = build_report(sdir)
     build_index(sdir.parent)
     return getattr(paths, "html", None)
+
+
+def report_from_storage(name: str, url: str, results_dir: Path) -> Path | None:
+    """Rebuild results/<name>/ from the queue (plan and finished runs travel with it), then
+    the report: for a machine that ran nothing, or a study whose workers were batch jobs."""
+    q = RunQueue.existing(url, name)
+    sdir = study_dir(results_dir, name)
+    manifest = q.manifest()
+    if manifest and not (sdir / "study.json").is_file():
+        atomic_write_json(sdir / "study.json", manifest)
+    specs = q.planned_specs()
+    imported = import_remote_results(q, specs, sdir)
+    console.print(f"study {name}: {imported} finished run(s) imported from {mask_url(url)}")
+    if not (sdir / "runs").is_dir():
+        return None
+    return build_study_report(sdir)
