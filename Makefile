@@ -37,7 +37,7 @@ test-fast: $(STAMP)
 
 test-pg: $(STAMP)
 	@test -n "$$HARNESS_TEST_POSTGRES_URL" || { echo "set HARNESS_TEST_POSTGRES_URL (see bench/pg_server.sh)"; exit 2; }
-	$(BIN)/python -m pytest tests/test_postgres.py $(ARGS)
+	$(BIN)/python -m pytest tests/test_postgres.py tests/test_launch_pg.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
