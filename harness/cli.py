@@ -238,7 +238,7 @@ def ablation(
         if dry_run:
             from harness.study.overview import dry_run_study
 
-            dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers,
+            dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
                           data_dir=data_dir, as_json=json_)
             return
         source, cfg = study_to_run(study, "ablation", results_dir, set_)

@@ -26,6 +26,7 @@ from harness.study.plan import RunSpec
 from harness.tracking.store import RunDir
 
 QUEUE_OVERHEAD_S = 0.17  # harness overhead per run (100 tiny runs: 17 s), bench/RESULTS.md
+WANDB_OVERHEAD_S = 0.4  # W&B offline init per run (shared/NOTES-wandb-optuna.md); probes skip W&B
 SHAPE_IGNORED = {"data": ("label_noise", "seed", "generator_seed", "data_dir", "download"),
                  "train": ("epochs", "threads", "select", "checkpoint")}
 
@@ -39,8 +40,9 @@ class ShapeCost:
     runs: int = 0  # planned runs of this shape still to run
     first_run_extra_s: float = 0.0  # paid once per worker process (first probe - second)
 
-    def run_seconds(self, epochs: int) -> float:
-        return self.setup_s + epochs * self.epoch_s + QUEUE_OVERHEAD_S
+    def run_seconds(self, epochs: int, tracked: bool = False) -> float:
+        return (self.setup_s + epochs * self.epoch_s + QUEUE_OVERHEAD_S
+                + (WANDB_OVERHEAD_S if tracked else 0.0))
 
 
 @dataclass
@@ -103,20 +105,25 @@ def shape_label(cfg: RunConfig) -> str:
     return f"{size} on {data}, batch {cfg.train.batch_size}"
 
 
-def from_finished(runs: list[RunDir]) -> tuple[float, float] | None:
-    """(setup, seconds per epoch) averaged over finished runs, or None without timings."""
+def from_finished(runs: list[RunDir]) -> tuple[float, float, float] | None:
+    """(setup, seconds per epoch, first-run extra) from finished runs, or None without
+    timings. A worker's first run also pays the fresh process's cost: the setup is the lower
+    median over runs, and the slowest setup's excess over it is the per-worker extra."""
     setups, epochs = [], []
     for rd in runs:
         rows = [r for r in rd.metrics() if isinstance(r.get("seconds"), (int, float))]
-        wall = (rd.summary or {}).get("wall_time")
+        summary = rd.summary or {}
+        wall = summary.get("wall_time")  # from the first epoch on
         if not rows or not isinstance(wall, (int, float)):
             continue
         per_epoch = sum(r["seconds"] for r in rows) / len(rows)
         epochs.append(per_epoch)
-        setups.append(max(0.0, wall - per_epoch * len(rows)))
+        before = summary.get("setup_time") or 0.0  # data, model, tracker (newer runs)
+        setups.append(before + max(0.0, wall - per_epoch * len(rows)))
     if not epochs:
         return None
-    return sum(setups) / len(setups), sum(epochs) / len(epochs)
+    setup = sorted(setups)[(len(setups) - 1) // 2]
+    return setup, sum(epochs) / len(epochs), max(setups) - setup
 
 
 def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, float, float]:
@@ -155,14 +162,11 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
         done = [RunDir.for_run(sdir, s.variant, s.seed, s.run_id) for s in group
                 if s.run_id in finished]
         measured = from_finished(done)
-        if measured:
-            cost = ShapeCost(shape_label(todo[0].config), *measured, f"{len(done)} finished "
-                             "run(s)", len(todo))
-        else:
-            setup, epoch, first = probe(todo[0].config, threads, data_dir)
-            cost = ShapeCost(shape_label(todo[0].config), setup, epoch, "probe", len(todo),
-                             first)
+        source = f"{len(done)} finished run(s)" if measured else "probe"
+        setup, epoch, first = measured or probe(todo[0].config, threads, data_dir)
+        cost = ShapeCost(shape_label(todo[0].config), setup, epoch, source, len(todo), first)
         out.shapes.append(cost)
         for s in todo:
-            out.run_seconds[s.run_id] = cost.run_seconds(s.config.train.epochs)
+            out.run_seconds[s.run_id] = cost.run_seconds(
+                s.config.train.epochs, s.config.tracking.wandb != "disabled")
     return out

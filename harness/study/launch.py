@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from harness.config import format_validation_error
 from harness.errors import ConfigError, HarnessError
 from harness.study.execute import finished_ids
 from harness.study.plan import expand, study_manifest
@@ -44,8 +47,9 @@ def launcher_config(study: StudyConfig, flags: dict[str, Any]) -> LauncherConfig
     base.update({k: v for k, v in flags.items() if v is not None})
     try:
         return LauncherConfig.model_validate(base)
-    except Exception as err:
-        raise ConfigError(f"launcher: {str(err).splitlines()[-1].strip()}") from None
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, "launcher (study file and flags)",
+                                                  base, LauncherConfig)) from None
 
 
 def storage_for_jobs(launcher: LauncherConfig, url: str | None, sdir: Path) -> str:

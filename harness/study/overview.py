@@ -67,7 +67,8 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     specs = expand(study, override_source(path, overrides))
     sdir = Path(results_dir) / study.name
     done = finished_ids(sdir, specs) if sdir.is_dir() else set()
-    workers = workers or study.workers or default_workers()
+    jobs = study.launcher.array_parallelism if study.launcher else None
+    workers = workers or jobs or study.workers or default_workers()
     threads = threads_per_worker(workers)
     console.print(f"dry run of {study.name}: probing each model/data shape for one epoch "
                   f"({threads} thread(s), nothing written)")
