@@ -130,8 +130,8 @@ def launch_and_print(study: StudyConfig, flags: dict[str, Any], *, source: str,
                   f"(logs in {out.study_dir / 'jobs'}):")
     for job_id in out.job_ids:
         typer.echo(job_id)
-    console.print(f"watch: harness status {study.name} --storage URL; when done: "
-                  f"harness report {study.name} --storage URL", soft_wrap=True)
+    console.print(f"watch: harness status {study.name} --storage {out.storage}; when done: "
+                  f"harness report {study.name} --storage {out.storage}", soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------- status
