@@ -281,6 +281,8 @@ def tune(
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     set_: StudySet = None,
+    dry_run: DryRun = False,
+    json_: Json = False,
     debug: Debug = False,
 ) -> None:
     """Search regularizer strengths jointly on the validation split, then confirm the winner
@@ -289,6 +291,12 @@ def tune(
     from harness.study.tune import run_tuning
 
     try:
+        if dry_run:
+            from harness.study.overview import dry_run_study
+
+            dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers,
+                          data_dir=data_dir, as_json=json_)
+            return
         source, cfg = study_to_run(study, "tune", results_dir, set_)
         out = run_tuning(cfg, source=source, results_dir=results_dir, workers=workers,
                          storage=storage, data_dir=data_dir)

@@ -242,3 +242,30 @@ def test_launcher_section_of_the_study_file_is_validated(tmp_path: Path) -> None
     path = write_study(tmp_path, launcher={"name": "slurm", "array_paralelism": 4})
     result = invoke(["ablation", str(path), "--dry-run"])
     assert result.exit_code == 2 and "array_paralelism" in result.stderr
+
+
+def test_tune_dry_run_counts_trials_and_confirmation_runs(tmp_path: Path) -> None:
+    from harness.study import tune
+    from harness.study.tune_space import parse_tune
+
+    path = tmp_path / "tq.yaml"
+    path.write_text(yaml.safe_dump({
+        "kind": "tune", "base": tiny_raw(),
+        "tune": {"n_trials": 5, "confirm_seeds": 2, "retrain_top_k": 2,
+                 "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0,
+                                                      "high": 0.5}}}}))
+    out = tmp_path / "results"
+    result = invoke(["tune", str(path), "--dry-run", "--json", "--results-dir", str(out),
+                     "--set", "tune.n_trials=3"])
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    runs = json.loads(result.stdout)["runs"]
+    assert [r["variant"] for r in runs] == ["trial-0", "trial-1", "trial-2"] + \
+        ["baseline", "tuned", "tuned_2"] * 2
+    # the baseline's id is the one the confirmation retrain will give it
+    study = load_study(path, {"tune.n_trials": 3})
+    spec = parse_tune(study, "x")
+    confirm = tune.confirmation_study(study, spec, {"tuned": {"regularizers.dropout.p": 0.2}})
+    baseline_ids = [s.run_id for s in expand(confirm) if s.variant == "baseline"]
+    assert [r["run_id"] for r in runs if r["variant"] == "baseline"] == baseline_ids
+    assert all(r["estimated_seconds"] > 0 for r in runs)

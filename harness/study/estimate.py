@@ -102,7 +102,8 @@ def shape_label(cfg: RunConfig) -> str:
     size = f"{m.name}" + (f" width {m.width}" if m.width else "") + \
         (f" depth {m.depth}" if m.depth else "")
     data = d.name + (f" train_size {d.train_size}" if d.train_size else "")
-    return f"{size} on {data}, batch {cfg.train.batch_size}"
+    test = "" if cfg.train.eval_test else ", test set off"
+    return f"{size} on {data}, batch {cfg.train.batch_size}{test}"
 
 
 def from_finished(runs: list[RunDir]) -> tuple[float, float, float] | None:

@@ -62,9 +62,8 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     path = find_study_file(name)
     overrides = parse_overrides(sets)
     study = load_study(path, overrides)
-    if study.kind != "ablation":
-        raise ConfigError(f"{path}: --dry-run plans ablation studies (kind is {study.kind!r})")
-    specs = expand(study, override_source(path, overrides))
+    source = override_source(path, overrides)
+    specs = expand(study, source) if study.kind == "ablation" else tuning_plan(study, source)
     sdir = Path(results_dir) / study.name
     done = finished_ids(sdir, specs) if sdir.is_dir() else set()
     jobs = study.launcher.array_parallelism if study.launcher else None
@@ -93,13 +92,45 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
                "when early stopping ends runs sooner)")
 
 
+def tuning_plan(study: StudyConfig, source: str) -> list[RunSpec]:
+    """A tuning study's runs at most: every trial trained to the end (pruning and a timeout
+    only shorten it), then the baseline and the top-k tuned configs on the confirmation
+    seeds. Trials differ only in regularizer strengths, so they share the base's shape."""
+    from harness.config import build_run_config
+    from harness.study.tune_space import parse_tune
+
+    spec = parse_tune(study, source)
+    if spec.n_trials is None:
+        raise ConfigError(f"{source}: tune.n_trials is not set (a timeout-only search): "
+                          "the dry run cannot count its trials")
+    out = []
+
+    def add(variant: str, seed: int, run_id: str | None, eval_test: bool) -> None:
+        raw = {**study.base, "study": study.name, "variant": variant, "seed": seed}
+        raw["train"] = {**(raw.get("train") or {}), "eval_test": eval_test}
+        cfg = build_run_config(raw, source)
+        # trials and tuned configs get their ids once sampled: placeholders until then
+        out.append(RunSpec(variant, seed, cfg, run_id or cfg.run_id(), {}, run_id is None))
+
+    for n in range(spec.n_trials):
+        add(f"trial-{n}", spec.search_seed, f"(trial {n})", False)
+    for seed in spec.confirm_seed_list():
+        add("baseline", seed, None, True)
+        for k in range(spec.retrain_top_k):
+            add("tuned" if k == 0 else f"tuned_{k + 1}", seed, f"(tuned seed {seed})", True)
+    return out
+
+
 def print_plan(study: StudyConfig, specs: list[RunSpec], plan: list[dict[str, Any]],
                done: set[str]) -> None:
     n_var = len({s.variant for s in specs})
     sets = " ".join(f"--set {k}={v}" for k, v in study.overrides.items())
+    trials = sum(s.variant.startswith("trial-") for s in specs) if study.kind == "tune" else 0
+    shape = (f"{trials} trials at most (pruning stops some early) + {len(specs) - trials} "
+             "confirmation runs" if study.kind == "tune" else
+             f"{n_var} variants x {len(study.seed_list())} seeds")
     typer.echo(f"study {study.name}{' with ' + sets if sets else ''}: {len(specs)} runs "
-               f"({n_var} variants x {len(study.seed_list())} seeds), {len(done)} finished, "
-               f"{len(specs) - len(done)} to run")
+               f"({shape}), {len(done)} finished, {len(specs) - len(done)} to run")
     table([[p["variant"], p["seed"], p["run_id"], p["epochs"],
             "finished" if p["finished"] else "to run"] for p in plan],
           ["variant", "seed", "run id", "epochs", "state"])
