@@ -86,7 +86,7 @@ def test_overridden_study_is_recorded_and_its_report_shows_only_its_runs(tmp_pat
     manifest = json.loads((sdir / "study.json").read_text())
     assert manifest["overrides"] == {"base.train.epochs": 3, "seeds": 1}
     plan = {s.run_id for s in expand(load_study(path, {"base.train.epochs": 3, "seeds": 1}))}
-    assert set(manifest["run_ids"]) == plan
+    assert {p["run_id"] for p in manifest["planned"]} == plan
     assert len(list((sdir / "runs").iterdir())) == 4 + 2  # the first plan's runs are kept
     runs_csv = (sdir / "runs.csv").read_text().splitlines()
     assert len(runs_csv) == 1 + 2  # header + the overridden plan's runs only

@@ -98,8 +98,8 @@ def test_two_local_jobs_finish_the_study_when_one_is_killed(tmp_path, monkeypatc
     result = invoke(["report", study.name, "--storage", URL, "--results-dir", str(elsewhere)])
     assert result.exit_code == 0, result.output
     assert len((elsewhere / study.name / "runs.csv").read_text().splitlines()) == 1 + 2
-    assert set(json.loads((elsewhere / study.name / "study.json").read_text())["run_ids"]) \
-        == set(specs)
+    planned = json.loads((elsewhere / study.name / "study.json").read_text())["planned"]
+    assert {p["run_id"] for p in planned} == set(specs)
     status = json.loads(invoke(["status", study.name, "--storage", URL, "--results-dir",
                                 str(results), "--json"]).stdout)
     assert status["counts"]["finished"] == 2

@@ -194,7 +194,7 @@ def print_status(name: str, *, storage: str | None, results_dir: Path, as_json: 
     sdir = Path(results_dir) / name
     manifest = q.manifest() or {}
     specs = q.planned_specs()
-    planned = manifest.get("run_ids")
+    planned = [p.get("run_id") for p in manifest.get("planned") or []]
     if planned:
         by_id = {s.run_id: s for s in specs}
         specs = [by_id[r] for r in planned if r in by_id]

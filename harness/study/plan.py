@@ -139,7 +139,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "seeds": study.seed_list(),
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
-        "run_ids": [s.run_id for s in specs],  # the plan: the report reads only these runs
+        "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
+        "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": harness.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -17,6 +17,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 import harness
 from harness.config import Strict, format_validation_error, load_yaml, parse_override, set_dotted
 from harness.errors import ConfigError
+from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -62,6 +63,17 @@ class LauncherConfig(Strict):
     setup: list[str] = Field(default_factory=list)  # shell lines before the worker starts
 
 
+class CompareConfig(Strict):
+    """What the report compares: `metric` of each variant against `reference` of the
+    baseline (default: test accuracy at the best-val epoch on both sides)."""
+
+    metric: Literal[COMPARABLE_METRICS] = DEFAULT_COMPARE_METRIC  # type: ignore[valid-type]
+    reference: Literal[COMPARABLE_METRICS] | None = None  # type: ignore[valid-type]
+    also_against: list[Literal[COMPARABLE_METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=list)
+    report: list[str] = Field(default_factory=list)
+
+
 class StudyConfig(Strict):
     name: str
     description: str = ""
@@ -85,6 +97,9 @@ class StudyConfig(Strict):
         """Record the command-line overrides this config was built with."""
         self._overrides = dict(overrides)
         return self
+
+
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @field_validator("name")
     @classmethod
