@@ -45,13 +45,16 @@ def fail(err: BaseException, debug: bool, queue: str | None = None) -> None:
     raise typer.Exit(code=known.exit_code)
 
 
-def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
-    """The study file and config, checked to be of `kind`, with a writable results folder."""
-    from harness.study.spec import find_study_file, load_study
+def study_to_run(name: str, kind: str, results_dir: Path,
+                 sets: list[str] | None = None) -> tuple[str, Any]:
+    """The study's source (file plus any --set) and config, checked to be of `kind`, with a
+    writable results folder."""
+    from harness.study.spec import find_study_file, load_study, override_source, parse_overrides
     from harness.tracking.store import ensure_writable
 
     path = find_study_file(name)
-    cfg = load_study(path)
+    overrides = parse_overrides(sets)
+    cfg = load_study(path, overrides)
     if cfg.kind == "ablation":
         from harness.config import structure_only
         from harness.study.plan import expand
@@ -63,7 +66,7 @@ def study_to_run(name: str, kind: str, results_dir: Path) -> tuple[Path, Any]:
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
                            f"`make {verb} STUDY={cfg.name}`")
     ensure_writable(results_dir / cfg.name)  # the study folder, or the first that exists
-    return path, cfg
+    return override_source(path, overrides), cfg
 
 
 def interrupted(again: str) -> None:
@@ -186,21 +189,35 @@ Storage = Annotated[str | None, typer.Option(
     "--storage", help="Queue storage URL (default: SQLite file in results/<study>/; "
     "postgresql://... for workers on several machines).")]
 ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where results go.")]
+StudySet = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a study key without editing the file: --set base.train.epochs=5, "
+    "--set seeds=1 (recorded in study.json and the report).")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Print the plan and a compute estimate (one-epoch probes); "
+    "write nothing.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
 @app.command()
 def studies(
     kind: Annotated[str | None, typer.Option(help="ablation or tune")] = None,
+    json_: Json = False,
 ) -> None:
-    """List the shipped studies with what each shows."""
+    """List the shipped studies with what each shows (on stdout)."""
     from harness.console import console
     from harness.study.spec import list_studies
 
     rows = list_studies(kind)
+    if json_:
+        from harness.study.overview import emit_json
+
+        kinds = {n: k for k in ("ablation", "tune") for n, _ in list_studies(k)}
+        emit_json([{"name": n, "kind": kinds.get(n), "description": line} for n, line in rows])
+        return
     console.print("studies (make ablation STUDY=NAME / make tune STUDY=NAME):")
     width = max((len(n) for n, _ in rows), default=10)
     for name, line in rows:
-        console.print(f"  {name:<{width}}  {line}", soft_wrap=True)
+        typer.echo(f"  {name:<{width}}  {line}")
 
 
 @app.command()
@@ -243,17 +260,49 @@ def ablation(
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the report.")] = False,
+    set_: StudySet = None,
+    dry_run: DryRun = False,
+    json_: Json = False,
+    launcher: Annotated[str | None, typer.Option(
+        "--launcher", help="Run the workers as batch jobs: slurm (a job array) or local "
+        "(submitit subprocesses); none: here. Default: the study file's launcher section.")
+    ] = None,
+    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition")] = None,
+    slurm_gpus_per_task: Annotated[int | None, typer.Option("--slurm-gpus-per-task")] = None,
+    slurm_cpus_per_task: Annotated[int | None, typer.Option("--slurm-cpus-per-task")] = None,
+    slurm_mem_gb: Annotated[float | None, typer.Option("--slurm-mem-gb")] = None,
+    slurm_timeout_min: Annotated[int | None, typer.Option(
+        "--slurm-timeout-min", help="Time limit of each worker job.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        "--slurm-array-parallelism", "--jobs", help="Worker jobs to submit (all may run at "
+        "once).")] = None,
     debug: Debug = False,
 ) -> None:
     """Run a whole study (resumable: finished runs are skipped), then write its report."""
     from harness.console import console
     queue = None
     try:
-        path, cfg = study_to_run(study, "ablation", results_dir)
+        if dry_run:
+            from harness.study.overview import dry_run_study
+
+            dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
+                          data_dir=data_dir, as_json=json_)
+            return
+        source, cfg = study_to_run(study, "ablation", results_dir, set_)
         queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
+        if launcher != "none" and (launcher or cfg.launcher):
+            from harness.study.overview import launch_and_print
+
+            flags = {"name": launcher, "partition": slurm_partition,
+                     "gpus_per_task": slurm_gpus_per_task, "cpus_per_task": slurm_cpus_per_task,
+                     "mem_gb": slurm_mem_gb, "timeout_min": slurm_timeout_min,
+                     "array_parallelism": jobs}
+            launch_and_print(cfg, flags, source=source, results_dir=results_dir,
+                             storage=storage, data_dir=data_dir, as_json=json_)
+            return
         from harness.study.execute import run_study
 
-        out = run_study(cfg, source=str(path), results_dir=results_dir, workers=workers,
+        out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir, report=not no_report)
     except Exception as err:
         fail(err, debug, queue)
@@ -285,6 +334,9 @@ def tune(
         "results/<study>/; postgresql://... for workers on several machines).")] = None,
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
+    set_: StudySet = None,
+    dry_run: DryRun = False,
+    json_: Json = False,
     debug: Debug = False,
 ) -> None:
     """Search regularizer strengths jointly on the validation split, then confirm the winner
@@ -292,10 +344,16 @@ def tune(
     from harness.console import console
 
     try:
-        path, cfg = study_to_run(study, "tune", results_dir)
+        if dry_run:
+            from harness.study.overview import dry_run_study
+
+            dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers,
+                          data_dir=data_dir, as_json=json_)
+            return
+        source, cfg = study_to_run(study, "tune", results_dir, set_)
         from harness.study.tune import run_tuning
 
-        out = run_tuning(cfg, source=str(path), results_dir=results_dir, workers=workers,
+        out = run_tuning(cfg, source=source, results_dir=results_dir, workers=workers,
                          storage=storage, data_dir=data_dir)
     except Exception as err:
         fail(err, debug)
@@ -376,6 +434,25 @@ def report(
         fail(err, debug)
         return
     console.print(f"report: {html}")
+
+
+@app.command()
+def status(
+    study: Annotated[str, typer.Argument(help="Study name (results/NAME/).")],
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Queue URL (default: the study's local queue, else the study "
+        "file's storage).")] = None,
+    results_dir: ResultsDir = Path("results"),
+    json_: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Each run of a study: queued, running, finished or failed, with its job and host."""
+    from harness.study.overview import print_status
+
+    try:
+        print_status(study, storage=storage, results_dir=results_dir, as_json=json_)
+    except HarnessError as err:
+        fail(err, debug)
 
 
 @app.command()

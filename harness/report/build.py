@@ -367,6 +367,8 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                                if len(runs) else math.nan),
         "harness_version": _harness_version(study),
         "created_at": (study.meta or {}).get("created_at"),
+        "overrides": " ".join(f"--set {k}={v}" for k, v in
+                              ((study.meta or {}).get("overrides") or {}).items()),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "baseline": study.baseline,
         "n_runs": len(runs), "n_included": int(runs["included"].sum()) if len(runs) else 0,

@@ -105,7 +105,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         manifest = study_manifest(study, specs)
         atomic_write_json(sdir / "study.json", manifest)
         remove_stale_temp_files(sdir)
-        q.set_manifest(manifest)
+        q.save_manifest(manifest)
         q.distributions(specs)
         q.fail_stale(all_running=local_queue)
         done_before = finished_ids(sdir, specs)
@@ -267,12 +267,8 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     if not manifest:
         raise ConfigError(f"storage {mask_url(url)}: study {name!r} was queued by an older "
                           "harness without its study definition; build the report where it ran")
-    specs: dict[str, RunSpec] = {}
-    for t in q.trials():
-        if "spec" in t.user_attrs and t.user_attrs.get("run_id") not in specs:
-            specs[t.user_attrs["run_id"]] = RunSpec.from_json(t.user_attrs["spec"])
     atomic_write_json(sdir / "study.json", manifest)
-    return import_remote_results(q, list(specs.values()), sdir)
+    return import_remote_results(q, q.planned_specs(), sdir)
 
 
 def build_study_report(sdir: Path) -> Path | None:

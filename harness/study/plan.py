@@ -183,6 +183,7 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "variants": list(names.values()), "runs": len(specs),
         "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
         "compare": study.compare.model_dump(mode="json"),
+        "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": harness.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -204,6 +204,60 @@ def studies_in(url: str) -> list[str]:
                           f"{str(err).splitlines()[0][:200]})") from None
 
 
+def worker_identity() -> dict[str, Any]:
+    """Who is training a run: host, pid and the batch job (Slurm array task or submitit
+    local job), so `harness status` can say where each run is."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    else:
+        job = env.get("SLURM_JOB_ID") or env.get("SUBMITIT_LOCAL_JOB_ID")
+    return {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job}
+
+
+
+
+@dataclass
+class RunState:
+    """Where one run stands in the queue (what `harness status` shows)."""
+
+    run_id: str
+    variant: str
+    seed: int
+    state: str  # finished | running | queued | failed | not queued
+    attempts: int  # trials that failed with an error (kills do not count)
+    status: str | None = None  # the finished run's status (completed, diverged, ...)
+    host: str | None = None
+    pid: int | None = None
+    job_id: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_state(run_id: str, variant: str, seed: int,
+              trials: list[optuna.trial.FrozenTrial]) -> RunState:
+    """One run's state from its trials, newest first: finished > running > queued > failed."""
+    trials = sorted(trials, key=lambda t: t.number, reverse=True)
+    attempts = sum(t.state == TrialState.FAIL and t.user_attrs.get("failure") == "error"
+                   for t in trials)
+    pick = {"finished": [t for t in trials if t.state == TrialState.COMPLETE
+                         and t.user_attrs.get("status") != "failed"],
+            "running": [t for t in trials if t.state == TrialState.RUNNING],
+            "queued": [t for t in trials if t.state == TrialState.WAITING],
+            "failed": [t for t in trials if t.state in (TrialState.FAIL, TrialState.COMPLETE)]}
+    for state, found in pick.items():
+        if found:
+            t = found[0]
+            who = t.user_attrs.get("worker") or {}
+            error = t.user_attrs.get("error")
+            return RunState(run_id, variant, seed, state, attempts, t.user_attrs.get("status"),
+                            who.get("host"), who.get("pid"), who.get("job_id"),
+                            str(error).strip().splitlines()[-1][:200] if error else None)
+    return RunState(run_id, variant, seed, "not queued", attempts)
+
+
 @dataclass
 class Job:
     trial: optuna.trial.Trial
@@ -220,6 +274,40 @@ class RunQueue:
     @classmethod
     def open(cls, url: str, name: str) -> RunQueue:
         return cls(open_storage(url), name)
+
+    @classmethod
+    def existing(cls, url: str, name: str) -> RunQueue:
+        """The queue of study NAME, refusing to create one (a reader must not leave an empty
+        study behind a typo)."""
+        storage = open_storage(url)
+        if not any(s.study_name == queue_study_name(name) for s in storage.get_all_studies()):
+            raise ConfigError(f"storage {mask_url(url)}: no study {name!r} in it (start it with "
+                              f"`harness ablation {name} --storage URL`)")
+        return cls(storage, name)
+
+    # --- the plan travels with the queue, for readers on machines that ran nothing -------
+    def save_manifest(self, manifest: dict[str, Any]) -> None:
+        """Keep study.json in the queue: `harness report STUDY --storage URL` on a machine
+        that ran nothing rebuilds the study folder from it."""
+        if self.study.user_attrs.get(MANIFEST_ATTR) != manifest:
+            self.study.set_user_attr(MANIFEST_ATTR, manifest)
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self.study.user_attrs.get(MANIFEST_ATTR)
+
+    def planned_specs(self) -> list[RunSpec]:
+        """Every run ever queued (one spec per run id), oldest first."""
+        specs: dict[str, RunSpec] = {}
+        for t in sorted(self.trials(), key=lambda t: t.number):
+            rid, spec = t.user_attrs.get("run_id"), t.user_attrs.get("spec")
+            if rid and spec and rid not in specs:
+                specs[rid] = RunSpec.from_json(spec)
+        return list(specs.values())
+
+    def states(self, plan: list[tuple[str, str, int]]) -> list[RunState]:
+        """(run id, variant, seed) of each planned run -> its state in the queue."""
+        trials = self.by_run()
+        return [run_state(rid, variant, seed, trials.get(rid, [])) for rid, variant, seed in plan]
 
     # --- bookkeeping ----------------------------------------------------------------
     def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
@@ -278,15 +366,6 @@ class RunQueue:
             self.study.set_user_attr(DISTRIBUTIONS_ATTR, stored)
         return {k: json_to_distribution(v) for k, v in (stored or {}).items()}
 
-    def set_manifest(self, manifest: dict[str, Any]) -> None:
-        """Keep study.json in the queue: `harness report STUDY --storage URL` on a machine
-        that ran nothing rebuilds the study folder from it."""
-        if self.study.user_attrs.get(MANIFEST_ATTR) != manifest:
-            self.study.set_user_attr(MANIFEST_ATTR, manifest)
-
-    def manifest(self) -> dict[str, Any] | None:
-        return self.study.user_attrs.get(MANIFEST_ATTR)
-
     def requeue_failed(self) -> int:
         """Queue again the runs whose last attempt failed (a killed worker, a crash)."""
         specs = []
@@ -332,7 +411,7 @@ class RunQueue:
             dists = self.distributions() if dists is None else dists
             suggest_fixed(trial, optuna_params(run), dists)
             trial.set_user_attr("host", socket.gethostname())
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr("worker", worker_identity())
             return Job(trial, run)
         return None
 

@@ -12,10 +12,17 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 import harness
-from harness.config import SEED_MAX, Strict, format_validation_error, load_yaml
+from harness.config import (
+    SEED_MAX,
+    Strict,
+    format_validation_error,
+    load_yaml,
+    parse_override,
+    set_dotted,
+)
 from harness.errors import ConfigError, one_line
 from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
@@ -42,6 +49,27 @@ class DesignConfig(Strict):
         return self
 
 
+class LauncherConfig(Strict):
+    """Where the worker jobs of a study run (`launcher:` in the study file; CLI flags win).
+
+    `local` starts them as subprocesses through submitit's local executor, `slurm` as a
+    Slurm job array; both need a queue storage every job can reach (PostgreSQL on a cluster).
+    """
+
+    name: Literal["local", "slurm"] = "slurm"
+    partition: str | None = None
+    gpus_per_task: int | None = Field(None, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    timeout_min: int = Field(60, ge=1)  # per job; a job that times out leaves its run to others
+    array_parallelism: int = Field(2, ge=1)  # worker jobs submitted (and running at once)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    additional: dict[str, Any] = Field(default_factory=dict)  # any other sbatch option
+    setup: list[str] = Field(default_factory=list)  # shell lines before the worker starts
+
+
 class CompareConfig(Strict):
     """What the report compares: `metric` of each variant against `reference` of the
     baseline (default: test accuracy at the best-val epoch on both sides)."""
@@ -65,6 +93,20 @@ class StudyConfig(Strict):
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
     seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
+    launcher: LauncherConfig | None = None  # worker jobs through submitit (Slurm or local)
+    # `--set key=value` overrides applied on top of the file (recorded in study.json)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self._overrides)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> StudyConfig:
+        """Record the command-line overrides this config was built with."""
+        self._overrides = dict(overrides)
+        return self
+
+
     compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @model_validator(mode="before")
@@ -161,12 +203,30 @@ def list_studies(kind: str | None = None) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
-def load_study(name_or_path: str | Path) -> StudyConfig:
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`--set key.path=value` items -> {key.path: value} (values parsed as YAML)."""
+    return dict(parse_override(item) for item in items or [])
+
+
+def override_source(path: Path, overrides: dict[str, Any]) -> str:
+    """How errors name a study built with overrides: the file plus what was set."""
+    if not overrides:
+        return str(path)
+    sets = " ".join(f"--set {k}={v}" for k, v in overrides.items())
+    return f"{path} with {sets}"
+
+
+def load_study(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """The validated study; `overrides` (dotted keys of the study file, e.g.
+    `base.train.epochs` or `seeds`) are applied on top and recorded."""
     path = find_study_file(str(name_or_path))
     raw = load_yaml(path)
     raw.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    source = override_source(path, overrides or {})
     try:
-        return StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(raw).with_overrides(overrides or {})
     except ValidationError as err:
         e = err.errors()[0]
         if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
@@ -174,7 +234,7 @@ def load_study(name_or_path: str | Path) -> StudyConfig:
             close = difflib.get_close_matches(key, list(StudyConfig.model_fields), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             allowed = ", ".join(StudyConfig.model_fields)
-            raise ConfigError(f"{path}: unknown key {key!r}{hint}; allowed: {allowed}") from None
-        raise ConfigError(format_validation_error(err, str(path), raw, StudyConfig)) from None
+            raise ConfigError(f"{source}: unknown key {key!r}{hint}; allowed: {allowed}") from None
+        raise ConfigError(format_validation_error(err, source, raw, StudyConfig)) from None
     except ConfigError as err:  # a plug-in that failed to import
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{source}: {err}") from None

@@ -572,8 +572,8 @@ def confirmation_study(study: StudyConfig, spec: TuneSpec,
     base.setdefault("train", {})["eval_test"] = True
     raw = study.model_dump(mode="json", exclude_unset=True)
     raw.update(base=base, seeds=spec.confirm_seed_list(), storage=None, workers=None,
-               design={"kind": "one_at_a_time", "variants": variants})
-    return StudyConfig.model_validate(raw)
+               launcher=None, design={"kind": "one_at_a_time", "variants": variants})
+    return StudyConfig.model_validate(raw).with_overrides(study.overrides)
 
 
 def retrain(study: StudyConfig, spec: TuneSpec, top: list[FrozenTrial], *, source: str,

@@ -76,6 +76,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     if run_dir.finished and not force:
         return RunResult(run_dir, run_dir.summary or {}, run_dir.metrics())
 
+    entered = time.perf_counter()
     build.set_threads(config.train.threads)
     device = build.pick_device(config.train.device)
     build.seed_everything(config.seed)
@@ -148,6 +149,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     summary = summarize(rows, final, config, model, time.perf_counter() - started, status,
                         diverged_epoch, regs)
     summary["wandb"] = tracker_info(tracker)
+    summary["setup_time"] = started - entered  # data, model, tracker: for cost estimates
     torch.save({k: v.detach().cpu() for k, v in regs.eval_model(model).state_dict().items()},
                run_dir.path / "model.pt")
     (run_dir.path / "checkpoint.pt").unlink(missing_ok=True)

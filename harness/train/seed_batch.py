@@ -266,6 +266,7 @@ def _train_batch(configs: list[RunConfig], results_dir: str | Path,
                  data_dir: str | Path | None, reporter: Reporter,
                  tracker_factory: Callable[..., Any] | None) -> list[RunResult]:
     first, seeds = configs[0], [c.seed for c in configs]
+    entered = time.perf_counter()
     build.set_threads(first.train.threads)
     device = build.pick_device(first.train.device)
     sdir = study_dir(results_dir, first.study)
@@ -357,6 +358,7 @@ def _train_batch(configs: list[RunConfig], results_dir: str | Path,
         for row in rows[i]:
             tracker.log_epoch(row)
         summary["wandb"] = tracker_info(tracker)
+        summary["setup_time"] = (started - entered) / len(configs)  # as train_run's, shared
         torch.save({k: v.detach().cpu() for k, v in
                     stacks[i].eval_model(models[i]).state_dict().items()},
                    run_dirs[i].path / "model.pt")

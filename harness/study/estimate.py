@@ -1,0 +1,173 @@
+"""What a study will cost before it runs: seconds per run from a one-epoch probe of each
+distinct model/data shape (or from finished runs of that shape), summed as CPU-hours and
+scheduled onto the chosen workers as wall time.
+
+A run is modelled as setup (data, model, final evaluation) + epochs x seconds per epoch
++ the queue's overhead per run; each worker also pays once what a fresh process pays on
+its first run (imports, first kernels), measured as the first probe's extra time.
+Regularizers are not part of the shape: their cost (SWA's extra pass, a distillation
+teacher) is not probed, and runs that stop early (early stopping, divergence) make the
+figure an upper bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import RunConfig
+from harness.study.plan import RunSpec
+from harness.tracking.store import RunDir
+
+QUEUE_OVERHEAD_S = 0.17  # harness overhead per run (100 tiny runs: 17 s), bench/RESULTS.md
+WANDB_OVERHEAD_S = 0.4  # W&B offline init per run (shared/NOTES-wandb-optuna.md); probes skip W&B
+SHAPE_IGNORED = {"data": ("label_noise", "seed", "generator_seed", "data_dir", "download"),
+                 "train": ("epochs", "threads", "select", "checkpoint")}
+
+
+@dataclass
+class ShapeCost:
+    label: str
+    setup_s: float
+    epoch_s: float
+    source: str  # "probe" | "N finished runs"
+    runs: int = 0  # planned runs of this shape still to run
+    first_run_extra_s: float = 0.0  # paid once per worker process (first probe - second)
+
+    def run_seconds(self, epochs: int, tracked: bool = False) -> float:
+        return (self.setup_s + epochs * self.epoch_s + QUEUE_OVERHEAD_S
+                + (WANDB_OVERHEAD_S if tracked else 0.0))
+
+
+@dataclass
+class Estimate:
+    workers: int
+    threads: int
+    shapes: list[ShapeCost]
+    run_seconds: dict[str, float] = field(default_factory=dict)  # run id -> seconds
+
+    @property
+    def worker_start_s(self) -> float:
+        return max((s.first_run_extra_s for s in self.shapes), default=0.0)
+
+    @property
+    def busy_workers(self) -> int:
+        return min(self.workers, len(self.run_seconds))
+
+    @property
+    def cpu_hours(self) -> float:
+        total = sum(self.run_seconds.values()) + self.busy_workers * self.worker_start_s
+        return total * self.threads / 3600.0
+
+    @property
+    def wall_seconds(self) -> float:
+        if not self.run_seconds:
+            return 0.0
+        return self.worker_start_s + makespan(list(self.run_seconds.values()), self.workers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workers": self.workers, "threads_per_run": self.threads,
+                "cpu_hours": self.cpu_hours, "wall_seconds": self.wall_seconds,
+                "worker_start_seconds": self.worker_start_s,
+                "shapes": [s.__dict__ for s in self.shapes],
+                "run_seconds": self.run_seconds}
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """Wall time of `durations`, in queue order, on `workers` that each take the next queued
+    run as soon as they are free (what the run queue does)."""
+    loads = [0.0] * max(1, workers)
+    for d in durations:
+        heapq.heapreplace(loads, loads[0] + d)
+    return max(loads)
+
+
+def shape_key(cfg: RunConfig) -> str:
+    """Everything that sets the cost of an epoch: data size, model, batch, evaluation."""
+    d = cfg.model_dump(mode="json", include={"data", "model", "train"})
+    for section, keys in SHAPE_IGNORED.items():
+        for k in keys:
+            d[section].pop(k, None)
+    return json.dumps(d, sort_keys=True)
+
+
+def shape_label(cfg: RunConfig) -> str:
+    m, d = cfg.model, cfg.data
+    size = f"{m.name}" + (f" width {m.width}" if m.width else "") + \
+        (f" depth {m.depth}" if m.depth else "")
+    data = d.name + (f" train_size {d.train_size}" if d.train_size else "")
+    test = "" if cfg.train.eval_test else ", test set off"
+    return f"{size} on {data}, batch {cfg.train.batch_size}{test}"
+
+
+def from_finished(runs: list[RunDir]) -> tuple[float, float, float] | None:
+    """(setup, seconds per epoch, first-run extra) from finished runs, or None without
+    timings. A worker's first run also pays the fresh process's cost: the setup is the lower
+    median over runs, and the slowest setup's excess over it is the per-worker extra."""
+    setups, epochs = [], []
+    for rd in runs:
+        rows = [r for r in rd.metrics() if isinstance(r.get("seconds"), (int, float))]
+        summary = rd.summary or {}
+        wall = summary.get("wall_time")  # from the first epoch on
+        if not rows or not isinstance(wall, (int, float)):
+            continue
+        per_epoch = sum(r["seconds"] for r in rows) / len(rows)
+        epochs.append(per_epoch)
+        before = summary.get("setup_time") or 0.0  # data, model, tracker (newer runs)
+        setups.append(before + max(0.0, wall - per_epoch * len(rows)))
+    if not epochs:
+        return None
+    setup = sorted(setups)[(len(setups) - 1) // 2]
+    return setup, sum(epochs) / len(epochs), max(setups) - setup
+
+
+def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, float, float]:
+    """Train one epoch of `cfg` twice in a throwaway folder: (setup seconds, seconds per
+    epoch) from the second, and how much longer the first took (a fresh worker's cost)."""
+    from harness.train.loop import train_run
+
+    raw = copy.deepcopy(cfg.model_dump(mode="json"))
+    raw["train"].update(epochs=1, threads=threads, checkpoint=False)
+    raw["tracking"]["wandb"] = "disabled"
+    raw.update(study="dry-run-probe", variant="probe")
+    totals, epoch_s = [], 0.0
+    with tempfile.TemporaryDirectory(prefix="harness-probe-") as tmp:
+        for seed in (0, 1):
+            one = RunConfig.model_validate({**raw, "seed": seed})
+            t0 = time.perf_counter()
+            result = train_run(one, results_dir=tmp, data_dir=data_dir)
+            totals.append(time.perf_counter() - t0)
+            epoch_s = float(result.rows[0]["seconds"]) if result.rows else totals[-1]
+    return max(0.0, totals[1] - epoch_s), epoch_s, max(0.0, totals[0] - totals[1])
+
+
+def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
+             data_dir: Path | None = None, finished: set[str] | None = None) -> Estimate:
+    """Seconds for every run still to run, from finished runs of the same shape where the
+    study has some, else from a one-epoch probe per shape."""
+    finished = finished or set()
+    by_shape: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        by_shape.setdefault(shape_key(s.config), []).append(s)
+    out = Estimate(workers, threads, [])
+    for group in by_shape.values():
+        todo = [s for s in group if s.run_id not in finished]
+        if not todo:
+            continue
+        done = [RunDir.for_run(sdir, s.variant, s.seed, s.run_id) for s in group
+                if s.run_id in finished]
+        measured = from_finished(done)
+        source = f"{len(done)} finished run(s)" if measured else "probe"
+        setup, epoch, first = measured or probe(todo[0].config, threads, data_dir)
+        cost = ShapeCost(shape_label(todo[0].config), setup, epoch, source, len(todo), first)
+        out.shapes.append(cost)
+        for s in todo:
+            out.run_seconds[s.run_id] = cost.run_seconds(
+                s.config.train.epochs, s.config.tracking.wandb != "disabled")
+    return out
