@@ -264,15 +264,20 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
             c = stats.compare(dict(zip(mine["seed"], mine[COMPARE_METRIC], strict=True)),
                               base_by_seed)
             row.update(delta_best_test_acc=c.diff, p_value=c.p, test=c.test, n_pairs=c.n_pairs,
-                       significant=c.significant)
+                       significant=c.significant, delta_ci_lo=c.ci_lo, delta_ci_hi=c.ci_hi,
+                       effect_dz=c.effect_size, mde=c.mde)
         else:
             row.update(delta_best_test_acc=math.nan, p_value=math.nan, test="n/a", n_pairs=0,
-                       significant=None)
+                       significant=None, delta_ci_lo=math.nan, delta_ci_hi=math.nan,
+                       effect_dz=math.nan, mde=math.nan)
         row["disagreement"], row["disagreement_n"] = variant_disagreement(study, v.name)
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    df["p_holm"] = stats.holm(df["p_value"])  # across this study's comparisons
+    df["verdict"] = [stats.verdict(d, p) for d, p in zip(df["delta_best_test_acc"], df["p_holm"],
+                                                          strict=True)]
     key = f"{COMPARE_METRIC}_mean"
     return df.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(
         drop=True)
