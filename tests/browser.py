@@ -39,13 +39,15 @@ class Browser:
 
     def __init__(self, binary: str, profile: Path) -> None:
         profile.mkdir(parents=True, exist_ok=True)
+        port_file = profile / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)  # a reused profile holds the last process's port
+        self.ws: websocket.WebSocket | None = None
         self.proc = subprocess.Popen(
             [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--hide-scrollbars",
              "--disable-background-networking", "--disable-component-update",
              "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (port_file.is_file() and len(port_file.read_text().split()) >= 2):
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -53,12 +55,16 @@ class Browser:
                 raise RuntimeError(f"{binary} did not open its DevTools port")
             time.sleep(0.1)
         port, path = port_file.read_text().split()[:2]
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}",
-                                              timeout=LOAD_TIMEOUT_S, suppress_origin=True)
+        try:
+            self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}",
+                                                  timeout=LOAD_TIMEOUT_S, suppress_origin=True)
+        except OSError:
+            self.close()  # never leave a browser holding the profile behind
+            raise
         self._id = 0
 
     def close(self) -> None:
-        if getattr(self, "ws", None) is not None:
+        if self.ws is not None:
             self.ws.close()
         self.proc.terminate()
         try:
