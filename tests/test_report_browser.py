@@ -27,14 +27,15 @@ PROBE = """
   const doc = document.documentElement;
   const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
     return {left: r.left, right: r.right, top: r.top + scrollY, bottom: r.bottom + scrollY}; };
-  const table = document.getElementById("compact");
+  // the first table stands in on a report without a compact one (the old 20-column layout)
+  const table = document.getElementById("compact") || document.querySelector("table");
   const wrap = table && table.parentElement;
   const cells = table ? [...table.querySelectorAll("th, td")] : [];
   return JSON.stringify({
     innerWidth: innerWidth, scrollWidth: doc.scrollWidth, scrollHeight: doc.scrollHeight,
     images: [...document.images].map(i => ({ok: i.complete && i.naturalWidth > 0,
                                             alt: i.alt})),
-    compact: box(table), columns: table ? table.rows[0].cells.length : 0,
+    compact: box(table), isCompact: !!table && table.id === "compact",
     wrapOverflow: wrap ? wrap.scrollWidth - wrap.clientWidth : null,
     hiddenCells: cells.filter(c => { const r = c.getBoundingClientRect();
       return r.right > innerWidth + 0.5 || r.left < -0.5; }).length,
@@ -76,6 +77,7 @@ def check_page(browser: Browser, html: Path, width: int, height: int, shots: Pat
     assert p["compact"] is not None, "no compact table"
     assert p["hiddenCells"] == 0 and p["wrapOverflow"] <= 0, f"compact table cut: {p}"
     assert p["compact"]["left"] >= 0 and p["compact"]["right"] <= p["innerWidth"]
+    assert p["isCompact"], "the first table is not the compact comparison table"
     if width >= 1000:
         assert p["answer"]["bottom"] <= FIRST_SCREEN_PX, f"answer ends at {p['answer']}"
     assert all(s.is_file() and s.stat().st_size > 1000 for s in page.screenshots)

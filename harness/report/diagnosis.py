@@ -187,9 +187,11 @@ def diagnose(curve: pd.DataFrame, run_curves: Sequence[tuple[str, pd.DataFrame]]
     findings: list[Finding] = []
     if curve.empty and not failures:
         return [Finding("no_data", "no completed runs with metrics")]
+    over = overfitting(curve, regularizers)
     gap = memorization(curve, regularizers) if classification else None
-    for f in (instability(run_curves or [("mean", curve)], failures),
-              overfitting(curve, regularizers), gap,
+    if over is not None and gap is not None:  # same cure: say it once
+        gap = Finding(gap.kind, gap.message)
+    for f in (instability(run_curves or [("mean", curve)], failures), over, gap,
               underfitting(curve, classification, regularizers), effect(comparison)):
         if f is not None:
             findings.append(f)
