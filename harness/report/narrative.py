@@ -121,7 +121,7 @@ def _finding(row: pd.Series, base: pd.Series, label, n_variants: int) -> str:
     return text + "."
 
 
-def _mechanism(moved: list[Moved]) -> str | None:
+def _mechanism(moved: list[Moved], lead: str = "Beyond seed noise it also") -> str | None:
     real = [m for m in moved if m.beyond_noise and m.metric != "last_test_acc"]
     good = [m for m in real if m.improved][:MECHANISM_LIMIT]
     bad = [m for m in real if not m.improved][:MECHANISM_LIMIT]
@@ -134,7 +134,7 @@ def _mechanism(moved: list[Moved]) -> str | None:
         return f"{verb} the {m.label} from {m.change.replace(' → ', ' to ')}"
 
     parts = [says(m) for m in good]
-    text = "Beyond seed noise it also " + _join(parts) if parts else "It " + _join(
+    text = f"{lead} " + _join(parts) if parts else "It " + _join(
         [says(m) for m in bad])
     if parts and bad:
         text += ", but " + _join([says(m) for m in bad])
@@ -171,7 +171,8 @@ def _null(row: pd.Series, label) -> str:
     if finite(row.get("mde")):
         text += (f" With {int(row['n_pairs'])} paired seeds the study could only have detected "
                  f"a difference of about {float(row['mde']) * 100:.1f} points "
-                 f"({stats.POWER:.0%} power, α = {stats.ALPHA}).")
+                 f"({stats.POWER:.0%} power at α = {stats.ALPHA}, before the "
+                 f"{stats.MULTIPLE_TESTING} adjustment).")
     return text
 
 
@@ -198,7 +199,10 @@ def answer(summary: pd.DataFrame, evidence_of: dict[str, list[Moved]], baseline:
         if top is None:
             return [f"No variant could be compared with the baseline "
                     f"({_pct(base[key])} test accuracy): too few paired seeds."]
-        return [_null(top, label), _tally(comp, n_seeds, label)]
+        out = [_null(top, label)]
+        mech = _mechanism(evidence_of.get(top["variant"], []),
+                          f"Still, beyond seed noise {label(top['variant'])}")
+        return out + ([mech] if mech else []) + [_tally(comp, n_seeds, label)]
     better = moved[moved["verdict"] == "better"]
     top = (better if len(better) else moved).sort_values(
         "delta_best_test_acc", ascending=better.empty).iloc[0]
