@@ -162,12 +162,20 @@ def _tally(comp: pd.DataFrame, n_seeds: int, label) -> str:
             f"{len(comp)} comparison(s).")
 
 
-def _null(row: pd.Series, label) -> str:
+def _null(row: pd.Series, label, n_comparisons: int) -> str:
     d = float(row["delta_best_test_acc"])
-    ci = fmt_interval(row.get("delta_ci_lo"), row.get("delta_ci_hi"))
+    lo, hi = row.get("delta_ci_lo"), row.get("delta_ci_hi")
+    ci = fmt_interval(lo, hi)
+    adjusted = f"{stats.MULTIPLE_TESTING}-adjusted p = {fmt_p(row.get('p_holm'))}"
+    if finite(lo) and finite(hi) and (lo > 0 or hi < 0):  # real before the adjustment only
+        return (f"No variant changed test accuracy significantly after the "
+                f"{stats.MULTIPLE_TESTING} adjustment across {n_comparisons} comparisons: the "
+                f"largest difference, {label(row['variant'])} at {d * 100:+.1f} points "
+                f"[95% CI {ci[1:-1]}], has {adjusted}; its unadjusted paired CI excludes 0, "
+                f"so more seeds would settle it.")
     text = (f"No variant changed test accuracy detectably: the largest difference, "
             f"{label(row['variant'])} at {d * 100:+.1f} points [95% CI {ci[1:-1]}], is within "
-            f"the seed noise ({stats.MULTIPLE_TESTING}-adjusted p = {fmt_p(row.get('p_holm'))}).")
+            f"the seed noise ({adjusted}).")
     if finite(row.get("mde")):
         text += (f" With {int(row['n_pairs'])} paired seeds the study could only have detected "
                  f"a difference of about {float(row['mde']) * 100:.1f} points "
@@ -199,7 +207,7 @@ def answer(summary: pd.DataFrame, evidence_of: dict[str, list[Moved]], baseline:
         if top is None:
             return [f"No variant could be compared with the baseline "
                     f"({_pct(base[key])} test accuracy): too few paired seeds."]
-        out = [_null(top, label)]
+        out = [_null(top, label, len(comp))]
         mech = _mechanism(evidence_of.get(top["variant"], []),
                           f"Still, beyond seed noise {label(top['variant'])}")
         return out + ([mech] if mech else []) + [_tally(comp, n_seeds, label)]

@@ -40,7 +40,6 @@ def compact_rows(summary: pd.DataFrame, best: str | None, label: Labeler) -> lis
     for _, r in summary.iterrows():
         base = bool(r["is_baseline"])
         verdict = "baseline" if base else str(r.get("verdict") or "n/a")
-        mde = r.get("mde")
         rows.append({
             **_name_cell(r, best, label),
             "acc": fmt_pct_ci(r, "best_test_acc"),
@@ -54,10 +53,20 @@ def compact_rows(summary: pd.DataFrame, best: str | None, label: Labeler) -> lis
             "p_raw": fmt_p(r.get("p_value")), "test": r.get("test") or "n/a",
             "dz": fmt(r.get("effect_dz"), 2),
             "verdict": verdict, "verdict_class": verdict.replace(" ", "-"),
-            "mde": f"±{float(mde) * 100:.1f} pts" if finite(mde) and verdict ==
-            "no detectable effect" else "",
+            "mde": _undetected(r, verdict),
         })
     return rows
+
+
+def _undetected(r: pd.Series, verdict: str) -> str:
+    """What a non-significant row could have shown: the detectable size, or that the
+    unadjusted CI already excludes 0 (the adjustment, not the noise, holds it back)."""
+    if verdict != "no detectable effect":
+        return ""
+    lo, hi, mde = r.get("delta_ci_lo"), r.get("delta_ci_hi"), r.get("mde")
+    if finite(lo) and finite(hi) and (lo > 0 or hi < 0):
+        return f"CI excludes 0 before {stats.MULTIPLE_TESTING}"
+    return f"could detect ±{float(mde) * 100:.1f} pts" if finite(mde) else ""
 
 
 def _epochs(runs: pd.DataFrame, variant: str, budget: Any) -> str:
