@@ -171,7 +171,7 @@ def test_runs_csv_has_one_row_per_run(study):
 def test_html_is_self_contained(study):
     sdir, paths = study
     html = paths.html.read_text()
-    assert 'id="comparison"' in html and "baseline" in html and "dropout" in html
+    assert 'id="compact"' in html and "baseline" in html and "dropout" in html
     assert len(paths.figures) >= 4  # loss, accuracy, gap, reliability
     assert html.count("data:image/png;base64,") == len(paths.figures)
     assert len(re.findall(r"<img ", html)) == len(paths.figures)

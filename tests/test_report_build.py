@@ -140,3 +140,25 @@ def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
     md = paths.markdown.read_text()
     section = md.split("## Left out, and why", 1)[1]
     assert "huge_lr" in section and "diverged" in section
+
+
+def test_compact_table_statistics_match_scipy_and_statsmodels(study_dir: Path) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    summary = pd.read_csv(study_dir / "summary.csv").set_index("variant")
+    runs = per_run(study_dir)
+    base = runs[runs.variant == "baseline"].set_index("seed")["best_test_acc"].sort_index()
+    var = runs[runs.variant == "dropout.p=0.5"].set_index("seed")["best_test_acc"].sort_index()
+    ref = sps.ttest_rel(var, base)
+    row = summary.loc["dropout.p=0.5"]
+    assert (row["delta_ci_lo"], row["delta_ci_hi"]) == pytest.approx(
+        tuple(ref.confidence_interval(0.95)), abs=1e-9)
+    others = summary[~summary["is_baseline"]]
+    assert list(others["p_holm"]) == pytest.approx(
+        list(multipletests(others["p_value"], method="holm")[1]))
+    html = (study_dir / "report.html").read_text()
+    compact = html.split('id="compact"', 1)[1].split("</table>", 1)[0]
+    # 5 column heads + one row head per variant
+    assert len(re.findall(r"<th[ >]", compact)) == 5 + len(summary)
+    assert f"{row['best_test_acc_mean'] * 100:.1f}" in compact  # accuracy in percent
+    assert "± 0.000" not in html

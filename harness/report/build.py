@@ -21,8 +21,9 @@ import yaml
 
 import harness
 from harness.record import Comparison
-from harness.report import diagnosis, figures, render, stats, tables
+from harness.report import diagnosis, figures, narrative, render, rows, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
+from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import build_index
 from harness.report.sections import extra_sections
 
@@ -41,105 +42,11 @@ class ReportPaths:
     headline: str = ""
 
 
-# ----------------------------------------------------------------------------- formatting
+# ----------------------------------------------------------------------------- pieces
 
 
 def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def _finite(x: Any) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt(x: Any, digits: int = 3) -> str:
-    if not _finite(x):
-        return "n/a"
-    x = float(x)
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** -(digits + 1)):
-        return f"{x:.{digits - 1}e}"
-    return f"{x:.{digits}f}"
-
-
-def fmt_int(x: Any) -> str:
-    if not _finite(x):
-        return "n/a"
-    x = float(x)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.0f}"
-
-
-def fmt_ci(row: pd.Series | dict, metric: str, digits: int = 3) -> str:
-    mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
-    if not _finite(mean):
-        return "n/a"
-    if not _finite(half):
-        return f"{fmt(mean, digits)} (n={int(row.get(f'{metric}_n', 0))})"
-    return f"{fmt(mean, digits)} ± {fmt(half, digits)}"
-
-
-def fmt_seconds(s: float) -> str:
-    if not _finite(s):
-        return "n/a"
-    s = float(s)
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.2f} h"
-
-
-def fmt_p(p: Any) -> str:
-    return "n/a" if not _finite(p) else (f"{p:.2g}" if p >= 0.001 else "<0.001")
-
-
-# ----------------------------------------------------------------------------- pieces
-
-
-def headline(summary: pd.DataFrame, baseline: str | None,
-             compare: Comparison | None = None) -> str:
-    compare = compare or Comparison()
-    metric, ref = compare.metric, compare.reference_metric
-    key = f"{metric}_mean"
-    ok = summary[summary[key].apply(_finite)] if len(summary) and key in summary else \
-        summary.iloc[0:0]
-    if ok.empty:
-        return "No completed runs yet."
-    best = ok.iloc[0]
-    text = f"{tables.METRICS.get(metric, metric)} {fmt_ci(best, metric)}"
-    if baseline is None or baseline not in set(summary["variant"]):
-        return f"Best: {best['variant']}, {text} (no baseline to compare with)."
-    base = summary[summary["variant"] == baseline].iloc[0]
-    base_text = f"{tables.METRICS.get(ref, ref)} {fmt_ci(base, ref)}"
-    if ref != metric:
-        others = ok[ok["variant"] != baseline]
-        if others.empty:
-            return f"Baseline only: {base_text}."
-        return (f"Best: {others.iloc[0]['variant']}, {tables.METRICS.get(metric, metric)} "
-                f"{fmt_ci(others.iloc[0], metric)} vs baseline {base_text} "
-                f"({_delta(others.iloc[0])}).")
-    if best["variant"] == baseline:
-        others = ok[ok["variant"] != baseline]
-        if others.empty:
-            return f"Baseline only: {text}."
-        nxt = others.iloc[0]
-        return (f"Best: baseline, {text}; no variant beat it (next: {nxt['variant']}, "
-                f"{_delta(nxt)}).")
-    return f"Best: {best['variant']}, {text} vs baseline {base_text} ({_delta(best)})."
-
-
-def _delta(row: pd.Series) -> str:
-    d = row.get("delta")
-    if not _finite(d):
-        return "difference n/a"
-    p = row.get("p_value")
-    ptxt = f"p={fmt_p(p)}" if _finite(p) else "not testable"
-    return f"{float(d) * 100:+.1f} pts, {ptxt}"
 
 
 def _base_config(study: tables.Study) -> dict[str, Any]:
@@ -210,46 +117,82 @@ def _pooled_reliability(records: list[tables.RunRecord]) -> dict[str, np.ndarray
 
 
 def _comparison(row: pd.Series) -> stats.Comparison | None:
+    """The baseline comparison as the diagnosis cites it: Holm-adjusted p."""
     if row.get("is_baseline") or row.get("test") is None:
         return None
-    if row.get("test") == "n/a" and not _finite(row.get("delta")):
+    if row.get("test") == "n/a" and not finite(row.get("delta")):
         return None
-    p = float(row["p_value"]) if _finite(row.get("p_value")) else math.nan
-    return stats.Comparison(float(row["delta"]), p, str(row["test"]),
-                            int(row.get("n_pairs") or 0))
+    p = float(row["p_holm"]) if finite(row.get("p_holm")) else math.nan
+    test = f"{row['test']}, {stats.MULTIPLE_TESTING}-adjusted" if finite(p) else str(row["test"])
+    return stats.Comparison(float(row["delta"]), p, test,
+                            int(row.get("n_pairs") or 0), float(row.get("delta_ci_lo", math.nan)),
+                            float(row.get("delta_ci_hi", math.nan)),
+                            float(row.get("effect_dz", math.nan)), float(row.get("mde", math.nan)))
 
 
-def _variant_rows(summary: pd.DataFrame, baseline: str | None,
-                  metric: str = tables.COMPARE_METRIC) -> list[dict[str, Any]]:
-    rows = []
-    best_key = f"{metric}_mean"
-    best_variant = next((r["variant"] for _, r in summary.iterrows() if _finite(r[best_key])),
-                        None)
-    for _, r in summary.iterrows():
-        sig = r.get("significant")
-        n_bad = int(r["n_diverged"] + r["n_failed"] + r["n_incomplete"] + r["n_rejected"]
-                    + r["n_missing"])
-        rows.append({
-            "variant": r["variant"], "is_baseline": bool(r["is_baseline"]),
-            "is_best": r["variant"] == best_variant,
-            "n": f"{int(r['n_included'])}" + (f" (+{n_bad} excl.)" if n_bad else ""),
-            "swept": f"{float(r['swept_value']):g}" if _finite(r.get("swept_value")) else "",
-            "best_acc": fmt_ci(r, "best_test_acc"), "best_loss": fmt_ci(r, "best_test_loss"),
-            "last_acc": fmt_ci(r, "last_test_acc"), "last_loss": fmt_ci(r, "last_test_loss"),
-            "delta": "baseline" if r["is_baseline"] else (
-                f"{float(r['delta']) * 100:+.1f} pts"
-                if _finite(r.get("delta")) else "n/a"),
-            "p": fmt_p(r.get("p_value")), "test": r.get("test") or "n/a",
-            "significant": "n/a" if sig is None or (isinstance(sig, float) and math.isnan(sig))
-            else ("yes" if sig else "no"),
-            "gap_loss": fmt_ci(r, "gap_loss"), "gap_acc": fmt_ci(r, "gap_acc"),
-            "best_epoch": fmt_ci(r, "best_epoch", 1), "ece": fmt_ci(r, "ece"),
-            "mia": fmt_ci(r, "mia_advantage"), "shift": fmt_ci(r, "shift_acc"),
-            "disagreement": fmt(r.get("disagreement")),
-            "params": fmt_int(r.get("params_mean")), "flops": fmt_int(r.get("flops_mean")),
-            "wall": fmt_seconds(r.get("wall_time_mean")),
-        })
-    return rows
+def _labeler(study: tables.Study) -> narrative.Labeler:
+    """Readable variant names; a sweep's baseline says which value it stands for."""
+    design = study.design
+    desc = None
+    if design.get("kind") == "sweep" and design.get("baseline_value") is not None:
+        desc = f"{narrative.param_label(design.get('parameter', ''))} = " \
+               f"{design['baseline_value']:g}" if isinstance(design["baseline_value"],
+                                                             (int, float)) else None
+    return lambda name: narrative.variant_label(name, study.baseline, desc)
+
+
+def _regularizers(study: tables.Study, variant: str) -> set[str]:
+    runs = study.runs_of(variant, included_only=False)
+    regs = (runs[0].config.get("regularizers") if runs else None) or {}
+    return set(regs) if isinstance(regs, dict) else set()
+
+
+def _markers(study: tables.Study, runs: pd.DataFrame) -> dict[str, list[tuple[float, str]]]:
+    """Vertical lines on the curves: mean best-val epoch, and the mean early-stopping epoch."""
+    out: dict[str, list[tuple[float, str]]] = {}
+    inc = runs[runs["included"].astype(bool)]
+    for v in study.variants:
+        marks = []
+        best = inc.loc[inc["variant"] == v.name, "best_epoch"].astype(float).dropna()
+        if len(best):
+            marks.append((float(best.mean()), "best-val epoch (mean)"))
+        stops = [float(s) for r in study.runs_of(v.name)
+                 if finite(s := (r.summary or {}).get("stop_epoch"))]
+        if stops:
+            marks.append((float(np.mean(stops)), "early stop (mean)"))
+        out[v.name] = marks
+    return out
+
+
+def _figures(study: tables.Study, summary: pd.DataFrame, runs: pd.DataFrame,
+             curves: dict[str, pd.DataFrame], order: list[str],
+             label: narrative.Labeler) -> list[figures.Figure]:
+    param = tables.sweep_parameter(study)
+    reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
+    markers = _markers(study, runs)
+    candidates = (
+        figures.curves_figure(curves, order, study.baseline, "acc", label, markers),
+        figures.curves_figure(curves, order, study.baseline, "loss", label, markers),
+        figures.sweep_figure(summary, narrative.param_label(param), study.baseline,
+                             study.design.get("baseline_value")) if param else None,
+        figures.gap_figure(curves, order, study.baseline, label),
+        figures.reliability_figure(reliability, order, study.baseline, label),
+    )
+    return [f for f in candidates if f is not None]
+
+
+def _write_figures(figs: list[figures.Figure], fig_dir: Path) -> list[Path]:
+    paths = []
+    for f in figs:
+        for panel in f.panels:
+            path = fig_dir / f"{panel.name}.png"
+            atomic_write_bytes(path, panel.png)
+            paths.append(path)
+    if fig_dir.is_dir():  # figures this build no longer draws would mislead readers of report.md
+        for stale in fig_dir.glob("*.png"):
+            if stale not in paths:
+                stale.unlink(missing_ok=True)
+    return paths
 
 
 def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str | None,
@@ -273,11 +216,11 @@ def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str |
         for i, ref in enumerate([compare.reference_metric, *compare.also_against]):
             prefix = "" if i == 0 else f"vs_{ref}_"
             d, p = row.get(f"{prefix}delta"), row.get(f"{prefix}p_value")
-            diff = f"{float(d) * 100:+.1f} pts" if _finite(d) else "difference n/a"
-            ptxt = f", p={fmt_p(p)}" if _finite(p) else ""
+            diff = f"{float(d) * 100:+.1f} pts" if finite(d) else "difference n/a"
+            ptxt = f", p={fmt_p(p)}" if finite(p) else ""
             parts.append(f"vs baseline {label(ref, ref)} {fmt_ci(base, ref)} ({diff}{ptxt})")
         epochs = row.get("epochs_run_mean")
-        if _finite(epochs):
+        if finite(epochs):
             text = f"ran {fmt_ci(row, 'epochs_run', 1)} epochs"
             if budget:
                 text += f" of {budget} ({(1 - float(epochs) / budget) * 100:.0f}% compute saved)"
@@ -297,8 +240,12 @@ def _compare_label(compare: Comparison) -> str:
 # ----------------------------------------------------------------------------- build
 
 
-def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
-    """Read results/<study>/ and write the report files; returns their paths."""
+def build_report(study_dir: Path | str, *, index: bool = True,
+                 claim: dict[str, Any] | None = None) -> ReportPaths:
+    """Read results/<study>/ and write the report files; returns their paths.
+
+    claim: an optional verdict on the study's stated claim, shown right under the answer.
+    """
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
     runs = tables.runs_table(study)
@@ -306,10 +253,13 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     order = list(summary["variant"]) if len(summary) else [v.name for v in study.variants]
     base = _base_config(study)
     text = _is_text(base)
+    label = _labeler(study)
+    best = narrative.best_variant(summary)
 
-    # Curves and diagnosis per variant.
+    # Curves, evidence against the baseline and diagnosis per variant.
     curves = {v.name: tables.variant_curves(study.runs_of(v.name)) for v in study.variants}
-    diag: dict[str, list[diagnosis.Finding]] = {}
+    moved = {name: narrative.evidence(runs, name, study.baseline) for name in order}
+    per_variant = []
     for _, row in summary.iterrows():
         name = row["variant"]
         all_runs = study.runs_of(name, included_only=False)
@@ -317,42 +267,33 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                     for r in all_runs if r.status == "diverged"]
         run_curves = [(f"seed {r.seed}", r.metrics) for r in all_runs
                       if len(r.metrics) and r.status not in ("incomplete",)]
-        diag[name] = diagnosis.diagnose(tables.mean_curve(curves[name]), run_curves, failures,
-                                        _comparison(row), classification=not text)
+        findings = diagnosis.diagnose(tables.mean_curve(curves[name]), run_curves, failures,
+                                      _comparison(row), classification=not text,
+                                      regularizers=_regularizers(study, name))
+        per_variant.append({"variant": name, "label": label(name),
+                            "is_baseline": name == study.baseline, "is_best": name == best,
+                            "findings": findings,
+                            "evidence": narrative.evidence_lines(moved.get(name, []))})
 
-    # Figures.
-    param = tables.sweep_parameter(study)
-    reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
-    candidates = (
-        figures.curves_figure(curves, order, study.baseline, "loss"),
-        figures.curves_figure(curves, order, study.baseline, "acc"),
-        figures.gap_figure(curves, order, study.baseline),
-        figures.sweep_figure(summary, param, study.baseline) if param else None,
-        figures.reliability_figure(reliability, order, study.baseline),
-    )
-    figs = [f for f in candidates if f is not None]
+    figs = _figures(study, summary, runs, curves, order, label)
     fig_dir = study_dir / FIGURE_DIR
-    fig_paths = []
-    for f in figs:
-        path = fig_dir / f"{f.name}.png"
-        atomic_write_bytes(path, f.png)
-        fig_paths.append(path)
-    if fig_dir.is_dir():  # figures this build no longer draws would mislead readers of report.md
-        for stale in fig_dir.glob("*.png"):
-            if stale not in fig_paths:
-                stale.unlink(missing_ok=True)
-
+    fig_paths = _write_figures(figs, fig_dir)
     sections = extra_sections(study_dir, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
+
+    answer = narrative.answer(summary, moved, study.baseline, label)
+    head = answer[0]
     excluded = study.left_out()
-    head = headline(summary, study.baseline, study.compare)
     wandb_links = [{"label": f"{r.variant} seed {r.seed}", "url": r.wandb_url}
                    for r in runs.itertuples() if isinstance(r.wandb_url, str) and r.wandb_url]
     seeds = (study.meta or {}).get("seeds") or sorted({r.seed for r in study.runs})
+    n_included = int(runs["included"].sum()) if len(runs) else 0
     context = {
         "name": study.name,
         "headline": head,
+        "answer": answer,
+        "claim": claim,
         "description": (study.meta or {}).get("description")
         or "Ad-hoc runs (no study.json): variants come from the runs' configs.",
         "design": study.design,
@@ -362,6 +303,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "model": (base.get("model") or {}).get("name", "n/a"),
         "split_sizes": _split_sizes(study, base),
         "seeds": ", ".join(str(s) for s in seeds) or "none",
+        "n_seeds": len(seeds),
         "hardware": _hardware(study),
         "compute": fmt_seconds(float(np.nansum(runs["wall_time"].to_numpy(dtype=float)))
                                if len(runs) else math.nan),
@@ -369,15 +311,21 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "created_at": (study.meta or {}).get("created_at"),
         "overrides": " ".join(f"--set {k}={v}" for k, v in
                               ((study.meta or {}).get("overrides") or {}).items()),
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "baseline": study.baseline,
-        "n_runs": len(runs), "n_included": int(runs["included"].sum()) if len(runs) else 0,
+        "baseline_label": label(study.baseline) if study.baseline else None,
+        "n_runs": len(runs), "n_included": n_included,
         "n_planned": study.planned_count,
-        "variants": _variant_rows(summary, study.baseline, study.compare.metric),
-        "diagnosis": [{"variant": v, "findings": diag.get(v, [])} for v in order],
+        "compact": rows.compact_rows(summary, best, label),
+        "details": rows.detail_tables(summary, runs, best, label,
+                                      (base.get("train") or {}).get("epochs")),
+        "variants_detail": per_variant,
         "excluded": excluded,
         "wandb_links": wandb_links,
         "alpha": stats.ALPHA,
+        "power": stats.POWER,
+        "correction": stats.MULTIPLE_TESTING,
+        "confidence": stats.CONFIDENCE,
         "compare_metric": _compare_label(study.compare),
         "comparison_lines": comparison_lines(summary, study.compare, study.baseline,
                                              (base.get("train") or {}).get("epochs")),
@@ -391,10 +339,12 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                                  "src": Path(f["path"]).relative_to(study_dir).as_posix()}
                                 for f in x["figures"]]} for x in sections]
     html_figs = [{"title": f.title, "caption": f.caption,
-                  "src": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")}
+                  "panels": [{"label": p.label, "src": "data:image/png;base64,"
+                              + base64.b64encode(p.png).decode("ascii")} for p in f.panels]}
                  for f in figs]
-    md_figs = [{"title": f.title, "caption": f.caption, "src": f"{FIGURE_DIR}/{f.name}.png"}
-               for f in figs]
+    md_figs = [{"title": f.title, "caption": f.caption,
+                "panels": [{"label": p.label, "src": f"{FIGURE_DIR}/{p.name}.png"}
+                           for p in f.panels]} for f in figs]
 
     paths = ReportPaths(html=study_dir / "report.html", markdown=study_dir / "report.md",
                         summary_csv=study_dir / "summary.csv", runs_csv=study_dir / "runs.csv",

@@ -7,13 +7,13 @@ can be tested on constructed curves. Every threshold is a named constant.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from harness.report.stats import ALPHA, Comparison
+from harness.report.stats import ALPHA, POWER, Comparison
 
 # Overfitting: after the epoch of minimum val loss, val loss ends higher by more than both
 # an absolute and a relative margin, while train loss keeps falling.
@@ -28,14 +28,17 @@ UNDERFIT_MIN_EPOCHS = 2  # fewer epochs: no verdict on underfitting or overfitti
 # SPIKE_RATIO x the previous epoch's; any non-finite loss or diverged run also counts.
 SPIKE_RATIO = 1.5
 SPIKE_AFTER_EPOCH = 2
+# Memorization: at the last epoch, train accuracy exceeds val accuracy by more than this
+# (classification), even when the val loss has not turned up.
+GAP_ACC_LARGE = 0.15
 
-PROBLEMS = ("overfitting", "underfitting", "instability")
+PROBLEMS = ("overfitting", "memorization", "underfitting", "instability")
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # overfitting | underfitting | instability | no_effect | effect | untestable
-    #            | healthy | no_data
+    kind: str  # overfitting | memorization | underfitting | instability | no_effect | effect
+    #            | untestable | healthy | no_data
     message: str  # the verdict with its numbers
     advice: str = ""
 
@@ -54,7 +57,14 @@ def _series(curve: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(curve[col], errors="coerce").to_numpy(dtype=float)
 
 
-def overfitting(curve: pd.DataFrame) -> Finding | None:
+def _more_regularization(regularizers: Collection[str]) -> str:
+    """Advice against overfitting that the variant does not already follow."""
+    if "early_stopping" in regularizers:
+        return "more regularization or data (early stopping already restores the best-val weights)"
+    return "more regularization or data, or early stopping at the best-val epoch"
+
+
+def overfitting(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Finding | None:
     epochs, val, train = _series(curve, "epoch"), _series(curve, "val_loss"), _series(curve,
                                                                                       "train_loss")
     ok = np.isfinite(val) & np.isfinite(train)
@@ -72,11 +82,27 @@ def overfitting(curve: pd.DataFrame) -> Finding | None:
             f"overfitting: val loss rose from {_f(val[k])} at epoch {int(epochs[k])} to "
             f"{_f(val[-1])} at epoch {int(epochs[-1])} while train loss fell "
             f"{_f(train[k])} -> {_f(train[-1])}",
-            "more regularization or data (or stop at the best-val epoch)")
+            _more_regularization(regularizers))
     return None
 
 
-def underfitting(curve: pd.DataFrame, classification: bool = True) -> Finding | None:
+def memorization(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Finding | None:
+    """A large train-val accuracy gap at the last epoch (the model fits what does not transfer)."""
+    train, val = _series(curve, "train_acc"), _series(curve, "val_acc")
+    ok = np.isfinite(train) & np.isfinite(val)
+    if ok.sum() < UNDERFIT_MIN_EPOCHS:
+        return None
+    gap = train[ok][-1] - val[ok][-1]
+    if gap <= GAP_ACC_LARGE:
+        return None
+    return Finding("memorization",
+                   f"memorization: train accuracy {train[ok][-1]:.1%} vs val {val[ok][-1]:.1%} "
+                   f"at the last epoch (gap {gap * 100:.1f} points > {GAP_ACC_LARGE * 100:.0f})",
+                   _more_regularization(regularizers))
+
+
+def underfitting(curve: pd.DataFrame, classification: bool = True,
+                 regularizers: Collection[str] = ()) -> Finding | None:
     train, acc = _series(curve, "train_loss"), _series(curve, "train_acc")
     fin = train[np.isfinite(train)]
     if len(fin) < UNDERFIT_MIN_EPOCHS:
@@ -91,8 +117,10 @@ def underfitting(curve: pd.DataFrame, classification: bool = True) -> Finding | 
         why = f"train accuracy only {_f(last_acc)} at the last epoch"
     else:
         return None
-    return Finding("underfitting", f"underfitting: {why}",
-                   "less regularization, a bigger model or more epochs")
+    advice = "a bigger model or more epochs"
+    if regularizers:
+        advice = f"weaker {' / '.join(sorted(regularizers))}, " + advice
+    return Finding("underfitting", f"underfitting: {why}", advice)
 
 
 def instability(run_curves: Sequence[tuple[str, pd.DataFrame]],
@@ -124,18 +152,27 @@ def effect(comparison: Comparison | None, metric: str = "test acc") -> Finding |
         return Finding("untestable",
                        f"difference vs baseline {d:+.1f} pts {metric} cannot be tested "
                        f"({comparison.n_pairs} paired seed(s))", "run at least 2 seeds of each")
-    where = f"{d:+.1f} pts {metric}, p={comparison.p:.2g} ({comparison.test}, " \
+    ci = ""
+    if math.isfinite(comparison.ci_lo) and math.isfinite(comparison.ci_hi):
+        ci = f" [95% CI {comparison.ci_lo * 100:+.1f}, {comparison.ci_hi * 100:+.1f}]"
+    where = f"{d:+.1f} pts {metric}{ci}, p={comparison.p:.2g} ({comparison.test}, " \
             f"{comparison.n_pairs} pairs)"
     if comparison.significant:
         better = "better" if comparison.diff > 0 else "worse"
         return Finding("effect", f"significantly {better} than the baseline: {where}")
+    advice = "inside the seed-to-seed noise; more seeds or a stronger setting"
+    if math.isfinite(comparison.mde):
+        advice = (f"inside the seed-to-seed noise: {comparison.n_pairs} seeds detect only "
+                  f"differences of about {comparison.mde * 100:.1f} pts or more "
+                  f"({POWER:.0%} power); more seeds to resolve smaller ones")
     return Finding("no_effect", f"no significant effect vs baseline: {where}, p >= {ALPHA}",
-                   "inside the seed-to-seed noise; more seeds or a stronger setting")
+                   advice)
 
 
 def diagnose(curve: pd.DataFrame, run_curves: Sequence[tuple[str, pd.DataFrame]] = (),
              failures: Sequence[str] = (), comparison: Comparison | None = None,
-             classification: bool = True) -> list[Finding]:
+             classification: bool = True,
+             regularizers: Collection[str] = ()) -> list[Finding]:
     """Findings for one variant.
 
     curve: mean over seeds (epoch, train_loss, val_loss, train_acc, val_acc).
@@ -143,16 +180,22 @@ def diagnose(curve: pd.DataFrame, run_curves: Sequence[tuple[str, pd.DataFrame]]
         curve is checked when none are given.
     failures: descriptions of diverged runs ("seed 1 diverged at epoch 7").
     comparison: the difference from the baseline (None for the baseline itself).
-    "healthy" when none of overfitting, underfitting, instability or no effect applies.
+    regularizers: the variant's regularizers, so advice never repeats what it already does.
+    "healthy" when none of overfitting, memorization, underfitting, instability or no effect
+    applies.
     """
     findings: list[Finding] = []
     if curve.empty and not failures:
         return [Finding("no_data", "no completed runs with metrics")]
-    for f in (instability(run_curves or [("mean", curve)], failures), overfitting(curve),
-              underfitting(curve, classification), effect(comparison)):
+    over = overfitting(curve, regularizers)
+    gap = memorization(curve, regularizers) if classification else None
+    if over is not None and gap is not None:  # same cure: say it once
+        gap = Finding(gap.kind, gap.message)
+    for f in (instability(run_curves or [("mean", curve)], failures), over, gap,
+              underfitting(curve, classification, regularizers), effect(comparison)):
         if f is not None:
             findings.append(f)
     if not any(f.kind in (*PROBLEMS, "no_effect") for f in findings):
-        findings.insert(0, Finding("healthy", "healthy: no overfitting, underfitting or "
-                                              "instability detected in the curves"))
+        findings.insert(0, Finding("healthy", "healthy: no overfitting, memorization, "
+                                              "underfitting or instability in the curves"))
     return findings

@@ -1,4 +1,5 @@
-"""results/index.html: every study folder, linked to its report, with its headline finding."""
+"""results/index.html: every study folder, linked to its report, with its headline finding,
+its run counts and when its report was generated (all as stored in the report itself)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,27 @@ from pathlib import Path
 from harness.report import render
 from harness.report.files import atomic_write_text
 
-HEADLINE_META = re.compile(r'<meta name="harness-headline" content="([^"]*)"')
+META = re.compile(r'<meta name="harness-([a-z]+)" content="([^"]*)"')
 
 
-def read_headline(report_html: Path) -> str:
-    """The headline a report stored in its <meta name="harness-headline"> tag."""
+def read_meta(report_html: Path) -> dict[str, str]:
+    """The <meta name="harness-*"> tags a report stores in its head: headline, generated, runs."""
     try:
         with report_html.open(encoding="utf-8") as f:
             head = f.read(20000)
     except OSError:
-        return ""
-    m = HEADLINE_META.search(head)
-    return html.unescape(m.group(1)) if m else ""
+        return {}
+    return {k: html.unescape(v) for k, v in META.findall(head)}
+
+
+def _runs_text(meta: dict[str, str], study_dir: Path) -> str:
+    if meta.get("runs", "").isdigit():
+        runs, included = int(meta["runs"]), meta.get("included", "")
+        return f"{runs} runs" + (f" ({included} in the means)" if included.isdigit() and
+                                 int(included) != runs else "")
+    runs_dir = study_dir / "runs"
+    n = sum(1 for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else 0
+    return f"{n} run folder(s)"
 
 
 def build_index(results_dir: Path | str) -> Path:
@@ -33,17 +43,17 @@ def build_index(results_dir: Path | str) -> Path:
         report = d / "report.html"
         if not report.is_file() and not (d / "runs").is_dir():
             continue
-        n_runs = sum(1 for p in (d / "runs").iterdir() if p.is_dir()) \
-            if (d / "runs").is_dir() else 0
+        meta = read_meta(report) if report.is_file() else {}
         studies.append({
             "name": d.name,
             "href": f"{d.name}/report.html" if report.is_file() else None,
-            "headline": read_headline(report) if report.is_file() else "no report yet",
-            "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(report.stat().st_mtime))
-            if report.is_file() else "",
-            "n_runs": n_runs,
+            "headline": meta.get("headline") or ("no report yet" if not report.is_file()
+                                                 else ""),
+            "generated": meta.get("generated", ""),
+            "runs": _runs_text(meta, d),
         })
     path = results_dir / "index.html"
     atomic_write_text(path, render.render("index.html.j2", studies=studies,
-                                          generated=time.strftime("%Y-%m-%d %H:%M:%S %Z")))
+                                          generated=time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                  time.gmtime())))
     return path

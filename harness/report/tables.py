@@ -180,16 +180,22 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
                                   base_by_seed[ref])
                 row.update({f"{prefix}delta": c.diff, f"{prefix}p_value": c.p,
                             f"{prefix}test": c.test, f"{prefix}n_pairs": c.n_pairs,
-                            f"{prefix}significant": c.significant})
+                            f"{prefix}significant": c.significant,
+                            f"{prefix}delta_ci_lo": c.ci_lo, f"{prefix}delta_ci_hi": c.ci_hi,
+                            f"{prefix}effect_dz": c.effect_size, f"{prefix}mde": c.mde})
             else:
                 row.update({f"{prefix}delta": math.nan, f"{prefix}p_value": math.nan,
                             f"{prefix}test": "n/a", f"{prefix}n_pairs": 0,
-                            f"{prefix}significant": None})
+                            f"{prefix}significant": None, f"{prefix}delta_ci_lo": math.nan,
+                            f"{prefix}delta_ci_hi": math.nan, f"{prefix}effect_dz": math.nan,
+                            f"{prefix}mde": math.nan})
         row["disagreement"], row["disagreement_n"] = variant_disagreement(study, v.name)
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    df["p_holm"] = stats.holm(df["p_value"])  # across this study's comparisons
+    df["verdict"] = [stats.verdict(d, p) for d, p in zip(df["delta"], df["p_holm"], strict=True)]
     key = f"{compare.metric}_mean" if f"{compare.metric}_mean" in df else \
         f"{COMPARE_METRIC}_mean"
     return df.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(
