@@ -260,6 +260,8 @@ def format_validation_error(err: ValidationError, source: str, raw: dict[str, An
 def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:
     model: Any = root
     for part in loc:
+        if part.isdigit():  # an item of a list of models: same fields
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []

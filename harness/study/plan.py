@@ -118,6 +118,7 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
             seen.add(run_id)
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline))
+    study.check_claim_variants([v.name for v in variants(study)] + ["baseline"], source)
     return specs
 
 
@@ -139,6 +140,7 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "seeds": study.seed_list(),
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
+        "claims": [c.model_dump(mode="json") for c in study.claim],
         "harness_version": harness.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
