@@ -196,3 +196,74 @@ def test_report_states_the_verdict_first_and_the_index_lists_it(tmp_path):
     assert summary.loc[summary["variant"] == "dropout", "ece_ts_mean"].item() == \
         pytest.approx(0.02)
     assert "overconfidence_mean" in summary and "temperature_mean" in summary
+
+
+# ----------------------------------------------------------------------------- study files
+
+
+def test_every_shipped_ablation_study_has_a_claim_with_a_source():
+    from harness.study.plan import expand
+    from harness.study.spec import list_studies, load_study
+
+    names = [n for n, _ in list_studies(kind="ablation")]
+    assert len(names) >= 20
+    for name in names:
+        study = load_study(name)
+        assert study.claim and all(c.source.strip() for c in study.claim), name
+        expand(study, name)  # every claim pattern names a variant
+
+
+@pytest.mark.parametrize("claim, message", [
+    ("{metric: test_acx, direction: up, source: X}",
+     "claim.0.metric = 'test_acx': Input should be"),
+    ("{metric: ece, direction: sideways, source: X}", "claim.0.direction = 'sideways'"),
+    ("{metric: ece, direction: up}", "claim.0.source: required"),
+    ("{metric: ece, direction: up, source: X, variantz: [a]}",
+     "unknown key 'claim.0.variantz' (did you mean 'variants'?)"),
+    ("[{metric: ece, direction: down, source: X, variants: 'nope*'}]",
+     "claim.0.variants: 'nope*' matches no variant; variants: baseline, dropout.p=0.1"),
+])
+def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message):
+    from harness.errors import ConfigError
+    from harness.study.plan import expand
+    from harness.study.spec import load_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text("design: {kind: sweep, parameter: regularizers.dropout.p, values: [0.1]}\n"
+                    f"claim: {claim}\n")
+    with pytest.raises(ConfigError) as err:
+        expand(load_study(path), str(path))
+    text = str(err.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_strength_grid_picks_the_best_lambda_per_lr_on_validation(tmp_path):
+    from harness.report import strength_grid
+
+    rng = np.random.default_rng(0)
+    rows, settings = [], {}
+    for mode, lams in (("l2", [1e-4, 1e-3, 1e-2]), ("decoupled", [0.1, 1.0, 3.0])):
+        for lr in (0.001, 0.01):
+            for lam in lams:
+                name = f"{mode}_{lam:g}_{lr:g}"
+                settings[name] = {"optim.lr": lr, "regularizers.weight_decay.value": lam,
+                                  "regularizers.weight_decay.mode": mode}
+                rows.append({"variant": name, "best_val_acc_mean": rng.uniform(0.5, 0.7),
+                             "best_test_acc_mean": rng.uniform(0.5, 0.7)})
+    settings["baseline"] = {"optim.lr": 0.003}
+    summary = pd.DataFrame(rows + [{"variant": "baseline", "best_val_acc_mean": 0.9,
+                                    "best_test_acc_mean": 0.9}])
+    best = strength_grid.best_per_lr(strength_grid.grid_frame(summary, settings))
+    frame = pd.DataFrame(rows).assign(**{
+        k: [settings[v][key] for v in (r["variant"] for r in rows)]
+        for k, key in (("lr", "optim.lr"), ("lam", "regularizers.weight_decay.value"),
+                       ("mode", "regularizers.weight_decay.mode"))})
+    for (mode, lr), g in frame.groupby(["mode", "lr"]):
+        expected = g.loc[g["best_val_acc_mean"].idxmax(), "lam"]
+        got = best[(best["mode"] == mode) & (best["lr"] == lr)]
+        assert got["strength"].item() == expected
+        assert got["edge"].item() == ("" if expected == sorted(g["lam"])[1] else
+                                      "lower" if expected == min(g["lam"]) else "upper")
+    section = strength_grid.section(summary, settings, tmp_path)
+    assert section["figures"][0]["path"].read_bytes()[:4] == b"\x89PNG"
+    assert "| l2 | 0.001 |" in section["markdown"]

@@ -8,6 +8,7 @@ runs.csv, and refresh results/index.html.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,11 @@ import pandas as pd
 import yaml
 
 import harness
-from harness.report import diagnosis, figures, render, stats, tables
+from harness.report import claims, diagnosis, figures, render, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
-from harness.report.index import build_index
-from harness.report.sections import extra_sections
+from harness.report.index import CLAIMS_JSON, build_index
+from harness.report.regime import regime
+from harness.report.sections import extra_sections, summary_sections
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -140,11 +142,19 @@ def _base_config(study: tables.Study) -> dict[str, Any]:
     return {k: v for k, v in pool[0].config.items() if k != "run_id"}
 
 
-def _split_sizes(study: tables.Study, base: dict[str, Any]) -> str:
+def _recorded_sizes(study: tables.Study) -> dict[str, Any] | None:
+    """Train/val/test sizes as the first run that recorded them saw them."""
     for r in study.runs:
         sizes = (r.summary or {}).get("split_sizes")
         if isinstance(sizes, dict) and any(v is not None for v in sizes.values()):
-            return ", ".join(f"{k} {v}" for k, v in sizes.items() if v is not None)
+            return sizes
+    return None
+
+
+def _split_sizes(study: tables.Study, base: dict[str, Any]) -> str:
+    sizes = _recorded_sizes(study)
+    if sizes:
+        return ", ".join(f"{k} {v}" for k, v in sizes.items() if v is not None)
     data = base.get("data") or {}
     keys = ("num_samples", "test_fraction", "val_fraction", "train_size", "label_noise")
     return "not recorded; config: " + ", ".join(f"{k}={data.get(k)}" for k in keys if k in data)
@@ -286,17 +296,21 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
             if stale not in fig_paths:
                 stale.unlink(missing_ok=True)
 
-    sections = extra_sections(study_dir, fig_dir)
+    settings = tables.variant_settings(study)
+    verdicts = claims.evaluate_claims(claims.study_claims(study.meta, study.name), summary, runs,
+                                      settings, study.baseline)
+    sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
     excluded = runs[~runs["included"].astype(bool)]
-    head = headline(summary, study.baseline)
+    head = f"{headline(summary, study.baseline)} {regime(base, _recorded_sizes(study))}"
     wandb_links = [{"label": f"{r.variant} seed {r.seed}", "url": r.wandb_url}
                    for r in runs.itertuples() if isinstance(r.wandb_url, str) and r.wandb_url]
     seeds = (study.meta or {}).get("seeds") or sorted({r.seed for r in study.runs})
     context = {
         "name": study.name,
         "headline": head,
+        "claim": [v.to_json() for v in verdicts],
         "description": (study.meta or {}).get("description")
         or "Ad-hoc runs (no study.json): variants come from the runs' configs.",
         "design": study.design,
@@ -343,6 +357,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                         index=None, figures=fig_paths, headline=head)
     atomic_write_text(paths.runs_csv, runs.to_csv(index=False))
     atomic_write_text(paths.summary_csv, summary.to_csv(index=False))
+    atomic_write_text(study_dir / CLAIMS_JSON, json.dumps(claims.claims_record(verdicts), indent=1))
     atomic_write_text(paths.html, render.render("report.html.j2", **context, figures=html_figs,
                                                 sections=html_sections))
     atomic_write_text(paths.markdown, render.render("report.md.j2", **context, figures=md_figs,

@@ -37,7 +37,8 @@ MAX_SEEDS = 1000  # seeds_needed gives up beyond this
 BASELINE_ALIAS = "baseline"  # in a claim, always the study's baseline (full_recipe, ...)
 # Claim metric -> runs-table column (the rest have the same name).
 METRIC_COLUMNS = {"test_acc": "best_test_acc", "test_loss": "best_test_loss"}
-ACCURACY_METRICS = ("test_acc", "last_test_acc", "gap_acc", "shift_acc")  # shown in points
+# Shown in points (x 100).
+ACCURACY_METRICS = ("test_acc", "last_test_acc", "final_test_acc", "gap_acc", "shift_acc")
 # Selection on the validation split: runs-table column and whether higher is better.
 SELECT_COLUMNS = {"val_acc": ("best_val_acc", True), "val_loss": ("best_val_loss", False)}
 
@@ -257,3 +258,25 @@ def overall(verdicts: list[Verdict]) -> str:
     if len(set(outcomes)) == 1:
         return outcomes[0]
     return "mixed (" + ", ".join(outcomes) + ")"
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def study_claims(meta: dict[str, Any] | None, name: str) -> list[Any]:
+    """The claims of a study: from its study.json, else (a study run before its claims were
+    written) from its study file, if one of that name is found."""
+    from harness.errors import ConfigError
+    from harness.study.spec import ClaimConfig, load_study
+
+    if meta and meta.get("claims"):
+        return [ClaimConfig.model_validate(c) for c in meta["claims"]]
+    try:
+        return list(load_study(name).claim)
+    except ConfigError:
+        return []
+
+
+def claims_record(verdicts: list[Verdict]) -> dict[str, Any]:
+    """claims.json: what results/index.html shows and what a script can read."""
+    return {"overall": overall(verdicts), "claims": [v.to_json() for v in verdicts]}

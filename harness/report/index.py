@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from harness.report import render
 from harness.report.files import atomic_write_text
 
+CLAIMS_JSON = "claims.json"  # written by build_report: {"overall": ..., "claims": [...]}
 HEADLINE_META = re.compile(r'<meta name="harness-headline" content="([^"]*)"')
 
 
@@ -22,6 +24,16 @@ def read_headline(report_html: Path) -> str:
         return ""
     m = HEADLINE_META.search(head)
     return html.unescape(m.group(1)) if m else ""
+
+
+def read_claim_verdict(study_dir: Path) -> str:
+    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
+    'no claim'); '' when no report has evaluated it."""
+    try:
+        data = json.loads((study_dir / CLAIMS_JSON).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return ""
+    return str(data.get("overall", "")) if isinstance(data, dict) else ""
 
 
 def build_index(results_dir: Path | str) -> Path:
@@ -42,6 +54,7 @@ def build_index(results_dir: Path | str) -> Path:
             "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(report.stat().st_mtime))
             if report.is_file() else "",
             "n_runs": n_runs,
+            "claim": read_claim_verdict(d),
         })
     path = results_dir / "index.html"
     atomic_write_text(path, render.render("index.html.j2", studies=studies,

@@ -118,7 +118,8 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
             seen.add(run_id)
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline))
-    study.check_claim_variants([v.name for v in variants(study)] + ["baseline"], source)
+    names = [v.name for v in variants(study)]
+    study.check_claim_variants(names + ([BASELINE] if BASELINE not in names else []), source)
     return specs
 
 

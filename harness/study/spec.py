@@ -43,8 +43,9 @@ class DesignConfig(Strict):
 
 
 # What a claim may be about: a metric of the runs table (report/tables.py) and its short name.
-CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "ece", "ece_ts", "nll", "nll_ts",
-                 "overconfidence", "gap_acc", "gap_loss", "shift_acc", "mia_advantage")
+CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
+                 "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
+                 "mia_advantage")
 
 
 class ClaimConfig(Strict):
