@@ -196,6 +196,21 @@ def test_report_states_the_verdict_first_and_the_index_lists_it(tmp_path):
     assert summary.loc[summary["variant"] == "dropout", "ece_ts_mean"].item() == \
         pytest.approx(0.02)
     assert "overconfidence_mean" in summary and "temperature_mean" in summary
+    # The calibration section states the direction: confidence 0.6 < accuracy ~0.75.
+    calib = html[html.index("<h2>Calibration</h2>"):]
+    assert "under-confident" in calib[:3000] and "over-confident</td>" not in calib[:3000]
+
+
+def test_regime_names_model_data_noise_and_epochs():
+    from harness.report.regime import regime
+
+    base = {"data": {"name": "mnist1d", "train_size": None, "label_noise": 0.0},
+            "model": {"name": "cnn", "width": 32, "depth": None}, "train": {"epochs": 30}}
+    assert regime(base, {"train": 3600, "val": 400, "test": 1000}) == (
+        "Regime: cnn (width 32) on mnist1d, the full training set (3600 samples), "
+        "clean labels, 30 epochs.")
+    base["data"].update(train_size=1000, label_noise=0.2)
+    assert "1000 training samples, 20% label noise" in regime(base)
 
 
 # ----------------------------------------------------------------------------- study files

@@ -78,7 +78,8 @@ def heatmap_png(frame: pd.DataFrame, best: pd.DataFrame) -> bytes:
         ax.set_title(f"{mode}: test acc (%)", fontsize=9)
         ax.set_xlabel("learning rate")
         ax.set_ylabel("weight decay λ")
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
+    fig.subplots_adjust(wspace=0.45)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="test acc")
     return _png(fig)
 
 

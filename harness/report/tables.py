@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import get_dotted
+from harness.config import flatten_dotted, get_dotted
 from harness.report import stats
 from harness.tracking.store import ENV, list_run_dirs
 from harness.train.analysis import load_predictions
@@ -247,8 +247,6 @@ def swept_value(study: Study, variant: Variant, param: str | None) -> float:
 def variant_settings(study: Study) -> dict[str, dict[str, Any]]:
     """Per variant, the dotted config keys (lr, regularizer strengths, ...) of its first run:
     what claims and the strength-grid section read to find where a variant sits."""
-    from harness.config import flatten_dotted
-
     out: dict[str, dict[str, Any]] = {}
     for v in study.variants:
         runs = study.runs_of(v.name, included_only=False)
