@@ -12,6 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {
+    "vs_plain": "bench_vs_plain.py",
     "workers": "bench_workers.py",
     "loops": "bench_loops.py",
     "seed_batch": "bench_seed_batch.py",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from harness.errors import HarnessError
 
@@ -126,6 +127,9 @@ def run(
             key, value = parse_override(item)
             overrides[key] = value
         cfg = load_run_config(config, overrides)
+        from harness.train.preflight import check_model_sizes
+
+        check_model_sizes([cfg], str(config) if config else "flags")
         run_and_print(cfg, results_dir, data_dir, force)
     except HarnessError as err:
         fail(err, debug)
@@ -213,8 +217,10 @@ def ablation(
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before} this time) in {out.seconds:.0f}s")
     if out.failed:
-        console.print(f"[yellow]not finished:[/] {', '.join(out.failed)} "
-                      "(see the report; run the same command again to retry)")
+        console.print(f"[yellow]not finished ({len(out.failed)}):[/] "
+                      "(listed in the report; run the same command again to retry)")
+        for line in out.failed:
+            console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
     report = out.study_dir / "report.html"
     if report.is_file():
         console.print(f"report: {report}")

@@ -22,6 +22,8 @@ from harness.config_errors import first_error
 from harness.errors import ConfigError
 from harness.registry import unknown_name_message
 
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -47,7 +49,7 @@ class DataConfig(Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train, stratified
     train_size: int | None = Field(None, ge=10)  # stratified subset of train (small-data regime)
     label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
-    seed: int = 0  # splits, subsets and label noise (fixed across run seeds: paired comparisons)
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # splits, subsets, label noise (fixed across run seeds)
     seq_len: int = Field(128, ge=2)  # text: characters per training sequence
 
 
@@ -99,7 +101,10 @@ class TrainConfig(Strict):
     amp: Literal["off", "bf16"] = "off"  # CUDA only
     channels_last: bool = False  # CUDA CNNs
     compile: bool = False
-    checkpoint: bool = True  # last-epoch checkpoint for resume, best-val weights
+    checkpoint: bool = True  # resume checkpoints (kept only while a run is unfinished)
+    # Seconds of training between resume checkpoints (0: after every epoch). A kill loses at
+    # most this much work; short epochs then skip most of the fsynced writes.
+    checkpoint_every_s: float = Field(10.0, ge=0.0)
 
 
 class TrackingConfig(Strict):
@@ -109,13 +114,13 @@ class TrackingConfig(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
-EXECUTION_KEYS = {("train", "device"), ("train", "threads")}
+EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 
 class RunConfig(Strict):
     study: str = "adhoc"
     variant: str = "default"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # torch seeds are 64-bit
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -142,7 +147,19 @@ class RunConfig(Strict):
             raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
                               f"{self.data.name} holds {KIND_HOLDS[kind]}")
         validate_regularizers(self)
+        self._check_train_size()
         return self
+
+    def _check_train_size(self) -> None:
+        from harness.data.shapes import train_samples_after_val
+
+        available = train_samples_after_val(self.data)
+        if self.data.train_size is not None and available is not None \
+                and self.data.train_size > available:
+            raise ConfigError(
+                f"data.train_size = {self.data.train_size}: {self.data.name} has {available} "
+                f"training samples after the validation split (val_fraction "
+                f"{self.data.val_fraction}); use at most {available}")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and

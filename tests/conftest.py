@@ -31,7 +31,7 @@ def tiny_raw(**sections) -> dict:
     raw = {
         "data": {"name": "mnist1d", "num_samples": 600},
         "model": {"name": "mlp", "width": 16},
-        "train": {"epochs": 2, "batch_size": 64, "threads": 1},
+        "train": {"epochs": 2, "batch_size": 64, "threads": 1, "checkpoint_every_s": 0},
         "tracking": {"wandb": "disabled"},
     }
     for key, value in sections.items():

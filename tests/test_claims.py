@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+from harness.config import build_run_config
 from harness.report import build_report
 from harness.report.claims import (
     HELD,
@@ -151,16 +152,20 @@ def _fake_study(sdir: Path, test: dict[str, list[float]], claims: list[dict]) ->
         variants.append({"name": name, "overrides": {}, "swept": {},
                          "is_baseline": name == "baseline"})
         for seed, acc in enumerate(accs):
-            d = sdir / "runs" / f"{name}-s{seed}-{name[:4]}{seed:04d}"
+            cfg = build_run_config({
+                "study": sdir.name, "variant": name, "seed": seed,
+                "data": {"name": "mnist1d", "train_size": 1000, "label_noise": 0.1},
+                "model": {"name": "mlp", "width": 256}, "train": {"epochs": 60},
+                "regularizers": {} if name == "baseline" else {"dropout": {"p": 0.3}}}, "test")
+            d = sdir / "runs" / f"{name}-s{seed}-{cfg.run_id()}"
             d.mkdir(parents=True)
-            cfg = {"study": sdir.name, "variant": name, "seed": seed, "run_id": d.name[-8:],
-                   "data": {"name": "mnist1d", "train_size": 1000, "label_noise": 0.1},
-                   "model": {"name": "mlp", "width": 256}, "train": {"epochs": 60}}
-            (d / "config.json").write_text(json.dumps(cfg))
-            (d / "metrics.csv").write_text(
-                "epoch,train_loss,train_acc,val_loss,val_acc\n1,1.0,0.5,1.1,0.45\n")
+            (d / "config.json").write_text(json.dumps({"run_id": cfg.run_id(),
+                                                       **cfg.model_dump(mode="json")}))
+            (d / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,test_loss,"
+                                           f"test_acc\n1,1.0,0.5,1.1,{acc},1.2,{acc}\n")
             (d / "summary.json").write_text(json.dumps({
                 "status": "completed", "best_test_acc": acc, "best_val_acc": acc,
+                "best_val_loss": 1.1, "best_test_loss": 1.2,
                 "best_epoch": 1, "final_ece": 0.05, "final_ece_ts": 0.02, "final_nll": 0.9,
                 "final_nll_ts": 0.85, "final_confidence": 0.6, "final_accuracy": acc,
                 "final_overconfidence": 0.6 - acc, "final_temperature": 1.3,

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from harness.config import build_run_config
+from harness.config import RunConfig, build_run_config
 from harness.regularizers.base import REGULARIZERS
 from harness.report import build_index, build_report
 from harness.report import diagnosis as dg
@@ -77,21 +77,23 @@ def study(tmp_path_factory):
                      {"name": "dropout", "overrides": other, "swept": {}, "is_baseline": False}],
         "harness_version": "test", "created_at": "2024-01-01T00:00:00"}))
     # A diverged, a failed and an unfinished run: listed, counted, never in the means.
+    # Each is a genuine run folder: its config hashes to its id, its metrics match its summary.
     src = next((sdir / "runs").glob("dropout-s0-*"))
-    for folder, seed, summary in (
-            ("dropout-s7-diverged0", 7, {"status": "diverged", "diverged_epoch": 3,
-                                         "epochs_run": 2, "wall_time": 1.0}),
-            ("dropout-s8-failed000", 8, {"status": "failed", "epochs_run": 1, "wall_time": 0.5,
-                                         "error": "RuntimeError: boom at step 9"}),
-            ("dropout-s9-running00", 9, None)):
-        d = sdir / "runs" / folder
-        d.mkdir()
+    for seed, summary, n_rows in (
+            (7, {"status": "diverged", "diverged_epoch": 3, "epochs_run": 2, "wall_time": 1.0}, 2),
+            (8, {"status": "failed", "epochs_run": 1, "wall_time": 0.5,
+                 "error": "RuntimeError: boom at step 9"}, 1),
+            (9, None, EPOCHS)):
         cfg = json.loads((src / "config.json").read_text())
-        cfg.update(seed=seed, run_id=folder[-8:])
+        cfg["seed"] = seed
+        cfg["run_id"] = RunConfig.model_validate(
+            {k: v for k, v in cfg.items() if k != "run_id"}).run_id()
+        d = sdir / "runs" / f"dropout-s{seed}-{cfg['run_id']}"
+        d.mkdir()
         (d / "config.json").write_text(json.dumps(cfg))
-        shutil.copy(src / "metrics.csv", d / "metrics.csv")
+        pd.read_csv(src / "metrics.csv").head(n_rows).to_csv(d / "metrics.csv", index=False)
         if summary is not None:
-            (d / "summary.json").write_text(json.dumps(summary))
+            (d / "summary.json").write_text(json.dumps({**summary, "run_id": cfg["run_id"]}))
     paths = build_report(sdir)
     return sdir, paths
 
@@ -144,7 +146,7 @@ def test_summary_csv_equals_independent_recomputation(study):
     # Paired t-test against the baseline, matched by seed.
     a = runs[runs.variant == "dropout"].sort_values("seed")["best_test_acc"].to_numpy()
     b = runs[runs.variant == "baseline"].sort_values("seed")["best_test_acc"].to_numpy()
-    assert summary.loc["dropout", "delta_best_test_acc"] == pytest.approx((a - b).mean())
+    assert summary.loc["dropout", "delta"] == pytest.approx((a - b).mean())
     if not np.allclose(a - b, (a - b)[0]):
         assert summary.loc["dropout", "p_value"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
         assert summary.loc["dropout", "test"] == "paired t"
@@ -216,7 +218,10 @@ def test_robust_to_one_seed_no_baseline_and_missing_files(study, tmp_path):
     (half / "config.json").write_text(json.dumps({"variant": "other", "seed": 0}))
     paths = build_report(solo)
     summary = pd.read_csv(paths.summary_csv)
-    assert set(summary["variant"]) == {"dropout", "other"}
+    assert set(summary["variant"]) == {"dropout"}  # a folder with no run id is not trusted
+    runs = pd.read_csv(paths.runs_csv).set_index("variant")
+    assert runs.loc["other", "reason"] == "config.json has no run id"
+    assert "config.json has no run id" in paths.html.read_text()
     assert "no baseline" in paths.headline
     assert "n/a" in paths.html.read_text()
     empty = tmp_path / "empty"

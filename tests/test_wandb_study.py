@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -227,16 +228,24 @@ def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
         assert n == 2 and close(mean_acc, sum(accs) / len(accs))
 
 
-def test_minimal_comparison_table_without_summary_csv(tmp_path: Path) -> None:
-    for variant, seed, acc in (("a", 0, 0.5), ("a", 1, 0.7), ("b", 0, 0.9)):
-        atomic_write_json(tmp_path / "runs" / f"{variant}-s{seed}" / "summary.json",
-                          {"variant": variant, "seed": seed, "status": "completed",
-                           "best_test_acc": acc, "wall_time": 1.0})
-    frame = comparison_frame(tmp_path)
-    assert list(frame["variant"]) == ["b", "a"]  # best first
-    a = frame[frame["variant"] == "a"].iloc[0]
-    assert a["n"] == 2 and close(a["best_test_acc_mean"], 0.6)
-    assert math.isnan(frame[frame["variant"] == "b"].iloc[0]["best_test_acc_sd"])
+def test_comparison_table_without_summary_csv_is_the_reports(tiny_study: TinyStudy,
+                                                              tmp_path: Path) -> None:
+    """Without summary.csv the W&B table is computed by the report's own code from the study
+    record: the same means, and a run folder that fails its integrity check is left out."""
+    copy = tmp_path / tiny_study.sdir.name
+    shutil.copytree(tiny_study.sdir, copy, symlinks=True)
+    (copy / "summary.csv").unlink()
+    foreign = copy / "runs" / "intruder-s0-000000000000"
+    foreign.mkdir()
+    atomic_write_json(foreign / "config.json", {"variant": "baseline", "seed": 9})
+    atomic_write_json(foreign / "summary.json", {"status": "completed", "best_test_acc": 1.0})
+    frame = comparison_frame(copy).set_index("variant")
+    by_variant: dict[str, list[float]] = {}
+    for r in tiny_study.results:
+        by_variant.setdefault(r.summary["variant"], []).append(r.summary["best_test_acc"])
+    for variant, accs in by_variant.items():
+        assert frame.loc[variant, "n_included"] == len(accs)
+        assert close(frame.loc[variant, "best_test_acc_mean"], sum(accs) / len(accs))
 
 
 class BrokenPayloadTracker:

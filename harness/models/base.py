@@ -22,6 +22,11 @@ class ModelInfo:
     language_model: bool = False
     kinds: frozenset[str] = field(default_factory=frozenset)
     options: frozenset[str] = COMMON_OPTIONS
+    default_depth: int = 1
+    blocks_per_depth: int = 1  # residual blocks per unit of `depth` (resnet: one per stage)
+
+    def residual_blocks(self, depth: int | None) -> int:
+        return (depth or self.default_depth) * self.blocks_per_depth if self.residual else 0
 
 
 MODELS: Registry = Registry("model")

@@ -28,7 +28,7 @@ class GPT(nn.Module):
         residual=True,
         language_model=True,
         kinds=frozenset({"text"}),
-        options=TRANSFORMER_OPTIONS | {"tie_weights"},
+        options=TRANSFORMER_OPTIONS | {"tie_weights"}, default_depth=4,
     )
 
     def __init__(

@@ -58,6 +58,7 @@ class PreActResNet(nn.Module):
         residual=True,
         kinds=frozenset({"image", "signal"}),
         options=COMMON_OPTIONS | {"drop_path"},
+        default_depth=2, blocks_per_depth=4,
     )
 
     def __init__(

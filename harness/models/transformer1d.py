@@ -22,7 +22,8 @@ class Transformer1d(nn.Module):
     -> norm -> mean over positions -> head."""
 
     info: ClassVar[ModelInfo] = ModelInfo(
-        residual=True, kinds=frozenset({"signal"}), options=TRANSFORMER_OPTIONS
+        residual=True, kinds=frozenset({"signal"}), options=TRANSFORMER_OPTIONS,
+        default_depth=2,
     )
 
     def __init__(

@@ -27,7 +27,7 @@ class ViT(nn.Module):
     info: ClassVar[ModelInfo] = ModelInfo(
         residual=True,
         kinds=frozenset({"image"}),
-        options=TRANSFORMER_OPTIONS | {"patch_size"},
+        options=TRANSFORMER_OPTIONS | {"patch_size"}, default_depth=4,
     )
 
     def __init__(

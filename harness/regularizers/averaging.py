@@ -27,6 +27,37 @@ def train_batches(data: Any, batch_size: int) -> Iterator[torch.Tensor]:
             yield data.prepare(data.train.x[i:i + batch_size])
 
 
+SPECTRAL_REFRESH_ITERATIONS = 10
+
+
+@torch.no_grad()
+def refresh_spectral_vectors(averaged: nn.Module, live: nn.Module,
+                             iterations: int = SPECTRAL_REFRESH_ITERATIONS) -> None:
+    """Make the averaged copy's spectral-norm vectors those of its own averaged weights.
+
+    Averaging power-iteration vectors (u, v) like any buffer breaks their unit norm, so
+    W / sigma is no longer normalized (sigma of 16 instead of 1). Start from the live model's
+    unit vectors and run power iteration on the averaged weight, as torch does in training.
+    """
+    live_modules = dict(live.named_modules())
+    for name, module in averaged.named_modules():
+        sn = _spectral_parametrization(module)
+        twin = _spectral_parametrization(live_modules.get(name))
+        if sn is None or twin is None:
+            continue
+        sn._u.copy_(twin._u)
+        sn._v.copy_(twin._v)
+        weight = module.parametrizations.weight.original
+        sn._power_method(sn._reshape_weight_to_matrix(weight), iterations)
+
+
+def _spectral_parametrization(module: nn.Module | None) -> Any:
+    plist = getattr(getattr(module, "parametrizations", None), "weight", None)
+    if plist is None:
+        return None
+    return next((p for p in plist if hasattr(p, "_power_method")), None)
+
+
 class _Averaging(Regularizer):
     """Keeps a torch.optim.swa_utils.AveragedModel; evaluation (per-epoch metrics, the final
     evaluation and the saved model.pt) uses the average once it holds at least one update."""
@@ -38,6 +69,7 @@ class _Averaging(Regularizer):
         self.averaged: AveragedModel | None = None
         self.pending: dict[str, Any] | None = None  # loaded state, applied once the model exists
         self.next_step = 0  # global step of the next optimizer step
+        self.vectors_stale = False  # the average moved since its spectral vectors were set
 
     def make(self, model: nn.Module) -> AveragedModel:
         raise NotImplementedError
@@ -51,6 +83,7 @@ class _Averaging(Regularizer):
             if self.pending is not None:
                 averaged.load_state_dict(self.pending)
                 self.pending = None
+                self.vectors_stale = True
             self.averaged = averaged
         return self.averaged
 
@@ -60,7 +93,17 @@ class _Averaging(Regularizer):
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.averaged is None and self.pending is not None:
             self.ensure(model)
-        return self.averaged.module if self.n_averaged() > 0 else model  # type: ignore[union-attr]
+        if self.n_averaged() == 0:
+            return model
+        module = self.averaged.module  # type: ignore[union-attr]
+        if self.vectors_stale:
+            refresh_spectral_vectors(module, model)
+            self.vectors_stale = False
+        return module
+
+    def averaged_update(self, model: nn.Module) -> None:
+        self.ensure(model).update_parameters(model)
+        self.vectors_stale = True
 
     def state_dict(self) -> dict[str, Any]:
         avg = self.averaged.state_dict() if self.averaged is not None else self.pending
@@ -101,7 +144,7 @@ class EMA(_Averaging):
 
     @torch.no_grad()
     def after_step(self, model: nn.Module, step: int) -> None:
-        self.ensure(model).update_parameters(model)
+        self.averaged_update(model)
         self.next_step = step + 1
 
 
@@ -167,7 +210,7 @@ class SWA(_Averaging):
         self.next_step = step + 1
         last_of_epoch = (step + 1) % max(1, self.ctx.steps_per_epoch) == 0
         if last_of_epoch and self.epoch_of(step) >= self.start_epoch:
-            self.ensure(model).update_parameters(model)
+            self.averaged_update(model)
             self.bn_fresh = False
             self.recompute_bn()
 

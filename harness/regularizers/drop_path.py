@@ -38,6 +38,11 @@ class DropPath(Regularizer):
                 f"regularizers.drop_path: needs a model with residual blocks ({owners}); "
                 f"model {model} has none"
             )
+        if model_capabilities(model).residual_blocks(config.model.depth) < 2:
+            raise ConfigError(
+                f"regularizers.drop_path: model {model} (depth {config.model.depth}) has one "
+                "residual block, and the first block is never dropped (rates grow 0 .. rate "
+                "over the blocks), so drop_path would do nothing; use model.depth >= 2")
 
     def configure_model(self, spec: ModelSpec) -> None:
         assert isinstance(self.params, DropPathParams)

@@ -41,6 +41,12 @@ class EarlyStopping(Regularizer):
     example: ClassVar[dict] = {"patience": 1}
     example_overrides: ClassVar[dict] = {}
 
+    @classmethod
+    def check(cls, params: Params, config: Any) -> None:
+        if config.data.val_fraction == 0:
+            raise ConfigError("regularizers.early_stopping: needs a validation split to watch; "
+                              "data.val_fraction is 0 (set it above 0, e.g. 0.1)")
+
     def __init__(self, params: Params, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         self.best: float | None = None

@@ -21,7 +21,7 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, epsilon: float) -> t
     if targets.dtype.is_floating_point:
         soft = targets
     else:
-        soft = F.one_hot(targets, num_classes).to(torch.float32)
+        soft = F.one_hot(targets.long(), num_classes).to(torch.float32)  # any int width
     return soft * (1.0 - epsilon) + epsilon / num_classes
 
 

@@ -58,18 +58,21 @@ def sample_lam(alpha: float) -> float:
 def cutmix_box(size: tuple[int, ...], lam: float,
                generator: torch.Generator | None = None
                ) -> tuple[tuple[tuple[int, int], ...], float]:
-    """timm's rand_bbox + correct_lam over the spatial `size` ((H, W) or (L,)).
+    """CutMix's box (Yun et al. 2019) with timm's correct_lam, over the spatial `size`
+    ((H, W) or (L,)).
 
-    Each side of the box is int(side * sqrt(1 - lam)) ((1 - lam) for 1-D), centred at a
-    uniform random position and clipped to the borders. Returns the per-dimension (lo, hi)
-    bounds and lam corrected to the exact kept fraction 1 - box_area / total_area.
+    Each side of the box is exactly cut = int(side * sqrt(1 - lam)) ((1 - lam) for 1-D)
+    before clipping: [centre - cut // 2, centre + (cut + 1) // 2), centred at a uniform
+    random position, as torchvision.transforms.v2.CutMix draws it (timm's rand_bbox ends at
+    centre + cut // 2, one short for odd cuts). Returns the per-dimension (lo, hi) bounds and
+    lam corrected to the exact kept fraction 1 - box_area / total_area.
     """
     ratio = (1.0 - lam) ** (1.0 / len(size))
     bounds = []
     for side in size:
         cut = int(side * ratio)
         centre = int(torch.randint(0, side, (), generator=generator))
-        bounds.append((max(centre - cut // 2, 0), min(centre + cut // 2, side)))
+        bounds.append((max(centre - cut // 2, 0), min(centre + (cut + 1) // 2, side)))
     box_area = 1
     for lo, hi in bounds:
         box_area *= hi - lo

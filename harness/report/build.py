@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 import harness
+from harness.record import Comparison
 from harness.report import claims, diagnosis, figures, render, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.index import CLAIMS_JSON, build_index
@@ -102,17 +103,28 @@ def fmt_p(p: Any) -> str:
 # ----------------------------------------------------------------------------- pieces
 
 
-def headline(summary: pd.DataFrame, baseline: str | None) -> str:
-    key = f"{tables.COMPARE_METRIC}_mean"
-    ok = summary[summary[key].apply(_finite)] if len(summary) else summary
+def headline(summary: pd.DataFrame, baseline: str | None,
+             compare: Comparison | None = None) -> str:
+    compare = compare or Comparison()
+    metric, ref = compare.metric, compare.reference_metric
+    key = f"{metric}_mean"
+    ok = summary[summary[key].apply(_finite)] if len(summary) and key in summary else \
+        summary.iloc[0:0]
     if ok.empty:
         return "No completed runs yet."
     best = ok.iloc[0]
-    text = f"test acc {fmt_ci(best, tables.COMPARE_METRIC)}"
-    if baseline is None or baseline not in set(ok["variant"]):
+    text = f"{tables.METRICS.get(metric, metric)} {fmt_ci(best, metric)}"
+    if baseline is None or baseline not in set(summary["variant"]):
         return f"Best: {best['variant']}, {text} (no baseline to compare with)."
-    base = ok[ok["variant"] == baseline].iloc[0]
-    base_text = fmt_ci(base, tables.COMPARE_METRIC)
+    base = summary[summary["variant"] == baseline].iloc[0]
+    base_text = f"{tables.METRICS.get(ref, ref)} {fmt_ci(base, ref)}"
+    if ref != metric:
+        others = ok[ok["variant"] != baseline]
+        if others.empty:
+            return f"Baseline only: {base_text}."
+        return (f"Best: {others.iloc[0]['variant']}, {tables.METRICS.get(metric, metric)} "
+                f"{fmt_ci(others.iloc[0], metric)} vs baseline {base_text} "
+                f"({_delta(others.iloc[0])}).")
     if best["variant"] == baseline:
         others = ok[ok["variant"] != baseline]
         if others.empty:
@@ -124,7 +136,7 @@ def headline(summary: pd.DataFrame, baseline: str | None) -> str:
 
 
 def _delta(row: pd.Series) -> str:
-    d = row.get("delta_best_test_acc")
+    d = row.get("delta")
     if not _finite(d):
         return "difference n/a"
     p = row.get("p_value")
@@ -210,21 +222,23 @@ def _pooled_reliability(records: list[tables.RunRecord]) -> dict[str, np.ndarray
 def _comparison(row: pd.Series) -> stats.Comparison | None:
     if row.get("is_baseline") or row.get("test") is None:
         return None
-    if row.get("test") == "n/a" and not _finite(row.get("delta_best_test_acc")):
+    if row.get("test") == "n/a" and not _finite(row.get("delta")):
         return None
     p = float(row["p_value"]) if _finite(row.get("p_value")) else math.nan
-    return stats.Comparison(float(row["delta_best_test_acc"]), p, str(row["test"]),
+    return stats.Comparison(float(row["delta"]), p, str(row["test"]),
                             int(row.get("n_pairs") or 0))
 
 
-def _variant_rows(summary: pd.DataFrame, baseline: str | None) -> list[dict[str, Any]]:
+def _variant_rows(summary: pd.DataFrame, baseline: str | None,
+                  metric: str = tables.COMPARE_METRIC) -> list[dict[str, Any]]:
     rows = []
-    best_key = f"{tables.COMPARE_METRIC}_mean"
+    best_key = f"{metric}_mean"
     best_variant = next((r["variant"] for _, r in summary.iterrows() if _finite(r[best_key])),
                         None)
     for _, r in summary.iterrows():
         sig = r.get("significant")
-        n_bad = int(r["n_diverged"] + r["n_failed"] + r["n_incomplete"])
+        n_bad = int(r["n_diverged"] + r["n_failed"] + r["n_incomplete"] + r["n_rejected"]
+                    + r["n_missing"])
         rows.append({
             "variant": r["variant"], "is_baseline": bool(r["is_baseline"]),
             "is_best": r["variant"] == best_variant,
@@ -233,8 +247,8 @@ def _variant_rows(summary: pd.DataFrame, baseline: str | None) -> list[dict[str,
             "best_acc": fmt_ci(r, "best_test_acc"), "best_loss": fmt_ci(r, "best_test_loss"),
             "last_acc": fmt_ci(r, "last_test_acc"), "last_loss": fmt_ci(r, "last_test_loss"),
             "delta": "baseline" if r["is_baseline"] else (
-                f"{float(r['delta_best_test_acc']) * 100:+.1f} pts"
-                if _finite(r.get("delta_best_test_acc")) else "n/a"),
+                f"{float(r['delta']) * 100:+.1f} pts"
+                if _finite(r.get("delta")) else "n/a"),
             "p": fmt_p(r.get("p_value")), "test": r.get("test") or "n/a",
             "significant": "n/a" if sig is None or (isinstance(sig, float) and math.isnan(sig))
             else ("yes" if sig else "no"),
@@ -246,6 +260,48 @@ def _variant_rows(summary: pd.DataFrame, baseline: str | None) -> list[dict[str,
             "wall": fmt_seconds(r.get("wall_time_mean")),
         })
     return rows
+
+
+def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str | None,
+                     budget: int | None) -> list[str]:
+    """Per variant, the study's declared comparison in words (only when a study declares one
+    other than the default): each reference, the paired difference, and the epochs run."""
+    if baseline is None or (compare.reference_metric == compare.metric
+                            and not compare.also_against) or summary.empty:
+        return []
+    base = summary[summary["variant"] == baseline]
+    if base.empty:
+        return []
+    base = base.iloc[0]
+    label = tables.METRICS.get
+    lines = []
+    for _, row in summary.iterrows():
+        if row["variant"] == baseline:
+            continue
+        parts = [f"{row['variant']}: {label(compare.metric, compare.metric)} "
+                 f"{fmt_ci(row, compare.metric)}"]
+        for i, ref in enumerate([compare.reference_metric, *compare.also_against]):
+            prefix = "" if i == 0 else f"vs_{ref}_"
+            d, p = row.get(f"{prefix}delta"), row.get(f"{prefix}p_value")
+            diff = f"{float(d) * 100:+.1f} pts" if _finite(d) else "difference n/a"
+            ptxt = f", p={fmt_p(p)}" if _finite(p) else ""
+            parts.append(f"vs baseline {label(ref, ref)} {fmt_ci(base, ref)} ({diff}{ptxt})")
+        epochs = row.get("epochs_run_mean")
+        if _finite(epochs):
+            text = f"ran {fmt_ci(row, 'epochs_run', 1)} epochs"
+            if budget:
+                text += f" of {budget} ({(1 - float(epochs) / budget) * 100:.0f}% compute saved)"
+            parts.append(text)
+        lines.append("; ".join(parts) + ".")
+    return lines
+
+
+def _compare_label(compare: Comparison) -> str:
+    metric = tables.METRICS.get(compare.metric, compare.metric)
+    if compare.reference_metric == compare.metric:
+        return metric
+    ref = compare.reference_metric
+    return f"{metric} (baseline: {tables.METRICS.get(ref, ref)})"
 
 
 # ----------------------------------------------------------------------------- build
@@ -302,8 +358,9 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
-    excluded = runs[~runs["included"].astype(bool)]
-    head = f"{headline(summary, study.baseline)} {regime(base, _recorded_sizes(study))}"
+    excluded = study.left_out()
+    head = (f"{headline(summary, study.baseline, study.compare)} "
+            f"{regime(base, _recorded_sizes(study))}")
     wandb_links = [{"label": f"{r.variant} seed {r.seed}", "url": r.wandb_url}
                    for r in runs.itertuples() if isinstance(r.wandb_url, str) and r.wandb_url]
     seeds = (study.meta or {}).get("seeds") or sorted({r.seed for r in study.runs})
@@ -328,15 +385,15 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "baseline": study.baseline,
         "n_runs": len(runs), "n_included": int(runs["included"].sum()) if len(runs) else 0,
-        "variants": _variant_rows(summary, study.baseline),
+        "n_planned": study.planned_count,
+        "variants": _variant_rows(summary, study.baseline, study.compare.metric),
         "diagnosis": [{"variant": v, "findings": diag.get(v, [])} for v in order],
-        "excluded": [{"variant": r.variant, "seed": r.seed, "status": r.status,
-                      "epoch": r.diverged_epoch if _finite(r.diverged_epoch) else r.epochs_run,
-                      "error": r.error or "", "path": Path(r.path).name}
-                     for r in excluded.itertuples()],
+        "excluded": excluded,
         "wandb_links": wandb_links,
         "alpha": stats.ALPHA,
-        "compare_metric": tables.METRICS[tables.COMPARE_METRIC],
+        "compare_metric": _compare_label(study.compare),
+        "comparison_lines": comparison_lines(summary, study.compare, study.baseline,
+                                             (base.get("train") or {}).get("epochs")),
     }
     html_sections = [{"title": x["title"], "html": markdown.markdown(x["markdown"],
                                                                      extensions=["tables"]),

@@ -62,7 +62,7 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         out = dict(self.__dict__)
-        out["ci"] = list(self.ci)
+        out["ci"] = [None if not math.isfinite(x) else x for x in self.ci]
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in out.items()}
 

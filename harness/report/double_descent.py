@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import flatten_dotted
-from harness.tracking.store import RunDir, atomic_write_bytes, list_run_dirs
+from harness.config import flatten_dotted, get_dotted
+from harness.record import StudyRecord
+from harness.tracking.store import RunDir, atomic_write_bytes
 
 WIDTH_KEY = "model.width"
 SIZE_KEY = "data.train_size"
@@ -318,15 +319,6 @@ def _num(v: Any) -> float | None:
     return float(v) if _finite(v) else None
 
 
-def get_dotted(d: Mapping[str, Any] | None, key: str) -> Any:
-    cur: Any = d
-    for part in key.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
 # ----------------------------------------------------------------------------- study reading
 
 
@@ -448,8 +440,8 @@ def collect_points(study_dir: Path, x_key: str | None = None) -> tuple[str | Non
                       for v in manifest.get("variants") or []}
     by_id = _swept_by_run_id(manifest)
     points: list[RunPoint] = []
-    for rd in list_run_dirs(study_dir):
-        summary, cfg = rd.summary, rd.config or {}
+    for rec in StudyRecord.load(study_dir).runs:  # trusted runs only (stale ones left out)
+        rd, summary, cfg = RunDir(rec.path), rec.summary, rec.config
         if not summary or summary.get("status") not in ("completed", "stopped", "diverged"):
             continue
         swept = by_id.get(str(cfg.get("run_id") or summary.get("run_id")))

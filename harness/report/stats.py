@@ -83,8 +83,10 @@ def compare(variant: Mapping[int, float | None],
         d = a - c
         diff = float(d.mean())
         if np.allclose(d, d[0], rtol=0, atol=1e-15):
-            # Constant differences: t is undefined; identical runs mean "no difference".
-            p = 1.0 if abs(d[0]) < 1e-15 else math.nan
+            # Constant differences: zero spread, so t = d / 0. Identical runs mean "no
+            # difference" (p = 1); a constant non-zero shift is certain (p = 0, as scipy's
+            # limit t -> inf gives).
+            p = 1.0 if abs(d[0]) < 1e-15 else 0.0
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -3,23 +3,18 @@ row per variant) and per-variant mean curves."""
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from harness.config import flatten_dotted, get_dotted
+from harness.record import RunRecord as RunRecordType
+from harness.record import StudyRecord, Variant
+from harness.record.schema import DEFAULT_COMPARE_METRIC
 from harness.report import stats
-from harness.tracking.store import ENV, list_run_dirs
 from harness.train.analysis import load_predictions
 from harness.train.calibration import CALIBRATION_KEYS
-
-STUDY_JSON = "study.json"
-INCLUDED_STATUSES = ("completed", "stopped")  # runs that count towards means
-BASELINE_NAMES = ("baseline", "default")  # ad-hoc studies: the baseline by name
 
 # Run-level metrics aggregated per variant: column -> human label.
 METRICS: dict[str, str] = {
@@ -27,6 +22,8 @@ METRICS: dict[str, str] = {
     "best_test_loss": "test loss @ best val",
     "last_test_acc": "test acc @ last epoch",
     "last_test_loss": "test loss @ last epoch",
+    "final_test_acc": "test acc of the final model",
+    "epochs_run": "epochs run",
     "gap_loss": "gap (val - train loss)",
     "gap_acc": "gap (train - val acc)",
     "best_epoch": "best-val epoch",
@@ -48,107 +45,11 @@ METRICS: dict[str, str] = {
     "flops": "FLOPs / sample",
     "wall_time": "wall time / run (s)",
 }
-COMPARE_METRIC = "best_test_acc"  # what the baseline comparison and the headline use
+COMPARE_METRIC = DEFAULT_COMPARE_METRIC  # the default comparison (a study may choose another)
 
-
-@dataclass
-class RunRecord:
-    path: Path
-    config: dict[str, Any]
-    summary: dict[str, Any] | None
-    metrics: pd.DataFrame
-    env: dict[str, Any] | None
-
-    @property
-    def variant(self) -> str:
-        return str(self.config.get("variant", "default"))
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.get("seed", 0))
-
-    @property
-    def status(self) -> str:
-        return str(self.summary.get("status", "unknown")) if self.summary else "incomplete"
-
-    @property
-    def included(self) -> bool:
-        return self.status in INCLUDED_STATUSES
-
-
-@dataclass
-class Variant:
-    name: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-    swept: dict[str, Any] = field(default_factory=dict)
-    is_baseline: bool = False
-
-
-@dataclass
-class Study:
-    name: str
-    dir: Path
-    meta: dict[str, Any] | None
-    runs: list[RunRecord]
-    variants: list[Variant]
-    baseline: str | None
-
-    def runs_of(self, variant: str, included_only: bool = True) -> list[RunRecord]:
-        return [r for r in self.runs if r.variant == variant and (r.included or not included_only)]
-
-    @property
-    def design(self) -> dict[str, Any]:
-        return dict((self.meta or {}).get("design") or {})
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def load_study(study_dir: Path) -> Study:
-    study_dir = Path(study_dir)
-    meta = _read_json(study_dir / STUDY_JSON)
-    runs = []
-    for rd in list_run_dirs(study_dir):
-        config = rd.config
-        if config is None:
-            continue
-        try:
-            metrics = pd.DataFrame(rd.metrics())
-        except Exception:  # a half-written or foreign metrics file: treat as no rows
-            metrics = pd.DataFrame()
-        if len(metrics) and "epoch" in metrics:
-            metrics = metrics.apply(pd.to_numeric, errors="coerce").sort_values("epoch")
-        runs.append(RunRecord(rd.path, config, rd.summary, metrics.reset_index(drop=True),
-                              _read_json(rd.path / ENV)))
-    variants: list[Variant] = []
-    baseline = None
-    if meta:
-        for v in meta.get("variants") or []:
-            if isinstance(v, dict) and v.get("name") is not None:
-                variants.append(Variant(str(v["name"]), dict(v.get("overrides") or {}),
-                                        dict(v.get("swept") or {}), bool(v.get("is_baseline"))))
-        baseline = meta.get("baseline") or next((v.name for v in variants if v.is_baseline), None)
-    known = {v.name for v in variants}
-    for r in runs:
-        if r.variant not in known:
-            known.add(r.variant)
-            variants.append(Variant(r.variant))
-    if baseline is None:
-        baseline = next((n for n in BASELINE_NAMES if n in known), None)
-    if baseline is not None and baseline not in known:
-        baseline = None
-    for v in variants:
-        v.is_baseline = v.name == baseline
-    name = str((meta or {}).get("name") or study_dir.name)
-    return Study(name, study_dir, meta, runs, variants, baseline)
+Study = StudyRecord
+RunRecord = RunRecordType
+load_study = StudyRecord.load
 
 
 dotted_get = get_dotted
@@ -177,13 +78,14 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
     s = rec.summary or {}
     m = rec.metrics
     row: dict[str, Any] = {
-        "variant": rec.variant, "seed": rec.seed, "run_id": rec.config.get("run_id"),
-        "status": rec.status, "included": rec.included, "epochs_run": s.get("epochs_run",
-                                                                            len(m)),
+        "variant": rec.variant, "seed": rec.seed, "run_id": rec.run_id,
+        "status": rec.status, "included": rec.included, "reason": rec.reason,
+        "trusted": rec.problem is None,
+        "epochs_run": _num(s.get("epochs_run", len(m))),
         "diverged_epoch": s.get("diverged_epoch"),
     }
     for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss",
-              "best_val_acc", "best_val_loss"):
+              "final_test_acc", "best_val_acc", "best_val_loss"):
         row[k] = _num(s.get(k))
     # Gap at the last epoch, from the last metrics row (falls back to summary last_*).
     last = m.iloc[-1].to_dict() if len(m) else {k[5:]: v for k, v in s.items()
@@ -201,18 +103,18 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
     row["params"] = _num(s.get("params"))
     row["flops"] = _num(s.get("flops"))
     row["wall_time"] = _num(s.get("wall_time"))
-    row["final_test_acc"] = _num(s.get("final_test_acc"))
     wandb = s.get("wandb") if isinstance(s.get("wandb"), dict) else {}
     row["wandb_url"] = wandb.get("url") or None
-    row["error"] = s.get("error")
+    row["error"] = s.get("error") or (rec.failure.reason if rec.failure else None)
     row["path"] = str(rec.path)
     return row
 
 
 def runs_table(study: Study) -> pd.DataFrame:
-    rows = [run_row(r) for r in study.runs]
-    cols = ["variant", "seed", "run_id", "status", "included", "epochs_run", "diverged_epoch",
-            *METRICS, "final_test_acc", "wandb_url", "error", "path"]
+    """Every run folder read, trusted or not; `included` says which ones the means use."""
+    rows = [run_row(r) for r in [*study.runs, *study.rejected]]
+    cols = ["variant", "seed", "run_id", "status", "included", "reason", "trusted",
+            "diverged_epoch", *METRICS, "wandb_url", "error", "path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
 
@@ -224,7 +126,7 @@ def sweep_parameter(study: Study) -> str | None:
     design = study.design
     if design.get("kind") == "sweep" and design.get("parameter"):
         return str(design["parameter"])
-    params = design.get("parameters") or []
+    params = list(design.get("parameters") or [])  # a mapping: axis key -> values
     if design.get("kind") == "grid" and len(params) == 1:
         return str(params[0])
     return None
@@ -263,14 +165,20 @@ def variant_disagreement(study: Study, variant: str) -> tuple[float, int]:
 
 
 def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: counts, mean / CI half-width / n per metric, baseline comparison."""
+    """One row per variant: counts, mean / CI half-width / n per metric, and the comparison
+    the study declares (default: test acc at the best-val epoch, both sides)."""
     inc = runs[runs["included"].astype(bool)]
+    trusted = runs[runs["trusted"].astype(bool)]
     param = sweep_parameter(study)
+    compare = study.compare
     base = inc[inc["variant"] == study.baseline] if study.baseline else inc.iloc[0:0]
-    base_by_seed = dict(zip(base["seed"], base[COMPARE_METRIC], strict=True))
+    references = [compare.reference_metric, *compare.also_against]
+    base_by_seed = {ref: dict(zip(base["seed"], base[ref], strict=True)) for ref in references
+                    if ref in base}
+    missing = pd.Series([m.variant for m in study.missing], dtype=object)
     rows = []
     for v in study.variants:
-        all_v = runs[runs["variant"] == v.name]
+        all_v = trusted[trusted["variant"] == v.name]
         mine = inc[inc["variant"] == v.name]
         status = all_v["status"]
         row: dict[str, Any] = {
@@ -280,6 +188,8 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
             "n_diverged": int((status == "diverged").sum()),
             "n_failed": int(status.isin(["failed", "interrupted", "pruned", "unknown"]).sum()),
             "n_incomplete": int((status == "incomplete").sum()),
+            "n_rejected": int((runs["variant"] == v.name).sum() - len(all_v)),
+            "n_missing": int((missing == v.name).sum()),
         }
         for metric in METRICS:
             ci = stats.mean_ci(mine[metric].tolist())
@@ -287,20 +197,27 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_ci95"] = ci.half
             row[f"{metric}_sd"] = ci.sd
             row[f"{metric}_n"] = ci.n
-        if study.baseline is not None and not v.is_baseline:
-            c = stats.compare(dict(zip(mine["seed"], mine[COMPARE_METRIC], strict=True)),
-                              base_by_seed)
-            row.update(delta_best_test_acc=c.diff, p_value=c.p, test=c.test, n_pairs=c.n_pairs,
-                       significant=c.significant)
-        else:
-            row.update(delta_best_test_acc=math.nan, p_value=math.nan, test="n/a", n_pairs=0,
-                       significant=None)
+        row["compare_metric"] = compare.metric
+        row["compare_reference"] = compare.reference_metric
+        for i, ref in enumerate(references):
+            prefix = "" if i == 0 else f"vs_{ref}_"
+            if study.baseline is not None and not v.is_baseline and ref in base_by_seed:
+                c = stats.compare(dict(zip(mine["seed"], mine[compare.metric], strict=True)),
+                                  base_by_seed[ref])
+                row.update({f"{prefix}delta": c.diff, f"{prefix}p_value": c.p,
+                            f"{prefix}test": c.test, f"{prefix}n_pairs": c.n_pairs,
+                            f"{prefix}significant": c.significant})
+            else:
+                row.update({f"{prefix}delta": math.nan, f"{prefix}p_value": math.nan,
+                            f"{prefix}test": "n/a", f"{prefix}n_pairs": 0,
+                            f"{prefix}significant": None})
         row["disagreement"], row["disagreement_n"] = variant_disagreement(study, v.name)
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    key = f"{COMPARE_METRIC}_mean"
+    key = f"{compare.metric}_mean" if f"{compare.metric}_mean" in df else \
+        f"{COMPARE_METRIC}_mean"
     return df.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(
         drop=True)
 

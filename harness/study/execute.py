@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness.console import console, make_progress
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import supervise
@@ -25,6 +27,7 @@ from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import study_dir
+from harness.train.preflight import check_model_sizes
 
 
 @dataclass
@@ -37,9 +40,36 @@ class StudyOutcome:
     seconds: float
 
 
+SMALL_MODEL_PARAMS = 2_000_000  # below this a step is too short for a second thread to help
+
+
 def default_workers() -> int:
     """One worker per 2 cores."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
+    """Workers for a study when the user named none, and why (printed).
+
+    A small model's step is too short to split across threads (OpenMP start-up and, on a
+    shared machine, spinning threads cost more than they save), so small models get one
+    single-threaded worker per core; large ones one worker per 2 cores, each with 2 threads."""
+    from harness.train.preflight import parameter_count
+
+    cores = os.cpu_count() or 1
+    counts = {}
+    for s in specs:
+        key = repr((s.config.model.model_dump(), s.config.data.name))
+        if key not in counts:
+            counts[key] = parameter_count(s.config)
+    known = [n for n in counts.values() if n is not None]
+    if known and max(known) <= SMALL_MODEL_PARAMS and len(known) == len(counts):
+        workers = max(1, min(cores, todo))
+        return workers, (f"{workers} single-threaded worker(s): small models "
+                         f"(<= {max(known):,} parameters) run one per core")
+    workers = min(default_workers(), max(todo, 1))
+    return workers, f"{workers} worker(s) x {threads_per_worker(workers)} thread(s): " \
+        "larger models use the cores inside each step"
 
 
 def threads_per_worker(workers: int) -> int:
@@ -72,10 +102,15 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
               report: bool = True) -> StudyOutcome:
     started = time.perf_counter()
     specs = expand(study, source)
+    check_model_sizes([s.config for s in specs], source)
     sdir = study_dir(results_dir, study.name)
     sdir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(sdir / "study.json", study_manifest(study, specs))
     url = storage or study.storage or default_storage_url(sdir)
+    done_now = finished_ids(sdir, specs)
+    why = ""
+    if not (workers or study.workers):
+        workers, why = choose_workers(specs, len(specs) - len(done_now))
     workers = workers or study.workers or default_workers()
     with study_lock(sdir) as alone:
         q = RunQueue.open(url, study.name)
@@ -86,12 +121,14 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
                       f"({len(done_before)} already finished, {todo} to run) "
                       f"on {workers} worker(s); queue {mask_url(url)}")
+        if why:
+            console.print(f"  {why} (--workers N to choose)")
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
                           len(done_before), specs, sdir, study.seed_batch)
         import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
-    failed = [f"{s.variant} seed {s.seed}" for s in specs if s.run_id not in finished]
+    failed = not_finished(sdir, specs, finished)
     outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
                            time.perf_counter() - started)
     if report:
@@ -101,6 +138,15 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         for line in finish_study(sdir):
             console.print(line)
     return outcome
+
+
+def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[str]:
+    """One line per planned run that did not finish, with the reason its worker recorded."""
+    from harness.record import StudyRecord
+
+    reasons = {d["run_id"]: d["reason"] for d in StudyRecord.load(sdir).left_out()}
+    return [f"{s.variant} seed {s.seed}: {reasons.get(s.run_id) or 'not finished'}"
+            for s in specs if s.run_id not in finished]
 
 
 def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
@@ -155,6 +201,10 @@ class ProgressHub:
             elif kind == "epoch" and worker in self.tasks:
                 self.progress.update(self.tasks[worker], completed=event[2], status=event[3])
             elif kind == "end":
+                status, reason, name = (*event[2:], "", "")[:3]
+                if status == "failed":
+                    self.progress.console.print(f"[red]failed[/] {escape(name)}: {escape(reason)}",
+                                                soft_wrap=True, highlight=False)
                 self.refresh()
 
     def refresh(self) -> None:

@@ -142,6 +142,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],
+        "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
+        "compare": study.compare.model_dump(mode="json"),
         "harness_version": harness.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 import harness
 from harness.config import Strict, format_validation_error, load_yaml
 from harness.errors import ConfigError
+from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -68,6 +69,15 @@ class ClaimConfig(Strict):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+class CompareConfig(Strict):
+    """What the report compares: `metric` of each variant against `reference` of the
+    baseline (default: test accuracy at the best-val epoch on both sides)."""
+
+    metric: Literal[COMPARABLE_METRICS] = DEFAULT_COMPARE_METRIC  # type: ignore[valid-type]
+    reference: Literal[COMPARABLE_METRICS] | None = None  # type: ignore[valid-type]
+    also_against: list[Literal[COMPARABLE_METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=list)
+    report: list[str] = Field(default_factory=list)
 
 
 class StudyConfig(Strict):
@@ -87,6 +97,7 @@ class StudyConfig(Strict):
     @classmethod
     def _claims(cls, v: Any) -> Any:
         return [] if v is None else [v] if isinstance(v, dict) else v
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @field_validator("name")
     @classmethod

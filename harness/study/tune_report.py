@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param, finite
-from harness.tracking.store import atomic_write_json, atomic_write_text, list_run_dirs
+from harness.tracking.store import atomic_write_json, atomic_write_text
 
 TUNING_JSON = "tuning.json"
 TUNING_MD = "tuning.md"
@@ -169,15 +169,12 @@ def _figure_of(ax: Any) -> Any:
 def retrain_table(sdir: Path, tuned: list[str]) -> list[dict[str, Any]]:
     """Per variant (baseline first): test accuracy at the best-val epoch over the confirmation
     seeds (mean, 95% t-CI), and the paired difference from the baseline."""
+    from harness.record import StudyRecord
     from harness.report.stats import compare, mean_ci
 
     by_variant: dict[str, dict[int, float | None]] = {}
-    for rd in list_run_dirs(sdir):
-        s = rd.summary
-        if not s or not rd.finished:
-            continue
-        by_variant.setdefault(str(s.get("variant")), {})[int(s.get("seed", 0))] = \
-            s.get(RETRAIN_METRIC)
+    for rec in StudyRecord.load(sdir).included:
+        by_variant.setdefault(rec.variant, {})[rec.seed] = (rec.summary or {}).get(RETRAIN_METRIC)
     rows = []
     base = by_variant.get("baseline", {})
     for name in ["baseline", *tuned]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.record.load import FAILURE, first_line
 from harness.study.queue import Job, RunQueue
-from harness.tracking.store import RunDir
+from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]
@@ -39,7 +41,24 @@ class EventReporter:
         self.emit(("epoch", self.worker, row["epoch"], status))
 
     def end(self, summary: dict[str, Any]) -> None:
-        self.emit(("end", self.worker, summary.get("status")))
+        self.emit(("end", self.worker, summary.get("status"), summary.get("error") or "",
+                   f"{summary.get('variant', '?')} seed {summary.get('seed', '?')}"))
+
+
+def note_failure(run_dir: RunDir, job: Job, reason: str, status: str = "failed") -> None:
+    """Keep why a run did not finish beside its results, where the study record reads it
+    (the queue keeps it too, but the run folder is the source of truth)."""
+    atomic_write_json(run_dir.path / FAILURE, {
+        "run_id": job.spec.run_id, "variant": job.spec.variant, "seed": job.spec.seed,
+        "status": status, "reason": reason, "worker_host": socket.gethostname(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line: what went wrong, as the user would want to read it."""
+    if isinstance(err, HarnessError):
+        return str(err)
+    return first_line(traceback.format_exception_only(type(err), err)[-1]) or type(err).__name__
 
 
 @contextmanager
@@ -61,7 +80,7 @@ def run_lock(path: Path) -> Iterator[bool]:
 def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
             threads: int | None, reporter: Any) -> str:
     cfg = job.spec.config
-    if threads:
+    if threads and cfg.train.threads is None:  # the study's own choice wins
         cfg.train.threads = threads
     run_dir = RunDir.for_run(study_dir(results_dir, cfg.study), cfg.variant, cfg.seed,
                              job.spec.run_id)
@@ -77,14 +96,14 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
             raise
-        except HarnessError as err:
-            queue.fail(job, str(err))
-            reporter.end({"status": "failed"})
+        except Exception as err:
+            reason = failure_reason(err)
+            queue.fail(job, reason if isinstance(err, HarnessError) else traceback.format_exc())
+            note_failure(run_dir, job, reason)
+            reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                          "seed": job.spec.seed})
             return "failed"
-        except Exception:
-            queue.fail(job, traceback.format_exc())
-            reporter.end({"status": "failed"})
-            return "failed"
+    (run_dir.path / FAILURE).unlink(missing_ok=True)
     queue.complete(job, result.summary, result.rows)
     return str(result.summary.get("status"))
 
@@ -153,7 +172,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
 
     configs = [j.spec.config for j in jobs]
     for c in configs:
-        if threads:
+        if threads and c.train.threads is None:
             c.train.threads = threads
     with ExitStack() as stack:
         for j, c in zip(jobs, configs, strict=True):
@@ -172,9 +191,15 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
             for j in jobs:
                 queue.fail(j, "interrupted", "interrupted")
             raise
-        except Exception:
+        except Exception as err:
             for j in jobs:
                 queue.fail(j, traceback.format_exc())
+                note_failure(RunDir.for_run(study_dir(results_dir, j.spec.config.study),
+                                            j.spec.variant, j.spec.seed, j.spec.run_id),
+                             j, failure_reason(err))
+            for j in jobs:
+                reporter.end({"status": "failed", "error": failure_reason(err),
+                              "variant": j.spec.variant, "seed": j.spec.seed})
             return
     for j, r in zip(jobs, results, strict=True):
         queue.complete(j, r.summary, r.rows)

@@ -84,11 +84,17 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")[:80] or "run"
 
 
-def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
-    rows = list(rows)
+def csv_fields(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order (the CSV header)."""
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
+    return fields
+
+
+def rows_to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    rows = list(rows)
+    fields = csv_fields(rows)
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
@@ -101,6 +107,8 @@ class RunDir:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._metrics_fields: list[str] | None = None  # header of metrics.csv as last written
+        self._metrics_rows = 0  # rows metrics.csv holds, as written by this object
 
     @classmethod
     def for_run(cls, study_dir: Path, variant: str, seed: int, run_id: str) -> RunDir:
@@ -118,7 +126,30 @@ class RunDir:
         atomic_write_json(self.path / ENV, env)
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """The whole file, atomically (a resume, or columns that changed)."""
         atomic_write_text(self.path / METRICS, rows_to_csv(rows))
+        self._metrics_fields = csv_fields(rows) if rows else None
+        self._metrics_rows = len(rows)
+
+    def append_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Add the last row of `rows` to metrics.csv: one appended, fsynced line per epoch
+        instead of rewriting the whole file (quadratic over a long run). Falls back to a
+        whole rewrite when this object did not write the file's first rows (a resume) or the
+        columns changed. A line cut short by a kill is harmless: the run is unfinished, and
+        its resume rewrites the file from the checkpoint's rows."""
+        if not rows:
+            return
+        last = rows[-1]
+        if (self._metrics_fields is None or self._metrics_rows != len(rows) - 1
+                or list(last) != self._metrics_fields):
+            self.write_metrics(rows)
+            return
+        line = rows_to_csv([last]).split("\n", 1)[1]
+        with open(self.path / METRICS, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self._metrics_rows += 1
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / SUMMARY, summary)

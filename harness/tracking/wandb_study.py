@@ -47,8 +47,6 @@ DD_SERIES = (("final", "test error"), ("train", "train error (noisy labels)"),
 DD_SOURCES = {"final": ("final_test_acc", "last_test_acc"),
               "train": ("final_train_eval_acc", "last_train_eval_acc"),
               "best": (HEADLINE_METRIC,)}
-MINIMAL_METRICS = ("best_test_acc", "best_test_loss", "last_test_acc", "final_test_acc",
-                   "best_val_acc", "best_epoch", "wall_time")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -91,17 +89,12 @@ class StoredRun:
 
 
 def load_runs(study_dir: Path) -> list[StoredRun]:
-    """Every run of the study with a summary.json (finished or not), from the local store."""
-    out = []
-    runs = Path(study_dir) / "runs"
-    for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
-        summary = _read_json(folder / "summary.json")
-        if not summary:
-            continue
-        config = _read_json(folder / "config.json")
-        out.append(StoredRun(str(summary.get("variant", config.get("variant", folder.name))),
-                             summary.get("seed", config.get("seed")), config, summary, folder))
-    return out
+    """Every trusted run of the study that has a summary (finished or not), read through the
+    study record, so W&B shows the same runs the report does."""
+    from harness.record import StudyRecord
+
+    return [StoredRun(r.variant, r.seed, r.config, r.summary, r.path)
+            for r in StudyRecord.load(study_dir).runs if r.summary]
 
 
 dotted_get = get_dotted
@@ -207,8 +200,8 @@ def gap_metrics(row: Mapping[str, Any]) -> dict[str, float]:
 
 
 def comparison_frame(study_dir: Path, runs: list[StoredRun] | None = None) -> Any:
-    """The study's comparison table: summary.csv when the report wrote it, else a minimal
-    one from the runs' summary.json (variant, n, mean/sd of the headline metrics)."""
+    """The study's comparison table: summary.csv when the report wrote it, else the same
+    table computed from the study record (one place computes the means)."""
     import pandas as pd
 
     csv = Path(study_dir) / "summary.csv"
@@ -217,24 +210,10 @@ def comparison_frame(study_dir: Path, runs: list[StoredRun] | None = None) -> An
             return pd.read_csv(csv)
         except Exception:  # empty or half-written file: rebuild below.
             log.debug("cannot read %s", csv, exc_info=True)
-    runs = load_runs(study_dir) if runs is None else runs
-    records = [{"variant": r.variant, "seed": r.seed, "status": r.summary.get("status"),
-                **{m: _num(r.summary.get(m)) for m in MINIMAL_METRICS}} for r in runs]
-    if not records:
-        return pd.DataFrame(columns=["variant", "n"])
-    frame = pd.DataFrame(records)
-    rows = []
-    for variant, part in frame.groupby("variant", sort=False):
-        row: dict[str, Any] = {"variant": variant, "n": len(part),
-                               "n_completed": int((part["status"] == "completed").sum())}
-        for m in MINIMAL_METRICS:
-            values = pd.to_numeric(part[m], errors="coerce")
-            row[f"{m}_mean"] = values.mean()
-            row[f"{m}_sd"] = values.std(ddof=1) if values.notna().sum() > 1 else math.nan
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    return out.sort_values(f"{HEADLINE_METRIC}_mean", ascending=False,
-                           na_position="last", kind="stable").reset_index(drop=True)
+    from harness.report import tables
+
+    study = tables.load_study(Path(study_dir))
+    return tables.summary_table(study, tables.runs_table(study))
 
 
 def _table_rows(frame: Any) -> tuple[list[str], list[list[Any]]]:

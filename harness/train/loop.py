@@ -107,6 +107,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     tracker = (tracker_factory or open_tracker)(config, run_id, sdir)
     forward = model_forward(model, config, device)
     status, diverged_epoch, started = "completed", None, time.perf_counter()
+    last_checkpoint = started
     reporter.start(f"{config.variant} seed {config.seed}", ctx.epochs, first_epoch)
     try:
         for epoch in range(first_epoch, ctx.epochs + 1):
@@ -119,13 +120,14 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                 break
             row = epoch_row(epoch, stats, model, regs, data, config, optimizer, t0)
             rows.append(row)
-            run_dir.write_metrics(rows)
+            run_dir.append_metrics(rows)
             tracker.log_epoch(row)
             reporter.epoch(row)
             stop = regs.end_epoch(epoch, row, model)  # before the checkpoint: exact resume
-            if config.train.checkpoint:
+            if checkpoint_due(config, last_checkpoint, stop):
                 run_dir.save_checkpoint(checkpoint_state(run_id, epoch, rows, model,
                                                          optimizer, regs, order, stop))
+                last_checkpoint = time.perf_counter()
             for callback in on_epoch:
                 callback(epoch, row)
             if stop:
@@ -296,6 +298,14 @@ def interrupted_status(err: BaseException) -> str:
 
 
 # ------------------------------------------------------------------ checkpoint / resume
+
+
+def checkpoint_due(config: RunConfig, last: float, stop: bool) -> bool:
+    """A resume checkpoint after this epoch? Always when the run decided to stop (a resume
+    must not train on); otherwise once `checkpoint_every_s` of training has passed."""
+    if not config.train.checkpoint:
+        return False
+    return stop or time.perf_counter() - last >= config.train.checkpoint_every_s
 
 
 def checkpoint_state(run_id: str, epoch: int, rows: list[dict[str, Any]], model: nn.Module,

@@ -1,0 +1,142 @@
+"""The harness against the loop a user would write by hand, whole processes, same machine.
+
+Three comparisons, each as interleaved pairs (harness, plain, harness, plain, ...) so the
+machine's load hits both alike; ratios are medians of the per-pair ratios:
+
+- study: `harness ablation dropout` (W&B offline, report included, from an empty results
+  folder, default workers) vs the hand-written dropout study with 2 threads;
+- dd_run: one double-descent run (`harness run`, MLP width 48, 1 thread, W&B disabled) vs
+  the hand-written width-48 loop;
+- startup: `harness --help` and a validation error (no torch import), wall seconds.
+
+The hand-written loops are the yardsticks beside the repository (../shared/bench, or
+--plain-dir). Writes its section of bench/RESULTS.md. Usage:
+    python bench/bench_vs_plain.py [--pairs 3] [--plain-dir DIR] [--only study,dd_run,startup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from results_md import write_section  # noqa: E402
+
+HARNESS = str(Path(sys.executable).parent / "harness")
+DD_SETTINGS = [  # plain_dd_width.py's setup in harness terms
+    "data.num_samples=16000", "data.test_fraction=0.75", "data.val_fraction=0",
+    "data.label_noise=0.15", "model.name=mlp", "model.width=48", "model.depth=2",
+    "optim.name=sgd", "optim.lr=0.01", "optim.momentum=0.9", "schedule.name=constant",
+    "train.epochs=500", "train.batch_size=100", "train.threads=1", "tracking.wandb=disabled",
+]
+
+
+def load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def pairs(n: int, harness_cmd, plain_cmd, env, cwd, fresh=None) -> tuple[list, list]:
+    hs, ps = [], []
+    for _ in range(n):
+        if fresh:
+            fresh()
+        hs.append(timed(harness_cmd, env, cwd))
+        ps.append(timed(plain_cmd, env, cwd))
+    return hs, ps
+
+
+def ratio(hs: list[float], ps: list[float]) -> float:
+    return statistics.median(h / p for h, p in zip(hs, ps, strict=True))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--plain-dir", type=Path, default=REPO.parent / "shared" / "bench")
+    ap.add_argument("--only", default="study,dd_run,startup")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    plain = args.plain_dir
+    if not (plain / "plain_dropout_study.py").is_file():
+        print(f"error: {plain}/plain_dropout_study.py not found (--plain-dir DIR)",
+              file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench-vs-plain-"))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "HARNESS_DATA_DIR": os.environ.get("HARNESS_DATA_DIR", str(work / "data"))}
+    env.pop("WANDB_API_KEY", None)
+    before, started = load(), time.perf_counter()
+    lines, rows = [], []
+
+    # warm caches both sides use (MNIST-1D generation is cached by the harness only after
+    # its first run; the first pair pays it like a user's first study does)
+    if "study" in only:
+        results = work / "results"
+
+        def fresh() -> None:
+            shutil.rmtree(results, ignore_errors=True)
+
+        hs, ps = pairs(args.pairs, [HARNESS, "ablation", "dropout", "--results-dir",
+                                    str(results)],
+                       [sys.executable, str(plain / "plain_dropout_study.py"), "2"], env, REPO,
+                       fresh)
+        r = ratio(hs, ps)
+        rows.append(("`harness ablation dropout` (W&B offline, report) vs "
+                     "`plain_dropout_study.py 2`", hs, ps, r, 0.6))
+    if "dd_run" in only:
+        cmd = [HARNESS, "run", "--results-dir", str(work / "dd"), "--force"]
+        for s in DD_SETTINGS:
+            cmd += ["--set", s]
+        hs, ps = pairs(args.pairs, cmd, [sys.executable, str(plain / "plain_dd_width.py"),
+                                         "48", "1"], env, REPO)
+        rows.append(("one double-descent run (`harness run`, width 48, 1 thread, W&B "
+                     "disabled) vs `plain_dd_width.py 48 1`", hs, ps, ratio(hs, ps), 1.05))
+    if "startup" in only:
+        bad = work / "bad.yaml"
+        bad.write_text("name: bad\nbase: {train: {epochz: 3}}\ndesign: {kind: sweep}\n")
+        helps = [timed([HARNESS, "--help"], env, REPO) for _ in range(args.pairs)]
+        errors = []
+        for _ in range(args.pairs):
+            t0 = time.perf_counter()
+            subprocess.run([HARNESS, "ablation", str(bad)], env=env, cwd=REPO,
+                           capture_output=True)
+            errors.append(time.perf_counter() - t0)
+        lines.append(f"- `harness --help`: median {statistics.median(helps):.2f} s; a "
+                     f"validation error (`harness ablation bad.yaml`): median "
+                     f"{statistics.median(errors):.2f} s (over {args.pairs}).")
+    after = load()
+    table = ["| work | harness (s) | hand-written (s) | ratio (median of pairs) | target | "
+             "met |", "|---|---|---|---|---|---|"]
+    for name, hs, ps, r, target in rows:
+        table.append(f"| {name} | {' / '.join(f'{h:.1f}' for h in hs)} | "
+                     f"{' / '.join(f'{p:.1f}' for p in ps)} | **{r:.2f}x** | <= {target}x | "
+                     f"{'met' if r <= target else 'missed'} |")
+    body = [f"Measured {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `bench/bench_vs_plain.py "
+            f"--pairs {args.pairs}` on {os.cpu_count()} cores; load average (1/5/15 min) "
+            f"before {before}, after {after}; took {time.perf_counter() - started:.0f} s.",
+            "", *table, "", *lines]
+    text = "\n".join(body)
+    print(text)
+    write_section("Harness vs hand-written loop", text)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The typed, integrity-checked study record: the only reader of results/<study>/.
+
+The schema is imported eagerly (study files validate against it before torch or pandas are
+needed); the reader, which needs pandas, on first use."""
+
+from typing import Any
+
+from harness.record.schema import (
+    COMPARABLE_METRICS,
+    FINISHED_STATUSES,
+    INCLUDED_STATUSES,
+    Comparison,
+    FailureNote,
+    Manifest,
+    PlannedRun,
+)
+
+_LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant", "first_line")
+
+__all__ = ["COMPARABLE_METRICS", "FINISHED_STATUSES", "INCLUDED_STATUSES", "Comparison",
+           "FailureNote", "Manifest", "PlannedRun", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from harness.record import load
+
+        return getattr(load, name)
+    raise AttributeError(f"module 'harness.record' has no attribute {name!r}")
