@@ -323,6 +323,8 @@ def short_repr(value: Any, limit: int = 80) -> str:
 def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:
     model: Any = root
     for part in loc:
+        if part.isdigit():  # an item of a list of models: same fields
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []

@@ -8,6 +8,7 @@ runs.csv, and refresh results/index.html.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,12 @@ import yaml
 
 import harness
 from harness.record import Comparison
-from harness.report import diagnosis, figures, narrative, render, rows, stats, tables
+from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
-from harness.report.index import build_index
-from harness.report.sections import extra_sections
+from harness.report.index import CLAIMS_JSON, build_index
+from harness.report.regime import regime
+from harness.report.sections import extra_sections, summary_sections
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -59,11 +61,19 @@ def _base_config(study: tables.Study) -> dict[str, Any]:
     return {k: v for k, v in pool[0].config.items() if k != "run_id"}
 
 
-def _split_sizes(study: tables.Study, base: dict[str, Any]) -> str:
+def _recorded_sizes(study: tables.Study) -> dict[str, Any] | None:
+    """Train/val/test sizes as the first run that recorded them saw them."""
     for r in study.runs:
         sizes = (r.summary or {}).get("split_sizes")
         if isinstance(sizes, dict) and any(v is not None for v in sizes.values()):
-            return ", ".join(f"{k} {v}" for k, v in sizes.items() if v is not None)
+            return sizes
+    return None
+
+
+def _split_sizes(study: tables.Study, base: dict[str, Any]) -> str:
+    sizes = _recorded_sizes(study)
+    if sizes:
+        return ", ".join(f"{k} {v}" for k, v in sizes.items() if v is not None)
     data = base.get("data") or {}
     keys = ("num_samples", "test_fraction", "val_fraction", "train_size", "label_noise")
     return "not recorded; config: " + ", ".join(f"{k}={data.get(k)}" for k in keys if k in data)
@@ -240,12 +250,9 @@ def _compare_label(compare: Comparison) -> str:
 # ----------------------------------------------------------------------------- build
 
 
-def build_report(study_dir: Path | str, *, index: bool = True,
-                 claim: dict[str, Any] | None = None) -> ReportPaths:
-    """Read results/<study>/ and write the report files; returns their paths.
-
-    claim: an optional verdict on the study's stated claim, shown right under the answer.
-    """
+def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
+    """Read results/<study>/ and write the report files; returns their paths. The study's
+    claims (study.json) are judged from the same tables and shown right under the answer."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
     runs = tables.runs_table(study)
@@ -278,13 +285,18 @@ def build_report(study_dir: Path | str, *, index: bool = True,
     figs = _figures(study, summary, runs, curves, order, label)
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = _write_figures(figs, fig_dir)
-    sections = extra_sections(study_dir, fig_dir)
+    settings = tables.variant_settings(study)
+    verdicts = claims.evaluate_claims(claims.study_claims(study.meta, study.name), summary, runs,
+                                      settings, study.baseline)
+    sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
 
     answer = narrative.answer(summary, moved, study.baseline, label)
     head = answer[0]
     excluded = study.left_out()
+    answer[0] = f"{answer[0]} {regime(base, _recorded_sizes(study))}".strip()
+    head = answer[0]
     wandb_links = [{"label": f"{r.variant} seed {r.seed}", "url": r.wandb_url}
                    for r in runs.itertuples() if isinstance(r.wandb_url, str) and r.wandb_url]
     seeds = (study.meta or {}).get("seeds") or sorted({r.seed for r in study.runs})
@@ -293,7 +305,7 @@ def build_report(study_dir: Path | str, *, index: bool = True,
         "name": study.name,
         "headline": head,
         "answer": answer,
-        "claim": claim,
+        "claim": [v.to_json() for v in verdicts],
         "description": (study.meta or {}).get("description")
         or "Ad-hoc runs (no study.json): variants come from the runs' configs.",
         "design": study.design,
@@ -351,6 +363,7 @@ def build_report(study_dir: Path | str, *, index: bool = True,
                         index=None, figures=fig_paths, headline=head)
     atomic_write_text(paths.runs_csv, runs.to_csv(index=False))
     atomic_write_text(paths.summary_csv, summary.to_csv(index=False))
+    atomic_write_text(study_dir / CLAIMS_JSON, json.dumps(claims.claims_record(verdicts), indent=1))
     atomic_write_text(paths.html, render.render("report.html.j2", **context, figures=html_figs,
                                                 sections=html_sections))
     atomic_write_text(paths.markdown, render.render("report.md.j2", **context, figures=md_figs,

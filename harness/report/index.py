@@ -4,6 +4,7 @@ its run counts and when its report was generated (all as stored in the report it
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from harness.report import render
 from harness.report.files import atomic_write_text
 
 META = re.compile(r'<meta name="harness-([a-z]+)" content="([^"]*)"')
+CLAIMS_JSON = "claims.json"  # written by build_report: {"overall": ..., "claims": [...]}
 
 
 def read_meta(report_html: Path) -> dict[str, str]:
@@ -34,6 +36,16 @@ def _runs_text(meta: dict[str, str], study_dir: Path) -> str:
     return f"{n} run folder(s)"
 
 
+def read_claim_verdict(study_dir: Path) -> str:
+    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
+    'no claim'); '' when no report has evaluated it."""
+    try:
+        data = json.loads((study_dir / CLAIMS_JSON).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return ""
+    return str(data.get("overall", "")) if isinstance(data, dict) else ""
+
+
 def build_index(results_dir: Path | str) -> Path:
     """Write results/index.html listing every study folder (with or without a report)."""
     results_dir = Path(results_dir)
@@ -51,6 +63,7 @@ def build_index(results_dir: Path | str) -> Path:
                                                  else ""),
             "generated": meta.get("generated", ""),
             "runs": _runs_text(meta, d),
+            "claim": read_claim_verdict(d),
         })
     path = results_dir / "index.html"
     atomic_write_text(path, render.render("index.html.j2", studies=studies,

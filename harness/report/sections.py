@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 
 def double_descent(study_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
     from harness.report.double_descent import double_descent_figures, double_descent_section
@@ -74,3 +77,43 @@ def extra_sections(study_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
             section["markdown"] = without_heading(section["markdown"])
             out.append(section)
     return out
+
+
+def calibration(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """Per variant: accuracy vs mean confidence (the direction ECE hides), NLL and ECE before
+    and after temperature scaling fitted on the validation split (Guo et al. 2017)."""
+    from harness.train.calibration import direction
+
+    if summary.empty or "overconfidence_mean" not in summary or \
+            not np.isfinite(summary["overconfidence_mean"].to_numpy(dtype=float)).any():
+        return None
+
+    def f(r: pd.Series, key: str, scale: float = 1.0) -> str:
+        v = float(r.get(f"{key}_mean", np.nan))
+        return f"{v * scale:.3f}" if np.isfinite(v) else "n/a"
+
+    lines = ["Test set, final model, mean over seeds. Confidence: mean max-softmax probability; "
+             "confidence − accuracy > 0 is over-confident, < 0 under-confident (ECE alone hides "
+             "which). T: temperature fitted on the validation split by minimising its NLL "
+             "(Guo et al. 2017); T > 1 cools an over-confident model, T < 1 sharpens an "
+             "under-confident one.", "",
+             "| variant | accuracy | confidence | confidence − accuracy | direction | NLL | ECE "
+             "| T | NLL after T | ECE after T |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        name = f"{r['variant']}{' (baseline)' if r.get('is_baseline') else ''}"
+        lines.append(
+            f"| {name} | {f(r, 'accuracy')} | {f(r, 'confidence')} | "
+            f"{f(r, 'overconfidence')} | {direction(float(r.get('overconfidence_mean')))} | "
+            f"{f(r, 'nll')} | {f(r, 'ece')} | {f(r, 'temperature')} | {f(r, 'nll_ts')} | "
+            f"{f(r, 'ece_ts')} |")
+    return {"title": "Calibration", "markdown": "\n".join(lines), "figures": []}
+
+
+def summary_sections(summary: pd.DataFrame, settings: dict[str, dict[str, Any]],
+                     fig_dir: Path) -> list[dict[str, Any]]:
+    """Sections computed from the summary table (any study): calibration with its direction,
+    and the lr x weight decay heatmaps where a study varies both."""
+    from harness.report import strength_grid
+
+    made = (calibration(summary), strength_grid.section(summary, settings, fig_dir))
+    return [s for s in made if s]

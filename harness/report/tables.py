@@ -8,12 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import get_dotted
+from harness.config import flatten_dotted, get_dotted
 from harness.record import RunRecord as RunRecordType
 from harness.record import StudyRecord, Variant
 from harness.record.schema import DEFAULT_COMPARE_METRIC
 from harness.report import stats
 from harness.train.analysis import load_predictions
+from harness.train.calibration import CALIBRATION_KEYS
 
 # Run-level metrics aggregated per variant: column -> human label.
 METRICS: dict[str, str] = {
@@ -26,7 +27,17 @@ METRICS: dict[str, str] = {
     "gap_loss": "gap (val - train loss)",
     "gap_acc": "gap (train - val acc)",
     "best_epoch": "best-val epoch",
+    "best_val_acc": "val acc @ best val",
+    "best_val_loss": "val loss @ best val",
     "ece": "ECE",
+    "ece_ts": "ECE after temperature scaling",
+    "nll": "test NLL",
+    "nll_ts": "test NLL after temperature scaling",
+    "confidence": "mean confidence",
+    "accuracy": "accuracy (final model)",
+    "overconfidence": "confidence - accuracy",
+    "overconfidence_ts": "confidence - accuracy after temperature scaling",
+    "temperature": "fitted temperature",
     "mia_auc": "MIA AUC",
     "mia_advantage": "MIA advantage",
     "shift_acc": "shift acc",
@@ -74,7 +85,7 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
         "diverged_epoch": s.get("diverged_epoch"),
     }
     for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss",
-              "final_test_acc"):
+              "final_test_acc", "best_val_acc", "best_val_loss"):
         row[k] = _num(s.get(k))
     # Gap at the last epoch, from the last metrics row (falls back to summary last_*).
     last = m.iloc[-1].to_dict() if len(m) else {k[5:]: v for k, v in s.items()
@@ -84,6 +95,8 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
     row["gap_acc"] = _num(last.get(ta)) - _num(last.get("val_acc"))
     row["best_epoch"] = _num(s.get("best_epoch"))
     row["ece"] = _num(s.get("final_ece"))
+    for k in CALIBRATION_KEYS:
+        row[k] = _num(s.get(f"final_{k}"))
     row["mia_auc"] = _num(s.get("final_mia_auc"))
     row["mia_advantage"] = _num(s.get("final_mia_advantage"))
     row["shift_acc"] = _num(s.get("final_shift_acc"))
@@ -131,6 +144,19 @@ def swept_value(study: Study, variant: Variant, param: str | None) -> float:
         if v is not None:
             return _num(v)
     return math.nan
+
+
+def variant_settings(study: Study) -> dict[str, dict[str, Any]]:
+    """Per variant, the dotted config keys (lr, regularizer strengths, ...) of its first run:
+    what claims and the strength-grid section read to find where a variant sits."""
+    out: dict[str, dict[str, Any]] = {}
+    for v in study.variants:
+        runs = study.runs_of(v.name, included_only=False)
+        if runs:
+            config = {k: val for k, val in runs[0].config.items()
+                      if k not in ("run_id", "seed", "variant", "study")}
+            out[v.name] = flatten_dotted("", config)
+    return out
 
 
 def variant_disagreement(study: Study, variant: str) -> tuple[float, int]:

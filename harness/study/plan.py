@@ -160,6 +160,8 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline, swept_params(study, variant, cfg),
                                  study.description or None))
+    names = [v.name for v in variants(study)]
+    study.check_claim_variants(names + ([BASELINE] if BASELINE not in names else []), source)
     return specs
 
 
@@ -181,6 +183,7 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "seeds": study.seed_list(),
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
+        "claims": [c.model_dump(mode="json") for c in study.claim],
         "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file

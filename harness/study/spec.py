@@ -8,6 +8,7 @@ costs nothing.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +71,32 @@ class LauncherConfig(Strict):
     setup: list[str] = Field(default_factory=list)  # shell lines before the worker starts
 
 
+# What a claim may be about: a metric of the runs table (report/tables.py) and its short name.
+CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
+                 "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
+                 "mia_advantage")
+
+
+class ClaimConfig(Strict):
+    """What a study expects to show, checked in its report (harness/report/claims.py).
+
+    The best of `variants` (chosen on the validation split by `select`) is compared over
+    matched seeds with the best of `versus`; `direction` says which way `metric` should move.
+    """
+
+    metric: Literal[CLAIM_METRICS]  # type: ignore[valid-type]
+    direction: Literal["up", "down"]
+    source: str = Field(min_length=1)  # the paper (or reason) the expectation comes from
+    statement: str = ""  # the claim in words; default: built from the fields
+    variants: list[str] | None = None  # names or glob patterns; default: every non-baseline
+    versus: list[str] = Field(default_factory=lambda: ["baseline"])  # names or glob patterns
+    select: Literal["val_acc", "val_loss"] = "val_acc"  # how the best of a group is chosen
+    min_effect: float = Field(0.01, gt=0)  # in the metric's units: smaller counts as no effect
+
+    @field_validator("variants", "versus", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 class CompareConfig(Strict):
     """What the report compares: `metric` of each variant against `reference` of the
     baseline (default: test accuracy at the best-val epoch on both sides)."""
@@ -107,6 +134,12 @@ class StudyConfig(Strict):
         return self
 
 
+    claim: list[ClaimConfig] = Field(default_factory=list)  # one mapping or a list of them
+
+    @field_validator("claim", mode="before")
+    @classmethod
+    def _claims(cls, v: Any) -> Any:
+        return [] if v is None else [v] if isinstance(v, dict) else v
     compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @model_validator(mode="before")
@@ -158,6 +191,16 @@ class StudyConfig(Strict):
 
     def seed_list(self) -> list[int]:
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def check_claim_variants(self, names: list[str], source: str) -> None:
+        """Every claim pattern must name at least one variant of the expanded study."""
+        for i, claim in enumerate(self.claim):
+            for key in ("variants", "versus"):
+                for pattern in getattr(claim, key) or []:
+                    if not fnmatch.filter(names, pattern):
+                        raise ConfigError(
+                            f"{source}: claim.{i}.{key}: {pattern!r} matches no variant; "
+                            f"variants: {', '.join(names)}")
 
     def summary_line(self) -> str:
         return self.description.strip().splitlines()[0] if self.description.strip() else ""

@@ -16,9 +16,14 @@ test-set predicted labels (for between-seed disagreement in the report):
 - flops: forward FLOPs for one sample counted by torch.utils.flop_counter.FlopCounterMode
   (a multiply-add counts as 2 FLOPs, as torch counts it).
 - reliability: per-bin {"confidence", "accuracy", "count"} lists behind the ECE.
+- calibration with its direction (harness.train.calibration): mean max-softmax confidence,
+  accuracy, overconfidence = confidence - accuracy (> 0 over-confident, < 0 under-confident),
+  test NLL, and NLL / ECE / confidence after temperature scaling with T fitted on the
+  validation split (Guo et al. 2017).
 
 Store with `summary_entries(scalars)` (keys final_ece, final_mia_auc, final_mia_advantage,
-final_shift_acc, flops, final_reliability) and `save_predictions(run_path, preds)`.
+final_shift_acc, flops, final_reliability, final_<calibration key>) and
+`save_predictions(run_path, preds)`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.tracking.store import atomic_torch_save
+from harness.train.calibration import CALIBRATION_KEYS, calibration_summary
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
 MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
@@ -150,6 +156,9 @@ def final_analysis(model: nn.Module, data: Any, config: Any) -> tuple[dict[str, 
     flat_probs = probs.reshape(-1, probs.size(-1))
     ece, bins = expected_calibration_error(flat_probs, data.test.y.reshape(-1).to(probs.device))
     out.update(ece=ece, reliability=bins)
+    val_logits = _logits(model, data.val.x, data.prepare, bs) if len(data.val.y) else None
+    out.update(calibration_summary(test_logits, data.test.y, val_logits,
+                                   data.val.y if val_logits is not None else None))
 
     k = min(MIA_MAX_EXAMPLES, len(data.train.y), len(data.test.y))
     if k > 0:
@@ -184,6 +193,7 @@ def summary_entries(scalars: dict[str, Any]) -> dict[str, Any]:
         "final_shift_acc": scalars.get("shift_acc"),
         "flops": scalars.get("flops"),
         "final_reliability": scalars.get("reliability"),
+        **{f"final_{k}": scalars.get(k) for k in CALIBRATION_KEYS},
         "split_sizes": {"train": scalars.get("n_train"), "val": scalars.get("n_val"),
                         "test": scalars.get("n_test")},
     }

@@ -1,0 +1,289 @@
+"""Claim verdicts on constructed results (held, did not hold, undecided), the power analysis
+against statsmodels and a simulation, and the claim in a built report and the index."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from harness.config import build_run_config
+from harness.report import build_report
+from harness.report.claims import (
+    HELD,
+    NOT_HELD,
+    UNDECIDED,
+    evaluate_claim,
+    min_detectable_effect,
+    overall,
+    range_edges,
+    seeds_needed,
+)
+from harness.study.spec import ClaimConfig
+
+
+def _tables(test: dict[str, list[float]], val: dict[str, float]) -> tuple[pd.DataFrame,
+                                                                           pd.DataFrame]:
+    """runs (one row per variant x seed) and summary (val means) as tables.py writes them."""
+    runs = pd.DataFrame([{"variant": v, "seed": s, "included": True, "best_test_acc": x,
+                          "ece": 0.1 + 0.01 * s}
+                         for v, xs in test.items() for s, x in enumerate(xs)])
+    summary = pd.DataFrame([{"variant": v, "best_val_acc_mean": val[v]} for v in test])
+    return runs, summary
+
+
+def _claim(**kw) -> ClaimConfig:
+    return ClaimConfig.model_validate({"metric": "test_acc", "direction": "up",
+                                       "source": "Srivastava et al. 2014", **kw})
+
+
+BASE = [0.70, 0.72, 0.69, 0.71]
+
+
+def test_held_when_significant_in_the_claimed_direction():
+    up = [0.75, 0.78, 0.73, 0.76]
+    runs, summary = _tables({"baseline": BASE, "dropout": up}, {"baseline": 0.7, "dropout": 0.8})
+    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    assert v.outcome == HELD and (v.variant, v.reference) == ("dropout", "baseline")
+    d = np.array(up) - np.array(BASE)
+    assert v.diff == pytest.approx(d.mean())
+    assert v.p == pytest.approx(sps.ttest_rel(up, BASE).pvalue)
+    half = sps.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert v.ci == pytest.approx((d.mean() - half, d.mean() + half))
+    assert "+5.0 pts (95% CI" in v.text
+
+
+def test_did_not_hold_when_significant_the_other_way_or_ruled_out():
+    down = [0.65, 0.66, 0.63, 0.66]
+    runs, summary = _tables({"baseline": BASE, "dropout": down}, {"baseline": 0.7, "dropout": 0.6})
+    assert evaluate_claim(_claim(), summary, runs, {}, "baseline").outcome == NOT_HELD
+    # Not significant, but the CI excludes the 1-point effect the claim needs: did not hold.
+    flat = [b + e for b, e in zip(BASE, [0.001, -0.002, 0.0015, -0.0005], strict=True)]
+    runs, summary = _tables({"baseline": BASE, "dropout": flat}, {"baseline": 0.7, "dropout": 0.7})
+    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    assert v.p > 0.05 and v.ci[1] < 0.01 and v.outcome == NOT_HELD
+    assert "rules out" in v.text
+    # The same data with a smaller effect of interest is undecided instead.
+    v = evaluate_claim(_claim(min_effect=0.0005), summary, runs, {}, "baseline")
+    assert v.outcome == UNDECIDED
+
+
+def test_undecided_reports_the_smallest_detectable_effect():
+    noisy = [0.74, 0.70, 0.73, 0.69]  # +4, -2, +4, -2 points
+    runs, summary = _tables({"baseline": BASE, "dropout": noisy}, {"baseline": 0.7, "dropout": 0.8})
+    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    assert v.outcome == UNDECIDED
+    sd = float(np.std(np.array(noisy) - np.array(BASE), ddof=1))
+    assert v.mde == pytest.approx(min_detectable_effect(4, sd)) and v.mde > abs(v.diff)
+    assert f"{v.mde * 100:.1f} pts" in v.text and f"about {v.seeds_needed} seeds" in v.text
+    # One seed: nothing to test.
+    runs, summary = _tables({"baseline": BASE[:1], "dropout": noisy[:1]},
+                            {"baseline": 0.7, "dropout": 0.8})
+    assert evaluate_claim(_claim(), summary, runs, {}, "baseline").outcome == UNDECIDED
+
+
+def test_direction_down_and_other_metrics():
+    runs, summary = _tables({"baseline": BASE, "ls": BASE}, {"baseline": 0.7, "ls": 0.7})
+    runs.loc[runs["variant"] == "ls", "ece"] -= [0.05, 0.06, 0.04, 0.05]
+    assert evaluate_claim(_claim(metric="ece", direction="down"), summary, runs, {},
+                          "baseline").outcome == HELD
+    assert evaluate_claim(_claim(metric="ece", direction="up"), summary, runs, {},
+                          "baseline").outcome == NOT_HELD
+
+
+def test_each_side_is_its_best_on_validation_not_on_test():
+    test = {"baseline": BASE, "l2_a": [0.80, 0.81, 0.79, 0.80], "l2_b": [0.74, 0.76, 0.73, 0.75],
+            "dec_a": [0.72, 0.73, 0.71, 0.72], "dec_b": [0.77, 0.78, 0.76, 0.77]}
+    val = {"baseline": 0.7, "l2_a": 0.70, "l2_b": 0.75, "dec_a": 0.80, "dec_b": 0.70}
+    runs, summary = _tables(test, val)
+    v = evaluate_claim(_claim(variants=["dec_*"], versus=["l2_*"]), summary, runs, {}, "baseline")
+    assert (v.variant, v.reference) == ("dec_a", "l2_b")  # highest val, not highest test
+    assert v.diff == pytest.approx(np.mean(np.array(test["dec_a"]) - np.array(test["l2_b"])))
+
+
+def test_a_best_setting_at_the_edge_of_its_range_is_flagged():
+    settings = {f"wd{i}": {"regularizers.weight_decay.value": x, "optim.lr": 0.003}
+                for i, x in enumerate([0.01, 0.1, 1.0])}
+    assert range_edges("wd1", list(settings), settings) == []
+    [line] = range_edges("wd2", list(settings), settings)
+    assert "upper edge" in line and "[0.01, 1]" in line
+    assert "lower edge" in range_edges("wd0", list(settings), settings)[0]
+    assert range_edges("wd0", ["wd0", "wd1"], settings) == []  # two values: no range to judge
+
+
+def test_min_detectable_effect_matches_statsmodels_and_a_simulation():
+    power = pytest.importorskip("statsmodels.stats.power")
+    for n in (2, 3, 5, 10):
+        d = power.TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8)
+        assert min_detectable_effect(n, 0.02) == pytest.approx(d * 0.02, rel=1e-4)
+    rng = np.random.default_rng(0)
+    sd, n = 0.02, 5
+    mde = min_detectable_effect(n, sd)
+    diffs = rng.normal(mde, sd, size=(40000, n))
+    p = sps.ttest_1samp(diffs, 0, axis=1).pvalue
+    assert np.mean(p < 0.05) == pytest.approx(0.8, abs=0.01)
+    need = seeds_needed(0.01, sd)
+    assert min_detectable_effect(need, sd) <= 0.01 < min_detectable_effect(need - 1, sd)
+    assert math.isnan(min_detectable_effect(1, sd)) and seeds_needed(0.01, 0.0) is None
+
+
+def test_overall_word():
+    assert overall([]) == "no claim"
+    runs, summary = _tables({"baseline": BASE, "d": [0.75, 0.78, 0.73, 0.76]},
+                            {"baseline": 0.7, "d": 0.8})
+    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    assert overall([v, v]) == HELD
+    assert overall([v, evaluate_claim(_claim(direction="down"), summary, runs, {}, "baseline")]) \
+        == "mixed (held, did not hold)"
+
+
+# ----------------------------------------------------------------------------- in a report
+
+
+def _fake_study(sdir: Path, test: dict[str, list[float]], claims: list[dict]) -> None:
+    """A study folder written by hand: study.json plus finished run folders."""
+    variants = []
+    for name, accs in test.items():
+        variants.append({"name": name, "overrides": {}, "swept": {},
+                         "is_baseline": name == "baseline"})
+        for seed, acc in enumerate(accs):
+            cfg = build_run_config({
+                "study": sdir.name, "variant": name, "seed": seed,
+                "data": {"name": "mnist1d", "train_size": 1000, "label_noise": 0.1},
+                "model": {"name": "mlp", "width": 256}, "train": {"epochs": 60},
+                "regularizers": {} if name == "baseline" else {"dropout": {"p": 0.3}}}, "test")
+            d = sdir / "runs" / f"{name}-s{seed}-{cfg.run_id()}"
+            d.mkdir(parents=True)
+            (d / "config.json").write_text(json.dumps({"run_id": cfg.run_id(),
+                                                       **cfg.model_dump(mode="json")}))
+            (d / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,test_loss,"
+                                           f"test_acc\n1,1.0,0.5,1.1,{acc},1.2,{acc}\n")
+            (d / "summary.json").write_text(json.dumps({
+                "status": "completed", "best_test_acc": acc, "best_val_acc": acc,
+                "best_val_loss": 1.1, "best_test_loss": 1.2,
+                "best_epoch": 1, "final_ece": 0.05, "final_ece_ts": 0.02, "final_nll": 0.9,
+                "final_nll_ts": 0.85, "final_confidence": 0.6, "final_accuracy": acc,
+                "final_overconfidence": 0.6 - acc, "final_temperature": 1.3,
+                "wall_time": 1.0}))
+    (sdir / "study.json").write_text(json.dumps({
+        "name": sdir.name, "description": "constructed", "design": {"kind": "one_at_a_time"},
+        "base": {"data": {"name": "mnist1d", "train_size": 1000, "label_noise": 0.1},
+                 "model": {"name": "mlp", "width": 256}, "train": {"epochs": 60}},
+        "seeds": [0, 1, 2, 3], "baseline": "baseline", "variants": variants,
+        "claims": claims}))
+
+
+def test_report_states_the_verdict_first_and_the_index_lists_it(tmp_path):
+    sdir = tmp_path / "results" / "constructed"
+    _fake_study(sdir, {"baseline": BASE, "dropout": [0.75, 0.78, 0.73, 0.76]},
+                [{"metric": "test_acc", "direction": "up", "source": "Srivastava et al. 2014",
+                  "statement": "dropout improves test accuracy"}])
+    paths = build_report(sdir)
+    html = paths.html.read_text()
+    claim_at = html.index("dropout improves test accuracy")
+    assert claim_at < html.index("What this study tests")
+    assert "held" in html[claim_at - 300:claim_at + 600]
+    assert "Srivastava et al. 2014" in html
+    assert "Srivastava et al. 2014" in paths.markdown.read_text()
+    saved = json.loads((sdir / "claims.json").read_text())
+    assert saved["overall"] == HELD and saved["claims"][0]["variant"] == "dropout"
+    index = paths.index.read_text()
+    assert "<td>held</td>" in index.replace(' class="claim-held"', "")
+    # The regime is in the headline; the calibration columns are in summary.csv.
+    assert "1000 training samples" in paths.headline and "10% label noise" in paths.headline
+    assert "60 epochs" in paths.headline
+    summary = pd.read_csv(paths.summary_csv)
+    assert summary.loc[summary["variant"] == "dropout", "ece_ts_mean"].item() == \
+        pytest.approx(0.02)
+    assert "overconfidence_mean" in summary and "temperature_mean" in summary
+    # The calibration section states the direction: confidence 0.6 < accuracy ~0.75.
+    calib = html[html.index("<h2>Calibration</h2>"):]
+    assert "under-confident" in calib[:3000] and "over-confident</td>" not in calib[:3000]
+
+
+def test_regime_names_model_data_noise_and_epochs():
+    from harness.report.regime import regime
+
+    base = {"data": {"name": "mnist1d", "train_size": None, "label_noise": 0.0},
+            "model": {"name": "cnn", "width": 32, "depth": None}, "train": {"epochs": 30}}
+    assert regime(base, {"train": 3600, "val": 400, "test": 1000}) == (
+        "Regime: cnn (width 32) on mnist1d, the full training set (3600 samples), "
+        "clean labels, 30 epochs.")
+    base["data"].update(train_size=1000, label_noise=0.2)
+    assert "1000 training samples, 20% label noise" in regime(base)
+
+
+# ----------------------------------------------------------------------------- study files
+
+
+def test_every_shipped_ablation_study_has_a_claim_with_a_source():
+    from harness.study.plan import expand
+    from harness.study.spec import list_studies, load_study
+
+    names = [n for n, _ in list_studies(kind="ablation")]
+    assert len(names) >= 20
+    for name in names:
+        study = load_study(name)
+        assert study.claim and all(c.source.strip() for c in study.claim), name
+        expand(study, name)  # every claim pattern names a variant
+
+
+@pytest.mark.parametrize("claim, message", [
+    ("{metric: test_acx, direction: up, source: X}",
+     "claim.0.metric = 'test_acx': Input should be"),
+    ("{metric: ece, direction: sideways, source: X}", "claim.0.direction = 'sideways'"),
+    ("{metric: ece, direction: up}", "claim.0.source: required"),
+    ("{metric: ece, direction: up, source: X, variantz: [a]}",
+     "unknown key 'claim.0.variantz' (did you mean 'variants'?)"),
+    ("[{metric: ece, direction: down, source: X, variants: 'nope*'}]",
+     "claim.0.variants: 'nope*' matches no variant; variants: baseline, dropout.p=0.1"),
+])
+def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message):
+    from harness.errors import ConfigError
+    from harness.study.plan import expand
+    from harness.study.spec import load_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text("design: {kind: sweep, parameter: regularizers.dropout.p, values: [0.1]}\n"
+                    f"claim: {claim}\n")
+    with pytest.raises(ConfigError) as err:
+        expand(load_study(path), str(path))
+    text = str(err.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+def test_strength_grid_picks_the_best_lambda_per_lr_on_validation(tmp_path):
+    from harness.report import strength_grid
+
+    rng = np.random.default_rng(0)
+    rows, settings = [], {}
+    for mode, lams in (("l2", [1e-4, 1e-3, 1e-2]), ("decoupled", [0.1, 1.0, 3.0])):
+        for lr in (0.001, 0.01):
+            for lam in lams:
+                name = f"{mode}_{lam:g}_{lr:g}"
+                settings[name] = {"optim.lr": lr, "regularizers.weight_decay.value": lam,
+                                  "regularizers.weight_decay.mode": mode}
+                rows.append({"variant": name, "best_val_acc_mean": rng.uniform(0.5, 0.7),
+                             "best_test_acc_mean": rng.uniform(0.5, 0.7)})
+    settings["baseline"] = {"optim.lr": 0.003}
+    summary = pd.DataFrame(rows + [{"variant": "baseline", "best_val_acc_mean": 0.9,
+                                    "best_test_acc_mean": 0.9}])
+    best = strength_grid.best_per_lr(strength_grid.grid_frame(summary, settings))
+    frame = pd.DataFrame(rows).assign(**{
+        k: [settings[v][key] for v in (r["variant"] for r in rows)]
+        for k, key in (("lr", "optim.lr"), ("lam", "regularizers.weight_decay.value"),
+                       ("mode", "regularizers.weight_decay.mode"))})
+    for (mode, lr), g in frame.groupby(["mode", "lr"]):
+        expected = g.loc[g["best_val_acc_mean"].idxmax(), "lam"]
+        got = best[(best["mode"] == mode) & (best["lr"] == lr)]
+        assert got["strength"].item() == expected
+        assert got["edge"].item() == ("" if expected == sorted(g["lam"])[1] else
+                                      "lower" if expected == min(g["lam"]) else "upper")
+    section = strength_grid.section(summary, settings, tmp_path)
+    assert section["figures"][0]["path"].read_bytes()[:4] == b"\x89PNG"
+    assert "| l2 | 0.001 |" in section["markdown"]
