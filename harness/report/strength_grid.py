@@ -53,11 +53,12 @@ def best_per_lr(frame: pd.DataFrame) -> pd.DataFrame:
 def heatmap_png(frame: pd.DataFrame, best: pd.DataFrame) -> bytes:
     """One panel per mode: test accuracy over lr (x) x strength (y); the best strength per lr
     on validation circled."""
-    from harness.report.figures import PANEL_H, PANEL_W, _png, plt
+    from harness.report.figures import PANEL_SIZE, _png, plt
 
     modes = sorted(frame["mode"].unique())
     vmin, vmax = np.nanmin(frame["test"]), np.nanmax(frame["test"])
-    fig, axes = plt.subplots(1, len(modes), figsize=(PANEL_W * 1.3 * len(modes), PANEL_H * 1.5),
+    width, height = PANEL_SIZE
+    fig, axes = plt.subplots(1, len(modes), figsize=(width * len(modes), height * 1.25),
                              squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         g = frame[frame["mode"] == mode]
