@@ -209,19 +209,30 @@ class RunConfig(Strict):
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
         execution details (device, threads)."""
-        d = self.model_dump(mode="json", exclude={"study", "variant", "tracking", "plugins"})
-        for section in ("data", "model"):  # added later: absent when empty, so old ids hold
-            if not d[section]["kwargs"]:
-                d[section].pop("kwargs")
-        for section, key in EXECUTION_KEYS:
-            d[section].pop(key, None)
-        d["data"].pop("data_dir", None)
-        d["data"].pop("download", None)
-        return d
+        return identity_of(self.model_dump(mode="json"))
 
     def run_id(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+        return run_id_of(self.identity())
+
+
+def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
+    """RunConfig.identity from a saved config.json, without validating it (so a study's runs
+    can be checked where the plug-ins that defined its model are not installed)."""
+    d = copy.deepcopy({k: v for k, v in dumped.items()
+                       if k not in ("study", "variant", "tracking", "plugins", "run_id")})
+    for section in ("data", "model"):  # added later: absent when empty, so old ids hold
+        if not d[section].get("kwargs"):
+            d[section].pop("kwargs", None)
+    for section, key in EXECUTION_KEYS:
+        d[section].pop(key, None)
+    d["data"].pop("data_dir", None)
+    d["data"].pop("download", None)
+    return d
+
+
+def run_id_of(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 # ----------------------------------------------------------------------------- loading

@@ -284,8 +284,13 @@ def _recompute_id(config: dict[str, Any]) -> str | None:
         return RunConfig.model_validate(raw).run_id()
     except (ValidationError, ValueError, TypeError):
         return None
-    except Exception:  # a config error raised by a registry check (e.g. an unknown plug-in)
-        return None
+    except Exception:  # a registry check: e.g. a plug-in not installed where the study is read
+        from harness.config import identity_of, run_id_of
+
+        try:
+            return run_id_of(identity_of(raw))
+        except (KeyError, TypeError, AttributeError):
+            return None
 
 
 # ----------------------------------------------------------------------------- reading
