@@ -5,6 +5,7 @@ PostgreSQL are in tests/test_launch_pg.py (`make test-pg`)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -88,8 +89,12 @@ def test_overridden_study_is_recorded_and_its_report_shows_only_its_runs(tmp_pat
     plan = {s.run_id for s in expand(load_study(path, {"base.train.epochs": 3, "seeds": 1}))}
     assert {p["run_id"] for p in manifest["planned"]} == plan
     assert len(list((sdir / "runs").iterdir())) == 4 + 2  # the first plan's runs are kept
-    runs_csv = (sdir / "runs.csv").read_text().splitlines()
-    assert len(runs_csv) == 1 + 2  # header + the overridden plan's runs only
+    with (sdir / "runs.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {r["run_id"] for r in rows if r["included"] == "True"} == plan  # in the means
+    left_out = [r for r in rows if r["run_id"] not in plan]
+    assert len(left_out) == 4 and all("not in the current plan" in r["reason"]
+                                      for r in left_out)
     md = (sdir / "report.md").read_text()
     assert "**Overrides**" in md and "--set base.train.epochs=3 --set seeds=1" in md
     assert "--set base.train.epochs=3" in (sdir / "report.html").read_text()
