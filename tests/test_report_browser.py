@@ -21,8 +21,11 @@ VIEWPORTS = [(1440, 900), (390, 844)]
 FIRST_SCREEN_PX = 900
 
 # Runs in the page after load; returns a JSON string (what the DevTools protocol hands back).
+# W is the emulated width: a phone viewport zooms out to fit wide content, so innerWidth
+# alone would hide an overflow.
 PROBE = """
 (async () => {
+  const W = __WIDTH__;
   await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
   const doc = document.documentElement;
   const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
@@ -32,17 +35,21 @@ PROBE = """
   const wrap = table && table.parentElement;
   const cells = table ? [...table.querySelectorAll("th, td")] : [];
   return JSON.stringify({
-    innerWidth: innerWidth, scrollWidth: doc.scrollWidth, scrollHeight: doc.scrollHeight,
+    innerWidth: W, scrollWidth: doc.scrollWidth, scrollHeight: doc.scrollHeight,
     images: [...document.images].map(i => ({ok: i.complete && i.naturalWidth > 0,
                                             alt: i.alt})),
     compact: box(table), isCompact: !!table && table.id === "compact",
     wrapOverflow: wrap ? wrap.scrollWidth - wrap.clientWidth : null,
     hiddenCells: cells.filter(c => { const r = c.getBoundingClientRect();
-      return r.right > innerWidth + 0.5 || r.left < -0.5; }).length,
+      return r.right > W + 0.5 || r.left < -0.5; }).length,
     answer: box(document.querySelector("#answer p")),
   });
 })()
 """
+
+
+def probe(width: int) -> str:
+    return PROBE.replace("__WIDTH__", str(int(width)))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +74,7 @@ def fresh_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def check_page(browser: Browser, html: Path, width: int, height: int, shots: Path) -> dict:
-    page = browser.render(html.resolve().as_uri(), width, height, PROBE, shots)
+    page = browser.render(html.resolve().as_uri(), width, height, probe(width), shots)
     p = page.probe
     assert page.console_errors == [], page.console_errors
     assert page.requests == [], f"the report fetched {page.requests}"
@@ -104,7 +111,7 @@ def test_freshly_built_report_reads_in_a_browser(browser, fresh_report: Path, wi
 def test_index_has_no_overflow(browser, fresh_report: Path, width: int, height: int,
                                tmp_path: Path) -> None:
     index = fresh_report.parent.parent / "index.html"
-    page = browser.render(index.resolve().as_uri(), width, height, PROBE,
+    page = browser.render(index.resolve().as_uri(), width, height, probe(width),
                           tmp_path / f"index-{width}")
     assert page.console_errors == [] and page.requests == []
     assert page.probe["scrollWidth"] <= page.probe["innerWidth"]
@@ -117,6 +124,6 @@ def test_the_probe_catches_a_wide_table(browser, tmp_path: Path) -> None:
     page.write_text(f'<!DOCTYPE html><meta name="viewport" content="width=device-width">'
                     f'<div><table id="compact"><tr>{cells}</tr></table>'
                     f'</div><div style="width:1500px">wide</div>')
-    p = browser.render(page.as_uri(), 390, 844, PROBE).probe
+    p = browser.render(page.as_uri(), 390, 844, probe(390)).probe
     assert p["scrollWidth"] > p["innerWidth"]
     assert p["hiddenCells"] > 0
