@@ -275,8 +275,10 @@ class WandbTracker:
                     self.mode = "offline"
         if self._run is None and self.mode == "offline":
             self._run = self._init("offline", kwargs)
-            if self._run is None and self.requested_online:
-                # a timed-out online init can leave its id "in use" in wandb-core
+            if self._run is None and (self.requested_online
+                                      or "in use" in str(self.info.get("error", ""))):
+                # a timed-out online init, or another run of this process still open under
+                # the same id, leaves the id "in use" in wandb-core
                 self._run = self._init("offline", {**kwargs, "id": f"{kwargs['id']}-offline"})
             if self._run is None:
                 self._fail("W&B offline init failed; continuing without W&B")
