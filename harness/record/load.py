@@ -277,20 +277,17 @@ def _disagree(a: Any, b: Any) -> bool:
 
 
 def _recompute_id(config: dict[str, Any]) -> str | None:
-    from harness.config import RunConfig
+    from harness.config import RunConfig, identity_of, run_id_of
 
     raw = {k: v for k, v in config.items() if k != "run_id"}
     try:
         return RunConfig.model_validate(raw).run_id()
-    except (ValidationError, ValueError, TypeError):
+    except Exception:  # e.g. a plug-in model or dataset not installed where the study is read:
+        pass  # hash the saved config as it is (an edit still changes the hash)
+    try:
+        return run_id_of(identity_of(raw))
+    except (KeyError, TypeError, AttributeError):
         return None
-    except Exception:  # a registry check: e.g. a plug-in not installed where the study is read
-        from harness.config import identity_of, run_id_of
-
-        try:
-            return run_id_of(identity_of(raw))
-        except (KeyError, TypeError, AttributeError):
-            return None
 
 
 # ----------------------------------------------------------------------------- reading
