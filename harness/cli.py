@@ -55,18 +55,19 @@ def study_to_run(name: str, kind: str, results_dir: Path,
     path = find_study_file(name)
     overrides = parse_overrides(sets)
     cfg = load_study(path, overrides)
+    source = override_source(path, overrides)
     if cfg.kind == "ablation":
         from harness.config import structure_only
         from harness.study.plan import expand
 
         with structure_only():  # keys, types, ranges of every run: before PyTorch loads
-            expand(cfg, str(path))
+            expand(cfg, source)
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
                            f"`make {verb} STUDY={cfg.name}`")
     ensure_writable(results_dir / cfg.name)  # the study folder, or the first that exists
-    return override_source(path, overrides), cfg
+    return source, cfg
 
 
 def interrupted(again: str) -> None:

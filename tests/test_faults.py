@@ -154,7 +154,7 @@ def bad_study_file(tmp: Path, request: pytest.FixtureRequest) -> None:
     (studies / "folder.yaml").mkdir()
     listing = harness("studies", cwd=tmp)
     assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
-    lines = {line.split()[0]: line for line in listing.stderr.splitlines()[1:] if line.strip()}
+    lines = {line.split()[0]: line for line in listing.stdout.splitlines()[1:] if line.strip()}
     assert "fault test" in lines["good"]
     assert "(invalid:" in lines["broken"] and "(invalid:" in lines["binary"]
     assert "a binary file" in lines["binary"]

@@ -58,8 +58,8 @@ def leet_records(run_dir: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.skipif(not WANDB.is_file(), reason="needs the wandb CLI beside this Python")
 def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) -> None:
-    # seed 11: a run id no other test in this process has open in wandb-core
-    raw = tiny_raw(study="resume", seed=11, train={"epochs": 4, "checkpoint_every_s": 0},
+    # seed 7919: a run id no other test in this process opens in wandb-core
+    raw = tiny_raw(study="resume", seed=7919, train={"epochs": 4, "checkpoint_every_s": 0},
                    tracking={"wandb": "offline", "project": "harness-test"})
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}

@@ -205,6 +205,14 @@ def _write_figures(figs: list[figures.Figure], fig_dir: Path) -> list[Path]:
     return paths
 
 
+def section_html(text: str) -> str:
+    """A study-specific section's Markdown as HTML, each table in a scroll box so a wide one
+    scrolls inside the page instead of widening it (phones)."""
+    html = markdown.markdown(text, extensions=["tables"])
+    return html.replace("<table>", '<div class="table-wrap"><table class="detail">').replace(
+        "</table>", "</table></div>")
+
+
 def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str | None,
                      budget: int | None) -> list[str]:
     """Per variant, the study's declared comparison in words (only when a study declares one
@@ -342,8 +350,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "comparison_lines": comparison_lines(summary, study.compare, study.baseline,
                                              (base.get("train") or {}).get("epochs")),
     }
-    html_sections = [{"title": x["title"], "html": markdown.markdown(x["markdown"],
-                                                                     extensions=["tables"]),
+    html_sections = [{"title": x["title"], "html": section_html(x["markdown"]),
                       "figures": [{"title": f["title"], "src": data_uri(f["path"])}
                                   for f in x["figures"]]} for x in sections]
     md_sections = [{"title": x["title"], "markdown": x["markdown"],
