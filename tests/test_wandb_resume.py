@@ -63,6 +63,10 @@ def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) 
                    tracking={"wandb": "offline", "project": "harness-test"})
     results = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+    # The killed process must own its W&B service: inheriting this process's (WANDB_SERVICE,
+    # set once an earlier test started one) would leave its run open in the service we
+    # resume through, as a killed machine never would.
+    env.pop("WANDB_SERVICE", None)
     killed = subprocess.run([sys.executable, "-c", KILLER, json.dumps(raw), str(results), "2"],
                             env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
