@@ -313,7 +313,9 @@ def killed(tmp: Path, request: pytest.FixtureRequest) -> None:
     done = harness("ablation", str(path), "--results-dir", str(tmp / "results"), "--no-report")
     assert done.returncode == 0, done.stderr[-2000:]
     assert not old.exists() and fresh.exists()  # a fresh one may be someone's write
-    assert remove_stale_temp_files(tmp / "results" / "k", min_age=0) == 1
+    # the kill above may itself have left a fresh temp file mid-write: at least ours goes
+    assert remove_stale_temp_files(tmp / "results" / "k", min_age=0) >= 1
+    assert not fresh.exists()
 
 
 @scenario("A run diverges")
