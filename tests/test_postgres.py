@@ -204,7 +204,7 @@ def test_ablation_across_machines_and_report_from_the_database(tmp_path):
                           "values": [0.3]})
     specs = expand(study)
     q = RunQueue.open(URL, name)  # the coordinator's first steps, then B takes two runs
-    q.set_manifest(study_manifest(study, specs))
+    q.save_manifest(study_manifest(study, specs))
     q.distributions(specs)
     q.enqueue_missing(specs, set())
     machine_b = tmp_path / "b"
