@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,11 +52,15 @@ def build_data(config: RunConfig, data_dir: str | Path | None, device: torch.dev
     return load_data(config.data, data_dir).to(device)
 
 
-def model_spec(config: RunConfig, data: DataBundle) -> ModelSpec:
+def model_options(config: RunConfig) -> dict[str, Any]:
+    """The model section's set options (None means the model's own default)."""
     m = config.model
-    kwargs = {k: v for k, v in (("width", m.width), ("depth", m.depth),
-                                 ("patch_size", m.patch_size), ("heads", m.heads)) if v is not None}
-    return ModelSpec(name=m.name, kwargs=kwargs)
+    return {k: v for k, v in (("width", m.width), ("depth", m.depth),
+                              ("patch_size", m.patch_size), ("heads", m.heads)) if v is not None}
+
+
+def model_spec(config: RunConfig, data: DataBundle) -> ModelSpec:
+    return ModelSpec(name=config.model.name, kwargs=model_options(config))
 
 
 def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack) -> nn.Module:

@@ -33,9 +33,10 @@ def parameter_count(config: RunConfig) -> int | None:
     shape = known_shape(config.data)
     if shape is None:
         return None
+    from harness.train.build import model_options
+
     m = config.model
-    kwargs = {k: v for k, v in (("width", m.width), ("depth", m.depth),
-                                 ("patch_size", m.patch_size), ("heads", m.heads)) if v is not None}
+    kwargs = model_options(config)
     try:
         with torch.device("meta"):
             model = create_model(m.name, input_shape=shape.input_shape,
