@@ -301,6 +301,9 @@ def ablation(
             launch_and_print(cfg, flags, source=source, results_dir=results_dir,
                              storage=storage, data_dir=data_dir, as_json=json_)
             return
+        from harness.study.processes import warm_worker_server
+
+        warm_worker_server(workers or cfg.workers)
         from harness.study.execute import run_study
 
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,

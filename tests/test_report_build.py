@@ -20,6 +20,7 @@ from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
 from harness.tracking.store import list_run_dirs
 from harness.train.analysis import (
+    average_ranks,
     expected_calibration_error,
     load_predictions,
     loss_threshold_auc,
@@ -129,6 +130,17 @@ def test_ece_and_membership_inference_match_hand_computations() -> None:
     y = [1] * 4 + [0] * 5
     scores = (-torch.cat([members, others])).tolist()  # low loss -> member
     assert loss_threshold_auc(members, others) == pytest.approx(roc_auc_score(y, scores))
+    tied_m, tied_o = torch.tensor([0.1, 0.3, 0.3, 0.5]), torch.tensor([0.3, 0.5, 0.5, 0.7])
+    tied_scores = (-torch.cat([tied_m, tied_o])).tolist()
+    assert loss_threshold_auc(tied_m, tied_o) == pytest.approx(roc_auc_score(y[:4] + [0] * 4,
+                                                                             tied_scores))
+
+
+def test_average_ranks_match_scipy() -> None:
+    from scipy.stats import rankdata
+
+    values = torch.tensor([3.0, 1.0, 3.0, 2.0, 3.0, -1.0, 2.0])
+    assert average_ranks(values).tolist() == rankdata(values.numpy()).tolist()
 
 
 def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:

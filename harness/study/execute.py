@@ -6,7 +6,6 @@ only the missing or failed ones, so an interrupted study resumes where it was.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import threading
 import time
@@ -19,7 +18,7 @@ from rich.markup import escape
 from harness.console import console, make_progress
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
-from harness.study.processes import supervise
+from harness.study.processes import make_workers, supervise, warm_worker_server
 from harness.study.queue import RunQueue, check_sqlite_file, default_storage_url, mask_url
 from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
@@ -84,6 +83,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
               storage: str | None = None, data_dir: Path | None = None,
               report: bool = True) -> StudyOutcome:
     started = time.perf_counter()
+    warm_worker_server(workers or study.workers)
     specs = expand(study, source)
     check_model_sizes([s.config for s in specs], source)
     sdir = study_dir(results_dir, study.name)
@@ -174,12 +174,10 @@ def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None,
 def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
                          workers: int, threads: int, hub: ProgressHub,
                          seed_batch: bool = False) -> None:
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    procs = [ctx.Process(target=worker_process, daemon=False,
-                         args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
-                               threads, events, i, seed_batch))
-             for i in range(workers)]
+    procs, events = make_workers(
+        worker_process, lambda i: (url, name, str(results_dir),
+                                   str(data_dir) if data_dir else None, threads, seed_batch),
+        workers)
     supervise(procs, events, hub.handle, hub.refresh)
 
 

@@ -2,12 +2,59 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
+
+PRELOAD = "harness.study.worker_preload"
+
+
+def worker_context() -> Any:
+    """Where the OS has it, a forkserver that imported torch, wandb and the training code
+    once (harness.study.worker_preload) and forks each worker from there; else spawn.
+    Both start workers without the coordinator's threads or open connections."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([PRELOAD])
+    return ctx
+
+
+def warm_worker_server(workers: int | None = None) -> None:
+    """Start the worker server now, so its imports overlap the coordinator's own imports and
+    planning; not where one worker (run in this process) is all there will be."""
+    if (workers or os.cpu_count() or 1) <= 1:
+        return
+    ctx = worker_context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def make_workers(target: Callable[..., None], args: Callable[[int], tuple[Any, ...]],
+                 count: int) -> tuple[list[Any], Any]:
+    """`count` worker processes running `target(*args(i))`, and the event queue they share.
+    Each first takes the coordinator's environment as it is now (a forkserver started
+    earlier would otherwise hand out the environment of its own start)."""
+    ctx = worker_context()
+    events = ctx.Queue()
+    environ = dict(os.environ)
+    procs = [ctx.Process(target=run_with_environment, daemon=False,
+                         args=(environ, target, *args(i), events, i))
+             for i in range(count)]
+    return procs, events
+
+
+def run_with_environment(environ: dict[str, str], target: Callable[..., None],
+                         *args: Any) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
+    target(*args)
 
 
 def supervise(procs: list[Any], events: Any, handle: Callable[[tuple[Any, ...]], None],

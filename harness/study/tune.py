@@ -24,7 +24,6 @@ import copy
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import socket
 import time
@@ -50,7 +49,7 @@ from harness.study.execute import (
     study_lock,
     threads_per_worker,
 )
-from harness.study.processes import install_worker_signals, supervise
+from harness.study.processes import install_worker_signals, make_workers, supervise
 from harness.study.queue import mask_url, open_storage
 from harness.study.spec import StudyConfig
 from harness.study.tune_report import tuning_section, write_outputs
@@ -522,12 +521,9 @@ def drive_search(url: str, study: StudyConfig, spec: TuneSpec, source: str, ostu
 def run_processes(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
                   threads: int, hub: TuneHub) -> None:
 
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    procs = [ctx.Process(target=tune_worker_process, daemon=False,
-                         args=(url, name, str(results_dir), str(data_dir) if data_dir else None,
-                               threads, events, i))
-             for i in range(workers)]
+    procs, events = make_workers(
+        tune_worker_process, lambda i: (url, name, str(results_dir),
+                                        str(data_dir) if data_dir else None, threads), workers)
     supervise(procs, events, hub.handle, hub.refresh,
               on_failed_exit=lambda p: requeue_orphans(hub.ostudy, {p.pid}))
 

@@ -288,7 +288,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
 
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
-                   threads: int | None, events: Any, worker: int, seed_batch: bool) -> None:
+                   threads: int | None, seed_batch: bool, events: Any, worker: int) -> None:
     """Entry point of a local worker process (spawned). An error that stops the worker
     is printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -86,17 +86,23 @@ def loss_threshold_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tens
     """ROC AUC of the attack score -loss (members positive); ties count one half.
 
     Equals sklearn.metrics.roc_auc_score(labels, -losses) (Mann-Whitney U / (n1 * n0)).
+    Average ranks are computed in torch (scipy's rankdata would cost an import per worker).
     """
-    from scipy.stats import rankdata
-
     m = member_losses.detach().double().flatten().cpu()
     nm = nonmember_losses.detach().double().flatten().cpu()
     n1, n0 = len(m), len(nm)
     if n1 == 0 or n0 == 0:
         return float("nan")
-    scores = torch.cat([-m, -nm]).numpy()
-    ranks = rankdata(scores)  # average ranks for ties
+    ranks = average_ranks(torch.cat([-m, -nm]))
     return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def average_ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based ranks, tied values sharing their mean rank (scipy.stats.rankdata's default)."""
+    _, inverse, counts = torch.unique(values, sorted=True, return_inverse=True,
+                                      return_counts=True)
+    last = counts.cumsum(0).double()
+    return (last - (counts.double() - 1) / 2)[inverse]
 
 
 def mia_advantage(auc: float) -> float:

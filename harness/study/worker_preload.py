@@ -1,0 +1,27 @@
+"""Imported once by the worker server (multiprocessing's forkserver) before it forks workers.
+
+Each spawned worker used to import torch, torch._dynamo (Adam's constructor pulls it in),
+wandb and the training code itself: about 8 s of CPU per worker on a 2-core machine, paid
+again by every worker. The server pays it once, while the coordinator plans the study, and
+each worker starts as a fork of it. Only imports live here; a missing optional package is
+skipped (the worker then imports what it needs as before)."""
+
+from __future__ import annotations
+
+import importlib
+
+WARM_MODULES = (
+    "torch",
+    "torch._dynamo",  # imported by the first optimizer's constructor
+    "harness.study.worker",
+    "harness.study.queue",  # optuna and SQLAlchemy
+    "harness.train.loop",
+    "wandb",
+    "wandb.sdk.launch.inputs.internal",  # imported by every wandb.init
+)
+
+for _name in WARM_MODULES:
+    try:
+        importlib.import_module(_name)
+    except ImportError:
+        pass
