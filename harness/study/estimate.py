@@ -3,8 +3,11 @@ distinct model/data shape (or from finished runs of that shape), summed as CPU-h
 scheduled onto the chosen workers as wall time.
 
 A run is modelled as setup (data, model, final evaluation) + epochs x seconds per epoch
-+ the queue's overhead per run; each worker also pays once what a fresh process pays on
-its first run (imports, first kernels), measured as the first probe's extra time.
++ the queue's overhead per run. The study as a whole also pays, once: a fresh process's
+imports before the first step (timed by importing the worker's modules in a fresh Python,
+beside the probe), each worker's first-run extra (first kernels: the first probe's excess
+over the second), and the report at the end (a fixed part plus a part per run, measured on
+finished studies: bench/RESULTS.md).
 Regularizers are not part of the shape: their cost (SWA's extra pass, a distillation
 teacher) is not probed, and runs that stop early (early stopping, divergence) make the
 figure an upper bound.
@@ -15,6 +18,8 @@ from __future__ import annotations
 import copy
 import heapq
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +30,8 @@ from harness.config import RunConfig
 from harness.study.plan import RunSpec
 from harness.tracking.store import RunDir
 
+REPORT_BASE_S = 8.0  # report + index + W&B study run after a 12-run study, bench/RESULTS.md
+REPORT_PER_RUN_S = 0.1  # what each further run adds to it
 QUEUE_OVERHEAD_S = 0.17  # harness overhead per run (100 tiny runs: 17 s), bench/RESULTS.md
 WANDB_OVERHEAD_S = 0.4  # W&B offline init per run (shared/NOTES-wandb-optuna.md); probes skip W&B
 SHAPE_IGNORED = {"data": ("label_noise", "seed", "generator_seed", "data_dir", "download"),
@@ -51,10 +58,12 @@ class Estimate:
     threads: int
     shapes: list[ShapeCost]
     run_seconds: dict[str, float] = field(default_factory=dict)  # run id -> seconds
+    startup_s: float = 0.0  # a fresh process importing the worker's modules
+    report_s: float = 0.0
 
     @property
     def worker_start_s(self) -> float:
-        return max((s.first_run_extra_s for s in self.shapes), default=0.0)
+        return self.startup_s + max((s.first_run_extra_s for s in self.shapes), default=0.0)
 
     @property
     def busy_workers(self) -> int:
@@ -69,12 +78,14 @@ class Estimate:
     def wall_seconds(self) -> float:
         if not self.run_seconds:
             return 0.0
-        return self.worker_start_s + makespan(list(self.run_seconds.values()), self.workers)
+        return (self.worker_start_s + makespan(list(self.run_seconds.values()), self.workers)
+                + self.report_s)
 
     def to_json(self) -> dict[str, Any]:
         return {"workers": self.workers, "threads_per_run": self.threads,
                 "cpu_hours": self.cpu_hours, "wall_seconds": self.wall_seconds,
                 "worker_start_seconds": self.worker_start_s,
+                "startup_seconds": self.startup_s, "report_seconds": self.report_s,
                 "shapes": [s.__dict__ for s in self.shapes],
                 "run_seconds": self.run_seconds}
 
@@ -147,11 +158,34 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, f
     return max(0.0, totals[1] - epoch_s), epoch_s, max(0.0, totals[0] - totals[1])
 
 
+def time_fresh_import() -> subprocess.Popen[bytes]:
+    """Start timing a fresh Python importing what a worker imports; read with
+    `import_seconds` (it runs beside the probe, as the worker server runs beside the
+    coordinator)."""
+    code = ("import time; t = time.perf_counter(); import harness.study.worker_preload; "
+            "print(time.perf_counter() - t)")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+
+
+def import_seconds(proc: subprocess.Popen[bytes]) -> float:
+    out, _ = proc.communicate()
+    try:
+        return float(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0.0
+
+
 def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
-             data_dir: Path | None = None, finished: set[str] | None = None) -> Estimate:
+             data_dir: Path | None = None, finished: set[str] | None = None,
+             startup: bool = True) -> Estimate:
     """Seconds for every run still to run, from finished runs of the same shape where the
-    study has some, else from a one-epoch probe per shape."""
+    study has some, else from a one-epoch probe per shape; with `startup`, plus the study's
+    one-off costs (a fresh process's imports, the report)."""
+    import harness.study.worker_preload  # noqa: F401  (the probe's first run then pays no imports)
+
     finished = finished or set()
+    timer = time_fresh_import() if startup else None
     by_shape: dict[str, list[RunSpec]] = {}
     for s in specs:
         by_shape.setdefault(shape_key(s.config), []).append(s)
@@ -170,4 +204,8 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
         for s in todo:
             out.run_seconds[s.run_id] = cost.run_seconds(
                 s.config.train.epochs, s.config.tracking.wandb != "disabled")
+    if timer is not None:
+        out.startup_s = import_seconds(timer)
+        if out.run_seconds:
+            out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * max(0, len(specs) - 12)
     return out

@@ -70,6 +70,14 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
         "larger models use the cores inside each step"
 
 
+def decide_workers(named: int | None, specs: list[RunSpec], todo: int) -> tuple[int, str]:
+    """The workers a study runs on (the user's number, else chosen by model size) and why;
+    one decision for the run and for its dry-run estimate."""
+    if named:
+        return named, ""
+    return choose_workers(specs, todo)
+
+
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
@@ -89,10 +97,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
-    why = ""
-    if not (workers or study.workers):
-        workers, why = choose_workers(specs, len(specs) - len(done_now))
-    workers = workers or study.workers or default_workers()
+    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now))
     local_queue = storage is None and study.storage is None
     # storage checks before anything is written: a shared queue is opened now, the local
     # queue file is checked to be SQLite (it is created inside the study folder below)

@@ -57,7 +57,7 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     """The plan (variants x seeds, run ids, which are finished) and its compute estimate.
     Nothing is written: probes train in a temporary folder with W&B off."""
     from harness.study.estimate import estimate
-    from harness.study.execute import default_workers, finished_ids, threads_per_worker
+    from harness.study.execute import decide_workers, finished_ids, threads_per_worker
 
     path = find_study_file(name)
     overrides = parse_overrides(sets)
@@ -67,7 +67,7 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     sdir = Path(results_dir) / study.name
     done = finished_ids(sdir, specs) if sdir.is_dir() else set()
     jobs = study.launcher.array_parallelism if study.launcher else None
-    workers = workers or jobs or study.workers or default_workers()
+    workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done))
     threads = threads_per_worker(workers)
     console.print(f"dry run of {study.name}: probing each model/data shape for one epoch "
                   f"({threads} thread(s), nothing written)")
@@ -87,6 +87,8 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     for shape in est.shapes:
         typer.echo(f"  {shape.label}: {shape.epoch_s:.2f} s/epoch + {shape.setup_s:.1f} s "
                    f"setup (from {shape.source}); {shape.runs} run(s) to run")
+    typer.echo(f"  once: {est.startup_s:.1f} s start-up (a fresh process's imports), "
+               f"{est.report_s:.0f} s report")
     typer.echo(f"  total: {est.cpu_hours:.3f} CPU-hours; wall about "
                f"{fmt_duration(est.wall_seconds)} on {workers} worker(s) (an upper bound "
                "when early stopping ends runs sooner)")
