@@ -109,3 +109,25 @@ def test_a_real_run_stores_calibration_in_its_summary():
         _scipy_temperature(val_logits.double(), data.val.y), rel=1e-4)
     for k in CALIBRATION_KEYS:
         assert math.isfinite(entries[f"final_{k}"]), k
+
+
+def test_report_names_the_largest_calibration_change_and_whether_temperature_undoes_it():
+    import pandas as pd
+
+    from harness.report.sections import calibration_finding
+
+    def row(variant, base, over, ece, ece_ts, t):
+        return {"variant": variant, "is_baseline": base, "overconfidence_mean": over,
+                "ece_mean": ece, "ece_ts_mean": ece_ts, "temperature_mean": t}
+
+    summary = pd.DataFrame([row("baseline", True, -0.04, 0.041, 0.014, 0.75),
+                            row("eps=0.1", False, -0.19, 0.186, 0.016, 0.42),
+                            row("eps=0.2", False, -0.29, 0.289, 0.015, 0.31)])
+    text = calibration_finding(summary)
+    assert "eps=0.2 moves confidence − accuracy from -0.040 (baseline, under-confident) " \
+        "to -0.290 (under-confident)" in text
+    assert "ECE 0.041 → 0.289" in text and "T = 0.310" in text
+    assert "one scalar undoes" in text
+    summary.loc[2, "ece_ts_mean"] = 0.2  # 0.2 > 1.5 * 0.014 + 0.01: not undone
+    assert "one scalar does not undo it" in calibration_finding(summary)
+    assert calibration_finding(summary[summary["is_baseline"]]) is None  # nothing to compare

@@ -106,7 +106,40 @@ def calibration(summary: pd.DataFrame) -> dict[str, Any] | None:
             f"{f(r, 'overconfidence')} | {direction(float(r.get('overconfidence_mean')))} | "
             f"{f(r, 'nll')} | {f(r, 'ece')} | {f(r, 'temperature')} | {f(r, 'nll_ts')} | "
             f"{f(r, 'ece_ts')} |")
+    finding = calibration_finding(summary)
+    if finding:
+        lines[:0] = [finding, ""]
     return {"title": "Calibration", "markdown": "\n".join(lines), "figures": []}
+
+
+def calibration_finding(summary: pd.DataFrame) -> str | None:
+    """The variant that moves confidence - accuracy furthest from the baseline's, in words:
+    which way, its ECE, and whether one temperature fitted on validation undoes it."""
+    from harness.train.calibration import direction
+
+    if "is_baseline" not in summary or not summary["is_baseline"].astype(bool).any():
+        return None
+    base = summary[summary["is_baseline"].astype(bool)].iloc[0]
+    keys = ("overconfidence_mean", "ece_mean", "ece_ts_mean", "temperature_mean")
+    if not all(np.isfinite(float(base.get(k, np.nan))) for k in keys):
+        return None
+    others = [r for _, r in summary.iterrows() if not r.get("is_baseline")
+              and all(np.isfinite(float(r.get(k, np.nan))) for k in keys)]
+    if not others:
+        return None
+    b_over = float(base["overconfidence_mean"])
+    r = max(others, key=lambda r: abs(float(r["overconfidence_mean"]) - b_over))
+    over = float(r["overconfidence_mean"])
+    undone = float(r["ece_ts_mean"]) <= 1.5 * float(base["ece_ts_mean"]) + 0.01
+    return (f"The largest change: {r['variant']} moves confidence − accuracy from "
+            f"{b_over:+.3f} (baseline, {direction(b_over)}) to {over:+.3f} "
+            f"({direction(over)}), ECE {float(base['ece_mean']):.3f} → "
+            f"{float(r['ece_mean']):.3f}. A temperature fitted on validation "
+            f"(T = {float(r['temperature_mean']):.3f}) brings its ECE to "
+            f"{float(r['ece_ts_mean']):.3f} (baseline after its own T: "
+            f"{float(base['ece_ts_mean']):.3f}): "
+            + ("one scalar undoes the miscalibration, so it is a uniform shift of confidence."
+               if undone else "one scalar does not undo it.") + " Means over seeds.")
 
 
 def summary_sections(summary: pd.DataFrame, settings: dict[str, dict[str, Any]],
