@@ -21,7 +21,8 @@ from harness.study.sequential import (
 STUDIES = 2000
 
 
-def run_sequential(plan: SequentialPlan, effect: float, rng: np.random.Generator) -> tuple[str, int]:
+def run_sequential(plan: SequentialPlan, effect: float,
+                   rng: np.random.Generator) -> tuple[str, int]:
     """One simulated comparison: normal paired differences (sd 1), seeds added look by look."""
     diffs = rng.normal(effect, 1.0, size=plan.max_seeds)
     for n in plan.looks:
