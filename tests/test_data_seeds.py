@@ -75,9 +75,12 @@ def test_bad_data_seeds_are_one_line(tmp_path: Path, keys, message):
 def test_a_run_keeps_its_test_probabilities(tmp_path: Path):
     cfg = build_run_config(tiny_raw())
     res = train_run(cfg, results_dir=tmp_path)
-    probs = load_probabilities(res.run_dir.path)
-    assert probs is not None and probs.dtype == np.float16
+    saved = load_probabilities(res.run_dir.path)
+    assert saved is not None
+    probs, labels = saved
+    assert probs.dtype == np.float16
     data = load_data(cfg.data)
+    np.testing.assert_array_equal(labels, data.test.y.numpy())
     assert probs.shape == (len(data.test.y), data.num_classes)
     np.testing.assert_allclose(probs.astype(np.float64).sum(1), 1.0, atol=5e-3)
     # the saved probabilities give the run's final test accuracy

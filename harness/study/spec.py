@@ -97,7 +97,7 @@ class AdaptiveSeeds(Strict):
     @model_validator(mode="after")
     def _min_below_max(self) -> AdaptiveSeeds:
         if self.min > self.max:
-            raise ValueError(f"seeds.min ({self.min}) must be at most seeds.max ({self.max})")
+            raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
         return self
 
     def plan(self):  # -> harness.study.sequential.SequentialPlan (imports scipy: lazily)
@@ -206,6 +206,23 @@ class StudyConfig(Strict):
                              "starting with a letter or digit (it names a folder in results/)")
         return v
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _adaptive_seeds(cls, v: Any) -> Any:
+        """A mapping is adaptive seeds: checked here so a mistake reads as one line about
+        its key (not as every member of the int | list | mapping union failing)."""
+        if not isinstance(v, dict):
+            return v
+        try:
+            return AdaptiveSeeds.model_validate(v)
+        except ValidationError as err:
+            e = err.errors()[0]
+            key = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key (allowed: {', '.join(AdaptiveSeeds.model_fields)})"
+            raise ValueError(f"{key}: {msg}" if key else msg) from None
+
     @field_validator("seeds", "data_seeds")
     @classmethod
     def _seeds(cls, v: Any, info: ValidationInfo) -> Any:
@@ -239,6 +256,11 @@ class StudyConfig(Strict):
     @property
     def adaptive(self) -> AdaptiveSeeds | None:
         return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+
+    @property
+    def round_planned(self) -> bool:
+        """Adaptive seeds: this copy holds one round's seeds (for_round)."""
+        return bool(self._round_seeds)
 
     def seed_list(self, variant: str | None = None) -> list[int]:
         """The seeds of a variant (adaptive: of the current round; all variants: the most)."""

@@ -46,6 +46,7 @@ MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
 SHIFT_SEED = 20240601  # + data.seed: the same corrupted test set for every run seed
 PREDICTIONS = "test_predictions.pt"
 PROBABILITIES = "test_probs.npy"  # float16 (N, K): bias-variance decompositions after the fact
+LABELS = "test_labels.npy"  # int16 (N,): the test labels they are scored against (clean)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -220,11 +221,17 @@ def save_predictions(run_path: Path | str, preds: torch.Tensor) -> Path:
     return path
 
 
-def save_probabilities(run_path: Path | str, probs: torch.Tensor) -> Path | None:
-    """test_probs.npy: float16 (N, K) class probabilities (atomic write). Classification
-    only: a text model's (N, T, vocab) probabilities are too large to keep per run."""
+def save_probabilities(run_path: Path | str, probs: torch.Tensor, labels: torch.Tensor) -> None:
+    """test_probs.npy (float16 (N, K) class probabilities) and test_labels.npy (int16 (N,);
+    test labels are never noised), each written atomically. Classification only: a text
+    model's (N, T, vocab) probabilities are too large to keep per run."""
     if probs.dim() != 2:
-        return None
+        return
+    _save_npy(Path(run_path) / LABELS, labels.detach().cpu().to(torch.int16).numpy())
+    _save_npy(Path(run_path) / PROBABILITIES, probs.detach().cpu().to(torch.float16).numpy())
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
     import io
 
     import numpy as np
@@ -232,22 +239,23 @@ def save_probabilities(run_path: Path | str, probs: torch.Tensor) -> Path | None
     from harness.tracking.store import atomic_write_bytes
 
     buf = io.BytesIO()
-    np.save(buf, probs.detach().cpu().to(torch.float16).numpy())
-    path = Path(run_path) / PROBABILITIES
+    np.save(buf, array, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
-def load_probabilities(run_path: Path | str) -> np.ndarray | None:
-    """A run's test_probs.npy, or None when it has none (older runs, text) or is unreadable."""
+def load_probabilities(run_path: Path | str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's (test probabilities (N, K), test labels (N,)), or None when it has none (older
+    runs, text) or they are unreadable or disagree in length."""
     import numpy as np
 
-    path = Path(run_path) / PROBABILITIES
     try:
-        probs = np.load(path, allow_pickle=False) if path.is_file() else None
+        probs = np.load(Path(run_path) / PROBABILITIES, allow_pickle=False)
+        labels = np.load(Path(run_path) / LABELS, allow_pickle=False)
     except (OSError, ValueError):
         return None
-    return probs if probs is not None and probs.ndim == 2 else None
+    if probs.ndim != 2 or labels.shape != (len(probs),):
+        return None
+    return probs, labels.astype(np.int64)
 
 
 def load_predictions(run_path: Path | str) -> torch.Tensor | None:

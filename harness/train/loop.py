@@ -264,7 +264,7 @@ def analyse(model: nn.Module, data: DataBundle, config: RunConfig,
         return {}
     scalars, predictions, probabilities = final_outputs(model, data, config)
     save_predictions(run_dir.path, predictions)
-    save_probabilities(run_dir.path, probabilities)
+    save_probabilities(run_dir.path, probabilities, data.test.y)
     return summary_entries(scalars)
 
 
