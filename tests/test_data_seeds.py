@@ -87,3 +87,29 @@ def test_a_run_keeps_its_test_probabilities(tmp_path: Path):
     acc = float((probs.argmax(1) == data.test.y.numpy()).mean())
     assert acc == pytest.approx(res.summary["final_test_acc"], abs=2 / len(data.test.y))
     assert not list(res.run_dir.path.glob("*.tmp*"))  # written atomically, no leftovers
+
+
+def test_report_decomposes_each_width_from_the_saved_probabilities(tmp_path: Path):
+    from harness.record.load import StudyRecord
+    from harness.report.bias_variance_report import variant_rows
+    from harness.report.build import build_report
+    from harness.study.execute import run_study
+
+    out = run_study(width_study(seeds=1, data_seeds=2), source="test", results_dir=tmp_path,
+                    workers=1, report=False)
+    md = build_report(out.study_dir).markdown.read_text()
+    assert "## Bias-variance decomposition" in md or "Bias-variance decomposition" in md
+    rows, notes = variant_rows(StudyRecord.load(out.study_dir))
+    assert [r["variant"] for r in rows] == ["baseline", "w32"] and not notes
+    record = StudyRecord.load(out.study_dir)
+    for r in rows:
+        runs = record.runs_of(r["variant"])
+        assert r["models"] == 2 and r["data_seeds"] == 2
+        # the models' mean test error, as each run's own summary recorded it
+        error = np.mean([1 - run.summary["final_test_acc"] for run in runs])
+        assert r["test_error"] == pytest.approx(error, abs=2e-3)
+        assert r["zero_one_bias"] + r["zero_one_net_variance"] == pytest.approx(
+            r["test_error"], abs=1e-9)
+        assert r["zero_one_noise"] == 0.0
+        assert f"| {r['variant']}" in md and f"{r['zero_one_bias']:.3f}" in md
+    assert (out.study_dir / "figures" / "bias_variance" / "zero_one.png").is_file()
