@@ -69,8 +69,12 @@ def without_heading(markdown: str) -> str:
 
 
 def extra_sections(study_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
+    from harness.report import adaptive_seeds, bias_variance_report
+
     out = []
     for make in (lambda: double_descent(study_dir, fig_dir), lambda: tuning(study_dir),
+                 lambda: bias_variance_report.section(study_dir, fig_dir),
+                 lambda: adaptive_seeds.section(study_dir),
                  lambda: wandb_links(study_dir)):
         section = make()
         if section:

@@ -90,6 +90,11 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
               storage: str | None = None, data_dir: Path | None = None,
               report: bool = True) -> StudyOutcome:
+    if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
+        from harness.study.adaptive import run_adaptive
+
+        return run_adaptive(study, source=source, results_dir=results_dir, workers=workers,
+                            storage=storage, data_dir=data_dir, report=report)
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)

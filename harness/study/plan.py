@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.config import RunConfig, build_run_config, flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
-from harness.study.spec import StudyConfig
+from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 
 BASELINE = "baseline"
 
@@ -136,14 +136,26 @@ def swept_params(study: StudyConfig, variant: Variant, config: RunConfig) -> dic
     return out
 
 
-def resolve(study: StudyConfig, variant: Variant, seed: int, source: str) -> RunConfig:
+def resolve(study: StudyConfig, variant: Variant, seed: int, source: str,
+            data_seed: int | None = None) -> RunConfig:
     raw = copy.deepcopy(study.base)
     for reg in variant.drop:
         raw.get("regularizers", {}).pop(reg, None)
     for key, value in variant.overrides.items():
         set_dotted(raw, key, value)
+    if data_seed is not None:  # a resampled training set (val split, subset, label noise)
+        set_dotted(raw, "data.seed", data_seed)
     raw.update(study=study.name, variant=variant.name, seed=seed)
     return build_run_config(raw, f"{source}: variant {variant.name!r}")
+
+
+def seed_pairs(study: StudyConfig, variant: str) -> list[tuple[int | None, int]]:
+    """(data seed, run seed) of each run of a variant. With data_seeds the run seed is
+    seed + DATA_SEED_STRIDE x data seed: every run of a variant has its own seed, and runs
+    of two variants with the same seed share their training set and initialisation (the
+    report's matched-seed comparisons stay matched)."""
+    return [(d, s if d is None else s + DATA_SEED_STRIDE * d)
+            for d in study.data_seed_list() for s in study.seed_list(variant)]
 
 
 def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
@@ -151,8 +163,8 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
     specs: list[RunSpec] = []
     seen: set[str] = set()
     for variant in variants(study):
-        for seed in study.seed_list():
-            cfg = resolve(study, variant, seed, source)
+        for data_seed, seed in seed_pairs(study, variant.name):
+            cfg = resolve(study, variant, seed, source, data_seed)
             run_id = cfg.run_id()
             if run_id in seen:
                 continue
@@ -180,7 +192,9 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "name": study.name, "description": study.description, "kind": study.kind,
         "design": study.design.model_dump(mode="json") if study.design else None,
         "base": specs[0].config.model_dump(mode="json") if specs else study.base,
-        "seeds": study.seed_list(),
+        "seeds": sorted({s.seed for s in specs}) or study.seed_list(),
+        "data_seeds": [d for d in study.data_seed_list() if d is not None],
+        "adaptive_seeds": study.adaptive.model_dump(mode="json") if study.adaptive else None,
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],

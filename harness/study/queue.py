@@ -49,7 +49,7 @@ DISTRIBUTIONS_ATTR = "param_distributions"  # queue study attr: Optuna param -> 
 MANIFEST_ATTR = "manifest"  # queue study attr: study.json, for a report built from the queue
 # Run files that travel with a finished trial (a remote worker's results are complete);
 # model.pt and checkpoints stay on the worker (a report does not need them).
-TRAVELLING_FILES = ("env.json", "test_predictions.pt")
+TRAVELLING_FILES = ("env.json", "test_predictions.pt", "test_probs.npy", "test_labels.npy")
 
 
 def heartbeat_interval() -> int:

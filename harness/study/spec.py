@@ -13,7 +13,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 import harness
 from harness.config import (
@@ -71,6 +78,35 @@ class LauncherConfig(Strict):
     setup: list[str] = Field(default_factory=list)  # shell lines before the worker starts
 
 
+DATA_SEED_STRIDE = 1000  # with data_seeds, a run's seed is seed + 1000 x data seed
+
+
+class AdaptiveSeeds(Strict):
+    """`seeds: {min: 3, max: 10, until: decided}`: seeds are added round by round, only to the
+    variants whose comparison with the baseline a group-sequential test has not decided yet
+    (harness/study/sequential.py; the rounds run in harness/study/adaptive.py)."""
+
+    min: int = Field(3, ge=2)
+    max: int = Field(10, ge=2, le=1000)
+    until: Literal["decided"] = "decided"
+    step: int = Field(1, ge=1)  # seeds added per round
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # false-positive rate of each comparison
+    min_effect: float = Field(0.01, gt=0.0)  # smaller differences count as no effect
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> AdaptiveSeeds:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
+        return self
+
+    def plan(self):  # -> harness.study.sequential.SequentialPlan (imports scipy: lazily)
+        from harness.study.sequential import SequentialPlan
+
+        return SequentialPlan(self.min, self.max, self.step, self.alpha, self.min_effect,
+                              self.spending)
+
+
 # What a claim may be about: a metric of the runs table (report/tables.py) and its short name.
 CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
                  "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
@@ -115,7 +151,9 @@ class StudyConfig(Strict):
     kind: Literal["ablation", "tune"] = "ablation"
     base: dict[str, Any] = Field(default_factory=dict)  # a run config mapping
     design: DesignConfig | None = None
-    seeds: int | list[int] = 3
+    seeds: int | list[int] | AdaptiveSeeds = 3
+    # resampled training sets: each run also gets data.seed = one of these (bias-variance)
+    data_seeds: int | list[int] | None = None
     workers: int | None = Field(None, ge=1)
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
     seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
@@ -123,6 +161,8 @@ class StudyConfig(Strict):
     launcher: LauncherConfig | None = None  # worker jobs through submitit (Slurm or local)
     # `--set key=value` overrides applied on top of the file (recorded in study.json)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
+    # adaptive seeds: the seeds each variant has in the current round (harness/study/adaptive)
+    _round_seeds: dict[str, list[int]] = PrivateAttr(default_factory=dict)
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -166,19 +206,37 @@ class StudyConfig(Strict):
                              "starting with a letter or digit (it names a folder in results/)")
         return v
 
-    @field_validator("seeds")
+    @field_validator("seeds", mode="before")
     @classmethod
-    def _seeds(cls, v: int | list[int]) -> int | list[int]:
+    def _adaptive_seeds(cls, v: Any) -> Any:
+        """A mapping is adaptive seeds: checked here so a mistake reads as one line about
+        its key (not as every member of the int | list | mapping union failing)."""
+        if not isinstance(v, dict):
+            return v
+        try:
+            return AdaptiveSeeds.model_validate(v)
+        except ValidationError as err:
+            e = err.errors()[0]
+            key = ".".join(str(p) for p in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown key (allowed: {', '.join(AdaptiveSeeds.model_fields)})"
+            raise ValueError(f"{key}: {msg}" if key else msg) from None
+
+    @field_validator("seeds", "data_seeds")
+    @classmethod
+    def _seeds(cls, v: Any, info: ValidationInfo) -> Any:
+        key = info.field_name
         if isinstance(v, int) and v < 1:
-            raise ValueError("seeds must be >= 1 (a count) or a list of seeds")
+            raise ValueError(f"{key} must be >= 1 (a count) or a list of seeds")
         if isinstance(v, list) and (not v or len(set(v)) != len(v)):
-            raise ValueError("seeds must be a non-empty list of distinct integers")
+            raise ValueError(f"{key} must be a non-empty list of distinct integers")
         if isinstance(v, list) and min(v) < 0:
-            raise ValueError("seeds must be integers >= 0 (a seed names a random stream)")
+            raise ValueError(f"{key} must be integers >= 0 (a seed names a random stream)")
         if isinstance(v, list) and max(v) > SEED_MAX:
-            raise ValueError(f"seeds must be at most {SEED_MAX} (torch seeds are 64-bit)")
+            raise ValueError(f"{key} must be at most {SEED_MAX} (torch seeds are 64-bit)")
         if isinstance(v, int) and v > 10_000:
-            raise ValueError("seeds (a count) must be at most 10000")
+            raise ValueError(f"{key} (a count) must be at most 10000")
         return v
 
     @model_validator(mode="after")
@@ -187,10 +245,43 @@ class StudyConfig(Strict):
             raise ValueError("an ablation study needs a design")
         if self.kind == "tune" and not self.tune:
             raise ValueError("a tuning study needs a tune section")
+        if self.adaptive and (self.kind == "tune" or self.data_seeds is not None):
+            raise ValueError("seeds: adaptive seeds ({min, max, until}) work in ablation "
+                             "studies without data_seeds")
+        if self.data_seeds is not None and max(self.seed_list()) >= DATA_SEED_STRIDE:
+            raise ValueError(f"seeds: with data_seeds, seeds must be below {DATA_SEED_STRIDE} "
+                             f"(a run's seed is seed + {DATA_SEED_STRIDE} x data seed)")
         return self
 
-    def seed_list(self) -> list[int]:
+    @property
+    def adaptive(self) -> AdaptiveSeeds | None:
+        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+
+    @property
+    def round_planned(self) -> bool:
+        """Adaptive seeds: this copy holds one round's seeds (for_round)."""
+        return bool(self._round_seeds)
+
+    def seed_list(self, variant: str | None = None) -> list[int]:
+        """The seeds of a variant (adaptive: of the current round; all variants: the most)."""
+        if isinstance(self.seeds, AdaptiveSeeds):
+            rounds = self._round_seeds
+            if variant is None and rounds:
+                return max(rounds.values(), key=len)
+            return list(rounds.get(variant or "", range(self.seeds.min)))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def data_seed_list(self) -> list[int | None]:
+        """Training-set seeds (data.seed of each run); [None]: the base config's own."""
+        d = self.data_seeds
+        return [None] if d is None else list(range(d)) if isinstance(d, int) else list(d)
+
+    def for_round(self, seeds: dict[str, list[int]]) -> StudyConfig:
+        """This study with the given seeds per variant (one round of adaptive seeds)."""
+        out = self.model_copy()
+        out._overrides = dict(self._overrides)
+        out._round_seeds = {k: list(v) for k, v in seeds.items()}
+        return out
 
     def check_claim_variants(self, names: list[str], source: str) -> None:
         """Every claim pattern must name at least one variant of the expanded study."""

@@ -29,7 +29,7 @@ final_shift_acc, flops, final_reliability, final_<calibration key>) and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +38,15 @@ from torch import nn
 from harness.tracking.store import atomic_torch_save
 from harness.train.calibration import CALIBRATION_KEYS, calibration_summary
 
+if TYPE_CHECKING:
+    import numpy as np
+
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
 MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
 SHIFT_SEED = 20240601  # + data.seed: the same corrupted test set for every run seed
 PREDICTIONS = "test_predictions.pt"
+PROBABILITIES = "test_probs.npy"  # float16 (N, K): bias-variance decompositions after the fact
+LABELS = "test_labels.npy"  # int16 (N,): the test labels they are scored against (clean)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -151,6 +156,13 @@ def final_analysis(model: nn.Module, data: Any, config: Any) -> tuple[dict[str, 
 
     Any metric that cannot be computed is None; this never raises for a metric.
     """
+    scalars, preds, _ = final_outputs(model, data, config)
+    return scalars, preds
+
+
+def final_outputs(model: nn.Module, data: Any,
+                  config: Any) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """final_analysis plus the test-set class probabilities ((N, K), or (N, T, V) for text)."""
     bs = getattr(getattr(config, "train", None), "eval_batch_size", 2048) or 2048
     out: dict[str, Any] = {"ece": None, "mia_auc": None, "mia_advantage": None,
                            "shift_acc": None, "flops": None, "reliability": None,
@@ -187,7 +199,7 @@ def final_analysis(model: nn.Module, data: Any, config: Any) -> tuple[dict[str, 
 
     if len(data.test.x):
         out["flops"] = forward_flops(model, data.prepare(data.test.x[:1]))
-    return out, preds
+    return out, preds, probs.cpu()
 
 
 def summary_entries(scalars: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +225,43 @@ def save_predictions(run_path: Path | str, preds: torch.Tensor) -> Path:
     path = Path(run_path) / PREDICTIONS
     atomic_torch_save(path, preds.detach().cpu().to(torch.int16))
     return path
+
+
+def save_probabilities(run_path: Path | str, probs: torch.Tensor, labels: torch.Tensor) -> None:
+    """test_probs.npy (float16 (N, K) class probabilities) and test_labels.npy (int16 (N,);
+    test labels are never noised), each written atomically. Classification only: a text
+    model's (N, T, vocab) probabilities are too large to keep per run."""
+    if probs.dim() != 2:
+        return
+    _save_npy(Path(run_path) / LABELS, labels.detach().cpu().to(torch.int16).numpy())
+    _save_npy(Path(run_path) / PROBABILITIES, probs.detach().cpu().to(torch.float16).numpy())
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    import numpy as np
+
+    from harness.tracking.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_probabilities(run_path: Path | str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's (test probabilities (N, K), test labels (N,)), or None when it has none (older
+    runs, text) or they are unreadable or disagree in length."""
+    import numpy as np
+
+    try:
+        probs = np.load(Path(run_path) / PROBABILITIES, allow_pickle=False)
+        labels = np.load(Path(run_path) / LABELS, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if probs.ndim != 2 or labels.shape != (len(probs),):
+        return None
+    return probs, labels.astype(np.int64)
 
 
 def load_predictions(run_path: Path | str) -> torch.Tensor | None:

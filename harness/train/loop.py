@@ -23,7 +23,12 @@ from harness.models import count_parameters
 from harness.regularizers import Batch, RegularizerStack
 from harness.tracking.store import RunDir
 from harness.train import build
-from harness.train.analysis import final_analysis, save_predictions, summary_entries
+from harness.train.analysis import (
+    final_outputs,
+    save_predictions,
+    save_probabilities,
+    summary_entries,
+)
 from harness.train.env import environment
 from harness.train.metrics import (
     RunningStats,
@@ -257,8 +262,9 @@ def analyse(model: nn.Module, data: DataBundle, config: RunConfig,
     set, so skipped when the run must not: tuning)."""
     if not config.train.eval_test:
         return {}
-    scalars, predictions = final_analysis(model, data, config)
+    scalars, predictions, probabilities = final_outputs(model, data, config)
     save_predictions(run_dir.path, predictions)
+    save_probabilities(run_dir.path, probabilities, data.test.y)
     return summary_entries(scalars)
 
 
