@@ -14,7 +14,6 @@ import logging
 from pathlib import Path
 
 from harness.tracking.wandb_report import create_wandb_report, write_report_spec
-from harness.tracking.wandb_run import TRIAL_JOB_TYPE
 from harness.tracking.wandb_study_run import (
     WANDB_LINKS,
     log_study_run,
@@ -24,8 +23,9 @@ from harness.tracking.wandb_study_run import (
 from harness.tracking.wandb_sync import offline_run_dirs, sync_study
 from harness.tracking.wandb_tracker import choose_mode
 
-__all__ = ["TRIAL_JOB_TYPE", "create_wandb_report", "finish_study", "offline_run_dirs",
-           "sync_study", "write_report_spec"]
+# what the CLI imports from here (one place for the study-level W&B commands)
+__all__ = ["create_wandb_report", "finish_study", "offline_run_dirs", "sync_study",
+           "write_report_spec"]
 
 log = logging.getLogger(__name__)
 
