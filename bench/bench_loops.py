@@ -55,6 +55,7 @@ from harness.config import build_run_config  # noqa: E402
 from harness.data import load_data  # noqa: E402
 from harness.models import create_model  # noqa: E402
 from harness.regularizers.augment import random_crop, random_hflip  # noqa: E402
+from harness.tracking.wandb_run import wandb_run_tracker  # noqa: E402
 from harness.train.loop import train_run  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -219,7 +220,8 @@ def run_harness(case: dict[str, Any], wandb: str = "offline") -> dict[str, float
     cfg = harness_config(case, wandb=wandb)
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
         t_start = time.perf_counter()
-        result = train_run(cfg, results_dir=tmp, force=True)
+        result = train_run(cfg, results_dir=tmp, force=True,
+                           tracker=wandb_run_tracker(cfg, tmp))
         wall = time.perf_counter() - t_start
         assert result.summary["status"] == "completed", result.summary
         if wandb != "disabled":
@@ -315,7 +317,8 @@ def rss_child(case_name: str) -> None:
     train_size = None if case["model"] == "cnn" else 5000  # cnn: all 54 000 training images
     cfg = harness_config(case, eval_all=True, wandb="offline", train_size=train_size)
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
-        result = train_run(cfg, results_dir=tmp, force=True)
+        result = train_run(cfg, results_dir=tmp, force=True,
+                           tracker=wandb_run_tracker(cfg, tmp))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"case": case_name, "peak_rss_mib": peak_kib / 1024,
                       "n_train": len(load_data(cfg.data).train.y),

@@ -53,6 +53,7 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
     from harness.config import RunConfig, build_run_config, load_run_config
     from harness.tracking.store import ensure_writable
+    from harness.tracking.wandb_run import wandb_run_tracker
     from harness.train.loop import train_run
 
     dotted = {k.replace("__", "."): v for k, v in overrides.items()}
@@ -66,7 +67,8 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
         raise ConfigError(f"harness.run: config must be a RunConfig, a mapping or a YAML path, "
                           f"got {type(config).__name__}")
     ensure_writable(Path(results_dir))
-    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir, force=force)
+    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir, force=force,
+                       tracker=wandb_run_tracker(cfg, results_dir))
     rd = result.run_dir
     return RunOutput(rd.path, cfg.run_id(), cfg.model_dump(mode="json"), dict(result.summary),
                      pd.DataFrame(rd.metrics()))

@@ -278,6 +278,18 @@ def get_dotted(d: Any, dotted: str) -> Any:
     return cur
 
 
+def param_label(key: str) -> str:
+    """regularizers.dropout.p -> dropout.p ; model.width -> width."""
+    parts = key.split(".")
+    return ".".join(parts[1:]) if len(parts) > 1 else key
+
+
+def flat_label(key: str) -> str:
+    """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
+    regularizers.dropout.p -> dropout_p ; model.width -> width."""
+    return param_label(key).replace(".", "_")
+
+
 def flatten_dotted(prefix: str, value: Any) -> dict[str, Any]:
     """Nested mappings -> dotted keys ({"a": {"b": 1}} -> {"a.b": 1}); empty mappings stay."""
     if hasattr(value, "items") and value:

@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 
 from harness.report.double_descent import (
-    collect_points,
     describe_double_descent,
-    double_descent_figures,
-    double_descent_section,
     find_peak,
     interpolation_threshold,
-    study_kind,
     width_epoch_heatmap,
+)
+from harness.report.double_descent_figures import double_descent_figures
+from harness.report.double_descent_section import (
+    collect_points,
+    double_descent_section,
+    grid_point,
+    study_kind,
 )
 
 WIDTHS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -141,18 +144,23 @@ def test_heatmap_from_constructed_runs():
 
 
 def test_study_kind_detection(tmp_path):
-    def manifest(name, design):
+    def manifest(name, design, **extra):
         d = tmp_path / name
         d.mkdir()
-        (d / "study.json").write_text(json.dumps({"name": name, "design": design}))
+        (d / "study.json").write_text(json.dumps({"name": name, "design": design, **extra}))
         return d
 
     assert study_kind(manifest("anything", {"kind": "sweep", "parameter": "model.width"})) \
         == "width"
     assert study_kind(manifest("x2", {"kind": "grid", "parameters": {
         "data.train_size": [100, 200]}})) == "samples"
+    # the kind comes from the design, never the name: epoch-wise is asked for explicitly
     assert study_kind(manifest("double_descent_epochs", {"kind": "sweep", "parameter":
-                                                         "model.width"})) == "epochs"
+                                                         "model.width"})) == "width"
+    assert study_kind(manifest("long_run", {"kind": "sweep", "parameter": "model.width"},
+                               analysis="double_descent_epochs")) == "epochs"
+    assert study_kind(manifest("double_descent_x", {"kind": "sweep", "parameter":
+                                                    "optim.lr"})) is None
     assert study_kind(manifest("x3", {"kind": "one_at_a_time", "variants": {
         "cnn_w2": {"model": {"width": 2}}, "mlp_w8": {"model": {"name": "mlp", "width": 8}}}})) \
         == "width"
@@ -195,7 +203,7 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
     for x, test_mean, train_mean, params in zip(s["xs"], s["test_mean"], s["train_mean"],
                                                 s["params"], strict=True):
         (p,) = [p for p in points if p.x == x]
-        summary = p.run_dir.summary
+        summary = p.run.summary
         assert test_mean == pytest.approx(1 - summary["final_test_acc"])
         assert train_mean == pytest.approx(1 - summary["final_train_eval_acc"])
         assert params == summary["params"] == 51 * x + 10
@@ -212,10 +220,10 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
         assert path.parent == tmp_path / "figs"
         assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
     # the heatmap holds the runs' own per-epoch test errors
-    widths, epochs, m = width_epoch_heatmap(p.run_dir for p in points)
+    widths, epochs, m = width_epoch_heatmap(p.run for p in points)
     assert widths == [2, 4, 16, 64] and epochs == [1, 2, 3, 4]
     (p64,) = [p for p in points if p.x == 64]
-    assert m[-1, -1] == pytest.approx(1 - p64.run_dir.metrics()[-1]["test_acc"])
+    assert m[-1, -1] == pytest.approx(1 - p64.run.metrics["test_acc"].iloc[-1])
 
 
 def test_grid_series_from_a_constructed_regularized_study(tmp_path):
@@ -270,3 +278,21 @@ def test_train_size_threshold_is_the_largest_size_still_interpolated():
                                 threshold_largest=True, x_name="train size")
     assert d["threshold_x"] == 1000 and d["peak_x"] == 1000 and d["observed"]
     assert "largest train size with train error" in d["text"]
+
+
+def test_grid_point_places_a_config_on_its_grid_axes():
+    """The baseline run of a grid sits on the point with its config: found from the design
+    and the config alone (a section axis matches on the entries the study file sets)."""
+    design = {"kind": "grid", "parameters": {
+        "regularizers": {"none": {}, "wd": {"weight_decay": {"value": 0.5}}},
+        "model.width": [2, 8]}}
+    assert grid_point(design, {"regularizers": {}, "model": {"width": 8}}) == \
+        {"regularizers": "none", "model.width": 8}
+    resolved = {"weight_decay": {"value": 0.5, "decoupled": True}}
+    assert grid_point(design, {"regularizers": resolved, "model": {"width": 2}}) == \
+        {"regularizers": "wd", "model.width": 2}
+    other = {"weight_decay": {"value": 0.1}}
+    assert grid_point(design, {"regularizers": other, "model": {"width": 2}}) == \
+        {"model.width": 2}
+    assert grid_point({"kind": "sweep", "parameter": "model.width"},
+                      {"model": {"width": 2}}) == {}

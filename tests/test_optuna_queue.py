@@ -24,6 +24,7 @@ from conftest import isolate_wandb_env, tiny_raw
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
+from wandb_offline import read_offline_run
 
 from harness.cli import app
 from harness.errors import ConfigError
@@ -33,7 +34,6 @@ from harness.study.queue import RunQueue, queue_study_name, studies_in
 from harness.study.spec import StudyConfig
 from harness.study.worker import ProgressLines, wait_for_study
 from harness.tracking.store import list_run_dirs
-from harness.tracking.wandb_reader import read_offline_run
 
 NAME = "qsweep"
 

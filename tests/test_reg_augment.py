@@ -213,14 +213,7 @@ def test_loop_calls_transform_batch_on_training_batches_only(tmp_path, monkeypat
         "regularizers": {"augment": {"shift": 2}},
     })
 
-    class NullTracker:
-        mode, failed, run_dir = "disabled", False, None
-
-        def log_epoch(self, row): ...
-        def set_summary(self, summary): ...
-        def finish(self, exit_code=0): ...
-
-    result = train_run(config, results_dir=tmp_path, tracker_factory=lambda *a: NullTracker())
+    result = train_run(config, results_dir=tmp_path)  # no tracker: the local store only
     from harness.data import load_data
     from harness.train.build import steps_per_epoch
 

@@ -106,10 +106,12 @@ def test_corrupt_summary_is_not_trusted(tmp_path: Path) -> None:
 
 
 def test_wandb_offline_run_matches_local_store(tmp_path: Path) -> None:
-    from harness.tracking.wandb_reader import read_offline_run
+    from wandb_offline import read_offline_run
+
+    from harness.tracking.wandb_run import wandb_run_tracker
 
     cfg = build_run_config(tiny_raw(tracking={"wandb": "offline"}, train={"epochs": 3}))
-    result = train_run(cfg, results_dir=tmp_path)
+    result = train_run(cfg, results_dir=tmp_path, tracker=wandb_run_tracker(cfg, tmp_path))
     info = result.summary["wandb"]
     assert info["mode"] == "offline" and not info["failed"]
     run = read_offline_run(Path(info["run_dir"]))

@@ -237,8 +237,10 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
     seen by sync (the search folder too), and a Report whose run filter matches its intro."""
     import re
 
-    from harness.tracking.wandb_reader import read_offline_run
-    from harness.tracking.wandb_study import build_report_spec, offline_run_dirs
+    from wandb_offline import read_offline_run
+
+    from harness.tracking.wandb_report import build_report_spec
+    from harness.tracking.wandb_sync import offline_run_dirs
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     base = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"})

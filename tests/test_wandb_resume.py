@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 from conftest import tiny_raw
+from wandb_offline import read_offline_run
 
 from harness.config import build_run_config
-from harness.tracking import wandb_tracker
+from harness.tracking import wandb_mode
 from harness.tracking.store import atomic_write_text
-from harness.tracking.wandb_reader import read_offline_run
-from harness.tracking.wandb_study import offline_run_dirs, superseded
+from harness.tracking.wandb_run import wandb_run_tracker
+from harness.tracking.wandb_sync import offline_run_dirs, superseded
 from harness.tracking.wandb_tracker import wandb_safe_id
 from harness.train.loop import train_run
 
@@ -35,6 +36,7 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 from harness.config import build_run_config
+from harness.tracking.wandb_run import wandb_run_tracker
 from harness.train.loop import train_run
 
 raw, results, kill_after = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
@@ -44,7 +46,8 @@ def kill(epoch, row):
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all: a power cut
 
 import json
-train_run(build_run_config(json.loads(raw), "killed"), results_dir=results, on_epoch=[kill])
+config = build_run_config(json.loads(raw), "killed")
+train_run(config, results_dir=results, on_epoch=[kill], tracker=wandb_run_tracker(config, results))
 """
 
 
@@ -81,7 +84,8 @@ def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) 
         def epoch(self, row: dict[str, Any]) -> None: ...
         def end(self, summary: dict[str, Any]) -> None: ...
 
-    result = train_run(config, results_dir=results, reporter=Starts())
+    result = train_run(config, results_dir=results, reporter=Starts(),
+                       tracker=wandb_run_tracker(config, results))
     assert started == [3]  # resumed from the epoch-2 checkpoint, not trained again
     assert result.summary["status"] == "completed" and len(result.rows) == 4
 
@@ -117,7 +121,9 @@ def test_pruned_run_finishes_with_exit_code_0_and_a_pruned_tag(tmp_path: Path) -
         raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     with pytest.raises(optuna.TrialPruned):
-        train_run(build_run_config(raw, "prune"), results_dir=tmp_path, on_epoch=[prune])
+        config = build_run_config(raw, "prune")
+        train_run(config, results_dir=tmp_path, on_epoch=[prune],
+                  tracker=wandb_run_tracker(config, tmp_path))
     (run_dir,) = offline_run_dirs(tmp_path / "prune")
     run = read_offline_run(run_dir)
     assert run.complete and run.exit_code == 0
@@ -136,7 +142,7 @@ def test_unreachable_server_is_found_once_and_every_run_goes_offline(
 ) -> None:
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed_port()}")
-    wandb_tracker._probe.cache_clear()
+    wandb_mode._probe.cache_clear()
     connects: list[Any] = []
     real = socket.create_connection
 
@@ -144,16 +150,18 @@ def test_unreachable_server_is_found_once_and_every_run_goes_offline(
         connects.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(wandb_tracker.socket, "create_connection", counting)
+    monkeypatch.setattr(wandb_mode.socket, "create_connection", counting)
     started = time.monotonic()
     for seed in (0, 1):
         raw = tiny_raw(study="net", seed=seed, train={"epochs": 1},
                        tracking={"wandb": "auto", "project": "harness-test"})
-        result = train_run(build_run_config(raw, "net"), results_dir=tmp_path)
+        config = build_run_config(raw, "net")
+        result = train_run(config, results_dir=tmp_path,
+                           tracker=wandb_run_tracker(config, tmp_path))
         assert result.summary["wandb"]["mode"] == "offline"
         assert not result.summary["wandb"]["failed"]
     assert len(connects) == 1  # probed once; the second run knew
-    assert os.environ[wandb_tracker.UNREACHABLE_ENV].startswith("http://127.0.0.1:")
+    assert os.environ[wandb_mode.UNREACHABLE_ENV].startswith("http://127.0.0.1:")
     assert time.monotonic() - started < 60  # no 20-100 s wait per run
     assert len(offline_run_dirs(tmp_path / "net")) == 2
 

@@ -18,25 +18,18 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import isolate_wandb_env, tiny_raw
+from wandb_offline import offline_charts, read_offline_run
 
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
-from harness.tracking import wandb_study
+from harness.tracking import wandb_report, wandb_study, wandb_study_run, wandb_sync
 from harness.tracking.store import atomic_write_json
-from harness.tracking.wandb_reader import read_offline_run
-from harness.tracking.wandb_study import (
-    build_report_spec,
-    comparison_frame,
-    create_wandb_report,
-    flat_keys,
-    gap_metrics,
-    log_study_run,
-    offline_charts,
-    study_curves,
-    swept_values,
-    sync_study,
-)
+from harness.tracking.wandb_report import build_report_spec, create_wandb_report
+from harness.tracking.wandb_run import flat_keys, swept_values, wandb_run_tracker
+from harness.tracking.wandb_study_run import comparison_frame, log_study_run, study_curves
+from harness.tracking.wandb_sync import sync_study
 from harness.train.loop import train_run
+from harness.train.metrics import generalization_gap as gap_metrics
 
 STUDY = "wb_width"
 FAKE_KEY = "a" * 40  # the right shape for wandb's key check; never sent anywhere.
@@ -81,7 +74,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
         results_dir = base / "results"
         sdir = results_dir / STUDY
         atomic_write_json(sdir / "study.json", study_manifest(study, specs))
-        results = [train_run(s.config, results_dir=results_dir, data_dir=data_dir)
+        results = [train_run(s.config, results_dir=results_dir, data_dir=data_dir,
+                             tracker=wandb_run_tracker(s.config, results_dir))
                    for s in specs]
         # What the report engineer's build_report writes (format only matters to W&B here).
         summary = pd.DataFrame({"variant": ["width=32", "baseline"], "n_included": [2, 2],
@@ -275,8 +269,8 @@ def test_study_run_failure_is_one_warning_not_an_error(
     def explode(*args: Any) -> dict[str, Any]:
         raise ValueError("table exploded")
 
-    monkeypatch.setattr(wandb_study, "_study_payload", explode)
-    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_study"):
+    monkeypatch.setattr(wandb_study_run, "_study_payload", explode)
+    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_study_run"):
         info = log_study_run(tmp_path, mode="offline", project="p", entity=None,
                              tracker_factory=factory)
     assert info.failed and "table exploded" in (info.error or "")
@@ -323,7 +317,7 @@ def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> No
     wr = pytest.importorskip("wandb_workspaces.reports.v2")
     from wandb_workspaces import expr
 
-    report = wandb_study.report_from_spec(spec)  # built, never saved: no network
+    report = wandb_report.report_from_spec(spec)  # built, never saved: no network
     grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
     assert len(grids) == 4
     assert grids[0].runsets[0].filters == train["filters"]
@@ -383,7 +377,7 @@ def test_sync_reports_synced_failed_and_skipped(
         return subprocess.CompletedProcess(cmd, 0, stdout="Syncing: ... done.\n", stderr="")
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-    monkeypatch.setattr(wandb_study, "_run_command", fake_run)
+    monkeypatch.setattr(wandb_sync, "_run_command", fake_run)
     progress: list[str] = []
     result = sync_study(sdir, timeout_s=7, progress=progress.append)
     assert [ln.split(":")[0] for ln in progress] == [
@@ -412,7 +406,7 @@ def test_sync_timeout_and_missing_login_are_failures(
     def hang(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
         raise subprocess.TimeoutExpired(cmd, timeout)
 
-    monkeypatch.setattr(wandb_study, "_run_command", hang)
+    monkeypatch.setattr(wandb_sync, "_run_command", hang)
     result = sync_study(sdir)  # no key: nothing is run, every folder fails with the hint
     assert len(result.failed) == 3 and not result.synced
     assert all("wandb login" in why for why in result.failed.values())
@@ -494,7 +488,8 @@ def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         atomic_write_json(sdir / "study.json", study_manifest(study, specs))
         for s in specs:
             train_run(s.config, results_dir=base / "results",
-                      data_dir=Path(os.environ["HARNESS_DATA_DIR"]))
+                      data_dir=Path(os.environ["HARNESS_DATA_DIR"]),
+                      tracker=wandb_run_tracker(s.config, base / "results"))
         png(sdir / "figures" / "sweep.png", (10, 10, 200))
         log_study_run(sdir, mode="offline", project="harness-test", entity=None)
         yield sdir
@@ -513,7 +508,7 @@ def test_every_report_panel_key_exists_in_the_offline_runs(
     if which == "width":
         log_study_run(sdir, mode="offline", project="harness-test", entity=None)
     spec = build_report_spec(sdir, project="harness-test", entity=None)
-    report = wandb_study.report_from_spec(spec)
+    report = wandb_report.report_from_spec(spec)
     runs = [read_offline_run(p) for p in wandb_study.offline_run_dirs(sdir)]
     training = [r for r in runs if r.job_type != "report"]
     (study_run,) = [r for r in runs if r.job_type == "report"][-1:]

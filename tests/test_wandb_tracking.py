@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wandb_offline import find_offline_runs, read_offline_run
 
-from harness.tracking.wandb_reader import find_offline_runs, read_offline_run
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode, wandb_safe_id
 
 FAKE_KEY = "a" * 40  # the right shape for wandb's format check; never sent anywhere.
@@ -88,9 +88,9 @@ def test_choose_mode_auto_is_online_with_api_key(monkeypatch: pytest.MonkeyPatch
 def test_choose_mode_auto_is_online_with_netrc_login(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.tracking import wandb_tracker
+    from harness.tracking import wandb_mode
 
-    monkeypatch.setattr(wandb_tracker, "_probe", lambda url: None)  # api.wandb.ai "reachable"
+    monkeypatch.setattr(wandb_mode, "_probe", lambda url: None)  # api.wandb.ai "reachable"
     rc = tmp_path / "netrc"
     rc.write_text(f"machine api.wandb.ai\n  login user\n  password {FAKE_KEY}\n")
     rc.chmod(0o600)

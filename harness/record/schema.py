@@ -4,10 +4,13 @@ into a reason the report can show, instead of a silently wrong number."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+STUDY_JSON = "study.json"
 FINISHED_STATUSES = ("completed", "diverged", "stopped")
 INCLUDED_STATUSES = ("completed", "stopped")  # what counts towards the means
 DEFAULT_COMPARE_METRIC = "best_test_acc"
@@ -58,6 +61,7 @@ class Manifest(Loose):
     description: str = ""
     kind: str | None = None
     design: dict[str, Any] | None = None
+    analysis: str | None = None  # e.g. double_descent_epochs (the study file's `analysis`)
     base: dict[str, Any] = Field(default_factory=dict)
     seeds: list[int] = Field(default_factory=list)
     baseline: str | None = None
@@ -87,3 +91,19 @@ class FailureNote(Loose):
     reason: str
     worker_host: str | None = None
     at: str | None = None
+
+
+def read_manifest(study_dir: Path | str) -> Manifest | None:
+    """results/<study>/study.json alone (no run folders), for a run that needs its study's
+    design and description; None for ad-hoc folders and files that do not validate."""
+    try:
+        data = json.loads((Path(study_dir) / STUDY_JSON).read_text())
+        return Manifest.model_validate(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, ValidationError):
+        return None
+
+
+def study_name(study_dir: Path | str) -> str:
+    """The study's name from its manifest, else its folder's name (ad-hoc runs)."""
+    manifest = read_manifest(study_dir)
+    return manifest.name if manifest else Path(study_dir).name

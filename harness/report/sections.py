@@ -15,7 +15,8 @@ import pandas as pd
 
 
 def double_descent(study_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
-    from harness.report.double_descent import double_descent_figures, double_descent_section
+    from harness.report.double_descent_figures import double_descent_figures
+    from harness.report.double_descent_section import double_descent_section
 
     section = double_descent_section(study_dir)
     if not section:

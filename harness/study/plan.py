@@ -12,7 +12,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import RunConfig, build_run_config, flatten_dotted, get_dotted, set_dotted
+from harness.config import (
+    RunConfig,
+    build_run_config,
+    flat_label,  # noqa: F401  (the queue labels its params with it, from here)
+    flatten_dotted,
+    get_dotted,
+    param_label,
+    set_dotted,
+)
 from harness.errors import ConfigError
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 
@@ -53,25 +61,13 @@ class RunSpec:
                    dict(d.get("params") or {}), d.get("notes"))
 
     def wandb_context(self) -> dict[str, Any]:
-        """What the run's W&B run needs from the study (see loop.open_tracker): it travels
+        """What the run's W&B run needs from the study (see tracking.wandb_run): it travels
         in the queue entry, so a worker on another machine needs no study.json."""
         return {"swept": dict(self.params), "notes": self.notes}
 
 
 def short_value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def param_label(key: str) -> str:
-    """regularizers.dropout.p -> dropout.p ; model.width -> width."""
-    parts = key.split(".")
-    return ".".join(parts[1:]) if len(parts) > 1 else key
-
-
-def flat_label(key: str) -> str:
-    """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
-    regularizers.dropout.p -> dropout_p ; model.width -> width."""
-    return param_label(key).replace(".", "_")
 
 
 flatten = flatten_dotted  # nested overrides -> dotted keys (a variant may be written either way)
@@ -191,6 +187,7 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     return {
         "name": study.name, "description": study.description, "kind": study.kind,
         "design": study.design.model_dump(mode="json") if study.design else None,
+        "analysis": study.analysis,
         "base": specs[0].config.model_dump(mode="json") if specs else study.base,
         "seeds": sorted({s.seed for s in specs}) or study.seed_list(),
         "data_seeds": [d for d in study.data_seed_list() if d is not None],

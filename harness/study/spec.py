@@ -151,6 +151,10 @@ class StudyConfig(Strict):
     kind: Literal["ablation", "tune"] = "ablation"
     base: dict[str, Any] = Field(default_factory=dict)  # a run config mapping
     design: DesignConfig | None = None
+    # What the report analyses beyond the comparison, when the design alone does not say it
+    # (a width or train_size sweep already reads as double descent; epoch-wise must be asked)
+    analysis: Literal["double_descent_width", "double_descent_samples",
+                      "double_descent_epochs"] | None = None
     seeds: int | list[int] | AdaptiveSeeds = 3
     # resampled training sets: each run also gets data.seed = one of these (bias-variance)
     data_seeds: int | list[int] | None = None

@@ -63,8 +63,9 @@ from harness.study.tune_space import (
     trial_raw,
 )
 from harness.study.worker import EventReporter, run_lock
+from harness.tracking.protocol import Tracker
 from harness.tracking.store import RunDir
-from harness.tracking.wandb_study import TRIAL_JOB_TYPE
+from harness.tracking.wandb_run import TRIAL_JOB_TYPE, wandb_run_tracker
 from harness.train.loop import study_dir, train_run
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -303,23 +304,17 @@ class TrialObjective:
                 if held:
                     return train_run(cfg, results_dir=self.search_dir, data_dir=self.data_dir,
                                      reporter=self.reporter, on_epoch=[report],
-                                     tracker_factory=self.tracker_factory(trial))
+                                     tracker=self.trial_tracker(trial, cfg))
             time.sleep(1.0)
 
-    def tracker_factory(self, trial: optuna.Trial) -> Callable[..., Any]:
+    def trial_tracker(self, trial: optuna.Trial, config: RunConfig) -> Tracker:
         """W&B for a search trial: one job type `trial` for all of them, the sampled values
         as flat config keys, and the trial number linking it back to Optuna."""
-        from harness.train.loop import open_tracker
-
         context = {"job_type": TRIAL_JOB_TYPE, "notes": self.study.description or None,
                    "swept": trial.user_attrs.get("overrides") or {},
                    "config": {"optuna_study": optuna_study_name(self.study.name),
                               "optuna_trial": trial.number}}
-
-        def factory(config: RunConfig, run_id: str, sdir: Path) -> Any:
-            return open_tracker(config, run_id, sdir, context)
-
-        return factory
+        return wandb_run_tracker(config, self.search_dir, context)
 
     def value(self, name: str, cfg: RunConfig, result: Any, trial: optuna.Trial) -> float:
         o = OBJECTIVES[name]

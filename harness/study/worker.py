@@ -29,8 +29,10 @@ from harness.study.queue import (
     queue_study_name,
     studies_in,
 )
+from harness.tracking.protocol import TrackerFactory
 from harness.tracking.store import RunDir, atomic_write_json
-from harness.train.loop import open_tracker, study_dir, train_run
+from harness.tracking.wandb_run import wandb_run_tracker
+from harness.train.loop import study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -71,19 +73,19 @@ def failure_reason(err: BaseException) -> str:
     return first_line(traceback.format_exception_only(type(err), err)[-1]) or type(err).__name__
 
 
-def queued_trackers(jobs: list[Job], queue: RunQueue) -> Callable[..., Any]:
+def queued_trackers(jobs: list[Job], queue: RunQueue, results_dir: Path) -> TrackerFactory:
     """A tracker factory for queued runs: W&B gets what the queue entry carries (swept
     values, study description) plus the Optuna trial it came from, never study.json."""
     by_run = {j.spec.run_id: j for j in jobs}
 
-    def factory(config: Any, run_id: str, sdir: Path) -> Any:
-        job = by_run.get(run_id)
+    def factory(config: Any) -> Any:
+        job = by_run.get(config.run_id())
         if job is None:
-            return open_tracker(config, run_id, sdir)
+            return wandb_run_tracker(config, results_dir)
         context = job.spec.wandb_context()
         context["config"] = {"optuna_study": queue.study.study_name,
                              "optuna_trial": job.trial.number}
-        return open_tracker(config, run_id, sdir, context)
+        return wandb_run_tracker(config, results_dir, context)
 
     return factory
 
@@ -167,7 +169,7 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
             with queue.heartbeat(job):
                 result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
                                    reporter=reporter,
-                                   tracker_factory=queued_trackers([job], queue))
+                                   tracker=queued_trackers([job], queue, results_dir)(cfg))
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
             raise
@@ -268,7 +270,8 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
         try:
             results = train_seeds_batched(configs, results_dir, data_dir=data_dir,
                                           reporter=reporter,
-                                          tracker_factory=queued_trackers(jobs, queue))
+                                          tracker_factory=queued_trackers(jobs, queue,
+                                                                          results_dir))
         except KeyboardInterrupt:
             for j in jobs:
                 queue.fail(j, "interrupted", "interrupted")

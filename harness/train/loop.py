@@ -2,7 +2,8 @@
 
 Regularizers plug in through the hooks of `RegularizerStack`; the loop never
 asks which regularizers are active. Results go to the local store first (the
-source of truth) and to W&B second; a W&B failure never stops training.
+source of truth) and to the tracker passed in (W&B, or none) second, through one `Tracker`
+protocol; a W&B failure never stops training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models import count_parameters
 from harness.regularizers import Batch, RegularizerStack
+from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
 from harness.tracking.store import RunDir
 from harness.train import build
 from harness.train.analysis import (
@@ -72,8 +74,9 @@ def study_dir(results_dir: str | Path, study: str) -> Path:
 def train_run(config: RunConfig, *, results_dir: str | Path = "results",
               data_dir: str | Path | None = None, reporter: Reporter | None = None,
               on_epoch: Iterable[EpochCallback] = (), force: bool = False,
-              tracker_factory: Callable[..., Any] | None = None) -> RunResult:
-    """Train one run to the end (or resume it) and store everything about it."""
+              tracker: Tracker | None = None) -> RunResult:
+    """Train one run to the end (or resume it) and store everything about it; `tracker`
+    (e.g. `tracking.wandb_run.wandb_run_tracker`) gets a copy after the local store."""
     reporter = reporter or SilentReporter()
     run_id = config.run_id()
     sdir = study_dir(results_dir, config.study)
@@ -106,13 +109,9 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
             first_epoch = ctx.epochs + 1
     else:
         run_dir.clear_for_rerun()
-    env = environment(device, config.seed)
-    run_dir.write_config({"run_id": run_id, **config.model_dump(mode="json")})
-    run_dir.write_env(env)
-
-    tracker = (tracker_factory or open_tracker)(config, run_id, sdir)
-    for row in rows:  # a resumed run: its W&B run gets the restored epochs too
-        tracker.log_epoch(row)
+    tracked = FanOut(StoreTracker(run_dir), tracker or NullTracker())
+    tracked.start({"run_id": run_id, **config.model_dump(mode="json")},
+                  environment(device, config.seed), rows)
     forward = model_forward(model, config, device)
     status, diverged_epoch, started = "completed", None, time.perf_counter()
     last_checkpoint = started
@@ -128,8 +127,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                 break
             row = epoch_row(epoch, stats, model, regs, data, config, optimizer, t0)
             rows.append(row)
-            run_dir.append_metrics(rows)
-            tracker.log_epoch(row)
+            tracked.log_epoch(row)
             reporter.epoch(row)
             stop = regs.end_epoch(epoch, row, model)  # before the checkpoint: exact resume
             if checkpoint_due(config, last_checkpoint, stop):
@@ -147,20 +145,18 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
         summary = summarize(rows, {}, config, model, time.perf_counter() - started,
                             interrupted_status(err), None, regs)
         summary["error"] = f"{type(err).__name__}: {err}"
-        run_dir.write_summary(summary)
-        tracker.set_summary(summary)  # tags the W&B run with its status (pruned, failed)
-        tracker.finish(exit_code=0 if summary["status"] == "pruned" else 1)  # pruned: decided
+        tracked.log_summary(summary)
+        tracked.fail(summary["status"])
         raise
     summary = summarize(rows, final, config, model, time.perf_counter() - started, status,
                         diverged_epoch, regs)
-    summary["wandb"] = tracker_info(tracker)
+    summary.update(tracked.summary_entries())
     summary["setup_time"] = started - entered  # data, model, tracker: for cost estimates
     torch.save({k: v.detach().cpu() for k, v in regs.eval_model(model).state_dict().items()},
                run_dir.path / "model.pt")
     (run_dir.path / "checkpoint.pt").unlink(missing_ok=True)
-    run_dir.write_summary(summary)
-    tracker.set_summary(summary)
-    tracker.finish()
+    tracked.log_summary(summary)
+    tracked.finish()
     reporter.end(summary)
     return RunResult(run_dir, summary, rows, model)
 
@@ -336,54 +332,3 @@ def restore(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optim
     torch.set_rng_state(ckpt["torch_rng"])
     order.set_state(ckpt["order_rng"])
     return ckpt["epoch"] + 1, list(ckpt["rows"])
-
-
-# ------------------------------------------------------------------------------ W&B
-
-
-def open_tracker(config: RunConfig, run_id: str, sdir: Path,
-                 context: dict[str, Any] | None = None) -> Any:
-    """The run's W&B tracker. `context` is what the queue entry carries (so a worker on
-    another machine logs the same as the coordinator): `swept` (dotted key -> value),
-    `notes`, `tags`, `job_type` and extra flat `config`; without it, study.json is read."""
-    from harness.tracking.wandb_study import flat_keys, run_context
-    from harness.tracking.wandb_tracker import WandbTracker, choose_mode
-
-    context = context if context is not None else run_context(sdir, config)
-    mode, _ = choose_mode(config.tracking.wandb)
-    flat = wandb_config(config, run_id)
-    flat.update(flat_keys(config, context.get("swept") or {}))
-    flat.update(context.get("config") or {})
-    tags = [*config.tracking.tags, *sorted(config.regularizers), *(context.get("tags") or [])]
-    return WandbTracker(mode=mode, project=config.tracking.project, entity=config.tracking.entity,
-                        group=config.study, job_type=context.get("job_type") or config.variant,
-                        name=f"{config.variant}-s{config.seed}",
-                        tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
-                        run_id=run_id, root=sdir, notes=context.get("notes"))
-
-
-def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
-    """Nested config plus flat keys (`width`, `dropout_p`, ...) for W&B's grouping panels.
-
-    Flat keys never hold a dot: W&B reads `dropout.p` as the field `p` inside `dropout`."""
-    nested = config.model_dump(mode="json", exclude={"tracking"})
-    flat: dict[str, Any] = {"run_id": run_id, "study": config.study, "variant": config.variant,
-                            "seed": config.seed, "dataset": config.data.name,
-                            "model_name": config.model.name, "width": config.model.width,
-                            "label_noise": config.data.label_noise,
-                            "train_size": config.data.train_size}
-    for name, params in config.regularizers.items():
-        for k, v in (params or {}).items():
-            if isinstance(v, (int, float, str, bool)):
-                flat[f"{name}_{k}"] = v
-        flat[name] = True
-    return {**nested, **flat}
-
-
-def tracker_info(tracker: Any) -> dict[str, Any]:
-    """Where the run's W&B run is: mode, id, entity/project/id path, URL (online) or folder."""
-    run_dir = getattr(tracker, "run_dir", None)
-    info = getattr(tracker, "info", None) or {}
-    return {"mode": getattr(tracker, "mode", None), "failed": getattr(tracker, "failed", False),
-            "run_dir": str(run_dir) if run_dir else None, "id": info.get("id"),
-            "path": info.get("path"), "url": info.get("url")}

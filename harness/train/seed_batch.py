@@ -64,6 +64,7 @@ from harness.data import DataBundle
 from harness.models import MODELS
 from harness.regularizers import Batch, RegularizerStack
 from harness.regularizers.weight_decay import WeightDecayParams, decays
+from harness.tracking.protocol import NullTracker, Tracker, TrackerFactory
 from harness.train import build
 from harness.train.env import environment
 from harness.train.loop import (
@@ -75,10 +76,8 @@ from harness.train.loop import (
     final_evaluation,
     interrupted_status,
     metrics_row,
-    open_tracker,
     study_dir,
     summarize,
-    tracker_info,
     train_run,
 )
 from harness.train.metrics import cross_entropy
@@ -228,7 +227,7 @@ class SeedBatch:
 def train_seeds_batched(configs: Sequence[RunConfig], results_dir: str | Path = "results", *,
                         data_dir: str | Path | None = None, reporter: Reporter | None = None,
                         force: bool = False,
-                        tracker_factory: Callable[..., Any] | None = None) -> list[RunResult]:
+                        tracker_factory: TrackerFactory | None = None) -> list[RunResult]:
     """Train the seeds of one variant; results in the order of `configs`.
 
     Finished runs are returned from the store (unless force); runs with a checkpoint left
@@ -246,7 +245,7 @@ def train_seeds_batched(configs: Sequence[RunConfig], results_dir: str | Path = 
             results[i] = RunResult(run_dir, run_dir.summary or {}, run_dir.metrics())
         elif (run_dir.path / "checkpoint.pt").is_file() and not force:
             results[i] = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                                   reporter=reporter, tracker_factory=tracker_factory)
+                                   reporter=reporter, tracker=tracker_for(tracker_factory, cfg))
         else:
             todo.append(i)
     ok, _why = can_batch_seeds([configs[i] for i in todo])
@@ -258,13 +257,13 @@ def train_seeds_batched(configs: Sequence[RunConfig], results_dir: str | Path = 
         for i in todo:
             results[i] = train_run(configs[i], results_dir=results_dir, data_dir=data_dir,
                                    reporter=reporter, force=force,
-                                   tracker_factory=tracker_factory)
+                                   tracker=tracker_for(tracker_factory, configs[i]))
     return [results[i] for i in range(len(configs))]
 
 
 def _train_batch(configs: list[RunConfig], results_dir: str | Path,
                  data_dir: str | Path | None, reporter: Reporter,
-                 tracker_factory: Callable[..., Any] | None) -> list[RunResult]:
+                 tracker_factory: TrackerFactory | None) -> list[RunResult]:
     first, seeds = configs[0], [c.seed for c in configs]
     entered = time.perf_counter()
     build.set_threads(first.train.threads)
@@ -354,16 +353,15 @@ def _train_batch(configs: list[RunConfig], results_dir: str | Path,
     for i, cfg in enumerate(configs):
         summary = summarize(rows[i], finals[i], cfg, models[i], wall, status[i], diverged[i],
                             stacks[i])
-        tracker = (tracker_factory or open_tracker)(cfg, cfg.run_id(), sdir)
-        for row in rows[i]:
-            tracker.log_epoch(row)
-        summary["wandb"] = tracker_info(tracker)
+        tracker = tracker_for(tracker_factory, cfg) or NullTracker()
+        tracker.start(run_dirs[i].config or {}, {}, rows[i])  # the store has them already
+        summary.update(tracker.summary_entries())
         summary["setup_time"] = (started - entered) / len(configs)  # as train_run's, shared
         torch.save({k: v.detach().cpu() for k, v in
                     stacks[i].eval_model(models[i]).state_dict().items()},
                    run_dirs[i].path / "model.pt")
         run_dirs[i].write_summary(summary)
-        tracker.set_summary(summary)
+        tracker.log_summary(summary)
         tracker.finish()
         out.append(RunResult(run_dirs[i], summary, rows[i], models[i]))
     env_note = {"seeds": seeds, "batch_wall_time": wall * len(configs)}
@@ -411,3 +409,7 @@ def _train_epoch(net: SeedBatch, data: DataBundle, regs: RegularizerStack,
         optimizer.step()
         stats.add(losses, logits, batch.y.view(seeds, b), grad_norms)
     return stats
+
+
+def tracker_for(factory: TrackerFactory | None, config: RunConfig) -> Tracker | None:
+    return factory(config) if factory is not None else None

@@ -1,29 +1,22 @@
-"""Read an offline W&B run (the run-*.wandb transaction log) back without network.
+"""Tests read offline W&B runs back without network: `read_offline_run(RUN_DIR)`.
 
 wandb 0.31 no longer ships the Python DataStore reader (wandb.sdk.internal.datastore is
 gone; wandb-core writes the file), so this parses the format directly: a 7-byte header
 (":W&B", uint16 magic 0xBEE1, version 0) then 32 KiB blocks of LevelDB-style records,
 each with a 7-byte header (crc32 of type byte + payload, uint16 length, uint8 type
-FULL/FIRST/MIDDLE/LAST); the payloads are wandb_internal_pb2.Record messages. Used by
-tests and by `harness` checks that the W&B mirror matches the local store.
+FULL/FIRST/MIDDLE/LAST); the payloads are wandb_internal_pb2.Record messages. The record
+splitting is the product's (harness.tracking.wandb_log); this decodes what tests compare.
 """
 
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HEADER_IDENT = b":W&B"
-HEADER_MAGIC = 0xBEE1
-HEADER_VERSION = 0
-HEADER_LEN = 7
-BLOCK_LEN = 32 * 1024
-RECORD_HEADER_LEN = 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+from harness.tracking.wandb_log import split_records
+
 SUMMARY_FLAGS = ("min", "max", "mean", "best", "last", "none", "copy", "first")
 
 
@@ -47,51 +40,6 @@ class OfflineRun:
     exit_code: int | None = None
     complete: bool = False  # an exit record was read: the run finished cleanly.
     truncated: bool = False  # the file ended mid-record (a killed process).
-
-
-def split_records(data: bytes) -> tuple[list[bytes], bool]:
-    """Return (complete record payloads, whether a truncated or corrupt tail was dropped).
-
-    A killed process leaves a partial last record (or zero padding): stop there, keep the rest.
-    """
-    if len(data) < HEADER_LEN:
-        raise ValueError("not a W&B transaction log: file shorter than its header")
-    ident, magic, version = struct.unpack("<4sHB", data[:HEADER_LEN])
-    if ident != HEADER_IDENT or magic != HEADER_MAGIC or version != HEADER_VERSION:
-        raise ValueError("not a W&B transaction log (bad header)")
-    payloads: list[bytes] = []
-    pos = HEADER_LEN
-    pending: bytearray | None = None
-    while pos < len(data):
-        left_in_block = BLOCK_LEN - pos % BLOCK_LEN
-        if left_in_block < RECORD_HEADER_LEN:  # block trailer: zero padding.
-            pos += left_in_block
-            continue
-        if pos + RECORD_HEADER_LEN > len(data):
-            return payloads, True
-        crc, length, rtype = struct.unpack("<IHB", data[pos : pos + RECORD_HEADER_LEN])
-        start = pos + RECORD_HEADER_LEN
-        end = start + length
-        if rtype == 0 or end > len(data) or end - pos > left_in_block:
-            return payloads, True  # zero-filled or cut-off tail
-        payload = data[start:end]
-        if zlib.crc32(bytes([rtype]) + payload) & 0xFFFFFFFF != crc:
-            return payloads, True
-        pos = end
-        if rtype == FULL:
-            pending = None
-            payloads.append(payload)
-        elif rtype == FIRST:
-            pending = bytearray(payload)
-        elif rtype == MIDDLE and pending is not None:
-            pending += payload
-        elif rtype == LAST and pending is not None:
-            pending += payload
-            payloads.append(bytes(pending))
-            pending = None
-        else:
-            return payloads, True  # MIDDLE/LAST without FIRST or unknown type: do not guess.
-    return payloads, pending is not None
 
 
 def _loads(text: str) -> Any:
@@ -206,27 +154,39 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
     return out
 
 
-def has_exit_record(log_file: Path) -> bool:
-    """Whether wandb-core has written the run's exit record (finish() can return before it)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    try:
-        payloads, _ = split_records(Path(log_file).read_bytes())
-    except (OSError, ValueError):
-        return False
-    for payload in reversed(payloads):
-        record = pb.Record()
-        try:
-            record.ParseFromString(payload)
-        except Exception:
-            continue
-        if record.WhichOneof("record_type") == "exit":
-            return True
-    return False
-
-
 def find_offline_runs(root: Path) -> list[Path]:
     """Every W&B run folder (offline-run-* or run-*) holding a .wandb file under root."""
     root = Path(root)
     found = {p.parent for p in root.rglob("run-*.wandb") if p.is_file()}
     return sorted(found)
+
+
+def offline_charts(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Native W&B charts (wandb.plot.*) recorded by an offline run: key -> panel config.
+
+    They live in config `_wandb.visualize`, which read_offline_run drops with `_wandb`.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not files:
+        return {}
+    payloads, _ = split_records(files[0].read_bytes())
+    charts: dict[str, dict[str, Any]] = {}
+    for payload in payloads:
+        record = pb.Record()
+        try:
+            record.ParseFromString(payload)
+        except Exception:
+            break
+        kind = record.WhichOneof("record_type")
+        updates = (record.config.update if kind == "config"
+                   else record.run.config.update if kind == "run" else [])
+        for item in updates:
+            path = [item.key] if item.key else list(item.nested_key)
+            value = json.loads(item.value_json) if item.value_json else None
+            if path[:2] == ["_wandb", "visualize"] and len(path) == 3:
+                charts[path[2]] = value
+            elif path == ["_wandb"] and isinstance(value, dict):
+                charts.update(value.get("visualize") or {})
+    return charts

@@ -1,0 +1,187 @@
+"""One training run mirrored to W&B, behind the `Tracker` protocol.
+
+`wandb_run_tracker(config, results_dir, context)` is what the callers of `train_run` pass
+when the run should appear in W&B: the W&B run opens at `start` (a run already finished in
+the store never opens one), carries flat config keys W&B can group and plot by (`width`,
+`dropout_p`, every swept value under its dot-free label) and the study description as notes.
+`context` is what a queue entry carries (so a worker on another machine logs the same as the
+coordinator); without it, the study's manifest (study.json) is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.config import RunConfig, flat_label, get_dotted
+from harness.record.schema import Manifest, read_manifest
+from harness.tracking.wandb_tracker import WandbTracker, choose_mode
+
+Row = Mapping[str, Any]
+TRIAL_JOB_TYPE = "trial"  # tuning search trials (validation only): not in the comparison
+
+
+class WandbRunTracker:
+    """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises."""
+
+    def __init__(self, open_run: Callable[[], WandbTracker]) -> None:
+        self._open = open_run
+        self.run: WandbTracker | None = None
+
+    def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
+        self.run = self._open()
+        for row in resumed:  # a resumed run: its W&B run gets the restored epochs too
+            self.run.log_epoch(dict(row))
+
+    def log_epoch(self, row: Row) -> None:
+        if self.run is not None:
+            self.run.log_epoch(dict(row))
+
+    def summary_entries(self) -> dict[str, Any]:
+        return {"wandb": tracker_info(self.run)} if self.run is not None else {}
+
+    def log_summary(self, summary: Row) -> None:
+        if self.run is not None:  # also tags the run with how it ended (pruned, failed)
+            self.run.set_summary(dict(summary))
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+    def fail(self, status: str) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=0 if status == "pruned" else 1)  # pruned: decided
+
+
+def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
+                      context: Mapping[str, Any] | None = None) -> WandbRunTracker:
+    """The run's W&B tracker (files under results/<study>/wandb). `context`: `swept` (dotted
+    key -> value), `notes`, `tags`, `job_type` and extra flat `config`."""
+    root = Path(results_dir) / config.study
+
+    def open_run() -> WandbTracker:
+        ctx = dict(context) if context is not None else run_context(root, config)
+        mode, _ = choose_mode(config.tracking.wandb)
+        run_id = config.run_id()
+        flat = wandb_config(config, run_id)
+        flat.update(flat_keys(config, ctx.get("swept") or {}))
+        flat.update(ctx.get("config") or {})
+        tags = [*config.tracking.tags, *sorted(config.regularizers), *(ctx.get("tags") or [])]
+        return WandbTracker(mode=mode, project=config.tracking.project,
+                            entity=config.tracking.entity, group=config.study,
+                            job_type=ctx.get("job_type") or config.variant,
+                            name=f"{config.variant}-s{config.seed}",
+                            tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
+                            run_id=run_id, root=root, notes=ctx.get("notes"))
+
+    return WandbRunTracker(open_run)
+
+
+def tracker_info(tracker: Any) -> dict[str, Any]:
+    """Where the run's W&B run is: mode, id, entity/project/id path, URL (online) or folder."""
+    run_dir = getattr(tracker, "run_dir", None)
+    info = getattr(tracker, "info", None) or {}
+    return {"mode": getattr(tracker, "mode", None), "failed": getattr(tracker, "failed", False),
+            "run_dir": str(run_dir) if run_dir else None, "id": info.get("id"),
+            "path": info.get("path"), "url": info.get("url")}
+
+
+# ----------------------------------------------------------------------------- flat keys
+
+
+def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
+    """Nested config plus flat keys (`width`, `dropout_p`, ...) for W&B's grouping panels.
+
+    Flat keys never hold a dot: W&B reads `dropout.p` as the field `p` inside `dropout`."""
+    nested = config.model_dump(mode="json", exclude={"tracking"})
+    flat: dict[str, Any] = {"run_id": run_id, "study": config.study, "variant": config.variant,
+                            "seed": config.seed, "dataset": config.data.name,
+                            "model_name": config.model.name, "width": config.model.width,
+                            "label_noise": config.data.label_noise,
+                            "train_size": config.data.train_size}
+    for name, params in config.regularizers.items():
+        for k, v in (params or {}).items():
+            if isinstance(v, (int, float, str, bool)):
+                flat[f"{name}_{k}"] = v
+        flat[name] = True
+    return {**nested, **flat}
+
+
+def flat_keys(config: Any, swept: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Flat W&B config keys beyond `wandb_config`'s: the optimizer's headline knobs (lr,
+    weight_decay, batch_size, epochs, depth) and every swept value under its W&B-safe
+    label (`dropout_p`, `width`, ...; `flat_label`). Grid axes whose values are whole
+    sections (a label -> mapping) are written as JSON."""
+    cfg = config_dict(config)
+    out: dict[str, Any] = {}
+    for key, label in (("optim.lr", "lr"), ("optim.weight_decay", "weight_decay"),
+                       ("train.batch_size", "batch_size"), ("train.epochs", "epochs"),
+                       ("model.depth", "depth")):
+        value = get_dotted(cfg, key)
+        if value is not None and is_scalar(value):
+            out[label] = value
+    for key, value in (swept or {}).items():
+        if is_scalar(value):
+            out[flat_label(key)] = value
+        elif isinstance(value, Mapping):
+            out[flat_label(key)] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def design_parameters(manifest: Manifest | None) -> list[str]:
+    """The dotted keys a sweep/grid study varies (empty for other designs)."""
+    design = (manifest.design if manifest else None) or {}
+    if design.get("kind") == "sweep" and design.get("parameter"):
+        return [str(design["parameter"])]
+    if design.get("kind") == "grid":
+        return [str(k) for k in (design.get("parameters") or {})]
+    return []
+
+
+def swept_values(study_dir: Path, variant: str, config: Any = None,
+                 manifest: Manifest | None = None) -> dict[str, Any]:
+    """Dotted key -> value of every swept parameter for one variant of a study: the
+    variant's own swept values; for the baseline (or a variant that does not set a
+    parameter) the sweep's baseline_value or the value in the run's config. {} for ad-hoc
+    runs (no study.json) and designs that sweep nothing."""
+    manifest = manifest if manifest is not None else read_manifest(study_dir)
+    params = design_parameters(manifest)
+    if manifest is None or not params:
+        return {}
+    cfg = config_dict(config)
+    mine = next((v for v in manifest.variants if v.name == variant), None)
+    swept = dict(mine.swept) if mine else {}
+    design = manifest.design or {}
+    out: dict[str, Any] = {}
+    for key in params:
+        if key in swept:
+            out[key] = swept[key]
+        elif mine is not None and mine.is_baseline and design.get("baseline_value") is not None:
+            out[key] = design["baseline_value"]
+        elif (value := get_dotted(cfg, key)) is not None and is_scalar(value):
+            out[key] = value
+    return out
+
+
+def run_context(study_dir: Path, config: Any) -> dict[str, Any]:
+    """What a training run's W&B run needs from its study's manifest: the swept values and
+    the study description (as W&B notes). A queued run carries the same in its queue entry
+    (`RunSpec.wandb_context`), so a remote worker needs no study.json."""
+    cfg = config_dict(config)
+    manifest = read_manifest(study_dir)
+    return {"swept": swept_values(study_dir, str(cfg.get("variant", "")), cfg, manifest),
+            "notes": (manifest.description if manifest else "") or None}
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    return dict(config)
+
+
+def is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))

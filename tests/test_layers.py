@@ -1,0 +1,168 @@
+"""Layers that only point down: no module of harness imports a module of a higher layer.
+
+Every import counts, function-level ones included (read with ast, nothing is imported).
+A module may import its own layer and the layers before it:
+
+  layer                         modules
+  0 foundation                  harness (the package), errors, config_errors, yaml_load,
+                                plugins, registry, console, failures
+  1 data, models                harness.data, harness.models
+  2 config                      harness.config (run config: validates names against 1)
+  3 regularizers                harness.regularizers
+  4 record, per-run tracking    harness.record (the one reader of a study folder),
+                                tracking.store, tracking.protocol (the Tracker protocol),
+                                tracking.wandb_tracker, wandb_mode, wandb_log, wandb_run
+                                (W&B per run)
+  5 train                       harness.train (the loop talks to a Tracker, never to W&B)
+  6 study                       harness.study (plan, queue, workers, tuning)
+  7 report, study-level W&B     harness.report, tracking.wandb_study / wandb_study_run /
+                                wandb_report / wandb_sync (read the record)
+  8 entry points                harness.api, harness.cli
+
+A module belongs to the layer of the longest prefix that names it.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "harness"
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("foundation", ("harness", "harness.errors", "harness.config_errors", "harness.yaml_load",
+                    "harness.plugins", "harness.registry", "harness.console",
+                    "harness.failures")),
+    ("data, models", ("harness.data", "harness.models")),
+    ("config", ("harness.config",)),
+    ("regularizers", ("harness.regularizers",)),
+    ("record, per-run tracking", ("harness.record", "harness.tracking.store",
+                                  "harness.tracking.protocol", "harness.tracking.wandb_tracker",
+                                  "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
+                                  "harness.tracking.wandb_run")),
+    ("train", ("harness.train",)),
+    ("study", ("harness.study",)),
+    ("report, study-level tracking", ("harness.report", "harness.tracking")),
+    ("entry points", ("harness.api", "harness.cli")),
+]
+
+# Upward imports owned by other work in progress (issue 17), each to be removed by its owner;
+# the lead empties this list at merge. An entry that no longer occurs fails the test too, so
+# the list only shrinks. (importer, imported)
+KNOWN: set[tuple[str, str]] = {
+    # config validates regularizer params by importing the registry (engineer "plugin")
+    ("harness.config", "harness.regularizers"),
+    # distillation trains its own teacher with train_run (engineer "finetune": the teacher
+    # becomes a run the planner schedules first)
+    ("harness.regularizers.distillation", "harness.train.loop"),
+    ("harness.regularizers.distillation", "harness.train.build"),
+    # the executor builds the report and the W&B study run (engineer "executor": the CLI
+    # builds reports), and tune_report sits in study/ (moves under report/)
+    ("harness.study.execute", "harness.report.build"),
+    ("harness.study.execute", "harness.tracking.wandb_study"),
+    ("harness.study.tune", "harness.tracking.wandb_study"),
+    ("harness.study.tune_report", "harness.report.stats"),
+}
+
+
+# Upward by design, for good: the package's lazy re-export of the Python API (`harness.run`,
+# PEP 562 __getattr__), which loads nothing until a user asks for it; modules import the bare
+# package only for __version__.
+ALLOWED: set[tuple[str, str]] = {("harness", "harness.api")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """Every harness module `path` imports, at any depth of the file (functions included).
+    `from package import name` counts as importing the submodule when `name` is one."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:  # relative: from the package, up level-1 packages
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                source = ".".join([*base, *([node.module] if node.module else [])])
+            for alias in node.names:
+                sub = f"{source}.{alias.name}"
+                found.add(sub if sub in modules else source)
+    return {m for m in found if m == "harness" or m.startswith("harness.")}
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest prefix naming `module` (the bare package only names itself)."""
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            named = module == prefix or (prefix != "harness" and module.startswith(prefix + "."))
+            if named and len(prefix) > best_len:
+                best, best_len = i, len(prefix)
+    if best is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in {__file__}")
+    return best
+
+
+def upward(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs where the imported module sits in a higher layer."""
+    return {(src, dst) for src, dsts in graph.items() for dst in dsts
+            if layer_of(dst) > layer_of(src)}
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = sorted(ROOT.rglob("*.py"))
+    modules = {module_name(p) for p in files}
+    return {module_name(p): imports_of(p, modules) for p in files}
+
+
+def describe(pairs: set[tuple[str, str]]) -> str:
+    return "\n".join(f"  {a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+                     for a, b in sorted(pairs))
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in import_graph():
+        layer_of(module)
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    found = upward(import_graph()) - ALLOWED
+    new = found - KNOWN
+    assert not new, "imports that run up the layers:\n" + describe(new)
+    gone = KNOWN - found
+    assert not gone, "fixed, so remove from KNOWN:\n" + "\n".join(map(str, sorted(gone)))
+
+
+def test_the_check_catches_an_upward_import_anywhere_in_a_module(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """A function-level import of the loop from a data module is found and reported."""
+    pkg = tmp_path / "harness"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "data" / "__init__.py").write_text("from . import sneaky\n")
+    (pkg / "data" / "sneaky.py").write_text(
+        "import torch\n\n\ndef load():\n    from harness.train.loop import train_run\n"
+        "    from ..models import MODELS\n    return train_run, MODELS\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
+    graph = import_graph()
+    assert graph["harness.data.sneaky"] == {"harness.train.loop", "harness.models"}
+    assert graph["harness.data"] == {"harness.data.sneaky"}
+    assert upward(graph) == {("harness.data.sneaky", "harness.train.loop")}
+
+
+@pytest.mark.parametrize(("module", "layer"), [
+    ("harness", "foundation"), ("harness.tracking.store", "record, per-run tracking"),
+    ("harness.tracking.wandb_report", "report, study-level tracking"),
+    ("harness.train.loop", "train"), ("harness.cli", "entry points"),
+])
+def test_longest_prefix_decides_the_layer(module: str, layer: str) -> None:
+    assert LAYERS[layer_of(module)][0] == layer
