@@ -219,8 +219,7 @@ def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
                 train_seconds: float, eval_model: nn.Module, model: nn.Module,
                 data: DataBundle, config: RunConfig, lr: float, t0: float) -> dict[str, Any]:
     """One metrics.csv row: the epoch's running training statistics, the evaluations, the
-    lr, the weight norm and the timing (`seconds` runs from t0 to now). Shared with
-    seed-batched training, so both write the same columns."""
+    lr, the weight norm and the timing (`seconds` runs from t0 to now)."""
     row: dict[str, Any] = {"epoch": epoch, **train_stats}
     row.update(evaluations(eval_model, data, config))
     row.update(generalization_gap(row))
