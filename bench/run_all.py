@@ -1,7 +1,7 @@
 """Run the benchmark scripts one after another (`make bench`, or `make bench ARGS=workers`).
 
 Each writes its own section of bench/RESULTS.md. They take long (tens of minutes on 2
-cores): pass names to run only some: loops, seed_batch, workers, pruning, study_times, errors.
+cores): pass names to run only some: loops, workers, pruning, study_times, errors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ SCRIPTS = {
     "vs_plain": "bench_vs_plain.py",
     "workers": "bench_workers.py",
     "loops": "bench_loops.py",
-    "seed_batch": "bench_seed_batch.py",
     "pruning": "bench_pruning.py",
     "study_times": "study_times.py",
     "errors": "bench_errors.py",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import importlib
 import json
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -35,6 +36,38 @@ def structure_only() -> Iterator[None]:
         yield
     finally:
         STRUCTURE_ONLY.reset(token)
+
+
+# Checks owned by a layer above this module. Whether a config's regularizers exist, take
+# their params and fit its model and data is known to the regularizer registry
+# (harness/regularizers/validate.py), which sits above config. It hands its check in with
+# `register_combination_check` when it is imported; config.py never imports it at module
+# level. A full validation that runs before anything imported the registry triggers that
+# import once, lazily, by the one module name in REGISTRY_MODULE (the single place config
+# reaches up, documented here), so a config is never half-checked.
+# A plug-in can also rewrite the `regularizers:` mapping first (old keys read as new ones):
+# `register_regularizers_rewrite`, applied before the run id exists.
+REGISTRY_MODULE = "harness.regularizers"
+_COMBINATION_CHECKS: list[Callable[[Any], None]] = []
+_REGULARIZERS_REWRITES: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
+
+
+def register_combination_check(check: Callable[[Any], None]) -> None:
+    """Add a check that runs on every fully validated RunConfig (idempotent)."""
+    if check not in _COMBINATION_CHECKS:
+        _COMBINATION_CHECKS.append(check)
+
+
+def register_regularizers_rewrite(rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Add a rewrite of the raw `regularizers:` mapping (idempotent)."""
+    if rewrite not in _REGULARIZERS_REWRITES:
+        _REGULARIZERS_REWRITES.append(rewrite)
+
+
+def _registered(hooks: list[Any]) -> list[Any]:
+    if not _COMBINATION_CHECKS:
+        importlib.import_module(REGISTRY_MODULE)  # registers its hooks on import
+    return list(hooks)
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
@@ -175,7 +208,11 @@ class RunConfig(Strict):
     @field_validator("regularizers", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
-        return {} if v is None else v
+        v = {} if v is None else v
+        if isinstance(v, dict) and not STRUCTURE_ONLY.get():
+            for rewrite in _registered(_REGULARIZERS_REWRITES):
+                v = rewrite(v)
+        return v
 
     @model_validator(mode="after")
     def _validate_combination(self) -> RunConfig:
@@ -183,7 +220,6 @@ class RunConfig(Strict):
             return self
         from harness.data.base import KIND_HOLDS, dataset_kind
         from harness.models import model_capabilities
-        from harness.regularizers import validate_regularizers
 
         kind = dataset_kind(self.data.name)
         takes = model_capabilities(self.model.name).kinds
@@ -191,7 +227,8 @@ class RunConfig(Strict):
             wanted = " or ".join(KIND_HOLDS[k] for k in sorted(takes))
             raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
                               f"{self.data.name} holds {KIND_HOLDS[kind]}")
-        validate_regularizers(self)
+        for check in _registered(_COMBINATION_CHECKS):
+            check(self)
         self._check_train_size()
         return self
 

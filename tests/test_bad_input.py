@@ -48,7 +48,7 @@ RUN_CONFIGS = [
      "regularizers.norm"),
     ("regularizers: {augment: {hflip: true}}", "dataset mnist1d holds 1-D signals"),
     ("data: {name: tiny_shakespeare}\nmodel: {name: gpt}\nregularizers: {mixup: {alpha: 0.2}}",
-     "mixup"),
+     "regularizers.mix: defined for images and 1-D signals"),  # the old key is read as mix
     ("regularizers: {distillation: {teacher: {}}}", "exactly one of teacher.run"),
     ("train: {device: tpu}", "train.device = 'tpu'"),
     ("[1, 2, 3]", "expected a mapping at the top level"),

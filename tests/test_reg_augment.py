@@ -1,4 +1,5 @@
-"""augment, mixup and cutmix plug-ins, checked against independent computations."""
+"""augment and mix (mixup / CutMix) plug-ins, checked against independent computations
+(torchvision, timm)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ from harness.regularizers.augment import (
     random_shift,
     token_mask,
 )
-from harness.regularizers.mixing import cutmix_batch, cutmix_box, mixup_batch
+from harness.regularizers.mixing import (
+    MixParams,
+    cutmix_batch,
+    cutmix_box,
+    mix_decision,
+    mixup_batch,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -329,9 +336,7 @@ def test_switching_between_mixup_and_cutmix():
         from_x_or_partner = ((out.x == x) | (out.x == x.flip(0))).all()
         kinds.append(bool(from_x_or_partner))  # cutmix copies values; mixup blends them
     assert abs(sum(kinds) / len(kinds) - 0.3) < 0.07
-    # the mixup plug-in defers to cutmix: alone it would mix every batch
-    mixup_only = [r for r in stack.items if r.name == "mixup"][0]
-    assert mixup_only.transform_batch(batch) is batch
+    assert [r.name for r in stack.items] == ["mix"]  # one plug-in does the switching
 
 
 @pytest.mark.parametrize("regs", [{"mixup": {"prob": 0.0}}, {"cutmix": {"prob": 0.0}},
@@ -361,8 +366,14 @@ def test_prob_zero_leaves_batches_unchanged(regs):
     ("mnist", {"augment": {"color_jitter": 1.5}}, "regularizers.augment.color_jitter"),
     ("mnist", {"augment": {"policy": "foo"}}, "regularizers.augment.policy"),
     ("mnist", {"augment": {"hflip": True, "randaugment_n": 3}}, "only used with policy"),
-    ("tiny_shakespeare", {"mixup": {}}, "regularizers.mixup: defined for images and 1-D"),
-    ("tiny_shakespeare", {"cutmix": {}}, "regularizers.cutmix"),
+    ("tiny_shakespeare", {"mixup": {}}, "regularizers.mix: defined for images and 1-D"),
+    ("tiny_shakespeare", {"cutmix": {}}, "regularizers.mix"),
+    ("mnist", {"mix": {"mixup_alpha": 0}}, "both 0: set one above 0"),
+    ("mnist", {"mix": {"cutmix_alpha": -1}}, "regularizers.mix.cutmix_alpha = -1"),
+    ("mnist", {"mix": {"switch": 0.5}}, "unknown key 'regularizers.mix.switch'; allowed: "
+                                         "mixup_alpha, cutmix_alpha, prob, switch_prob"),
+    ("mnist", {"mix": {}, "mixup": {}}, "regularizers.mixup: the old key of regularizers.mix"),
+    ("mnist", {"mixup": {"prob": 0.5}, "cutmix": {}}, "mix has one prob"),
     ("mnist", {"mixup": {"alpha": 0}}, "regularizers.mixup.alpha"),
     ("mnist", {"cutmix": {"switch_prob": 2}}, "regularizers.cutmix.switch_prob"),
 ])
@@ -377,7 +388,6 @@ def test_config_errors(dataset, regs, message):
 def test_runtime_kind_check_for_datasets_unknown_to_check():
     """A dataset `check` cannot classify from its name is caught when the run is built."""
     from harness.regularizers.augment import Augment, AugmentParams
-    from harness.regularizers.mixing import Mixup, MixupParams
 
     config = build_run_config({})
     ctx = RunContext(config=config, data=SimpleNamespace(name="my_corpus", kind="text"),
@@ -385,16 +395,92 @@ def test_runtime_kind_check_for_datasets_unknown_to_check():
     with pytest.raises(ConfigError, match="augment.hflip: an image augmentation; dataset "
                                           "my_corpus holds text"):
         Augment(AugmentParams(hflip=True), ctx)
-    with pytest.raises(ConfigError, match="regularizers.mixup: defined for images"):
-        Mixup(MixupParams(), ctx)
+    with pytest.raises(ConfigError, match="regularizers.mix: defined for images"):
+        RegularizerStack.from_config(build_run_config({"regularizers": {"mix": {}}}), ctx)
 
 
 def test_valid_configs_and_registration():
-    for name in ("augment", "mixup", "cutmix"):
-        assert name in REGULARIZERS
+    assert "augment" in REGULARIZERS and "mix" in REGULARIZERS
+    assert "mixup" not in REGULARIZERS and "cutmix" not in REGULARIZERS  # old keys: see below
     build_run_config({"data": {"name": "cifar10"}, "regularizers": {
         "augment": {"crop_padding": 4, "hflip": True, "policy": "randaugment",
                     "randaugment_n": 1, "erasing": 0.25},
         "mixup": {"alpha": 0.2}, "cutmix": {"switch_prob": 0.5}}})
     build_run_config({"data": {"name": "mnist1d"}, "regularizers": {
         "augment": {"shift": 3, "noise": 0.05, "scale": 0.1}, "mixup": {}}})
+
+
+# --------------------------------------------------------------------- mix against timm
+
+
+class Script:
+    """One scripted random stream, read by timm (np.random.rand / beta) and by mix_decision
+    alike, recording which Beta alphas were asked for."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values, self.alphas = list(values), []
+
+    def rand(self) -> float:
+        return self.values.pop(0)
+
+    def beta(self, a: float, b: float | None = None) -> float:
+        self.alphas.append(a)
+        return self.values.pop(0)
+
+
+@pytest.mark.parametrize("params", [
+    {"mixup_alpha": 0.8}, {"mixup_alpha": 0.0, "cutmix_alpha": 1.0},
+    {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "switch_prob": 0.3},
+    {"mixup_alpha": 0.4, "cutmix_alpha": 2.0, "prob": 0.6, "switch_prob": 0.5},
+])
+def test_mix_decision_draws_as_timm_mixup(params, monkeypatch):
+    """Same random stream in, same (lam, use_cutmix) out, and the same Beta asked for, as
+    timm.data.Mixup._params_per_batch (mode "batch") with the same parameters."""
+    from timm.data import mixup as mixup_module
+    p = MixParams(**params)
+    timm_mix = mixup_module.Mixup(mixup_alpha=p.mixup_alpha, cutmix_alpha=p.cutmix_alpha,
+                                  prob=p.prob, switch_prob=p.switch_prob, mode="batch",
+                                  label_smoothing=0.0, num_classes=10)
+    values = torch.rand(3000, generator=torch.Generator().manual_seed(1)).tolist()
+    ours, theirs = Script(values), Script(values)
+    monkeypatch.setattr(mixup_module.np, "random", theirs)
+    outcomes = set()
+    for _ in range(500):
+        expected = timm_mix._params_per_batch()
+        got = mix_decision(p, rand=ours.rand, beta=lambda a: ours.beta(a))
+        assert got == expected
+        outcomes.add((got[0] == 1.0, got[1]))
+    assert ours.alphas == theirs.alphas and ours.values == theirs.values
+    both = p.mixup_alpha > 0 and p.cutmix_alpha > 0
+    assert len(outcomes) == 1 + (p.prob < 1) + both  # every branch was taken
+
+
+def test_mixup_branch_output_equals_timm_mixup():
+    """A mixup batch: inputs and targets as timm's Mixup gives for the same lam."""
+    from timm.data import mixup as mixup_module
+    stack = make_stack({"mix": {"mixup_alpha": 0.4}})
+    x = torch.rand(8, 3, 6, 6)
+    batch = hard_batch(x)
+    for _ in range(5):
+        out = stack.transform_batch(batch)
+        lam = recover_lam(out.x, x)
+        timm_mix = mixup_module.Mixup(mixup_alpha=0.4, label_smoothing=0.0, num_classes=10)
+        timm_mix._params_per_batch = lambda lam=lam: (lam, False)
+        tx, tt = timm_mix(x.clone(), batch.y.clone())
+        torch.testing.assert_close(out.x, tx, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(out.targets, tt, atol=1e-6, rtol=1e-6)
+
+
+def test_old_mixup_and_cutmix_keys_are_read_as_one_mix():
+    both = build_run_config({"regularizers": {"mixup": {"alpha": 0.2},
+                                              "cutmix": {"switch_prob": 0.3},
+                                              "dropout": {"p": 0.1}}})
+    assert both.regularizers == {"mix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0,
+                                         "prob": 1.0, "switch_prob": 0.3},
+                                 "dropout": {"p": 0.1}}
+    alone = build_run_config({"regularizers": {"cutmix": {"alpha": 0.5, "prob": 0.7}}})
+    assert alone.regularizers == {"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 0.5,
+                                          "prob": 0.7}}
+    same = build_run_config({"regularizers": {"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 0.5,
+                                                      "prob": 0.7}}})
+    assert same.run_id() == alone.run_id()

@@ -117,7 +117,7 @@ def test_embed_dropout_needs_a_model_with_embeddings() -> None:
     msg = config_error(
         {"model": {"name": "cnn"}, "regularizers": {"dropout": {"p": 0.1, "embed_p": 0.1}}}
     )
-    assert "regularizers.dropout.embed_p: only for models with embeddings" in msg
+    assert "regularizers.dropout.embed_p = 0.1: only for models with embeddings" in msg
     assert "model cnn has none" in msg
     build_run_config(
         {"data": {"name": "tiny_shakespeare"}, "model": {"name": "gpt"},

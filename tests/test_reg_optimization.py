@@ -308,10 +308,10 @@ def run_early_stopping(values, monitor="val_loss", resume_after=None, **params):
             state = copy.deepcopy(reg.state_dict())
             reg = make(EarlyStopping, monitor=monitor, **params)
             reg.load_state_dict(state)
-        if reg.end_epoch(epoch, {monitor: v}, model):
+        if reg.end_epoch(epoch, {monitor: v}, model, model):
             stopped = epoch
             break
-    reg.end_training(model)
+    reg.end_training(model, model)
     return reg, model, stopped
 
 
@@ -401,8 +401,8 @@ def test_swa_mean_of_epoch_snapshots_lr_and_bn():
             snapshots.append(params_of(model))
         # the epoch's metrics are taken on the average including this epoch's snapshot
         assert (reg.eval_model(model) is model) == (epoch < 2)
-        reg.end_epoch(epoch, {}, model)
-    reg.end_training(model)
+        reg.end_epoch(epoch, {}, model, reg.eval_model(model))
+    reg.end_training(model, reg.eval_model(model))
     averaged = reg.eval_model(model)
     mean = [torch.stack(ws).mean(0) for ws in zip(*snapshots, strict=True)]
     for p, m in zip(averaged.parameters(), mean, strict=True):

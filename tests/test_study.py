@@ -144,15 +144,11 @@ def test_storage_password_is_masked() -> None:
         "postgresql+psycopg2://u:***@127.0.0.1:5432/db"
 
 
-def test_seed_batched_study_runs_each_seed_once(tmp_path: Path) -> None:
-    s = StudyConfig(name="sb", base=tiny_raw(), seed_batch=True, seeds=3,
-                    design={"kind": "sweep", "parameter": "model.width", "values": [8]})
-    out = run_study(s, source="t", results_dir=tmp_path, workers=1, report=False)
-    assert out.finished == out.total == 6 and not out.failed
-    runs = list_run_dirs(tmp_path / "sb")
-    assert len(runs) == 6
-    batched = [r for r in runs if "seed_batch" in (r.read_json("env.json") or {})]
-    assert len(batched) == 6  # mlp without BatchNorm: both variants batched
-    q = RunQueue.open(default_storage_url(tmp_path / "sb"), "sb")
-    complete = [t.user_attrs["run_id"] for t in q.trials(TrialState.COMPLETE)]
-    assert sorted(complete) == sorted(r.config["run_id"] for r in runs)
+def test_seed_batch_key_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """Seed batching was removed (bench/RESULTS.md): an old study file says so in one line."""
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "old", "base": tiny_raw(), "seed_batch": True,
+        "design": {"kind": "sweep", "parameter": "model.width", "values": [8]}}))
+    with pytest.raises(ConfigError, match=r"old.yaml: .*seed_batch: removed .*delete the key"):
+        load_study(path)

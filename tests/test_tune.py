@@ -138,7 +138,8 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
         summary = json.loads((run / "summary.json").read_text())
         assert cfg["train"]["eval_test"] is False
         assert not any(k.startswith(("test_", "final_test", "best_test")) for k in summary)
-        assert ("mixup" in cfg["regularizers"]) == params[cfg["variant"]]["use_mixup"]
+        # the old `mixup` key of the space is read as the `mix` plug-in
+        assert ("mix" in cfg["regularizers"]) == params[cfg["variant"]]["use_mixup"]
     # the retrain read the test set, with fresh seeds, baseline and tuned
     manifest = json.loads((sdir / "study.json").read_text())
     assert manifest["design"]["kind"] == "one_at_a_time" and manifest["seeds"] == [1, 2]

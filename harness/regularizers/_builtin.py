@@ -10,7 +10,7 @@ import pkgutil
 
 import harness.regularizers as _pkg
 
-_INFRASTRUCTURE = {"base", "stack", "_builtin"}
+_INFRASTRUCTURE = {"base", "stack", "validate", "_builtin"}
 
 for _info in sorted(pkgutil.iter_modules(_pkg.__path__), key=lambda m: m.name):
     if _info.name not in _INFRASTRUCTURE:

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
 
 KIND_OPTION = {"image": "an image", "signal": "a 1-D signal", "text": "a text"}
 
@@ -204,12 +204,11 @@ def active_options(p: AugmentParams) -> list[str]:
 
 
 @register
-class Augment(Regularizer):
+class Augment(Regularizer[AugmentParams]):
     """Random data augmentation of training batches (never of val/test: see module doc)."""
 
     name = "augment"
-    Params = AugmentParams
-    order = 10  # before mixup/cutmix (50) and label smoothing (80)
+    phase = Phase.AUGMENT  # before mixing and label smoothing
     reference = ("Krizhevsky et al. 2012 (crop/flip); Cubuk et al. 2019/2020 (AutoAugment, "
                  "RandAugment); Müller & Hutter 2021 (TrivialAugment); Zhong et al. 2020 "
                  "(random erasing); Iwana & Uchida 2021 (time-series augmentation)")

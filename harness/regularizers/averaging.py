@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import Field
@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Regularizer, RunContext, register
+from harness.regularizers.base import Params, Phase, Regularizer, Requires, RunContext, register
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -58,13 +58,16 @@ def _spectral_parametrization(module: nn.Module | None) -> Any:
     return next((p for p in plist if hasattr(p, "_power_method")), None)
 
 
-class _Averaging(Regularizer):
+AverageParams = TypeVar("AverageParams", "EMAParams", "SWAParams")
+
+
+class _Averaging(Regularizer[AverageParams]):
     """Keeps a torch.optim.swa_utils.AveragedModel; evaluation (per-epoch metrics, the final
     evaluation and the saved model.pt) uses the average once it holds at least one update."""
 
-    order = 90  # after_step after plug-ins that edit weights; before_step before weight decay
+    phase = Phase.AVERAGE  # after_step after weight editors; before_step before weight decay
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: AverageParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         self.averaged: AveragedModel | None = None
         self.pending: dict[str, Any] | None = None  # loaded state, applied once the model exists
@@ -126,19 +129,18 @@ class EMAParams(Params):
 
 
 @register
-class EMA(_Averaging):
+class EMA(_Averaging[EMAParams]):
     """After every optimizer step: e <- decay * e + (1 - decay) * w, with e = w at the first
     step (torch's AveragedModel convention: the first update copies)."""
 
     name = "ema"
-    Params: ClassVar[type[Params]] = EMAParams
     reference = "Polyak & Juditsky 1992; torch.optim.swa_utils.AveragedModel"
     applies_to = "all models"
     example: ClassVar[dict] = {"decay": 0.99}
     example_overrides: ClassVar[dict] = {}
 
     def make(self, model: nn.Module) -> AveragedModel:
-        p: EMAParams = self.params  # type: ignore[assignment]
+        p = self.params
         return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(p.decay),
                              use_buffers=p.use_buffers)
 
@@ -155,37 +157,35 @@ class SWAParams(Params):
 
 
 @register
-class SWA(_Averaging):
+class SWA(_Averaging[SWAParams]):
     """Equal-weight average of the weights at the end of every epoch from `start_epoch` on
     (taken after the epoch's last step, so that epoch's metrics already use it). From
     start_epoch the lr is `lr` (after an optional linear anneal), and after every update
     BatchNorm statistics are recomputed over the training split (update_bn)."""
 
     name = "swa"
-    Params: ClassVar[type[Params]] = SWAParams
+    # each evaluates its own average of the weights
+    requires: ClassVar[Requires] = Requires(excludes=frozenset({"ema"}))
     reference = "Izmailov et al. 2018"
     applies_to = "all models (BatchNorm statistics recomputed)"
     example: ClassVar[dict] = {"start_epoch": 1, "lr": 1e-3}
     example_overrides: ClassVar[dict] = {}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: SWAParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
-        p: SWAParams = params  # type: ignore[assignment]
+        p = params
         self.start_epoch = p.start_epoch or max(1, int(ctx.epochs * 0.75) + 1)
         self.bn_fresh = True
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        p: SWAParams = params  # type: ignore[assignment]
+    def check(cls, params: SWAParams, config: Any) -> None:
+        p = params
         if p.start_epoch is not None and p.start_epoch > config.train.epochs:
             raise ConfigError(f"regularizers.swa.start_epoch = {p.start_epoch}: after the last "
                               f"epoch (train.epochs = {config.train.epochs})")
         if p.anneal_epochs and p.lr is None:
             raise ConfigError("regularizers.swa.anneal_epochs needs regularizers.swa.lr "
                               "(the lr to anneal to)")
-        if "ema" in config.regularizers:
-            raise ConfigError("regularizers.swa: cannot be combined with regularizers.ema "
-                              "(each evaluates its own average of the weights); keep one")
 
     def make(self, model: nn.Module) -> AveragedModel:
         return AveragedModel(model, use_buffers=False)
@@ -194,7 +194,7 @@ class SWA(_Averaging):
         return step // max(1, self.ctx.steps_per_epoch) + 1
 
     def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-        p: SWAParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.lr is None or self.epoch_of(self.next_step) < self.start_epoch:
             return
         alpha = 1.0
@@ -222,7 +222,7 @@ class SWA(_Averaging):
             update_bn(train_batches(self.ctx.data, self.ctx.config.train.batch_size), module)
         self.bn_fresh = True
 
-    def end_training(self, model: nn.Module) -> None:
+    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
         self.recompute_bn()
 
     def summary(self) -> dict[str, Any]:

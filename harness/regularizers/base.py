@@ -1,16 +1,18 @@
 """The regularizer protocol: a base class whose hook methods default to no-ops.
 
 The training loop calls every hook of every active regularizer at its named
-point (model build, optimizer param groups, batch transform, loss, after
-backward, before/after the optimizer step, end of epoch, end of training,
-evaluation weights). It never looks a regularizer up by name, so adding one
-is one file, a registry entry and its test.
+point (model build, batch transform, loss, after backward, before/after the
+optimizer step, end of epoch, end of training, evaluation weights), in the
+order of their `phase`. It never looks a regularizer up by name, so adding one
+is one file, a registry entry and its test. What a regularizer needs (model,
+data kind, regularizers it excludes) is declared in `requires`, not coded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from enum import IntEnum
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +25,28 @@ class Params(BaseModel):
     """Base for each regularizer's validated parameters (unknown keys are errors)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class Requires:
+    """What a regularizer needs, declared on the class and checked in one place
+    (`check_requires` in harness/regularizers/requires.py) when the config is validated.
+
+    - `model`: a structural fact the model must declare in its ModelInfo ("residual",
+      "language_model"); None: any model;
+    - `data`: the data kinds it is defined for ("image", "signal", "text"); empty: all;
+    - `excludes`: regularizers it cannot be combined with;
+    - `options`: param -> the model option it sets (`configure_model`), so a model that
+      does not take the option is refused naming that param.
+    """
+
+    model: str | None = None
+    data: frozenset[str] = frozenset()
+    excludes: frozenset[str] = frozenset()
+    options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,12 +80,30 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Regularizer:
-    """Base class: override only the hooks you need. Disabled means not constructed."""
+class Phase(IntEnum):
+    """Where a regularizer runs among the others: at every hook, lower phases first (ties
+    keep the config's order). The order matters only where two plug-ins use one hook."""
+
+    REPLACE_LOSS = 0  # loss: replaces it (distillation), so penalties add to the new loss
+    AUGMENT = 10  # transform_batch: edits the inputs before they are mixed
+    REWIRE = 40  # on_model: swaps modules that later surgery wraps (dropconnect, then SN)
+    DEFAULT = 50  # most plug-ins: mixing, penalties, clipping, early stopping
+    SMOOTH_TARGETS = 80  # transform_batch: smooths targets, also the soft ones mixing made
+    AVERAGE = 90  # after_step after weight editors; its before_step (SWA lr) before decay
+    DECAY = 95  # before_step: last, once the step's lr is final
+
+
+class Regularizer(Generic[P]):
+    """Base class: override only the hooks you need. Disabled means not constructed.
+
+    Subclass as `class Mine(Regularizer[MineParams])`: `self.params` is then a
+    `MineParams`, and `Mine.Params` is set from the type argument (what the config is
+    validated with)."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params
-    order: ClassVar[int] = 50  # lower runs first at every hook
+    phase: ClassVar[Phase] = Phase.DEFAULT
+    requires: ClassVar[Requires] = Requires()  # checked once, in harness/regularizers/requires.py
     reference: ClassVar[str] = ""  # the paper or doc it follows (README table)
     applies_to: ClassVar[str] = "all models"
     # For the registry-wide end-to-end test: params that turn it on, and config overrides
@@ -69,13 +111,23 @@ class Regularizer:
     example: ClassVar[dict[str, Any]] = {}
     example_overrides: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            return  # declared explicitly
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin, args = get_origin(base), get_args(base)
+            if (isinstance(origin, type) and issubclass(origin, Regularizer) and args
+                    and isinstance(args[0], type) and issubclass(args[0], Params)):
+                cls.Params = args[0]
+
+    def __init__(self, params: P, ctx: RunContext) -> None:
         self.params = params
         self.ctx = ctx
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        """Raise ConfigError if this regularizer cannot run with this config."""
+    def check(cls, params: P, config: Any) -> None:
+        """Raise ConfigError for what `requires` cannot say (a value against the config)."""
 
     # --- hooks, in the order the loop calls them -----------------------------------
     def configure_model(self, spec: ModelSpec) -> None:
@@ -88,12 +140,8 @@ class Regularizer:
         """Module surgery after the build (DropConnect, spectral norm)."""
         return model
 
-    def param_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Split or annotate the optimizer's parameter groups."""
-        return groups
-
     def transform_batch(self, batch: Batch) -> Batch:
-        """Augmentation, mixup/cutmix, label smoothing (training batches only)."""
+        """Augmentation, mixing, label smoothing (training batches only)."""
         return batch
 
     def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
@@ -105,16 +153,18 @@ class Regularizer:
         """Gradient surgery (clipping)."""
 
     def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-        """Right before optimizer.step(), after the lr is set (weight decay)."""
+        """Right before optimizer.step(), after the lr is set (weight decay, SWA's lr)."""
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Right after optimizer.step() (EMA, SWA)."""
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
-        """Return True to stop training (early stopping)."""
+    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module,
+                  evaluated: nn.Module) -> bool:
+        """Return True to stop training (early stopping). `metrics` were computed on
+        `evaluated` (the EMA/SWA average when one is on, else `model` itself)."""
         return False
 
-    def end_training(self, model: nn.Module) -> None:
+    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
         """After the last epoch (restore best weights, recompute BN statistics)."""
 
     def eval_model(self, model: nn.Module) -> nn.Module:
@@ -133,10 +183,11 @@ class Regularizer:
         """Restore what `state_dict` returned."""
 
 
-REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
+REGULARIZERS: Registry[type[Regularizer[Any]]] = Registry("regularizer")
+R = TypeVar("R", bound=type[Regularizer[Any]])
 
 
-def register(cls: type[Regularizer]) -> type[Regularizer]:
+def register(cls: R) -> R:
     """Class decorator: registers under `cls.name`."""
     REGULARIZERS.register(cls.name)(cls)
     return cls

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
 
 
 class TeacherParams(Params):
@@ -83,7 +83,7 @@ def preserved_rng() -> Iterator[None]:
 
 
 @register
-class Distillation(Regularizer):
+class Distillation(Regularizer[DistillationParams]):
     """Replaces the loss with alpha * CE + (1 - alpha) * T^2 * KL(teacher || student) at
     temperature T; the teacher (eval mode, no grad) sees the same augmented input. The hard
     term is the loop's cross-entropy on `batch.targets` (the hard labels unless mixup or label
@@ -91,24 +91,22 @@ class Distillation(Regularizer):
     student's model is built, from `ctx.extra["results_dir"]` (default "results")."""
 
     name = "distillation"
-    Params: ClassVar[type[Params]] = DistillationParams
-    order = 0  # replaces the loss first; penalties (l1, l2, ...) are added after, unscaled
+    phase = Phase.REPLACE_LOSS  # penalties (l1, l2, ...) are added after, unscaled
     reference = "Hinton et al. 2015"
     applies_to = "all models (teacher and student on the same dataset)"
     example: ClassVar[dict] = {"temperature": 4.0, "alpha": 0.5,
                                "teacher": {"config": {"model": {"name": "mlp"}}}}
     example_overrides: ClassVar[dict] = {}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: DistillationParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         self.teacher: nn.Module | None = None
         self.teacher_dir: Path | None = None
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        p: DistillationParams = params  # type: ignore[assignment]
-        if p.teacher.config is not None:
-            teacher_run_config(config, p.teacher.config)  # raises ConfigError if invalid
+    def check(cls, params: DistillationParams, config: Any) -> None:
+        if params.teacher.config is not None:
+            teacher_run_config(config, params.teacher.config)  # raises ConfigError if invalid
 
     # --- the teacher -----------------------------------------------------------------
     def results_dir(self) -> Path:
@@ -116,7 +114,7 @@ class Distillation(Regularizer):
 
     def find_teacher_dir(self) -> Path:
         """The teacher's finished run folder: the given one, or train (or reuse) one."""
-        p: DistillationParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.teacher.run is not None:
             path = Path(p.teacher.run).expanduser()
             if not path.is_dir() and (self.results_dir() / path).is_dir():
@@ -176,7 +174,7 @@ class Distillation(Regularizer):
 
     def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
              model: nn.Module) -> torch.Tensor:
-        p: DistillationParams = self.params  # type: ignore[assignment]
+        p = self.params
         teacher = self.teacher_model()
         with torch.no_grad():
             teacher_logits = teacher(self.ctx.data.normalize(batch.x))

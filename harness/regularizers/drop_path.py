@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from harness.errors import ConfigError
-from harness.models import MODELS, model_capabilities, model_info
-from harness.regularizers.base import ModelSpec, Params, Regularizer, register
+from harness.models import model_capabilities
+from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
 
 
 class DropPathParams(Params):
@@ -17,27 +17,21 @@ class DropPathParams(Params):
 
 
 @register
-class DropPath(Regularizer):
+class DropPath(Regularizer[DropPathParams]):
     """Sets the models' `drop_path` rate: each residual branch is dropped per sample with a
     rate growing linearly over the blocks (0 ... rate), kept ones scaled by 1/(1-p), so the
     expected output is unchanged and eval is the full network."""
 
     name: ClassVar[str] = "drop_path"
-    Params: ClassVar[type[Params]] = DropPathParams
+    requires: ClassVar[Requires] = Requires(model="residual")
     reference: ClassVar[str] = "Huang et al. 2016"
     applies_to: ClassVar[str] = "residual models (resnet, vit, transformer1d, gpt)"
     example: ClassVar[dict[str, Any]] = {"rate": 0.1}
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "resnet"}
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
+    def check(cls, params: DropPathParams, config: Any) -> None:
         model = config.model.name
-        if not model_capabilities(model).residual:
-            owners = ", ".join(n for n, c in MODELS.items() if model_info(c).residual)
-            raise ConfigError(
-                f"regularizers.drop_path: needs a model with residual blocks ({owners}); "
-                f"model {model} has none"
-            )
         if model_capabilities(model).residual_blocks(config.model.depth) < 2:
             raise ConfigError(
                 f"regularizers.drop_path: model {model} (depth {config.model.depth}) has one "
@@ -45,5 +39,4 @@ class DropPath(Regularizer):
                 "over the blocks), so drop_path would do nothing; use model.depth >= 2")
 
     def configure_model(self, spec: ModelSpec) -> None:
-        assert isinstance(self.params, DropPathParams)
         spec.kwargs["drop_path"] = self.params.rate

@@ -11,7 +11,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Regularizer, register
+from harness.regularizers.base import Params, Phase, Regularizer, register
 
 
 class DropConnectParams(Params):
@@ -99,23 +99,21 @@ def _no_targets(model_name: str, layers: str) -> ConfigError:
 
 
 @register
-class DropConnect(Regularizer):
+class DropConnect(Regularizer[DropConnectParams]):
     """Swaps each targeted nn.Linear for a DropConnectLinear sharing its Parameters.
 
-    Runs before spectral_norm (order 40), so a normalized weight is then the one masked.
+    Runs before spectral_norm (phase REWIRE), so a normalized weight is then the one masked.
     """
 
     name: ClassVar[str] = "dropconnect"
-    Params: ClassVar[type[Params]] = DropConnectParams
-    order: ClassVar[int] = 40
+    phase: ClassVar[Phase] = Phase.REWIRE
     reference: ClassVar[str] = "Wan et al. 2013"
     applies_to: ClassVar[str] = "models with hidden linear layers (mlp, vit, transformer1d, gpt)"
     example: ClassVar[dict[str, Any]] = {"p": 0.2}
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "mlp"}
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        assert isinstance(params, DropConnectParams)
+    def check(cls, params: DropConnectParams, config: Any) -> None:
         m = config.model
         kwargs = tuple(
             (k, v)
@@ -131,7 +129,6 @@ class DropConnect(Regularizer):
             raise _no_targets(config.model.name, params.layers)
 
     def on_model(self, model: nn.Module) -> nn.Module:
-        assert isinstance(self.params, DropConnectParams)
         targets = linear_targets(model, self.params.layers)
         if not targets:
             raise _no_targets(type(model).__name__, self.params.layers)

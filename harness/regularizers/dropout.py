@@ -7,10 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from harness.errors import ConfigError
-from harness.models import model_capabilities
-from harness.models.options import models_with
-from harness.regularizers.base import ModelSpec, Params, Regularizer, register
+from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
 
 
 class DropoutParams(Params):
@@ -19,31 +16,19 @@ class DropoutParams(Params):
 
 
 @register
-class Dropout(Regularizer):
+class Dropout(Regularizer[DropoutParams]):
     """Sets the models' `dropout` (and `embed_dropout`) rates; placement is the model's job
     (hidden layers of MLPs, before the classifier in CNNs, after attention and FFN in
     transformers, never inside the attention softmax), so the knob means one thing."""
 
     name: ClassVar[str] = "dropout"
-    Params: ClassVar[type[Params]] = DropoutParams
+    requires: ClassVar[Requires] = Requires(options={"embed_p": "embed_dropout"})
     reference: ClassVar[str] = "Srivastava et al. 2014"
     applies_to: ClassVar[str] = "all models (embed_p: vit, transformer1d, gpt)"
     example: ClassVar[dict[str, Any]] = {"p": 0.1}
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "mlp"}
 
-    @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        assert isinstance(params, DropoutParams)
-        model = config.model.name
-        if params.embed_p > 0 and "embed_dropout" not in model_capabilities(model).options:
-            owners = models_with("embed_dropout")
-            raise ConfigError(
-                f"regularizers.dropout.embed_p: only for models with embeddings ({owners}); "
-                f"model {model} has none"
-            )
-
     def configure_model(self, spec: ModelSpec) -> None:
-        assert isinstance(self.params, DropoutParams)
         spec.kwargs["dropout"] = self.params.p
         if self.params.embed_p > 0:  # 0 is neutral; models without the option accept it too
             spec.kwargs["embed_dropout"] = self.params.embed_p

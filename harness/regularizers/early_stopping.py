@@ -24,30 +24,28 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @register
-class EarlyStopping(Regularizer):
+class EarlyStopping(Regularizer[EarlyStoppingParams]):
     """Stops when `monitor` has not improved by more than `min_delta` for `patience` epochs
     and (restore_best) puts back the weights of the best epoch at the end of training, so the
     final evaluation and the saved model are those weights.
 
-    It watches the metrics of the evaluated model (the EMA/SWA average when one is on) but
-    saves and restores the live model's weights.
+    It watches the metrics of the evaluated model (the EMA/SWA average when one is on, passed
+    to its hooks as `evaluated`) and saves and restores both it and the live model.
     """
 
     name = "early_stopping"
-    Params: ClassVar[type[Params]] = EarlyStoppingParams
-    order = 50
     reference = "Prechelt 1998"
     applies_to = "all models (needs a validation split)"
     example: ClassVar[dict] = {"patience": 1}
     example_overrides: ClassVar[dict] = {}
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
+    def check(cls, params: EarlyStoppingParams, config: Any) -> None:
         if config.data.val_fraction == 0:
             raise ConfigError("regularizers.early_stopping: needs a validation split to watch; "
                               "data.val_fraction is 0 (set it above 0, e.g. 0.1)")
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: EarlyStoppingParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -56,15 +54,16 @@ class EarlyStopping(Regularizer):
         self.best_state: dict[str, dict[str, torch.Tensor] | None] | None = None
 
     def improved(self, value: float) -> bool:
-        p: EarlyStoppingParams = self.params  # type: ignore[assignment]
+        p = self.params
         if self.best is None:
             return True
         if p.monitor == "val_loss":
             return value < self.best - p.min_delta
         return value > self.best + p.min_delta
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
-        p: EarlyStoppingParams = self.params  # type: ignore[assignment]
+    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module,
+                  evaluated: nn.Module) -> bool:
+        p = self.params
         value = metrics.get(p.monitor)
         if value is None:
             raise ConfigError(f"regularizers.early_stopping: the epoch metrics have no "
@@ -72,8 +71,7 @@ class EarlyStopping(Regularizer):
         value = float(value)
         if self.improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
-            if p.restore_best:
-                evaluated = self.evaluated(model)
+            if p.restore_best:  # both weights: final evaluation and model.pt are the best's
                 self.best_state = {"live": cpu_state(model), "evaluated":
                                    cpu_state(evaluated) if evaluated is not model else None}
             return False
@@ -83,23 +81,16 @@ class EarlyStopping(Regularizer):
             return True
         return False
 
-    def evaluated(self, model: nn.Module) -> nn.Module:
-        """The weights the epoch's metrics came from: an EMA/SWA average when one is on. Both
-        it and the live weights are saved and restored, so the final evaluation and model.pt
-        are the best epoch's."""
-        return self.ctx.extra.get("evaluated_model", lambda m: m)(model)
-
     @torch.no_grad()
-    def end_training(self, model: nn.Module) -> None:
-        if self.params.restore_best and self.best_state is not None:  # type: ignore[attr-defined]
-            evaluated = self.evaluated(model)
+    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
+        if self.params.restore_best and self.best_state is not None:
             model.load_state_dict(self.best_state["live"])
             if self.best_state["evaluated"] is not None and evaluated is not model:
                 evaluated.load_state_dict(self.best_state["evaluated"])
 
     def summary(self) -> dict[str, Any]:
         return {"stop_epoch": self.stop_epoch, "es_best_epoch": self.best_epoch,
-                f"es_best_{self.params.monitor}": self.best}  # type: ignore[attr-defined]
+                f"es_best_{self.params.monitor}": self.best}
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,

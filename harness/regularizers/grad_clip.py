@@ -53,22 +53,20 @@ def adaptive_clip_(params: list[nn.Parameter], clip: float, eps: float) -> tuple
 
 
 @register
-class GradClip(Regularizer):
+class GradClip(Regularizer[GradClipParams]):
     """Clips gradients in `after_backward` (so weight decay's coupled term, added in
     before_step, is not clipped, as with torch's optimizers). The logged `grad_norm` of the
     loop is measured before clipping."""
 
     name = "grad_clip"
-    Params: ClassVar[type[Params]] = GradClipParams
-    order = 60
     reference = "Pascanu et al. 2013 (norm); Brock et al. 2021 (AGC)"
     applies_to = "all models (agc: every layer but `model.head`)"
     example: ClassVar[dict] = {"mode": "norm", "threshold": 1.0}
     example_overrides: ClassVar[dict] = {}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: GradClipParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
-        p: GradClipParams = params  # type: ignore[assignment]
+        p = params
         self.threshold = p.threshold if p.threshold is not None else DEFAULT_THRESHOLD[p.mode]
         self.steps = 0
         self.steps_clipped: torch.Tensor | int = 0
@@ -76,7 +74,7 @@ class GradClip(Regularizer):
         self.units_clipped: torch.Tensor | int = 0
 
     def after_backward(self, model: nn.Module) -> None:
-        p: GradClipParams = self.params  # type: ignore[assignment]
+        p = self.params
         params = [q for q in model.parameters() if q.grad is not None]
         if not params:
             return

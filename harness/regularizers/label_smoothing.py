@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from harness.regularizers.base import Batch, Params, Regularizer, register
+from harness.regularizers.base import Batch, Params, Phase, Regularizer, register
 
 
 class LabelSmoothingParams(Params):
@@ -26,21 +26,20 @@ def smooth_targets(targets: torch.Tensor, num_classes: int, epsilon: float) -> t
 
 
 @register
-class LabelSmoothing(Regularizer):
+class LabelSmoothing(Regularizer[LabelSmoothingParams]):
     """Training targets become (1 - eps) * onehot + eps / K, so the loop's cross-entropy on
     soft targets equals F.cross_entropy(label_smoothing=eps). Evaluation is on hard labels.
     Language models: (N, T) token ids -> (N, T, V) soft targets."""
 
     name = "label_smoothing"
-    Params: ClassVar[type[Params]] = LabelSmoothingParams
-    order = 80  # after mixup / cutmix, which produce the soft targets it smooths
+    phase = Phase.SMOOTH_TARGETS  # after mixing, which produces the soft targets it smooths
     reference = "Szegedy et al. 2016"
     applies_to = "all models (classifiers and language models)"
     example: ClassVar[dict] = {"epsilon": 0.1}
     example_overrides: ClassVar[dict] = {}
 
     def transform_batch(self, batch: Batch) -> Batch:
-        eps = self.params.epsilon  # type: ignore[attr-defined]
+        eps = self.params.epsilon
         if eps == 0.0:
             return batch
         targets = smooth_targets(batch.targets, self.ctx.num_classes, eps)

@@ -1,6 +1,9 @@
-"""Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) on training batches, as in timm.
+"""Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) as one `mix` plug-in, as timm's
+Mixup (mode "batch").
 
-Per mixed batch: lam ~ Beta(alpha, alpha); the partner of sample i is sample N-1-i (timm's
+Per batch, as timm's `_params_per_batch`: with probability `prob` the batch is mixed; if
+both alphas are > 0 it is CutMix with probability `switch_prob`, else mixup; lam ~
+Beta(alpha, alpha) of the chosen one. The partner of sample i is sample N-1-i (timm's
 `x.flip(0)`); targets become lam * onehot(y) + (1 - lam) * onehot(y_partner) (or the same
 mix of the targets when they are already soft); `y` stays the hard labels (accuracy).
 
@@ -9,24 +12,25 @@ cutmix: one random box (images) or segment (1-D signals) of area fraction ~ (1 -
 pasted from the partner, and lam is corrected to the exact kept fraction (timm's
 `correct_lam`).
 
-When both are on, the cutmix plug-in does the switching (timm's Mixup with `switch_prob`):
-each batch is cutmix with probability `cutmix.switch_prob`, else mixup, each with its own
-alpha and prob; the mixup plug-in then leaves batches alone. Only `transform_batch` acts, on
-training batches only. Scalar draws (lam, prob, switch) use torch's global CPU RNG (seeded
-and checkpointed by the loop); box centres too, so no draw synchronizes a GPU.
+Only `transform_batch` acts, on training batches only. Scalar draws (prob, switch, lam) use
+torch's global CPU RNG (seeded and checkpointed by the loop); box centres too, so no draw
+synchronizes a GPU. The old `mixup:` / `cutmix:` config keys are read as `mix:`
+(`legacy_mix`, registered with the config).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from harness.data.base import KIND_HOLDS, dataset_kind
+from harness.config import register_regularizers_rewrite
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+from harness.regularizers.base import Batch, Params, Regularizer, Requires, register
+from harness.regularizers.validate import validate_params
 
 # ------------------------------------------------------------------ pure batch functions
 
@@ -93,104 +97,119 @@ def cutmix_batch(x: torch.Tensor, targets: torch.Tensor,
     return out, mix_targets(targets, lam, num_classes)
 
 
-# --------------------------------------------------------------------------- plug-ins
+# --------------------------------------------------------------------------- plug-in
+
+
+class MixParams(Params):
+    """timm.data.Mixup's parameters and defaults (mode "batch", no label smoothing: that
+    is the label_smoothing plug-in)."""
+
+    mixup_alpha: float = Field(1.0, ge=0.0)  # Beta(alpha, alpha) for mixup; 0: no mixup
+    cutmix_alpha: float = Field(0.0, ge=0.0)  # Beta(alpha, alpha) for CutMix; 0: no CutMix
+    prob: float = Field(1.0, ge=0.0, le=1.0)  # probability that a batch is mixed
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0)  # both alphas > 0: P(CutMix) per batch
+
+    @model_validator(mode="after")
+    def _one_on(self) -> MixParams:
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("mixup_alpha and cutmix_alpha are both 0: set one above 0")
+        return self
+
+
+def uniform() -> float:
+    return float(torch.rand(()))
+
+
+def mix_decision(p: MixParams, rand: Callable[[], float] = uniform,
+                 beta: Callable[[float], float] = sample_lam) -> tuple[float, bool]:
+    """(lam, use_cutmix) for one batch, drawn exactly as timm's Mixup._params_per_batch
+    (same draws in the same order); lam 1.0 means leave the batch alone."""
+    if not rand() < p.prob:
+        return 1.0, False
+    if p.mixup_alpha > 0 and p.cutmix_alpha > 0:
+        use_cutmix = rand() < p.switch_prob
+        return beta(p.cutmix_alpha if use_cutmix else p.mixup_alpha), use_cutmix
+    if p.mixup_alpha > 0:
+        return beta(p.mixup_alpha), False
+    return beta(p.cutmix_alpha), True
+
+
+@register
+class Mix(Regularizer[MixParams]):
+    """Mixup or CutMix per batch, switching as timm's Mixup (see module doc)."""
+
+    name = "mix"
+    requires: ClassVar[Requires] = Requires(data=frozenset({"image", "signal"}))
+    reference = ("Zhang et al. 2018 (mixup); Yun et al. 2019 (CutMix); switching as "
+                 "timm.data.Mixup")
+    applies_to: ClassVar[str] = "all models; images (box) and 1-D signals (segment)"
+    example: ClassVar[dict[str, Any]] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+    example_overrides: ClassVar[dict[str, Any]] = {}
+
+    def transform_batch(self, batch: Batch) -> Batch:
+        lam, use_cutmix = mix_decision(self.params)
+        if lam == 1.0:  # as timm: nothing to mix
+            return batch
+        k = self.ctx.num_classes
+        if use_cutmix:
+            bounds, lam = cutmix_box(tuple(batch.x.shape[2:]), lam)
+            x, targets = cutmix_batch(batch.x, batch.targets, bounds, lam, k)
+        else:
+            x, targets = mixup_batch(batch.x, batch.targets, lam, k)
+        return Batch(x=x, y=batch.y, targets=targets)
+
+
+# ------------------------------------------------------------------ the old config keys
 
 
 class MixupParams(Params):
-    alpha: float = Field(0.8, gt=0.0)  # Beta(alpha, alpha); timm's mixup_alpha default
-    prob: float = Field(1.0, ge=0.0, le=1.0)  # probability that a batch is mixed
+    """The old `regularizers.mixup` key."""
+
+    alpha: float = Field(0.8, gt=0.0)
+    prob: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class CutmixParams(Params):
-    alpha: float = Field(1.0, gt=0.0)  # Beta(alpha, alpha); timm's cutmix_alpha default
-    prob: float = Field(1.0, ge=0.0, le=1.0)  # probability that a batch is mixed
-    switch_prob: float = Field(0.5, ge=0.0, le=1.0)  # mixup also on: P(cutmix) per batch
+    """The old `regularizers.cutmix` key (`switch_prob` mattered with mixup also on)."""
+
+    alpha: float = Field(1.0, gt=0.0)
+    prob: float = Field(1.0, ge=0.0, le=1.0)
+    switch_prob: float = Field(0.5, ge=0.0, le=1.0)
 
 
-def _check_kind(name: str, config: Any) -> None:
-    dataset = config.data.name
-    kind = dataset_kind(dataset)
-    if kind == "text":
-        raise ConfigError(f"regularizers.{name}: defined for images and 1-D signals; "
-                          f"dataset {dataset} holds {KIND_HOLDS[kind]}")
+LEGACY = ("mixup", "cutmix")
 
 
-def _check_runtime_kind(name: str, ctx: RunContext) -> None:
-    kind = getattr(ctx.data, "kind", None)
-    if kind == "text":
-        raise ConfigError(f"regularizers.{name}: defined for images and 1-D signals; "
-                          f"dataset {ctx.data.name} holds {KIND_HOLDS[kind]}")
+def legacy_mix(regularizers: dict[str, Any]) -> dict[str, Any]:
+    """`mixup: {alpha, prob}` and/or `cutmix: {alpha, prob, switch_prob}` -> one `mix:`
+    with the same meaning (timm's parameters), in the place of the first old key."""
+    if not any(k in regularizers for k in LEGACY):
+        return regularizers
+    mixup = (validate_params(MixupParams, "mixup", regularizers["mixup"])
+             if "mixup" in regularizers else None)
+    cutmix = (validate_params(CutmixParams, "cutmix", regularizers["cutmix"])
+              if "cutmix" in regularizers else None)
+    if "mix" in regularizers:
+        old = "mixup" if mixup is not None else "cutmix"
+        raise ConfigError(f"regularizers.{old}: the old key of regularizers.mix; give mix "
+                          "only (mixup_alpha, cutmix_alpha, prob, switch_prob)")
+    if mixup is not None and cutmix is not None and mixup.prob != cutmix.prob:
+        raise ConfigError(f"regularizers.cutmix.prob = {cutmix.prob!r}: differs from "
+                          f"regularizers.mixup.prob = {mixup.prob!r}; mix has one prob "
+                          "(use regularizers.mix: mixup_alpha, cutmix_alpha, prob, switch_prob)")
+    given = [p for p in (mixup, cutmix) if p is not None]
+    mix: dict[str, Any] = {"mixup_alpha": mixup.alpha if mixup else 0.0,
+                           "cutmix_alpha": cutmix.alpha if cutmix else 0.0,
+                           "prob": given[0].prob}
+    if mixup is not None and cutmix is not None:
+        mix["switch_prob"] = cutmix.switch_prob
+    out: dict[str, Any] = {}
+    for k, v in regularizers.items():
+        if k in LEGACY:
+            out.setdefault("mix", mix)
+        else:
+            out[k] = v
+    return out
 
 
-def _draw(prob: float) -> bool:
-    return prob >= 1.0 or (prob > 0.0 and float(torch.rand(())) < prob)
-
-
-def _with(batch: Batch, x: torch.Tensor, targets: torch.Tensor) -> Batch:
-    return Batch(x=x, y=batch.y, targets=targets)
-
-
-@register
-class Mixup(Regularizer):
-    """Convex combinations of sample pairs and of their one-hot targets."""
-
-    name = "mixup"
-    Params = MixupParams
-    order = 50
-    reference = "Zhang et al. 2018, mixup: Beyond Empirical Risk Minimization"
-    applies_to: ClassVar[str] = "all models; images and 1-D signals"
-    example: ClassVar[dict[str, Any]] = {"alpha": 0.8}
-    example_overrides: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, params: MixupParams, ctx: RunContext) -> None:
-        super().__init__(params, ctx)
-        _check_runtime_kind(self.name, ctx)
-
-    @classmethod
-    def check(cls, params: MixupParams, config: Any) -> None:
-        _check_kind(cls.name, config)
-
-    def transform_batch(self, batch: Batch) -> Batch:
-        if "cutmix" in self.ctx.config.regularizers:
-            return batch  # the cutmix plug-in switches between the two
-        return self.mix(batch, self.params.alpha, self.params.prob, self.ctx.num_classes)
-
-    @staticmethod
-    def mix(batch: Batch, alpha: float, prob: float, num_classes: int) -> Batch:
-        if not _draw(prob):
-            return batch
-        x, targets = mixup_batch(batch.x, batch.targets, sample_lam(alpha), num_classes)
-        return _with(batch, x, targets)
-
-
-@register
-class Cutmix(Regularizer):
-    """A box (or 1-D segment) pasted from the partner sample; targets mixed by area."""
-
-    name = "cutmix"
-    Params = CutmixParams
-    order = 50
-    reference = "Yun et al. 2019, CutMix (switching with mixup as in timm's Mixup)"
-    applies_to: ClassVar[str] = "all models; images (box) and 1-D signals (segment)"
-    example: ClassVar[dict[str, Any]] = {"alpha": 1.0}
-    example_overrides: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, params: CutmixParams, ctx: RunContext) -> None:
-        super().__init__(params, ctx)
-        _check_runtime_kind(self.name, ctx)
-        regs = ctx.config.regularizers
-        # mixup also on: its params, for the batches switched to mixup
-        self.mixup = MixupParams.model_validate(regs["mixup"] or {}) if "mixup" in regs else None
-
-    @classmethod
-    def check(cls, params: CutmixParams, config: Any) -> None:
-        _check_kind(cls.name, config)
-
-    def transform_batch(self, batch: Batch) -> Batch:
-        if self.mixup is not None and not _draw(self.params.switch_prob):
-            return Mixup.mix(batch, self.mixup.alpha, self.mixup.prob, self.ctx.num_classes)
-        if not _draw(self.params.prob):
-            return batch
-        bounds, lam = cutmix_box(tuple(batch.x.shape[2:]), sample_lam(self.params.alpha))
-        x, targets = cutmix_batch(batch.x, batch.targets, bounds, lam, self.ctx.num_classes)
-        return _with(batch, x, targets)
+register_regularizers_rewrite(legacy_mix)

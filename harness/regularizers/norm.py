@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from harness.errors import ConfigError
-from harness.models import model_capabilities
-from harness.models.options import models_with
-from harness.regularizers.base import ModelSpec, Params, Regularizer, register
+from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
 
 
 class NormParams(Params):
@@ -17,12 +14,12 @@ class NormParams(Params):
 
 
 @register
-class Norm(Regularizer):
+class Norm(Regularizer[NormParams]):
     """Chooses the models' normalization layer (`norm`) and, in transformers, whether it sits
     before each branch (pre-norm, x + f(norm(x))) or after the residual sum (post-norm)."""
 
     name: ClassVar[str] = "norm"
-    Params: ClassVar[type[Params]] = NormParams
+    requires: ClassVar[Requires] = Requires(options={"position": "norm_position"})
     reference: ClassVar[str] = (
         "Ioffe & Szegedy 2015; Ba et al. 2016; Zhang & Sennrich 2019; Wu & He 2018; "
         "Xiong et al. 2020"
@@ -31,18 +28,6 @@ class Norm(Regularizer):
     example: ClassVar[dict[str, Any]] = {"kind": "layernorm"}
     example_overrides: ClassVar[dict[str, Any]] = {}
 
-    @classmethod
-    def check(cls, params: Params, config: Any) -> None:
-        assert isinstance(params, NormParams)
-        model = config.model.name
-        if params.position != "pre" and "norm_position" not in model_capabilities(model).options:
-            owners = models_with("norm_position")
-            raise ConfigError(
-                f"regularizers.norm.position = {params.position!r}: only for transformer "
-                f"models ({owners}); model {model} is not one"
-            )
-
     def configure_model(self, spec: ModelSpec) -> None:
-        assert isinstance(self.params, NormParams)
         spec.kwargs["norm"] = self.params.kind
         spec.kwargs["norm_position"] = self.params.position  # "pre" is neutral elsewhere

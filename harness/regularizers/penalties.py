@@ -3,7 +3,7 @@ via the elastic net", JRSS-B; L1: Tibshirani 1996; L2: Hoerl & Kennard 1970."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TypeVar
 
 import torch
 from pydantic import Field
@@ -43,61 +43,60 @@ class ElasticNetParams(Params):
     include_bias_and_norm: bool = False
 
 
-class _Penalty(Regularizer):
+PenaltyParams = TypeVar("PenaltyParams", L1Params, L2Params, ElasticNetParams)
+
+
+class _Penalty(Regularizer[PenaltyParams]):
     applies_to = "all models (weights only; biases and norm parameters with include_bias_and_norm)"
-    order = 50
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
     def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
              model: nn.Module) -> torch.Tensor:
-        if self.params.value == 0.0:  # type: ignore[attr-defined]
+        if self.params.value == 0.0:
             return loss
-        params = penalized(model, self.params.include_bias_and_norm)  # type: ignore[attr-defined]
+        params = penalized(model, self.params.include_bias_and_norm)
         if not params:
             return loss
         return loss + self.penalty(params)
 
 
 @register
-class L1(_Penalty):
+class L1(_Penalty[L1Params]):
     """loss += value * sum |w|."""
 
     name = "l1"
-    Params: ClassVar[type[Params]] = L1Params
     reference = "Tibshirani 1996 (lasso)"
-    example: ClassVar[dict] = {"value": 1e-5}
+    example = {"value": 1e-5}
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
-        return self.params.value * l1_norm(params)  # type: ignore[attr-defined]
+        return self.params.value * l1_norm(params)
 
 
 @register
-class L2(_Penalty):
+class L2(_Penalty[L2Params]):
     """loss += value / 2 * sum w^2 (its gradient is value * w: coupled weight decay)."""
 
     name = "l2"
-    Params: ClassVar[type[Params]] = L2Params
     reference = "Hoerl & Kennard 1970 (ridge); Krogh & Hertz 1992"
-    example: ClassVar[dict] = {"value": 5e-4}
+    example = {"value": 5e-4}
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
-        return 0.5 * self.params.value * l2_squared(params)  # type: ignore[attr-defined]
+        return 0.5 * self.params.value * l2_squared(params)
 
 
 @register
-class ElasticNet(_Penalty):
+class ElasticNet(_Penalty[ElasticNetParams]):
     """loss += value * (l1_ratio * ||w||_1 + (1 - l1_ratio) / 2 * ||w||_2^2)
     (scikit-learn's ElasticNet parametrization: alpha = value)."""
 
     name = "elastic_net"
-    Params: ClassVar[type[Params]] = ElasticNetParams
     reference = "Zou & Hastie 2005"
-    example: ClassVar[dict] = {"value": 1e-4, "l1_ratio": 0.5}
+    example = {"value": 1e-4, "l1_ratio": 0.5}
 
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
-        p: ElasticNetParams = self.params  # type: ignore[assignment]
+        p = self.params
         out = torch.zeros((), device=params[0].device)
         if p.l1_ratio > 0:
             out = out + p.l1_ratio * l1_norm(params)

@@ -20,7 +20,7 @@ class SpectralNormParams(Params):
 
 
 @register
-class SpectralNorm(Regularizer):
+class SpectralNorm(Regularizer[SpectralNormParams]):
     """Reparametrizes each Linear/Conv1d/Conv2d weight as W / sigma(W), sigma estimated by
     power iteration (updated on every training forward), bounding each layer's Lipschitz
     constant.
@@ -30,14 +30,12 @@ class SpectralNorm(Regularizer):
     """
 
     name: ClassVar[str] = "spectral_norm"
-    Params: ClassVar[type[Params]] = SpectralNormParams
     reference: ClassVar[str] = "Miyato et al. 2018"
     applies_to: ClassVar[str] = "all models (Linear, Conv1d, Conv2d layers)"
     example: ClassVar[dict[str, Any]] = {"layers": "all"}
     example_overrides: ClassVar[dict[str, Any]] = {}
 
     def on_model(self, model: nn.Module) -> nn.Module:
-        assert isinstance(self.params, SpectralNormParams)
         head = getattr(model, "head", None)
         targets = [
             m

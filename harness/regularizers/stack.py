@@ -1,4 +1,4 @@
-"""Runs every active regularizer's hook, in `order`, so the loop calls each point once."""
+"""Runs every active regularizer's hook, in `phase` order, so the loop calls each point once."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ import torch
 from torch import nn
 
 from harness.regularizers.base import REGULARIZERS, Batch, ModelSpec, Regularizer, RunContext
+from harness.regularizers.validate import check_data_kind
 
 
 class RegularizerStack:
-    def __init__(self, regularizers: list[Regularizer]) -> None:
-        self.items = sorted(regularizers, key=lambda r: r.order)
+    def __init__(self, regularizers: list[Regularizer[Any]]) -> None:
+        self.items = sorted(regularizers, key=lambda r: r.phase)
 
     @classmethod
     def from_config(cls, config: Any, ctx: RunContext) -> RegularizerStack:
         items = []
         for name, raw in config.regularizers.items():
             reg_cls = REGULARIZERS.get(name)
+            # a plug-in dataset's kind is known once loaded: the config check could not see it
+            check_data_kind(reg_cls, getattr(ctx.data, "kind", None), ctx.data.name)
             items.append(reg_cls(reg_cls.Params.model_validate(raw or {}), ctx))
         return cls(items)
 
@@ -31,11 +34,6 @@ class RegularizerStack:
         for r in self.items:
             model = r.on_model(model)
         return model
-
-    def param_groups(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for r in self.items:
-            groups = r.param_groups(groups)
-        return groups
 
     def transform_batch(self, batch: Batch) -> Batch:
         for r in self.items:
@@ -61,14 +59,16 @@ class RegularizerStack:
             r.after_step(model, step)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
-        stop = False
+        """`metrics` are those of `eval_model(model)`: each plug-in gets both models."""
+        evaluated, stop = self.eval_model(model), False
         for r in self.items:
-            stop = r.end_epoch(epoch, metrics, model) or stop
+            stop = r.end_epoch(epoch, metrics, model, evaluated) or stop
         return stop
 
     def end_training(self, model: nn.Module) -> None:
+        evaluated = self.eval_model(model)
         for r in self.items:
-            r.end_training(model)
+            r.end_training(model, evaluated)
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         for r in self.items:

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.regularizers.base import Params, Regularizer, register
+from harness.regularizers.base import Params, Phase, Regularizer, register
 
 
 def decays(p: torch.Tensor, exclude_bias_and_norm: bool) -> bool:
@@ -23,7 +23,7 @@ class WeightDecayParams(Params):
 
 
 @register
-class WeightDecay(Regularizer):
+class WeightDecay(Regularizer[WeightDecayParams]):
     """Runs in `before_step`, after the lr of this step is set and gradients are clipped.
 
     decoupled: p <- p * (1 - lr * value) outside the optimizer's update, exactly as
@@ -37,8 +37,7 @@ class WeightDecay(Regularizer):
     """
 
     name = "weight_decay"
-    Params: ClassVar[type[Params]] = WeightDecayParams
-    order = 95  # last in before_step: any plug-in that changes the lr (SWA) has run
+    phase = Phase.DECAY  # last in before_step: any plug-in that changes the lr (SWA) has run
     reference = "Loshchilov & Hutter 2019 (AdamW); Krogh & Hertz 1992 (L2)"
     applies_to = "all models (no decay on biases and norm parameters by default)"
     example: ClassVar[dict] = {"value": 0.05, "mode": "decoupled"}
@@ -46,7 +45,7 @@ class WeightDecay(Regularizer):
 
     @torch.no_grad()
     def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-        p_: WeightDecayParams = self.params  # type: ignore[assignment]
+        p_ = self.params
         if p_.value == 0.0:
             return
         for group in optimizer.param_groups:

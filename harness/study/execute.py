@@ -128,7 +128,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
             console.print(f"  {why} (--workers N to choose)")
         if todo:
             drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
-                          len(done_before), specs, sdir, study.seed_batch)
+                          len(done_before), specs, sdir)
         imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
@@ -162,8 +162,7 @@ def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[s
 
 
 def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
-                  total: int, done: int, specs: list[RunSpec], sdir: Path,
-                  seed_batch: bool = False) -> None:
+                  total: int, done: int, specs: list[RunSpec], sdir: Path) -> None:
     """Start the workers and show progress: the study bar plus one bar per worker."""
     threads = threads_per_worker(workers)
     with make_progress() as progress:
@@ -171,10 +170,9 @@ def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None,
         hub = ProgressHub(progress, study_task, sdir, specs)
         if workers == 1:
             worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
-                        wait_for_running=True, seed_batch=seed_batch)
+                        wait_for_running=True)
         else:
-            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub,
-                                 seed_batch)
+            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub)
         # remote workers may still hold runs: wait for them (or for their heartbeat to stop)
         worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
                     wait_for_running=True)
@@ -182,12 +180,10 @@ def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None,
 
 
 def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
-                         workers: int, threads: int, hub: ProgressHub,
-                         seed_batch: bool = False) -> None:
+                         workers: int, threads: int, hub: ProgressHub) -> None:
     procs, events = make_workers(
         worker_process, lambda i: (url, name, str(results_dir),
-                                   str(data_dir) if data_dir else None, threads, seed_batch),
-        workers)
+                                   str(data_dir) if data_dir else None, threads), workers)
     supervise(procs, events, hub.handle, hub.refresh)
 
 

@@ -378,13 +378,6 @@ class RunQueue:
             specs.append(RunSpec.from_json(trials[-1].user_attrs["spec"]))
         return self.enqueue_missing(specs, set())
 
-    def next_waiting_variant(self) -> str | None:
-        """The variant of the run `pop` would take next (the oldest waiting trial)."""
-        waiting = self.trials(TrialState.WAITING)
-        if not waiting:
-            return None
-        return min(waiting, key=lambda t: t.number).user_attrs.get("variant")
-
     def waiting(self) -> int:
         return len(self.trials(TrialState.WAITING))
 

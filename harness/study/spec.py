@@ -160,7 +160,6 @@ class StudyConfig(Strict):
     data_seeds: int | list[int] | None = None
     workers: int | None = Field(None, ge=1)
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
-    seed_batch: bool = False  # train a variant's seeds as one vmapped model where possible
     tune: dict[str, Any] | None = None  # tuning studies: search space, sampler, budget
     launcher: LauncherConfig | None = None  # worker jobs through submitit (Slurm or local)
     # `--set key=value` overrides applied on top of the file (recorded in study.json)
@@ -185,6 +184,14 @@ class StudyConfig(Strict):
     def _claims(cls, v: Any) -> Any:
         return [] if v is None else [v] if isinstance(v, dict) else v
     compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_seed_batch(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "seed_batch" in raw:
+            raise ValueError("seed_batch: removed (each seed now trains as its own run; "
+                             "see bench/RESULTS.md, Seed-batched training); delete the key")
+        return raw
 
     @model_validator(mode="before")
     @classmethod

@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +193,8 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
 
 def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None = None,
                 threads: int | None = None, emit: Emit | None = None, worker: int = 0,
-                wait_for_running: bool = False, seed_batch: bool = False) -> int:
-    """Run queued runs until none is waiting. Returns how many this worker ran.
-
-    With `seed_batch`, the queued seeds of one variant are trained as one batched model
-    when `can_batch_seeds` allows it (harness/train/seed_batch.py), separately otherwise."""
+                wait_for_running: bool = False) -> int:
+    """Run queued runs until none is waiting. Returns how many this worker ran."""
     queue = RunQueue.open(url, study)
     reporter = EventReporter(emit or (lambda event: None), worker)
     ran = 0
@@ -210,95 +207,19 @@ def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None =
                 time.sleep(2)
                 continue
             return ran
-        group = pop_same_variant(queue, job) if seed_batch else [job]
-        ran += run_group(group, queue, results_dir, data_dir, threads, reporter)
-
-
-SEED_BATCH_MAX = 8
-
-
-def pop_same_variant(queue: RunQueue, first: Job) -> list[Job]:
-    """`first` plus the next queued jobs of the same variant (the queue is variant-major).
-    If another worker took the one we looked at, the job popped instead is kept: it runs
-    alone."""
-    group = [first]
-    while len(group) < SEED_BATCH_MAX and queue.next_waiting_variant() == first.spec.variant:
-        nxt = queue.pop()
-        if nxt is None:
-            break
-        group.append(nxt)
-        if nxt.spec.variant != first.spec.variant:
-            break
-    return group
-
-
-def run_group(group: list[Job], queue: RunQueue, results_dir: Path, data_dir: Path | None,
-              threads: int | None, reporter: Any) -> int:
-    from harness.train.seed_batch import can_batch_seeds
-
-    same = [j for j in group if j.spec.variant == group[0].spec.variant]
-    batch = len(same) > 1 and can_batch_seeds([j.spec.config for j in same])[0]
-    with ExitStack() as stack:
-        for j in group[1:]:  # popped jobs waiting their turn keep beating
-            stack.enter_context(queue.heartbeat(j))
-        if batch:
-            run_batched(same, queue, results_dir, data_dir, threads, reporter)
-        for j in group if not batch else [j for j in group if j not in same]:
-            run_job(j, queue, results_dir, data_dir, threads, reporter)
-    return len(group)
-
-
-def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: Path | None,
-                threads: int | None, reporter: Any) -> None:
-    """The seeds of one variant as one batched model; the outcome recorded per run."""
-    from harness.train.seed_batch import train_seeds_batched
-
-    configs = [j.spec.config for j in jobs]
-    for c in configs:
-        if threads and c.train.threads is None:
-            c.train.threads = threads
-    with ExitStack() as stack:
-        for j, c in zip(jobs, configs, strict=True):
-            path = RunDir.for_run(study_dir(results_dir, c.study), c.variant, c.seed,
-                                  j.spec.run_id).path
-            if not stack.enter_context(run_lock(path)):
-                for other in jobs:
-                    queue.fail(other, "duplicate: the run is being trained by another worker",
-                               "duplicate")
-                return
-            stack.enter_context(queue.heartbeat(j))
-        try:
-            results = train_seeds_batched(configs, results_dir, data_dir=data_dir,
-                                          reporter=reporter,
-                                          tracker_factory=queued_trackers(jobs, queue,
-                                                                          results_dir))
-        except KeyboardInterrupt:
-            for j in jobs:
-                queue.fail(j, "interrupted", "interrupted")
-            raise
-        except Exception as err:
-            for j in jobs:
-                queue.fail(j, traceback.format_exc())
-                note_failure(RunDir.for_run(study_dir(results_dir, j.spec.config.study),
-                                            j.spec.variant, j.spec.seed, j.spec.run_id),
-                             j, failure_reason(err))
-            for j in jobs:
-                reporter.end({"status": "failed", "error": failure_reason(err),
-                              "variant": j.spec.variant, "seed": j.spec.seed})
-            return
-    for j, r in zip(jobs, results, strict=True):
-        queue.complete(j, r.summary, r.rows, pack_files(r.run_dir.path))
+        run_job(job, queue, results_dir, data_dir, threads, reporter)
+        ran += 1
 
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
-                   threads: int | None, seed_batch: bool, events: Any, worker: int) -> None:
+                   threads: int | None, events: Any, worker: int) -> None:
     """Entry point of a local worker process (spawned). An error that stops the worker
     is printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
     install_worker_signals()
     try:
         worker_loop(url, study, Path(results_dir), Path(data_dir) if data_dir else None,
-                    threads, events.put, worker, seed_batch=seed_batch)
+                    threads, events.put, worker)
     except KeyboardInterrupt:
         pass
     except Exception as err:

@@ -92,11 +92,10 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     ctx = build.run_context(config, data, device)
     ctx.extra.update(results_dir=Path(results_dir), data_dir=data_dir)
     regs = RegularizerStack.from_config(config, ctx)
-    ctx.extra["evaluated_model"] = regs.eval_model  # what the epoch metrics are computed on
     model = build.build_model(config, data, regs).to(device)
     if config.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optim, regs.param_groups(default_param_groups(model)))
+    optimizer = build_optimizer(config.optim, default_param_groups(model))
     lr_at = lr_schedule(config.schedule, config.optim.lr, ctx.steps_per_epoch, ctx.epochs)
     order = torch.Generator().manual_seed(config.seed)
 
@@ -220,8 +219,7 @@ def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
                 train_seconds: float, eval_model: nn.Module, model: nn.Module,
                 data: DataBundle, config: RunConfig, lr: float, t0: float) -> dict[str, Any]:
     """One metrics.csv row: the epoch's running training statistics, the evaluations, the
-    lr, the weight norm and the timing (`seconds` runs from t0 to now). Shared with
-    seed-batched training, so both write the same columns."""
+    lr, the weight norm and the timing (`seconds` runs from t0 to now)."""
     row: dict[str, Any] = {"epoch": epoch, **train_stats}
     row.update(evaluations(eval_model, data, config))
     row.update(generalization_gap(row))

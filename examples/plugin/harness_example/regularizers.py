@@ -1,7 +1,5 @@
 """Logit squeezing: penalize the mean squared logit. Kannan et al. 2018."""
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from harness.regularizers import Params, Regularizer, register
@@ -12,9 +10,8 @@ class LogitPenaltyParams(Params):
 
 
 @register
-class LogitPenalty(Regularizer):
+class LogitPenalty(Regularizer[LogitPenaltyParams]):  # self.params is a LogitPenaltyParams
     name = "logit_penalty"
-    Params: ClassVar[type[Params]] = LogitPenaltyParams
     reference = "Kannan et al. 2018"
 
     def loss(self, loss, batch, logits, model):
