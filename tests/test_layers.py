@@ -53,7 +53,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # the lead empties this list at merge. An entry that no longer occurs fails the test too, so
 # the list only shrinks. (importer, imported)
 KNOWN: set[tuple[str, str]] = {
-    # config validates regularizer params by importing the registry (engineer "plugin")
+    # config imports the registry by name (importlib, REGISTRY_MODULE) when a full
+    # validation runs before anything imported it; the registry otherwise hands its check in
     ("harness.config", "harness.regularizers"),
     # distillation trains its own teacher with train_run (engineer "finetune": the teacher
     # becomes a run the planner schedules first)
@@ -85,7 +86,11 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                 and isinstance(n.value, ast.Constant) for t in n.targets
+                 if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -96,7 +101,21 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             for alias in node.names:
                 sub = f"{source}.{alias.name}"
                 found.add(sub if sub in modules else source)
+        elif isinstance(node, ast.Call) and called_name(node) in DYNAMIC_IMPORTS and node.args:
+            arg = node.args[0]  # importlib.import_module("harness.x") or (NAME), NAME = "..."
+            value = constants.get(arg.id) if isinstance(arg, ast.Name) else \
+                getattr(arg, "value", None)
+            if isinstance(value, str):
+                found.add(value)
     return {m for m in found if m == "harness" or m.startswith("harness.")}
+
+
+DYNAMIC_IMPORTS = {"import_module", "__import__"}
+
+
+def called_name(call: ast.Call) -> str:
+    f = call.func
+    return f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
 
 
 def layer_of(module: str) -> int:
