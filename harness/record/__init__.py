@@ -3,7 +3,7 @@
 The schema is imported eagerly (study files validate against it before torch or pandas are
 needed); the reader, which needs pandas, on first use."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.record.schema import (
     COMPARABLE_METRICS,
@@ -14,6 +14,9 @@ from harness.record.schema import (
     Manifest,
     PlannedRun,
 )
+
+if TYPE_CHECKING:  # the type checker sees the lazily imported names as what they are
+    from harness.record.load import MissingRun, RunRecord, StudyRecord, Variant, first_line
 
 _LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant", "first_line")
 
