@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # test_suite_settings runs small pytest sessions
+
 REPO = Path(__file__).resolve().parents[1]
 # Tests and CI read the shared datasets from HARNESS_DATA_DIR;
 # default: the folder beside the checkout.
