@@ -44,6 +44,13 @@ def tiny_raw(**sections) -> dict:
     return raw
 
 
+TIMING = {"samples_per_sec", "seconds"}  # metrics.csv columns that differ between equal runs
+
+
+def strip_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
 @pytest.fixture
 def wandb_server(monkeypatch: pytest.MonkeyPatch):
     """A loopback port that accepts connections, as WANDB_BASE_URL: the harness's one-connect

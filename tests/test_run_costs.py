@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_raw
+from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.data import mnist1d
 from harness.tracking.store import METRICS, RunDir, rows_to_csv
 from harness.train.loop import train_run
-
-
-def strip_timing(rows):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_sec")}
-            for r in rows]
 
 
 def test_appended_metrics_equal_a_whole_rewrite(tmp_path: Path) -> None:

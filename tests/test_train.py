@@ -7,19 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import tiny_raw
+from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.regularizers import REGULARIZERS
 from harness.tracking import store
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import train_run
-
-TIMING = {"samples_per_sec", "seconds"}
-
-
-def strip_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:

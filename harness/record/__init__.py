@@ -16,7 +16,11 @@ from harness.record.schema import (
 )
 
 if TYPE_CHECKING:  # the type checker sees the lazily imported names as what they are
-    from harness.record.load import MissingRun, RunRecord, StudyRecord, Variant, first_line
+    from harness.record.load import MissingRun as MissingRun
+    from harness.record.load import RunRecord as RunRecord
+    from harness.record.load import StudyRecord as StudyRecord
+    from harness.record.load import Variant as Variant
+    from harness.record.load import first_line as first_line
 
 _LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant", "first_line")
 
