@@ -44,6 +44,17 @@ def tiny_raw(**sections) -> dict:
     return raw
 
 
+@pytest.fixture(scope="session")
+def text_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the first 30,000 characters of Tiny Shakespeare (`data.data_dir`):
+    a language-model run in seconds, where the whole text takes about a minute."""
+    source = Path(os.environ["HARNESS_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
+    root = tmp_path_factory.mktemp("text_slice")
+    (root / "tinyshakespeare").mkdir()
+    (root / "tinyshakespeare" / "input.txt").write_text(source.read_text()[:30_000])
+    return root
+
+
 TIMING = {"samples_per_sec", "seconds"}  # metrics.csv columns that differ between equal runs
 
 

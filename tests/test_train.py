@@ -125,13 +125,14 @@ ACTING = {"early_stopping": {"patience": 1, "min_delta": 10.0},
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())
-def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
+def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path, text_slice: Path) -> None:
     reg = REGULARIZERS.get(name)
     params = ACTING.get(name, dict(reg.example))
     raw = tiny_raw(regularizers={name: params}, train={"epochs": 3 if name in ACTING else 2})
     cfg = build_run_config(raw, overrides=dict(reg.example_overrides))
-    if cfg.data.name == "tiny_shakespeare":
+    if cfg.data.name == "tiny_shakespeare":  # a slice of the text: the property, in seconds
         cfg = build_run_config(raw, overrides={**reg.example_overrides, "data.seq_len": 32,
+                                               "data.data_dir": str(text_slice),
                                                "model.width": 32, "model.depth": 1,
                                                "train.epochs": 1})
     result = train_run(cfg, results_dir=tmp_path)
