@@ -28,6 +28,12 @@ from harness.train import build
 from harness.train.loop import train_run
 
 NAMES = REGULARIZERS.names()
+# The training-based checks of these stay in `make test-fast`; the rest are marked slow.
+FAST = {"dropout", "early_stopping", "weight_decay"}
+
+
+def fast_or_slow(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in names]
 
 # Dropout-like: random in training, the identity in eval mode (Srivastava et al. 2014;
 # Wan et al. 2013; Huang et al. 2016): eval output = the same weights without it.
@@ -108,7 +114,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------ state round trip
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", fast_or_slow(NAMES))
 def test_state_round_trips_through_a_resume(name: str, tmp_path: Path, text_slice: Path) -> None:
     reg = REGULARIZERS.get(name)
     cfg = run_config(name, dict(reg.example), text_slice)
@@ -181,7 +187,7 @@ def baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {}  # run id -> (rows, weights): one baseline per example model/dataset
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", fast_or_slow(NAMES))
 def test_switched_off_it_equals_the_baseline_bit_for_bit(
     name: str, tmp_path: Path, text_slice: Path, baselines: dict[str, Any]
 ) -> None:

@@ -131,6 +131,7 @@ def test_ece_and_membership_inference_match_hand_computations() -> None:
     assert loss_threshold_auc(members, others) == pytest.approx(roc_auc_score(y, scores))
 
 
+@pytest.mark.slow
 def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
     study = StudyConfig(name="bad", seeds=1, base=tiny_raw(train={"epochs": 3}),
                         design={"kind": "one_at_a_time", "variants": {

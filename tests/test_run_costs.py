@@ -34,6 +34,7 @@ def test_append_falls_back_to_a_rewrite_after_a_resume(tmp_path: Path) -> None:
         [*rows, {"epoch": 4, "loss": 0.25, "extra": 1}])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [0.0, 1e9])
 def test_checkpoint_budget_keeps_resume_exact(tmp_path: Path, every: float) -> None:
     cfg = build_run_config(tiny_raw(train={"epochs": 4, "checkpoint_every_s": every}))

@@ -52,6 +52,7 @@ def test_batched_seeds_follow_their_separate_runs(tmp_path: Path) -> None:
     assert len({round(b.summary["final_val_loss"], 6) for b in batched}) == len(SEEDS)
 
 
+@pytest.mark.slow
 def test_dropout_seeds_match_separate_runs_in_distribution(tmp_path: Path) -> None:
     """With dropout the masks come from other draws than the separate run's, so compare
     the mean over seeds: within the seed-to-seed spread (3 standard errors of the
@@ -66,6 +67,7 @@ def test_dropout_seeds_match_separate_runs_in_distribution(tmp_path: Path) -> No
     assert len(set(batched)) > 1 or len(set(separate)) == 1  # seeds are not copies
 
 
+@pytest.mark.slow
 def test_store_files_are_complete_and_in_train_run_format(tmp_path: Path) -> None:
     cfgs = configs()
     batched = train_seeds_batched(cfgs, tmp_path)
@@ -120,6 +122,7 @@ def test_runs_that_differ_beyond_the_seed_are_not_batched() -> None:
     assert can_batch_seeds([a]) == (False, "fewer than 2 seeds")
 
 
+@pytest.mark.slow
 def test_diverged_seeds_are_stored_like_separate_runs(tmp_path: Path) -> None:
     cfgs = configs(optim={"name": "sgd", "lr": 1e6, "momentum": 0.9})
     batched = train_seeds_batched(cfgs, tmp_path / "b")

@@ -105,6 +105,7 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     assert len(q.trials(TrialState.COMPLETE)) == 6
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_without_duplicates(tmp_path: Path) -> None:
     raw = {"name": "k", "description": "kill test", "seeds": 2,
            "base": tiny_raw(train={"epochs": 6, "batch_size": 32}),
@@ -144,6 +145,7 @@ def test_storage_password_is_masked() -> None:
         "postgresql+psycopg2://u:***@127.0.0.1:5432/db"
 
 
+@pytest.mark.slow
 def test_seed_batched_study_runs_each_seed_once(tmp_path: Path) -> None:
     s = StudyConfig(name="sb", base=tiny_raw(), seed_batch=True, seeds=3,
                     design={"kind": "sweep", "parameter": "model.width", "values": [8]})

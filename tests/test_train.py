@@ -124,7 +124,9 @@ ACTING = {"early_stopping": {"patience": 1, "min_delta": 10.0},
           "grad_clip": {"mode": "norm", "threshold": 0.01}}
 
 
-@pytest.mark.parametrize("name", REGULARIZERS.names())
+# dropout stays in `make test-fast`; the other 18 are marked slow (two runs each)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "dropout" else pytest.mark.slow)
+                                  for n in REGULARIZERS.names()])
 def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path, text_slice: Path) -> None:
     reg = REGULARIZERS.get(name)
     params = ACTING.get(name, dict(reg.example))
@@ -144,6 +146,7 @@ def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path, text_sli
     assert strip_timing(result.rows) != strip_timing(base.rows)
 
 
+@pytest.mark.slow
 def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: Path) -> None:
     # min_delta so large that epoch 1 stays the best: it stops at epoch 2, restores epoch 1
     cfg = build_run_config(tiny_raw(train={"epochs": 4}, regularizers={
@@ -157,6 +160,7 @@ def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: P
     assert s["final_test_acc"] == pytest.approx(rows[0]["test_acc"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_stop_decided_before_a_kill_is_kept_on_resume(tmp_path: Path) -> None:
     cfg = build_run_config(tiny_raw(train={"epochs": 6}, regularizers={
         "early_stopping": {"patience": 1, "min_delta": 10.0}}))
