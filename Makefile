@@ -11,15 +11,17 @@ ARGS ?=
 # `make ablation 'STUDY=x; rm -rf ~'` runs no command. ARGS is split on spaces (not globbed).
 export STUDY WORKERS ARGS
 
-.PHONY: help install run test test-fast test-pg lint ablation tune report bench clean
+.PHONY: help install run test test-fast test-pg lint typecheck ablation tune report bench clean
 
 help:
 	@echo "make run                     train the default run (MNIST-1D CNN)"
 	@echo "make test                    run the test suite"
+	@echo "make test-fast               the suite without tests marked slow (under a minute)"
 	@echo "make ablation STUDY=NAME     run a study from studies/NAME.yaml (no STUDY: list them)"
 	@echo "make tune STUDY=NAME         Optuna search for a tuning study"
 	@echo "make report STUDY=NAME       (re)build results/NAME/report.{html,md}"
 	@echo "make lint                    ruff"
+	@echo "make typecheck               mypy over harness/ (settings in pyproject.toml)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +47,9 @@ test-pg: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
+
 ablation: $(STAMP)
 	@set -f; if [ -z "$$STUDY" ]; then $(BIN)/harness studies --kind ablation; \
 	else $(BIN)/harness ablation "$$STUDY" $${WORKERS:+--workers "$$WORKERS"} $$ARGS; fi
@@ -60,4 +65,4 @@ bench: $(STAMP)
 	set -f; $(BIN)/python bench/run_all.py $$ARGS
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

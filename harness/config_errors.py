@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 # An unknown key is usually a typo that also causes the other errors (a missing field).
 PRIORITY = {"extra_forbidden": 0, "missing": 2}
 
 
-def first_error(err: ValidationError) -> dict[str, Any]:
+def first_error(err: ValidationError) -> ErrorDetails:
     return min(err.errors(), key=lambda e: PRIORITY.get(e["type"], 1))

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # test_suite_settings runs small pytest sessions
+
 REPO = Path(__file__).resolve().parents[1]
 # Tests and CI read the shared datasets from HARNESS_DATA_DIR;
 # default: the folder beside the checkout.
@@ -40,6 +42,24 @@ def tiny_raw(**sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+@pytest.fixture(scope="session")
+def text_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the first 30,000 characters of Tiny Shakespeare (`data.data_dir`):
+    a language-model run in seconds, where the whole text takes about a minute."""
+    source = Path(os.environ["HARNESS_DATA_DIR"]) / "tinyshakespeare" / "input.txt"
+    root = tmp_path_factory.mktemp("text_slice")
+    (root / "tinyshakespeare").mkdir()
+    (root / "tinyshakespeare" / "input.txt").write_text(source.read_text()[:30_000])
+    return root
+
+
+TIMING = {"samples_per_sec", "seconds"}  # metrics.csv columns that differ between equal runs
+
+
+def strip_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def test_run_rejects_bad_input_with_the_cli_message(tmp_path):
         harness.run(42, results_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_ablation_and_load_study_tables(tmp_path):
     path = tmp_path / "api_sweep.yaml"
     path.write_text(STUDY)

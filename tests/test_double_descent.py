@@ -172,6 +172,7 @@ def test_study_kind_detection(tmp_path):
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_tiny_real_width_sweep_end_to_end(tmp_path):
     from harness.study.execute import run_study
     from harness.study.spec import StudyConfig

@@ -76,6 +76,7 @@ def test_bad_set_key_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> No
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_overridden_study_is_recorded_and_its_report_shows_only_its_runs(tmp_path: Path):
     path = write_study(tmp_path)
     out = tmp_path / "results"
@@ -114,6 +115,7 @@ def test_studies_listing_goes_to_stdout_and_has_json() -> None:
     assert by_name["dropout"]["description"].startswith("Dropout")
 
 
+@pytest.mark.slow
 def test_status_lists_every_run_with_host_and_state(tmp_path: Path) -> None:
     path = write_study(tmp_path, seeds=1)
     out = tmp_path / "results"
@@ -146,6 +148,7 @@ def test_makespan_follows_the_queue_order() -> None:
     assert makespan([], 3) == 0
 
 
+@pytest.mark.slow
 def test_dry_run_plans_writes_nothing_and_uses_finished_runs(tmp_path: Path) -> None:
     path = write_study(tmp_path)
     out = tmp_path / "results"
@@ -190,6 +193,7 @@ def test_dry_run_plans_writes_nothing_and_uses_finished_runs(tmp_path: Path) -> 
                                              * est["threads_per_run"] / 3600)
 
 
+@pytest.mark.slow
 def test_dry_run_probes_a_new_shape_in_a_temporary_folder(tmp_path: Path) -> None:
     path = write_study(tmp_path, seeds=1)
     out = tmp_path / "results"

@@ -184,6 +184,7 @@ def test_example_regularizer_adds_the_mean_squared_logit(monkeypatch):
     assert reg.loss(torch.tensor(1.5), None, logits, None).item() == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_study_level_plugins_reach_the_workers_from_the_working_directory(tmp_path,
                                                                           monkeypatch):
     """`plugins:` at the top of a study, a module beside it (not installed): the coordinator

@@ -124,6 +124,7 @@ def test_edited_config_and_disagreeing_summary_are_caught(damaged: dict, tmp_pat
     assert not record.runs_of("baseline")
 
 
+@pytest.mark.slow
 def test_single_axis_grid_runs_and_reports(tmp_path: Path) -> None:
     study = StudyConfig(name="grid1", seeds=1, base=tiny_raw(),
                         design={"kind": "grid", "parameters": {"model.width": [8, 16]}})
@@ -134,6 +135,7 @@ def test_single_axis_grid_runs_and_reports(tmp_path: Path) -> None:
     assert (tmp_path / "grid1" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_early_stopping_study_compares_restored_model_with_both_references(
         tmp_path: Path) -> None:
     """The declared comparison: each variant's restored (final) model vs the baseline's last

@@ -21,6 +21,7 @@ def _tiny(regs: dict, **train) -> dict:
             "tracking": {"wandb": "disabled"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("averaging", [{"ema": {"decay": 0.9}}, {"swa": {"start_epoch": 1}}])
 def test_averaged_model_keeps_spectral_norm(tmp_path, averaging):
     cfg = build_run_config(_tiny({"spectral_norm": {}, **averaging}))
@@ -110,6 +111,7 @@ def test_model_info_default_depth_matches_the_constructor():
             assert cls.info.default_depth == default.default, name
 
 
+@pytest.mark.slow
 def test_a_study_keeps_its_own_thread_count(tmp_path, monkeypatch):
     """The worker's thread count fills in only when the run config leaves threads unset."""
     from harness.study import worker

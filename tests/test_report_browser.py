@@ -91,6 +91,7 @@ def check_page(browser: Browser, html: Path, width: int, height: int, shots: Pat
     return p
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width,height", VIEWPORTS)
 @pytest.mark.parametrize("report", EXAMPLES, ids=["dropout", "one_at_a_time"])
 def test_committed_example_reads_in_a_browser(browser, report: Path, width: int, height: int,
@@ -101,12 +102,14 @@ def test_committed_example_reads_in_a_browser(browser, report: Path, width: int,
         assert p["compact"]["bottom"] <= FIRST_SCREEN_PX, p["compact"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width,height", VIEWPORTS)
 def test_freshly_built_report_reads_in_a_browser(browser, fresh_report: Path, width: int,
                                                  height: int, tmp_path: Path) -> None:
     check_page(browser, fresh_report, width, height, tmp_path / f"fresh-{width}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width,height", VIEWPORTS)
 def test_index_has_no_overflow(browser, fresh_report: Path, width: int, height: int,
                                tmp_path: Path) -> None:

@@ -143,6 +143,7 @@ def test_average_ranks_match_scipy() -> None:
     assert average_ranks(values).tolist() == rankdata(values.numpy()).tolist()
 
 
+@pytest.mark.slow
 def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
     study = StudyConfig(name="bad", seeds=1, base=tiny_raw(train={"epochs": 3}),
                         design={"kind": "one_at_a_time", "variants": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import tiny_raw
 
 from harness.report.build import build_report
@@ -11,6 +12,7 @@ from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
 
 
+@pytest.mark.slow
 def test_double_descent_section_and_figures_are_in_the_report(tmp_path: Path) -> None:
     study = StudyConfig(name="double_descent_tiny", seeds=1,
                         base=tiny_raw(model={"name": "mlp", "width": 4, "depth": 1},

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_raw
+from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.data import mnist1d
 from harness.tracking.store import METRICS, RunDir, rows_to_csv
 from harness.train.loop import train_run
-
-
-def strip_timing(rows):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_sec")}
-            for r in rows]
 
 
 def test_appended_metrics_equal_a_whole_rewrite(tmp_path: Path) -> None:
@@ -39,6 +34,7 @@ def test_append_falls_back_to_a_rewrite_after_a_resume(tmp_path: Path) -> None:
         [*rows, {"epoch": 4, "loss": 0.25, "extra": 1}])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [0.0, 1e9])
 def test_checkpoint_budget_keeps_resume_exact(tmp_path: Path, every: float) -> None:
     cfg = build_run_config(tiny_raw(train={"epochs": 4, "checkpoint_every_s": every}))

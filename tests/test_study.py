@@ -105,6 +105,7 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     assert len(q.trials(TrialState.COMPLETE)) == 6
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_without_duplicates(tmp_path: Path) -> None:
     raw = {"name": "k", "description": "kill test", "seeds": 2,
            "base": tiny_raw(train={"epochs": 6, "batch_size": 32}),

@@ -7,19 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import tiny_raw
+from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.regularizers import REGULARIZERS
 from harness.tracking import store
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import train_run
-
-TIMING = {"samples_per_sec", "seconds"}
-
-
-def strip_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path: Path) -> None:
@@ -132,14 +126,17 @@ ACTING = {"early_stopping": {"patience": 1, "min_delta": 10.0},
           "grad_clip": {"mode": "norm", "threshold": 0.01}}
 
 
-@pytest.mark.parametrize("name", REGULARIZERS.names())
-def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
+# dropout stays in `make test-fast`; the other 18 are marked slow (two runs each)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == "dropout" else pytest.mark.slow)
+                                  for n in REGULARIZERS.names()])
+def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path, text_slice: Path) -> None:
     reg = REGULARIZERS.get(name)
     params = ACTING.get(name, dict(reg.example))
     raw = tiny_raw(regularizers={name: params}, train={"epochs": 3 if name in ACTING else 2})
     cfg = build_run_config(raw, overrides=dict(reg.example_overrides))
-    if cfg.data.name == "tiny_shakespeare":
+    if cfg.data.name == "tiny_shakespeare":  # a slice of the text: the property, in seconds
         cfg = build_run_config(raw, overrides={**reg.example_overrides, "data.seq_len": 32,
+                                               "data.data_dir": str(text_slice),
                                                "model.width": 32, "model.depth": 1,
                                                "train.epochs": 1})
     result = train_run(cfg, results_dir=tmp_path)
@@ -151,6 +148,7 @@ def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path) -> None:
     assert strip_timing(result.rows) != strip_timing(base.rows)
 
 
+@pytest.mark.slow
 def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: Path) -> None:
     # min_delta so large that epoch 1 stays the best: it stops at epoch 2, restores epoch 1
     cfg = build_run_config(tiny_raw(train={"epochs": 4}, regularizers={
@@ -164,6 +162,7 @@ def test_early_stopping_with_ema_restores_the_best_evaluated_weights(tmp_path: P
     assert s["final_test_acc"] == pytest.approx(rows[0]["test_acc"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_stop_decided_before_a_kill_is_kept_on_resume(tmp_path: Path) -> None:
     cfg = build_run_config(tiny_raw(train={"epochs": 6}, regularizers={
         "early_stopping": {"patience": 1, "min_delta": 10.0}}))

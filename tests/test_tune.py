@@ -181,6 +181,7 @@ def test_seeded_search_with_one_worker_is_reproducible(tmp_path):
     assert len(first) == 4 and first == second
 
 
+@pytest.mark.slow
 def test_journal_storage_with_two_worker_processes(tmp_path):
     study = make_study(n_trials=4)
     spec = parse_tune(study, "t.yaml")
@@ -199,6 +200,7 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
     assert len(runs) == len({r.rsplit("-", 1)[1] for r in runs})  # each run folder once
 
 
+@pytest.mark.slow
 def test_pruned_trial_is_recorded_and_its_run_says_pruned(tmp_path, monkeypatch):
     # ThresholdPruner(lower=1.1) prunes any accuracy at the first report: deterministic
     monkeypatch.setattr(tune, "make_pruner", lambda spec, **kw:
@@ -215,6 +217,7 @@ def test_pruned_trial_is_recorded_and_its_run_says_pruned(tmp_path, monkeypatch)
     assert s["status"] == "pruned" and s["epochs_run"] == 1
 
 
+@pytest.mark.slow
 def test_dead_workers_trial_is_failed_and_queued_again(tmp_path):
     study = make_study()
     spec = parse_tune(study, "t.yaml")

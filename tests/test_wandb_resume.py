@@ -59,6 +59,7 @@ def leet_records(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not WANDB.is_file(), reason="needs the wandb CLI beside this Python")
 def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) -> None:
     # seed 7919: a run id no other test in this process opens in wandb-core
@@ -137,6 +138,7 @@ def closed_port() -> int:
         return s.getsockname()[1]  # closed again on exit: connecting is refused
 
 
+@pytest.mark.slow
 def test_unreachable_server_is_found_once_and_every_run_goes_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

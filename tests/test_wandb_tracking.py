@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from wandb_offline import find_offline_runs, read_offline_run
 
+from harness.tracking.wandb_log import BLOCK_LEN, FULL, RECORD_HEADER_LEN, split_records
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode, wandb_safe_id
 
 FAKE_KEY = "a" * 40  # the right shape for wandb's format check; never sent anywhere.
@@ -192,13 +194,35 @@ def test_truncated_log_keeps_complete_records(tmp_path: Path) -> None:
     assert tracker.run_dir is not None
     (log_file,) = tracker.run_dir.glob("run-*.wandb")
     data = log_file.read_bytes()
+    keep = 3  # history records kept whole; the cut lands inside the record after the third
     cut = tmp_path / "cut" / log_file.name
     cut.parent.mkdir()
-    cut.write_bytes(data[: len(data) * 2 // 3])
+    cut.write_bytes(data[: history_record_end(data, keep) + 3])
     run = read_offline_run(cut.parent)
     assert run.truncated and not run.complete
     assert run.config["lr"] == 0.1
-    assert 0 < len(run.history) <= 5
+    assert [row["epoch"] for row in run.history] == [1, 2, 3]
+    for got, want in zip(run.history, epoch_rows(keep), strict=True):
+        assert all(same_number(got[k], v) for k, v in want.items())
+
+
+def history_record_end(data: bytes, k: int) -> int:
+    """Byte offset just past the k-th history record of a .wandb log (a fixed point of the
+    file, wherever wandb-core put the records before it)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    payloads, truncated = split_records(data)
+    assert not truncated
+    history = [p for p in payloads if pb.Record.FromString(p).WhichOneof("record_type")
+               == "history"]
+    assert len(history) >= k + 1, f"only {len(history)} history records"
+    payload = history[k - 1]  # small: one FULL record, stored whole after its 7-byte header
+    start = data.index(payload)
+    length, rtype = struct.unpack("<HB", data[start - 3 : start])
+    assert (length, rtype) == (len(payload), FULL)
+    end = start + len(payload)
+    assert BLOCK_LEN - end % BLOCK_LEN > RECORD_HEADER_LEN, "the next record starts a new block"
+    return end
 
 
 def test_disabled_tracker_writes_nothing(tmp_path: Path) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from harness.errors import ConfigError
 from harness.registry import Registry
+
+if TYPE_CHECKING:  # pydantic is imported when options are checked, not with the registry
+    from pydantic import BaseModel
 
 # name -> loader(cfg: DataConfig, data_dir: Path, download: bool) -> RawData
 DATASETS: Registry = Registry("dataset")
@@ -23,7 +26,7 @@ class DatasetInfo:
 
     kind: str | None = None  # image | signal | text; None: known only after loading
     files: Callable[[Path], list[Path]] | None = None  # what it reads under the data dir
-    options: type | None = None  # pydantic model of data.kwargs; None: takes none
+    options: type[BaseModel] | None = None  # model of data.kwargs; None: takes none
     download: bool = False  # whether --download can fetch it
 
 
@@ -31,7 +34,7 @@ def dataset_info(**facts: Any) -> Callable[[Callable], Callable]:
     """Decorator (under `@DATASETS.register(name)`) attaching a DatasetInfo to a loader."""
 
     def attach(loader: Callable) -> Callable:
-        loader.info = DatasetInfo(**facts)  # type: ignore[attr-defined]
+        loader.info = DatasetInfo(**facts)  # type: ignore[attr-defined]  # a function attribute
         return loader
 
     return attach

@@ -52,10 +52,11 @@ def read_images(root: Path, classes: list[str], opts: ImageFolderOptions
                             f"({', '.join(sorted(SUFFIXES))})")
         for path in files:
             try:
-                with Image.open(path) as im:
-                    im = im.convert("L" if opts.grayscale else "RGB")
+                with Image.open(path) as opened:
+                    im = opened.convert("L" if opts.grayscale else "RGB")
                     if opts.image_size:
-                        im = im.resize((opts.image_size, opts.image_size), Image.BILINEAR)
+                        size = (opts.image_size, opts.image_size)
+                        im = im.resize(size, Image.Resampling.BILINEAR)
                     arr = np.asarray(im, dtype=np.uint8)
             except OSError as e:
                 raise DataError(f"{path}: not a readable image ({e})") from None

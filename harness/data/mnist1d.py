@@ -68,7 +68,8 @@ def _write_cache(path: Path, arrays: tuple[np.ndarray, ...]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **dict(zip(("x", "y", "x_test", "y_test"), arrays, strict=True)))
+            arrays_by_name = dict(zip(("x", "y", "x_test", "y_test"), arrays, strict=True))
+            np.savez(f, **arrays_by_name)  # type: ignore[arg-type]  # stub: **kwds as allow_pickle
         os.replace(tmp, path)
     except OSError:  # read-only or full: generate again next time
         if tmp is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 # name -> (torchvision class, the keyword arguments of its train and test splits)
-TORCHVISION = {
+TORCHVISION: dict[str, tuple[str, tuple[dict[str, Any], ...]]] = {
     "mnist": ("MNIST", ({"train": True}, {"train": False})),
     "fashion_mnist": ("FashionMNIST", ({"train": True}, {"train": False})),
     "kmnist": ("KMNIST", ({"train": True}, {"train": False})),
@@ -111,6 +112,7 @@ def load_idx_dataset(name: str, paths: list[Path], root: Path, download: bool, *
     (EMNIST) upright."""
     folder = paths[0].parent
     ensure_files(name, folder, paths, root, download)
+    # ensure_files raised if any is missing: _find returns a Path for each
     x_tr, y_tr, x_te, y_te = (read_idx(_find(p.parent, p.name)) for p in paths)  # type: ignore[arg-type]
     if transpose:
         x_tr, x_te = x_tr.transpose(0, 2, 1), x_te.transpose(0, 2, 1)

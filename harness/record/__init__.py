@@ -3,7 +3,7 @@
 The schema is imported eagerly (study files validate against it before torch or pandas are
 needed); the reader, which needs pandas, on first use."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.record.schema import (
     COMPARABLE_METRICS,
@@ -14,6 +14,13 @@ from harness.record.schema import (
     Manifest,
     PlannedRun,
 )
+
+if TYPE_CHECKING:  # the type checker sees the lazily imported names as what they are
+    from harness.record.load import MissingRun as MissingRun
+    from harness.record.load import RunRecord as RunRecord
+    from harness.record.load import StudyRecord as StudyRecord
+    from harness.record.load import Variant as Variant
+    from harness.record.load import first_line as first_line
 
 _LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant", "first_line")
 

@@ -140,7 +140,7 @@ def _comparison(row: pd.Series) -> stats.Comparison | None:
                             float(row.get("effect_dz", math.nan)), float(row.get("mde", math.nan)))
 
 
-def _labeler(study: tables.Study) -> narrative.Labeler:
+def _labeler(study: tables.Study) -> figures.Labeler:
     """Readable variant names; a sweep's baseline says which value it stands for."""
     design = study.design
     desc = None
@@ -166,7 +166,7 @@ def _markers(study: tables.Study, runs: pd.DataFrame) -> dict[str, list[tuple[fl
         best = inc.loc[inc["variant"] == v.name, "best_epoch"].astype(float).dropna()
         if len(best):
             marks.append((float(best.mean()), "best-val epoch (mean)"))
-        stops = [float(s) for r in study.runs_of(v.name)
+        stops = [float(s) for r in study.runs_of(v.name)  # type: ignore[arg-type]  # finite()
                  if finite(s := (r.summary or {}).get("stop_epoch"))]
         if stops:
             marks.append((float(np.mean(stops)), "early stop (mean)"))
@@ -176,7 +176,7 @@ def _markers(study: tables.Study, runs: pd.DataFrame) -> dict[str, list[tuple[fl
 
 def _figures(study: tables.Study, summary: pd.DataFrame, runs: pd.DataFrame,
              curves: dict[str, pd.DataFrame], order: list[str],
-             label: narrative.Labeler) -> list[figures.Figure]:
+             label: figures.Labeler) -> list[figures.Figure]:
     param = tables.sweep_parameter(study)
     reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
     markers = _markers(study, runs)

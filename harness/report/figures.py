@@ -10,6 +10,7 @@ import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import matplotlib
 
@@ -26,6 +27,7 @@ FONT = {"axes.titlesize": 10, "axes.labelsize": 9.5, "xtick.labelsize": 8.5,
         "ytick.labelsize": 8.5, "legend.fontsize": 8}
 
 Labeler = Callable[[str], str]  # variant name -> readable label
+T = TypeVar("T")  # what a figure draws per variant (curves, reliability bins)
 
 
 @dataclass
@@ -51,7 +53,7 @@ def _png(fig) -> bytes:
 
 
 def _axes(size: tuple[float, float] = PANEL_SIZE):
-    with plt.rc_context(FONT):
+    with plt.rc_context(FONT):  # type: ignore[arg-type]  # the stub wants literal rc keys
         fig, ax = plt.subplots(figsize=size)
     ax.grid(alpha=0.3)
     return fig, ax
@@ -84,7 +86,7 @@ def _band(ax, c: pd.DataFrame, col: str, color: str, label: str, scale: float = 
                         alpha=0.18, lw=0)
 
 
-def _names(data: Mapping[str, object], order: list[str], ok: Callable[[object], bool]) -> list[str]:
+def _names(data: Mapping[str, T], order: list[str], ok: Callable[[T], bool]) -> list[str]:
     return [v for v in order if v in data and ok(data[v])][:MAX_PANELS]
 
 

@@ -37,7 +37,8 @@ def fmt_int(x: Any) -> str:
 
 def fmt_ci(row: pd.Series | dict, metric: str, digits: int = 3, scale: float = 1.0) -> str:
     """'mean ± half' over seeds; 'mean ± n/a' when fewer than 2 seeds give no interval."""
-    mean, half = row.get(f"{metric}_mean"), row.get(f"{metric}_ci95")
+    mean: Any = row.get(f"{metric}_mean")  # numbers, NaN or None: finite() tells
+    half: Any = row.get(f"{metric}_ci95")
     if not finite(mean):
         return "n/a"
     m = fmt(float(mean) * scale, digits)

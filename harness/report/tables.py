@@ -103,7 +103,8 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
     row["params"] = _num(s.get("params"))
     row["flops"] = _num(s.get("flops"))
     row["wall_time"] = _num(s.get("wall_time"))
-    wandb = s.get("wandb") if isinstance(s.get("wandb"), dict) else {}
+    logged = s.get("wandb")
+    wandb = logged if isinstance(logged, dict) else {}
     row["wandb_url"] = wandb.get("url") or None
     row["error"] = s.get("error") or (rec.failure.reason if rec.failure else None)
     row["path"] = str(rec.path)

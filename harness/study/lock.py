@@ -78,7 +78,7 @@ def advisory_key(name: str) -> int:
 def storage_lock(queue: Any, name: str) -> Iterator[None]:
     """With a PostgreSQL queue (a RunQueue), hold a session advisory lock named after the
     study (None or other storages: nothing to do; SQLite is local: `study_lock`)."""
-    study = getattr(queue, "study", None)
+    study: Any = getattr(queue, "study", None)  # used only with a PostgreSQL engine
     engine = getattr(getattr(queue, "storage", None), "engine", None)
     if engine is None or engine.dialect.name != "postgresql":
         yield

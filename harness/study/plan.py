@@ -78,8 +78,9 @@ def variants(study: StudyConfig) -> list[Variant]:
     assert d is not None  # validated by StudyConfig
     out = [Variant(BASELINE, is_baseline=True)]
     if d.kind == "sweep":
+        assert d.parameter is not None  # a sweep names its parameter (StudyConfig)
         for v in d.values or []:
-            out.append(Variant(f"{param_label(d.parameter or '')}={short_value(v)}",
+            out.append(Variant(f"{param_label(d.parameter)}={short_value(v)}",
                                {d.parameter: v}, {d.parameter: v}))
     elif d.kind == "grid":
         keys = list((d.parameters or {}).keys())

@@ -120,7 +120,8 @@ class ClaimConfig(Strict):
     matched seeds with the best of `versus`; `direction` says which way `metric` should move.
     """
 
-    metric: Literal[CLAIM_METRICS]  # type: ignore[valid-type]
+    # Literal[...] of a runtime tuple: pydantic validates against it; mypy wants literals.
+    metric: Literal[CLAIM_METRICS]  # type: ignore[valid-type]  # see above
     direction: Literal["up", "down"]
     source: str = Field(min_length=1)  # the paper (or reason) the expectation comes from
     statement: str = ""  # the claim in words; default: built from the fields
@@ -137,9 +138,10 @@ class CompareConfig(Strict):
     """What the report compares: `metric` of each variant against `reference` of the
     baseline (default: test accuracy at the best-val epoch on both sides)."""
 
+    # Literal[...] of a runtime tuple: pydantic validates against it; mypy wants literals.
     metric: Literal[COMPARABLE_METRICS] = DEFAULT_COMPARE_METRIC  # type: ignore[valid-type]
-    reference: Literal[COMPARABLE_METRICS] | None = None  # type: ignore[valid-type]
-    also_against: list[Literal[COMPARABLE_METRICS]] = Field(  # type: ignore[valid-type]
+    reference: Literal[COMPARABLE_METRICS] | None = None  # type: ignore[valid-type]  # above
+    also_against: list[Literal[COMPARABLE_METRICS]] = Field(  # type: ignore[valid-type]  # above
         default_factory=list)
     report: list[str] = Field(default_factory=list)
 

@@ -135,9 +135,11 @@ class ParamSpec(Strict):
         if self.grid is not None:
             return [int(v) if self.type == "int" else float(v) for v in self.grid]
         step = int(self.step or 1)
+        # low/high are set for int and float spaces (the model's validator); mypy sees Optional
         return list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
 
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
+        # choices / low / high are set for their type (the model's validator); mypy sees Optional
         if self.type == "categorical":
             return trial.suggest_categorical(key, self.choices)  # type: ignore[arg-type]
         if self.type == "int":

@@ -166,7 +166,8 @@ def build_run_dir(sdir: Path, config: RunConfig, run_id: str) -> RunDir:
 
 def model_forward(model: nn.Module, config: RunConfig, device: torch.device) -> nn.Module:
     """The callable used for training steps: optionally compiled (CUDA users ask for it)."""
-    return torch.compile(model) if config.train.compile else model
+    # compile wraps the module in a callable that forwards to it
+    return torch.compile(model) if config.train.compile else model  # type: ignore[return-value]
 
 
 def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
@@ -232,7 +233,8 @@ def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
 
 def evaluations(model: nn.Module, data: DataBundle, config: RunConfig) -> dict[str, float]:
     """Eval-mode loss/accuracy on train (a fixed subset, noisy labels), val and test."""
-    bs, out = config.train.eval_batch_size, {}
+    bs = config.train.eval_batch_size
+    out: dict[str, float] = {}
     if config.train.eval_train:
         k = config.train.eval_train_max
         r = evaluate(model, data.train.x[:k], data.train.y[:k], data.prepare, bs)
