@@ -118,6 +118,9 @@ def can_batch_seeds(configs: Sequence[RunConfig]) -> tuple[bool, str]:
     for c in configs[1:]:
         if same(c) != ref:
             return False, f"seed {c.seed} differs from seed {first.seed} in more than the seed"
+    if first.model.init_from or first.model.freeze or first.model.freeze_body \
+            or first.optim.body_lr_scale != 1.0:
+        return False, "fine-tuning (model.init_from, freeze, optim.body_lr_scale)"
     if first.model.name not in BATCHABLE_MODELS:
         return False, (f"model {first.model.name}: seed batching supports "
                        f"{', '.join(BATCHABLE_MODELS)}")
