@@ -156,12 +156,13 @@ def run(
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
     from harness.console import RunProgress, console
+    from harness.study.upstream import train_with_upstream
     from harness.tracking.store import ensure_writable
     from harness.train.loop import train_run
 
     ensure_writable(results_dir)
-    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                       reporter=RunProgress(), force=force)
+    result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
+                                 reporter=RunProgress(), force=force)
     s = result.summary
     where = result.run_dir.path
     if not result.rows and s.get("status") == "completed":

@@ -15,6 +15,7 @@ from typing import Any
 from harness.config import RunConfig, build_run_config, flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.study.spec import StudyConfig
+from harness.study.upstream import Linker
 
 BASELINE = "baseline"
 
@@ -40,17 +41,23 @@ class RunSpec:
     # are the variant's own): the x of the study's plots, and W&B's / Optuna's params.
     params: dict[str, Any] = field(default_factory=dict)
     notes: str | None = None  # the study description (W&B notes)
+    # Upstream runs (harness/study/upstream.py): the ids this run must wait for, and whether
+    # this run is one (trained first, not compared in the report).
+    depends_on: list[str] = field(default_factory=list)
+    upstream: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"variant": self.variant, "seed": self.seed, "run_id": self.run_id,
                 "swept": self.swept, "is_baseline": self.is_baseline, "params": self.params,
-                "notes": self.notes, "config": self.config.model_dump(mode="json")}
+                "notes": self.notes, "config": self.config.model_dump(mode="json"),
+                "depends_on": self.depends_on, "upstream": self.upstream}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
         config = RunConfig.model_validate(d["config"])
         return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"],
-                   dict(d.get("params") or {}), d.get("notes"))
+                   dict(d.get("params") or {}), d.get("notes"), list(d.get("depends_on") or []),
+                   bool(d.get("upstream")))
 
     def wandb_context(self) -> dict[str, Any]:
         """What the run's W&B run needs from the study (see loop.open_tracker): it travels
@@ -147,22 +154,31 @@ def resolve(study: StudyConfig, variant: Variant, seed: int, source: str) -> Run
 
 
 def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
-    """All runs of a study, validated; duplicates (same resolved config) kept once."""
+    """All runs of a study, validated; duplicates (same resolved config) kept once. Upstream
+    runs come first (the queue hands runs out oldest first)."""
     specs: list[RunSpec] = []
     seen: set[str] = set()
+    linker = Linker(study.upstream, study.base, source)
     for variant in variants(study):
         for seed in study.seed_list():
-            cfg = resolve(study, variant, seed, source)
+            cfg, needs = linker.link(resolve(study, variant, seed, source))
             run_id = cfg.run_id()
             if run_id in seen:
                 continue
             seen.add(run_id)
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline, swept_params(study, variant, cfg),
-                                 study.description or None))
+                                 study.description or None, needs))
     names = [v.name for v in variants(study)]
+    clash = sorted({u.name for u in linker.runs.values()} & set(names))
+    if clash:
+        raise ConfigError(f"{source}: upstream run {clash[0]!r} has the name of a variant; "
+                          "rename one of them")
     study.check_claim_variants(names + ([BASELINE] if BASELINE not in names else []), source)
-    return specs
+    upstream = [RunSpec(u.name, u.config.seed, u.config, u.run_id, {}, False, {},
+                        study.description or None, u.depends_on, upstream=True)
+                for u in linker.runs.values() if u.run_id not in seen]
+    return upstream + specs
 
 
 def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
@@ -172,6 +188,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     import harness
 
     names: dict[str, dict[str, Any]] = {}
+    upstream = [s for s in specs if s.upstream]
+    specs = [s for s in specs if not s.upstream]
     for v in variants(study):
         if any(s.variant == v.name for s in specs):
             names[v.name] = {"name": v.name, "overrides": v.overrides, "swept": v.swept,
@@ -185,6 +203,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],
         "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
+        "upstream": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed}
+                     for s in upstream],
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": harness.__version__,

@@ -115,6 +115,9 @@ class StudyConfig(Strict):
     kind: Literal["ablation", "tune"] = "ablation"
     base: dict[str, Any] = Field(default_factory=dict)  # a run config mapping
     design: DesignConfig | None = None
+    # Runs other runs start from, trained first (harness/study/upstream.py): name -> run
+    # config overrides on `base`, referred to by `model.init_from` or a distillation teacher.
+    upstream: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: int | list[int] = 3
     workers: int | None = Field(None, ge=1)
     storage: str | None = None  # queue storage URL (default: SQLite file in results/<study>/)
