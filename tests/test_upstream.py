@@ -159,3 +159,8 @@ def test_fine_tuning_study_end_to_end(tmp_path: Path):
                       weights_only=True)
     assert fine[first].shape == pre_weights[first].shape
     assert not torch.equal(fine[first], pre_weights[first])  # trained on from there
+
+
+def test_a_tuning_study_refuses_upstream_runs():
+    with pytest.raises(ValueError, match="upstream: runs are planned by ablation studies only"):
+        StudyConfig(name="t", kind="tune", tune={"x": 1}, upstream={"pretrain": {}})

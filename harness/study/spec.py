@@ -190,6 +190,10 @@ class StudyConfig(Strict):
             raise ValueError("an ablation study needs a design")
         if self.kind == "tune" and not self.tune:
             raise ValueError("a tuning study needs a tune section")
+        if self.kind == "tune" and self.upstream:
+            raise ValueError("upstream: runs are planned by ablation studies only; pretrain "
+                             "in an ablation study and give its run folder as "
+                             "base.model.init_from")
         return self
 
     def seed_list(self) -> list[int]:
