@@ -52,6 +52,7 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     """Train one run. `config`: a RunConfig, a mapping, a YAML path or None (defaults);
     `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
     from harness.config import RunConfig, build_run_config, load_run_config
+    from harness.study.upstream import train_with_upstream
     from harness.tracking.store import ensure_writable
     from harness.tracking.wandb_run import wandb_run_tracker
     from harness.train.loop import train_run
@@ -67,8 +68,9 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
         raise ConfigError(f"harness.run: config must be a RunConfig, a mapping or a YAML path, "
                           f"got {type(config).__name__}")
     ensure_writable(Path(results_dir))
-    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir, force=force,
-                       tracker=wandb_run_tracker(cfg, results_dir))
+    result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
+                                 force=force,  # a distillation teacher.config trains first
+                                 tracker_for=lambda c: wandb_run_tracker(c, results_dir))
     rd = result.run_dir
     return RunOutput(rd.path, cfg.run_id(), cfg.model_dump(mode="json"), dict(result.summary),
                      pd.DataFrame(rd.metrics()))

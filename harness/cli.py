@@ -156,14 +156,15 @@ def run(
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
     from harness.console import RunProgress, console
+    from harness.study.upstream import train_with_upstream
     from harness.tracking.store import ensure_writable
     from harness.tracking.wandb_run import wandb_run_tracker
     from harness.train.loop import train_run
 
     ensure_writable(results_dir)
-    result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                       reporter=RunProgress(), force=force,
-                       tracker=wandb_run_tracker(cfg, results_dir))
+    result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
+                                 reporter=RunProgress(), force=force,
+                                 tracker_for=lambda c: wandb_run_tracker(c, results_dir))
     s = result.summary
     where = result.run_dir.path
     if not result.rows and s.get("status") == "completed":

@@ -133,6 +133,11 @@ class ModelConfig(Strict):
     patch_size: int | None = Field(None, ge=1)  # vit
     heads: int | None = Field(None, ge=1)  # transformers
     kwargs: dict[str, Any] = Field(default_factory=dict)  # further constructor arguments
+    # Fine-tuning (harness/train/transfer.py): start from a finished run's weights (a run
+    # folder, or in a study the name of an upstream run), freeze parameters by name prefix.
+    init_from: str | None = Field(None, min_length=1)
+    freeze: list[str] = Field(default_factory=list)  # parameter-name prefixes, e.g. body.0
+    freeze_body: bool = False  # every parameter but the classifier head's
 
 
 class OptimConfig(Strict):
@@ -142,6 +147,7 @@ class OptimConfig(Strict):
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
+    body_lr_scale: float = Field(1.0, gt=0.0, le=1.0)  # lr of all but the head, as a fraction
 
 
 class ScheduleConfig(Strict):
@@ -178,6 +184,10 @@ class TrackingConfig(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+# Keys added after runs were stored: left out of the identity at their default, so the ids
+# of runs that never used them do not change.
+ADDED_LATER = (("model", "init_from", None), ("model", "freeze", []),
+               ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
 EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 
@@ -260,6 +270,9 @@ def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
     for section in ("data", "model"):  # added later: absent when empty, so old ids hold
         if not d[section].get("kwargs"):
             d[section].pop("kwargs", None)
+    for section, key, default in ADDED_LATER:  # likewise: absent at their default
+        if d.get(section, {}).get(key, default) == default:
+            d.get(section, {}).pop(key, None)
     for section, key in EXECUTION_KEYS:
         d[section].pop(key, None)
     d["data"].pop("data_dir", None)

@@ -47,8 +47,7 @@ EDITS_EVAL_MODEL = {
 }
 # The setting that switches each one off. Absent: no such setting (listed with the reason).
 OFF = {
-    "cutmix": {"prob": 0.0},
-    "mixup": {"prob": 0.0},
+    "mix": {"mixup_alpha": 0.2, "prob": 0.0},
     "distillation": {"alpha": 1.0, "teacher": {"config": {"model": {"name": "mlp"},
                                                           "train": {"epochs": 1}}}},
     "drop_path": {"rate": 0.0},
@@ -69,6 +68,9 @@ NO_OFF_SETTING = {
     "norm": "a layer choice, not a strength ('none' is another architecture)",
     "spectral_norm": "a reparametrization without a strength",
     "weight_tying": "sharing is on or off by being configured",
+    "time_mask": "width >= 1 (a span of U{0..width}): not configuring it is its off state",
+    "freq_mask": "width >= 1 (a band of U{0..width} bins): not configuring it is its off state",
+    "token_dropout": "p > 0: not configuring it is its off state",
 }
 
 

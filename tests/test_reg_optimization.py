@@ -558,9 +558,15 @@ def test_end_to_end_weight_decay_and_ema(tmp_path):
 
 @pytest.mark.slow
 def test_end_to_end_swa_early_stopping_and_distillation(tmp_path):
+    """A teacher given as config is an upstream run: trained first, then reused."""
+    from functools import partial
+
     from harness.config import build_run_config
+    from harness.study.upstream import train_with_upstream
     from harness.tracking.store import list_run_dirs
-    from harness.train.loop import train_run
+    from harness.train.loop import train_run as train_alone
+
+    train_run = partial(train_with_upstream, train=train_alone)
 
     base = {"data": {"num_samples": 600}, "train": {"epochs": 3},
             "tracking": {"wandb": "disabled"}, "study": "kd"}

@@ -40,6 +40,8 @@ SUMMARY = "summary.json"
 ENV = "env.json"
 FAILURE = "failure.json"
 BASELINE_NAMES = ("baseline", "default")  # ad-hoc folders: the baseline by name
+NOT_PLANNED = "not in the current plan"
+UPSTREAM_REASON = "an upstream run (others start from it), not a compared variant"
 AGREE_TOL = 1e-9  # summary vs metrics row: the same float written twice
 
 
@@ -188,6 +190,7 @@ class StudyRecord:
         manifest = _manifest(meta)
         planned = ({p.run_id: p for p in manifest.planned}
                    if manifest and manifest.planned is not None else None)
+        upstream = {p.run_id for p in manifest.upstream} if manifest else set()
         good: list[RunRecord] = []
         rejected: list[RunRecord] = []
         failures: dict[str, FailureNote] = {}
@@ -200,6 +203,8 @@ class StudyRecord:
             if rec is None:
                 continue
             rec.problem = check_run(rec, study_dir, planned)
+            if rec.run_id in upstream and (rec.problem or "").startswith(NOT_PLANNED):
+                rec.problem = UPSTREAM_REASON
             if rec.problem is None and rec.run_id in seen:
                 rec.problem = f"a second folder of run {rec.run_id} ({seen[rec.run_id].path.name})"
             (rejected if rec.problem else good).append(rec)
@@ -233,7 +238,7 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -
     if recomputed != run_id:
         return f"config.json hashes to {recomputed}, not its run id {run_id} (edited)"
     if planned is not None and run_id not in planned:
-        return "not in the current plan (left from an earlier version of the study)"
+        return f"{NOT_PLANNED} (left from an earlier version of the study)"
     s = rec.summary
     if s is None:
         return None  # unfinished: listed by status, nothing to cross-check

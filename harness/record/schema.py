@@ -68,6 +68,7 @@ class Manifest(Loose):
     variants: list[VariantEntry] = Field(default_factory=list)
     runs: int | None = None
     planned: list[PlannedRun] | None = None  # None: written before plans were recorded
+    upstream: list[PlannedRun] = Field(default_factory=list)  # trained first, not compared
     compare: Comparison = Field(default_factory=Comparison)
     harness_version: str | None = None
     created_at: str | None = None

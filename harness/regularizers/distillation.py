@@ -21,13 +21,17 @@ from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunCont
 
 class TeacherParams(Params):
     run: str | None = None  # a finished run folder (holds config.json and model.pt)
-    config: dict[str, Any] | None = None  # RunConfig overrides: train the teacher first
+    # Trained first by the planner (harness/study/upstream.py), which then gives its folder
+    # as `run`: overrides on this run's config, or the name of a study's upstream run.
+    config: dict[str, Any] | None = None
+    upstream: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TeacherParams:
-        if (self.run is None) == (self.config is None):
-            raise ValueError("give exactly one of teacher.run (a finished run folder) or "
-                             "teacher.config (overrides to train the teacher)")
+        if sum(v is not None for v in (self.run, self.config, self.upstream)) != 1:
+            raise ValueError("give exactly one of teacher.run (a finished run folder), "
+                             "teacher.config (overrides to train the teacher) or "
+                             "teacher.upstream (a study's upstream run)")
         return self
 
 
@@ -56,6 +60,8 @@ def teacher_run_config(student: Any, overrides: dict[str, Any]) -> Any:
 
     base = student.model_dump(mode="json")
     base.update(regularizers={}, variant="teacher", study=student.study)
+    base["model"].update(init_from=None, freeze=[], freeze_body=False)  # trained from scratch
+    base["optim"].update(body_lr_scale=1.0)
     nested = {k: v for k, v in overrides.items() if "." not in k}
     merged = deep_merge(base, nested)
     for k, v in overrides.items():
@@ -87,8 +93,9 @@ class Distillation(Regularizer[DistillationParams]):
     """Replaces the loss with alpha * CE + (1 - alpha) * T^2 * KL(teacher || student) at
     temperature T; the teacher (eval mode, no grad) sees the same augmented input. The hard
     term is the loop's cross-entropy on `batch.targets` (the hard labels unless mixup or label
-    smoothing changed them). The teacher is loaded (or first trained, then reused) when the
-    student's model is built, from `ctx.extra["results_dir"]` (default "results")."""
+    smoothing changed them). The teacher is loaded when the student's model is built, from
+    a finished run folder (relative paths from `ctx.extra["results_dir"]`, default
+    "results"); a teacher given as `config` or `upstream` is trained first by the planner."""
 
     name = "distillation"
     phase = Phase.REPLACE_LOSS  # penalties (l1, l2, ...) are added after, unscaled
@@ -113,19 +120,17 @@ class Distillation(Regularizer[DistillationParams]):
         return Path(self.ctx.extra.get("results_dir") or "results")
 
     def find_teacher_dir(self) -> Path:
-        """The teacher's finished run folder: the given one, or train (or reuse) one."""
-        p = self.params
-        if p.teacher.run is not None:
-            path = Path(p.teacher.run).expanduser()
-            if not path.is_dir() and (self.results_dir() / path).is_dir():
-                path = self.results_dir() / path
-            return path
-        from harness.train.loop import train_run
+        """The teacher's finished run folder. A teacher given as `config` or `upstream` is an
+        upstream run: the planner trains it first and passes its folder as `run`."""
+        from harness.run_folder import finished_run
 
-        config = teacher_run_config(self.ctx.config, p.teacher.config or {})
-        result = train_run(config, results_dir=self.results_dir(),
-                           data_dir=self.ctx.extra.get("data_dir"))
-        return result.run_dir.path
+        p = self.params
+        if p.teacher.run is None:
+            raise ConfigError("regularizers.distillation.teacher: a teacher given as config or "
+                              "upstream is trained first by the planner; run it in a study, "
+                              "with `harness run` or harness.run(), or give teacher.run")
+        return finished_run(p.teacher.run, self.results_dir(),
+                            "regularizers.distillation.teacher.run")[0]
 
     def load_teacher(self) -> nn.Module:
         from harness.config import build_run_config
@@ -136,9 +141,6 @@ class Distillation(Regularizer[DistillationParams]):
         with preserved_rng():
             path = self.find_teacher_dir()
             config_file, weights = path / "config.json", path / "model.pt"
-            if not config_file.is_file() or not weights.is_file():
-                raise ConfigError(f"regularizers.distillation.teacher: {path} is not a finished "
-                                  "run folder (needs config.json and model.pt)")
             raw = json.loads(config_file.read_text())
             raw.pop("run_id", None)
             config = build_run_config(raw, source=str(config_file))

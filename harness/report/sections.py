@@ -39,6 +39,12 @@ def tuning(study_dir: Path) -> dict[str, Any] | None:
                         for f in section.get("figures", [])]}
 
 
+def fine_tuning(study_dir: Path) -> dict[str, Any] | None:
+    from harness.report.fine_tuning import fine_tuning_section
+
+    return fine_tuning_section(study_dir)
+
+
 def wandb_links(study_dir: Path) -> dict[str, Any] | None:
     """What the end-of-study W&B step recorded (wandb.json): the Report URL or how to make it."""
     path = study_dir / "wandb.json"
@@ -76,7 +82,7 @@ def extra_sections(study_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
     for make in (lambda: double_descent(study_dir, fig_dir), lambda: tuning(study_dir),
                  lambda: bias_variance_report.section(study_dir, fig_dir),
                  lambda: adaptive_seeds.section(study_dir),
-                 lambda: wandb_links(study_dir)):
+                 lambda: fine_tuning(study_dir), lambda: wandb_links(study_dir)):
         section = make()
         if section:
             section["markdown"] = without_heading(section["markdown"])

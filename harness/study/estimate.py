@@ -147,6 +147,10 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, f
     raw["train"].update(epochs=1, threads=threads, checkpoint=False)
     raw["tracking"]["wandb"] = "disabled"
     raw.update(study="dry-run-probe", variant="probe")
+    # Upstream run folders are not in the throwaway folder: the probe starts from scratch
+    # and without a teacher (its forward pass, a fraction of a step, is left out).
+    raw["model"]["init_from"] = None
+    raw["regularizers"].pop("distillation", None)
     totals, epoch_s = [], 0.0
     with tempfile.TemporaryDirectory(prefix="harness-probe-") as tmp:
         for seed in (0, 1):

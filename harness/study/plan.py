@@ -23,6 +23,7 @@ from harness.config import (
 )
 from harness.errors import ConfigError
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
+from harness.study.upstream import Linker
 
 BASELINE = "baseline"
 
@@ -48,17 +49,23 @@ class RunSpec:
     # are the variant's own): the x of the study's plots, and W&B's / Optuna's params.
     params: dict[str, Any] = field(default_factory=dict)
     notes: str | None = None  # the study description (W&B notes)
+    # Upstream runs (harness/study/upstream.py): the ids this run must wait for, and whether
+    # this run is one (trained first, not compared in the report).
+    depends_on: list[str] = field(default_factory=list)
+    upstream: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"variant": self.variant, "seed": self.seed, "run_id": self.run_id,
                 "swept": self.swept, "is_baseline": self.is_baseline, "params": self.params,
-                "notes": self.notes, "config": self.config.model_dump(mode="json")}
+                "notes": self.notes, "config": self.config.model_dump(mode="json"),
+                "depends_on": self.depends_on, "upstream": self.upstream}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
         config = RunConfig.model_validate(d["config"])
         return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"],
-                   dict(d.get("params") or {}), d.get("notes"))
+                   dict(d.get("params") or {}), d.get("notes"), list(d.get("depends_on") or []),
+                   bool(d.get("upstream")))
 
     def wandb_context(self) -> dict[str, Any]:
         """What the run's W&B run needs from the study (see tracking.wandb_run): it travels
@@ -156,22 +163,31 @@ def seed_pairs(study: StudyConfig, variant: str) -> list[tuple[int | None, int]]
 
 
 def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
-    """All runs of a study, validated; duplicates (same resolved config) kept once."""
+    """All runs of a study, validated; duplicates (same resolved config) kept once. Upstream
+    runs come first (the queue hands runs out oldest first)."""
     specs: list[RunSpec] = []
     seen: set[str] = set()
+    linker = Linker(study.upstream, study.base, source)
     for variant in variants(study):
         for data_seed, seed in seed_pairs(study, variant.name):
-            cfg = resolve(study, variant, seed, source, data_seed)
+            cfg, needs = linker.link(resolve(study, variant, seed, source, data_seed))
             run_id = cfg.run_id()
             if run_id in seen:
                 continue
             seen.add(run_id)
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline, swept_params(study, variant, cfg),
-                                 study.description or None))
+                                 study.description or None, needs))
     names = [v.name for v in variants(study)]
+    clash = sorted({u.name for u in linker.runs.values()} & set(names))
+    if clash:
+        raise ConfigError(f"{source}: upstream run {clash[0]!r} has the name of a variant; "
+                          "rename one of them")
     study.check_claim_variants(names + ([BASELINE] if BASELINE not in names else []), source)
-    return specs
+    upstream = [RunSpec(u.name, u.config.seed, u.config, u.run_id, {}, False, {},
+                        study.description or None, u.depends_on, upstream=True)
+                for u in linker.runs.values() if u.run_id not in seen]
+    return upstream + specs
 
 
 def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
@@ -181,6 +197,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     import harness
 
     names: dict[str, dict[str, Any]] = {}
+    upstream = [s for s in specs if s.upstream]
+    specs = [s for s in specs if not s.upstream]
     for v in variants(study):
         if any(s.variant == v.name for s in specs):
             names[v.name] = {"name": v.name, "overrides": v.overrides, "swept": v.swept,
@@ -197,6 +215,8 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],
         "planned": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed} for s in specs],
+        "upstream": [{"run_id": s.run_id, "variant": s.variant, "seed": s.seed}
+                     for s in upstream],
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": harness.__version__,

@@ -352,11 +352,27 @@ class RunQueue:
                       and t.user_attrs.get("failure") == "error"]
             if len(errors) >= MAX_ATTEMPTS:  # kills, Ctrl-C and duplicates do not count
                 continue
-            self.study.enqueue_trial(optuna_params(spec),
-                                     user_attrs={"run_id": spec.run_id, "variant": spec.variant,
-                                                 "seed": spec.seed, "spec": spec.to_json()})
+            self.enqueue(spec)
             queued += 1
         return queued
+
+    def enqueue(self, spec: RunSpec) -> None:
+        self.study.enqueue_trial(optuna_params(spec),
+                                 user_attrs={"run_id": spec.run_id, "variant": spec.variant,
+                                             "seed": spec.seed, "spec": spec.to_json()})
+
+    def defer(self, job: Job) -> None:
+        """Put a popped run back at the end of the queue: it waits for an upstream run
+        (`depends_on`) that is queued or training. Not an attempt, not a failure."""
+        with _ignore_finished():
+            job.trial.set_user_attr("failure", "waiting")
+            self.study.tell(job.trial, state=TrialState.PRUNED)
+        self.enqueue(job.spec)
+
+    def upstream_state(self, run_id: str) -> str:
+        """An upstream run's state in this queue (queued, running, finished, failed or
+        not queued), with a failed run that `requeue_failed` would retry counted as queued."""
+        return run_state(run_id, "", 0, self.by_run().get(run_id, [])).state
 
     def distributions(self, specs: list[RunSpec] | None = None) -> dict[str, BaseDistribution]:
         """The study's param distributions, stored once (from all its runs) in the queue."""

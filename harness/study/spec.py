@@ -157,6 +157,9 @@ class StudyConfig(Strict):
     # (a width or train_size sweep already reads as double descent; epoch-wise must be asked)
     analysis: Literal["double_descent_width", "double_descent_samples",
                       "double_descent_epochs"] | None = None
+    # Runs other runs start from, trained first (harness/study/upstream.py): name -> run
+    # config overrides on `base`, referred to by `model.init_from` or a distillation teacher.
+    upstream: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seeds: int | list[int] | AdaptiveSeeds = 3
     # resampled training sets: each run also gets data.seed = one of these (bias-variance)
     data_seeds: int | list[int] | None = None
@@ -264,6 +267,10 @@ class StudyConfig(Strict):
         if self.data_seeds is not None and max(self.seed_list()) >= DATA_SEED_STRIDE:
             raise ValueError(f"seeds: with data_seeds, seeds must be below {DATA_SEED_STRIDE} "
                              f"(a run's seed is seed + {DATA_SEED_STRIDE} x data seed)")
+        if self.kind == "tune" and self.upstream:
+            raise ValueError("upstream: runs are planned by ablation studies only; pretrain "
+                             "in an ablation study and give its run folder as "
+                             "base.model.init_from")
         return self
 
     @property

@@ -197,7 +197,7 @@ def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None =
     """Run queued runs until none is waiting. Returns how many this worker ran."""
     queue = RunQueue.open(url, study)
     reporter = EventReporter(emit or (lambda event: None), worker)
-    ran = 0
+    ran = deferred = 0
     while True:
         queue.fail_stale()
         queue.requeue_failed()
@@ -207,8 +207,48 @@ def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None =
                 time.sleep(2)
                 continue
             return ran
+        blocked = upstream_blocker(job, queue, results_dir)
+        if blocked == WAIT:  # its upstream run is queued or training: take another run
+            queue.defer(job)
+            deferred += 1
+            if deferred >= queue.waiting():  # every waiting run waits: let upstream train
+                time.sleep(2)
+                deferred = 0
+            continue
+        deferred = 0
+        if blocked:
+            queue.fail(job, blocked, "final")
+            note_failure(run_dir_of(job, results_dir), job, blocked)
+            reporter.end({"status": "failed", "error": blocked, "variant": job.spec.variant,
+                          "seed": job.spec.seed})
+            continue
         run_job(job, queue, results_dir, data_dir, threads, reporter)
         ran += 1
+
+
+WAIT = "wait"
+
+
+def run_dir_of(job: Job, results_dir: Path) -> RunDir:
+    return RunDir.for_run(study_dir(results_dir, job.spec.config.study), job.spec.variant,
+                          job.spec.seed, job.spec.run_id)
+
+
+def upstream_blocker(job: Job, queue: RunQueue, results_dir: Path) -> str | None:
+    """None when every upstream run of the job has finished here (its model.pt is in this
+    results folder); WAIT while one is queued or training; else why the job cannot run."""
+    sdir = study_dir(results_dir, job.spec.config.study)
+    for rid in job.spec.depends_on:
+        if any(RunDir(p).finished for p in sdir.glob(f"runs/*-{rid}")):
+            continue
+        state = queue.upstream_state(rid)
+        if state in ("queued", "running"):
+            return WAIT
+        if state == "finished":
+            return (f"upstream run {rid} finished on another machine; its model.pt is not in "
+                    f"{results_dir} (upstream runs need a results folder all workers share)")
+        return f"upstream run {rid} did not finish ({state}); see its run folder or the queue"
+    return None
 
 
 def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,

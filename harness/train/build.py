@@ -17,6 +17,7 @@ from harness.errors import ConfigError
 from harness.models import create_model
 from harness.models.contract import check_forward, is_builtin, model_info, resolve_model
 from harness.regularizers import ModelSpec, RegularizerStack, RunContext
+from harness.train.transfer import load_weights
 
 
 def pick_device(requested: str) -> torch.device:
@@ -63,7 +64,10 @@ def model_spec(config: RunConfig, data: DataBundle) -> ModelSpec:
     return ModelSpec(name=config.model.name, kwargs=model_options(config))
 
 
-def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack) -> nn.Module:
+def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack, *,
+                results_dir: str | Path | None = None) -> nn.Module:
+    """The run's model; with `results_dir`, `model.init_from`'s weights are loaded into it
+    before any regularizer's module surgery (which may rename parameters)."""
     spec = regs.configure_model(model_spec(config, data))
     model = create_model(spec.name, input_shape=data.input_shape, num_classes=data.num_classes,
                          extra=config.model.kwargs, **spec.kwargs)
@@ -71,6 +75,8 @@ def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack) -> 
     if not is_builtin(cls):  # the plug-in contract, checked on one real batch before training
         check_forward(spec.name, model, data.prepare(data.train.x[:2].cpu()), data.num_classes,
                       model_info(cls).language_model)
+    if results_dir is not None:
+        load_weights(model, config, results_dir)
     return regs.on_model(model)
 
 

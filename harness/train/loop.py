@@ -24,7 +24,7 @@ from harness.models import count_parameters
 from harness.regularizers import Batch, RegularizerStack
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
 from harness.tracking.store import RunDir
-from harness.train import build
+from harness.train import build, transfer
 from harness.train.analysis import (
     final_outputs,
     save_predictions,
@@ -40,7 +40,7 @@ from harness.train.metrics import (
     global_grad_norm,
     weight_norm,
 )
-from harness.train.optim import build_optimizer, default_param_groups, lr_schedule, set_lr
+from harness.train.optim import build_optimizer, lr_schedule, set_lr
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -92,10 +92,13 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     ctx = build.run_context(config, data, device)
     ctx.extra.update(results_dir=Path(results_dir), data_dir=data_dir)
     regs = RegularizerStack.from_config(config, ctx)
-    model = build.build_model(config, data, regs).to(device)
+    model = build.build_model(config, data, regs, results_dir=results_dir)
+    transfer.freeze(model, config)  # fine-tuning: model.freeze / freeze_body
+    model = model.to(device)
     if config.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optim, default_param_groups(model))
+    optimizer = build_optimizer(config.optim,
+                                transfer.param_groups(model, config.optim.body_lr_scale))
     lr_at = lr_schedule(config.schedule, config.optim.lr, ctx.steps_per_epoch, ctx.epochs)
     order = torch.Generator().manual_seed(config.seed)
 
