@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness", "harness.errors", "harness.config_errors", "harness.yaml_load",
                     "harness.plugins", "harness.registry", "harness.console",
-                    "harness.failures")),
+                    "harness.failures", "harness.run_folder")),
     ("data, models", ("harness.data", "harness.models")),
     ("config", ("harness.config",)),
     ("regularizers", ("harness.regularizers",)),
@@ -56,9 +56,8 @@ KNOWN: set[tuple[str, str]] = {
     # config imports the registry by name (importlib, REGISTRY_MODULE) when a full
     # validation runs before anything imported it; the registry otherwise hands its check in
     ("harness.config", "harness.regularizers"),
-    # distillation trains its own teacher with train_run (engineer "finetune": the teacher
-    # becomes a run the planner schedules first)
-    ("harness.regularizers.distillation", "harness.train.loop"),
+    # distillation builds its finished teacher's model from the teacher's config.json with
+    # train.build (the teacher itself is now an upstream run the planner trains first)
     ("harness.regularizers.distillation", "harness.train.build"),
     # the executor builds the report and the W&B study run (engineer "executor": the CLI
     # builds reports), and tune_report sits in study/ (moves under report/)
