@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -34,6 +35,20 @@ def warm_worker_server(workers: int | None = None) -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+        atexit.register(stop_worker_server)
+
+
+def stop_worker_server() -> None:
+    """At exit: a server still importing would otherwise outlive a refused study by seconds,
+    holding the caller's stdout/stderr open (a pipe reader waits for it)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def make_workers(target: Callable[..., None], args: Callable[[int], tuple[Any, ...]],
