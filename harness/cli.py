@@ -197,7 +197,7 @@ StudySet = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a study key without editing the file: --set base.train.epochs=5, "
     "--set seeds=1 (recorded in study.json and the report).")]
 DryRun = Annotated[bool, typer.Option(
-    "--dry-run", help="Print the plan and a compute estimate (one-epoch probes); "
+    "--dry-run", help="Print the plan and a compute estimate (two-epoch probes); "
     "write nothing.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 

@@ -139,27 +139,30 @@ def from_finished(runs: list[RunDir]) -> tuple[float, float, float] | None:
 
 
 def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, float, float]:
-    """Train one epoch of `cfg` twice in a throwaway folder: (setup seconds, seconds per
-    epoch) from the second, and how much longer the first took (a fresh worker's cost)."""
+    """Train two epochs of `cfg` twice in a throwaway folder: (setup seconds, seconds per
+    epoch) from the second, where the epoch is the second one (a model's first epoch pays
+    one-off costs: on a tiny model about twice a later one), and how much longer the first
+    run took (a fresh worker's cost)."""
     from harness.train.loop import train_run
 
     raw = copy.deepcopy(cfg.model_dump(mode="json"))
-    raw["train"].update(epochs=1, threads=threads, checkpoint=False)
+    raw["train"].update(epochs=2, threads=threads, checkpoint=False)
     raw["tracking"]["wandb"] = "disabled"
     raw.update(study="dry-run-probe", variant="probe")
     # Upstream run folders are not in the throwaway folder: the probe starts from scratch
     # and without a teacher (its forward pass, a fraction of a step, is left out).
     raw["model"]["init_from"] = None
     raw["regularizers"].pop("distillation", None)
-    totals, epoch_s = [], 0.0
+    totals, epoch_s, epochs_s = [], 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="harness-probe-") as tmp:
         for seed in (0, 1):
             one = RunConfig.model_validate({**raw, "seed": seed})
             t0 = time.perf_counter()
             result = train_run(one, results_dir=tmp, data_dir=data_dir)
             totals.append(time.perf_counter() - t0)
-            epoch_s = float(result.rows[0]["seconds"]) if result.rows else totals[-1]
-    return max(0.0, totals[1] - epoch_s), epoch_s, max(0.0, totals[0] - totals[1])
+            seconds = [float(r["seconds"]) for r in result.rows] or [totals[-1]]
+            epoch_s, epochs_s = seconds[-1], sum(seconds)
+    return max(0.0, totals[1] - epochs_s), epoch_s, max(0.0, totals[0] - totals[1])
 
 
 def time_fresh_import() -> subprocess.Popen[bytes]:

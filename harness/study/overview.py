@@ -69,7 +69,7 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     jobs = study.launcher.array_parallelism if study.launcher else None
     workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done))
     threads = threads_per_worker(workers)
-    console.print(f"dry run of {study.name}: probing each model/data shape for one epoch "
+    console.print(f"dry run of {study.name}: probing each model/data shape for two epochs "
                   f"({threads} thread(s), nothing written)")
     est = estimate(specs, sdir, workers=workers, threads=threads, data_dir=data_dir,
                    finished=done)

@@ -69,7 +69,13 @@ def run_with_environment(environ: dict[str, str], target: Callable[..., None],
                          *args: Any) -> None:
     os.environ.clear()
     os.environ.update(environ)
-    target(*args)
+    events = args[-2]
+    try:
+        target(*args)
+    finally:
+        # do not wait at exit for the queue's feeder thread: after a Ctrl-C the coordinator
+        # may have stopped reading, and the worker would hang in its exit handlers
+        events.cancel_join_thread()
 
 
 def supervise(procs: list[Any], events: Any, handle: Callable[[tuple[Any, ...]], None],
@@ -122,7 +128,7 @@ def stop_workers(procs: list[Any], grace: float = 30.0) -> None:
         p.join(timeout=max(0.0, deadline - time.monotonic()))
     for p in procs:
         if p.is_alive():
-            p.terminate()
+            p.kill()  # SIGKILL: a worker ignores SIGTERM while it records its interruption
 
 
 def interrupt_once(signum: int, frame: Any) -> None:
