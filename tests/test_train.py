@@ -13,6 +13,7 @@ from harness.config import build_run_config
 from harness.regularizers import REGULARIZERS
 from harness.tracking import store
 from harness.tracking.store import RunDir, atomic_write_json
+from harness.study.upstream import train_with_upstream
 from harness.train.loop import train_run
 
 
@@ -139,7 +140,7 @@ def test_every_regularizer_trains_end_to_end(name: str, tmp_path: Path, text_sli
                                                "data.data_dir": str(text_slice),
                                                "model.width": 32, "model.depth": 1,
                                                "train.epochs": 1})
-    result = train_run(cfg, results_dir=tmp_path)
+    result = train_with_upstream(cfg, train_run, results_dir=tmp_path)  # a teacher first
     assert result.summary["status"] == "completed"
     assert result.summary["epochs_run"] >= 1
     # the same run without it: turning it on changes the curves
