@@ -24,8 +24,8 @@ from conftest import strip_timing, tiny_raw
 
 from harness.config import RunConfig, build_run_config
 from harness.regularizers import REGULARIZERS, RegularizerStack
-from harness.train import build
 from harness.study.upstream import train_with_upstream
+from harness.train import build
 from harness.train.loop import train_run as train_one
 
 

@@ -11,9 +11,9 @@ from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.regularizers import REGULARIZERS
+from harness.study.upstream import train_with_upstream
 from harness.tracking import store
 from harness.tracking.store import RunDir, atomic_write_json
-from harness.study.upstream import train_with_upstream
 from harness.train.loop import train_run
 
 
