@@ -186,8 +186,9 @@ class TrackingConfig(Strict):
 
 # Keys added after runs were stored: left out of the identity at their default, so the ids
 # of runs that never used them do not change.
-ADDED_LATER = (("model", "init_from", None), ("model", "freeze", []),
-               ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
+ADDED_LATER: tuple[tuple[str, str, Any], ...] = (
+    ("model", "init_from", None), ("model", "freeze", []),
+    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
 EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 

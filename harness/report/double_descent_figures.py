@@ -204,8 +204,8 @@ def _tick(v: float) -> str:
 
 
 def _subset(s: dict[str, Any], keep: list[int]) -> dict[str, Any]:
-    sub = {k: [s[k][j] for j in keep] for k in ("xs", "test_mean", "test_sd", "train_mean",
-                                                 "train_sd", "params")}
+    columns = ("xs", "test_mean", "test_sd", "train_mean", "train_sd", "params")
+    sub: dict[str, Any] = {k: [s[k][j] for j in keep] for k in columns}
     d = dict(s["description"])
     # marks are drawn at parameter counts: translate the marked widths
     pmap = {float(x): p for x, p in zip(s["xs"], s["params"], strict=True) if p}

@@ -236,8 +236,8 @@ def double_descent_section(study_dir: Path | str, tol: float = DEFAULT_TOL) -> d
     if kind == "epochs":
         for label, s in sorted(_series_table(points).items()):
             for x, runs in zip(s["xs"], s["runs"], strict=True):
-                epochs, te, tsd = _epoch_curves(runs, "test_acc")
-                _, tr, _ = _epoch_curves(runs, "train_eval_acc")
+                epochs, ep_te, ep_tsd = _epoch_curves(runs, "test_acc")
+                _, ep_tr, _ = _epoch_curves(runs, "train_eval_acc")
                 if not epochs:
                     continue
                 name = f"{label}, width {x}"
@@ -247,8 +247,8 @@ def double_descent_section(study_dir: Path | str, tol: float = DEFAULT_TOL) -> d
                 desc = describe_double_descent(
                     epochs[:n], np.array([v[:n] for v in per_epoch]),
                     None, tol=tol, x_name="epoch", label=name)
-                epoch_out.append({"label": name, "epochs": epochs, "test_mean": te.tolist(),
-                                  "test_sd": tsd.tolist(), "train_mean": tr.tolist(),
+                epoch_out.append({"label": name, "epochs": epochs, "test_mean": ep_te.tolist(),
+                                  "test_sd": ep_tsd.tolist(), "train_mean": ep_tr.tolist(),
                                   "description": desc})
     statements = [s["description"]["text"] for s in series_out
                   if kind != "epochs" or len(s["xs"]) > 2]
