@@ -84,3 +84,15 @@ def isolate_wandb_env(mp: pytest.MonkeyPatch, base: Path) -> None:
         mp.delenv(var, raising=False)
     mp.setenv("WANDB_SILENT", "true")
     mp.setenv("NETRC", str(base / "no-netrc"))
+
+
+@pytest.fixture
+def seed_and_one_thread():
+    """Small tensors: one thread is fastest (and immune to a busy machine); seed 0."""
+    import torch  # here, not at the top: collecting the suite stays free of torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)

@@ -32,15 +32,7 @@ from harness.regularizers.mixing import (
     mixup_batch,
 )
 
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Small tensors: one thread is fastest (and immune to a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def make_stack(regularizers: dict, kind: str = "image", dataset: str = "mnist",

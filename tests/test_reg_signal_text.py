@@ -15,14 +15,7 @@ from harness.regularizers import Batch, RegularizerStack, RunContext
 from harness.regularizers.spec_augment import frequency_mask, span_mask, time_mask
 from harness.regularizers.token_dropout import token_dropout
 
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def stack(regularizers: dict, kind: str, dataset: str, num_classes: int) -> RegularizerStack:
