@@ -153,3 +153,25 @@ def test_seed_batch_key_is_refused_with_the_reason(tmp_path: Path) -> None:
         "design": {"kind": "sweep", "parameter": "model.width", "values": [8]}}))
     with pytest.raises(ConfigError, match=r"old.yaml: .*seed_batch: removed .*delete the key"):
         load_study(path)
+
+
+def test_a_design_that_gained_values_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    """Optuna keeps a parameter's first choices: a widened range cannot share the old queue.
+    One line says so; with the queue moved aside, only the new runs train."""
+    def study(names: list[str]) -> StudyConfig:
+        choices = {n: {"p": float(n[1:]) / 10} for n in names}  # named, as weight_decay's
+        return StudyConfig(name="grow", base=tiny_raw(), seeds=1,
+                           design={"kind": "grid",
+                                   "parameters": {"regularizers.dropout": choices}})
+
+    first = run_study(study(["p1"]), source="t", results_dir=tmp_path, workers=1,
+                      report=False)
+    ran = first.finished
+    with pytest.raises(ConfigError, match=r"study 'grow': .* gained .*p3.* move the study's "
+                                          r"queue.db aside"):
+        run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
+                  report=False)
+    (tmp_path / "grow" / "queue.db").rename(tmp_path / "old-queue.db")
+    again = run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
+                      report=False)
+    assert (again.ran_before, again.finished) == (ran, ran + 1) and not again.failed

@@ -380,7 +380,24 @@ class RunQueue:
         if stored is None and specs:
             stored = {k: distribution_to_json(d) for k, d in param_distributions(specs).items()}
             self.study.set_user_attr(DISTRIBUTIONS_ATTR, stored)
+        elif stored is not None and specs:
+            self.check_same_choices(stored, param_distributions(specs))
         return {k: json_to_distribution(v) for k, v in (stored or {}).items()}
+
+    def check_same_choices(self, stored: dict[str, str],
+                           planned: dict[str, BaseDistribution]) -> None:
+        """Optuna fixes a parameter's choices at its first trial: a design that gained values
+        since cannot share this queue. Said in one line, with the way out."""
+        for name, dist in planned.items():
+            old = json_to_distribution(stored[name]) if name in stored else None
+            added = [c for c in getattr(dist, "choices", ())
+                     if old is not None and c not in getattr(old, "choices", ())]
+            if added:
+                raise ConfigError(
+                    f"study {self.name!r}: {name} gained {', '.join(map(repr, added))} since "
+                    "its queue was created, and a queue keeps each parameter's first choices; "
+                    "move the study's queue.db aside (finished runs are kept and skipped) and "
+                    "run again")
 
     def requeue_failed(self) -> int:
         """Queue again the runs whose last attempt failed (a killed worker, a crash)."""
