@@ -60,16 +60,15 @@ def make_workers(target: Callable[..., None], args: Callable[[int], tuple[Any, .
     events = ctx.Queue()
     environ = dict(os.environ)
     procs = [ctx.Process(target=run_with_environment, daemon=False,
-                         args=(environ, target, *args(i), events, i))
+                         args=(environ, events, target, *args(i), events, i))
              for i in range(count)]
     return procs, events
 
 
-def run_with_environment(environ: dict[str, str], target: Callable[..., None],
+def run_with_environment(environ: dict[str, str], events: Any, target: Callable[..., None],
                          *args: Any) -> None:
     os.environ.clear()
     os.environ.update(environ)
-    events = args[-2]
     try:
         target(*args)
     finally:
