@@ -205,7 +205,8 @@ def probe_side_by_side(cfg: RunConfig, threads: int, data_dir: Path | None,
     errors = [g for g in got if isinstance(g, BaseException)]
     if errors:
         raise errors[0]
-    return tuple(sum(g[i] for g in got) / len(got) for i in range(3))  # type: ignore[return-value]
+    setups, epochs, firsts = zip(*got, strict=True)
+    return sum(setups) / len(got), sum(epochs) / len(got), sum(firsts) / len(got)
 
 
 def time_fresh_import() -> subprocess.Popen[bytes]:
