@@ -20,7 +20,13 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import RunConfig
 from harness.study import estimate as estimate_mod
-from harness.study.estimate import QUEUE_OVERHEAD_S, REPORT_BASE_S, from_finished, makespan
+from harness.study.estimate import (
+    QUEUE_OVERHEAD_S,
+    REPORT_BASE_S,
+    REPORT_PER_RUN_S,
+    from_finished,
+    makespan,
+)
 from harness.study.plan import expand
 from harness.study.spec import LauncherConfig, load_study
 from harness.tracking.store import RunDir
@@ -215,12 +221,12 @@ def test_dry_run_plans_writes_nothing_and_uses_finished_runs(tmp_path: Path) -> 
     todo = [r for r in data["runs"] if not r["finished"]]
     assert [r["estimated_seconds"] for r in todo] == pytest.approx([run_s, run_s])
     # one worker (the study's), paying a fresh process's imports and the first-run extra
-    # once, then the report's fixed part (2 planned runs: nothing per further run)
+    # once, then the report: a fixed part and a part per planned run (4 here)
     startup = est["startup_seconds"]
     assert 0 < startup < 120
-    assert est["report_seconds"] == pytest.approx(REPORT_BASE_S)
-    assert est["wall_seconds"] == pytest.approx(startup + first_extra + 2 * run_s
-                                                + REPORT_BASE_S)
+    report = REPORT_BASE_S + 4 * REPORT_PER_RUN_S
+    assert est["report_seconds"] == pytest.approx(report)
+    assert est["wall_seconds"] == pytest.approx(startup + first_extra + 2 * run_s + report)
     assert est["cpu_hours"] == pytest.approx((startup + first_extra + 2 * run_s)
                                              * est["threads_per_run"] / 3600)
 
