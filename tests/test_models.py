@@ -186,6 +186,37 @@ def test_make_norm_layouts(kind: str, layout: str) -> None:
 
 
 @pytest.mark.parametrize("kind", NORM_KINDS)
+def test_token_norms_see_one_token_at_a_time(kind: str) -> None:
+    """Changing one token leaves every other token's normalized output alone (BatchNorm
+    in eval mode reads running statistics); GroupNorm per token is the mean and variance
+    over each group of its own channels, computed here by hand."""
+    torch.manual_seed(0)
+    norm = make_norm(kind, 32, "tokens").eval()
+    x = torch.randn(3, 5, 32)
+    y = x.clone()
+    y[:, 2] = torch.randn(3, 32) * 4 + 3
+    assert torch.allclose(norm(x)[:, [0, 1, 3, 4]], norm(y)[:, [0, 1, 3, 4]], atol=1e-6)
+    if kind == "groupnorm":
+        g = x.reshape(3, 5, 8, 4)  # 8 groups of 4 channels per token
+        expected = (g - g.mean(-1, keepdim=True)) / torch.sqrt(
+            g.var(-1, unbiased=False, keepdim=True) + 1e-5)
+        assert torch.allclose(norm(x), expected.reshape(3, 5, 32), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", NORM_KINDS)
+def test_a_mean_pooled_transformer_is_not_constant_under_any_norm(kind: str) -> None:
+    """transformer1d averages positions before its head: a norm that zeroes each channel's
+    mean over positions would give every input the same logits."""
+    torch.manual_seed(0)
+    model = build("transformer1d", (1, 40), width=32, depth=1, norm=kind).eval()
+    pooled: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda m, args, out: pooled.append(args[0]))
+    model(torch.randn(8, 1, 40))
+    features = pooled[0]  # what the head sees, one row per input
+    assert features.std(dim=0).max() > 1e-3  # a pooled channel the input moves
+
+
+@pytest.mark.parametrize("kind", NORM_KINDS)
 @pytest.mark.parametrize("name", WITH_NORM)
 def test_every_norm_builds_and_runs(name: str, kind: str) -> None:
     shape = FIRST_SHAPE[name]

@@ -27,6 +27,25 @@ class MoveChannels(nn.Module):
         return self.inner(x.movedim(self.src, self.dst)).movedim(self.dst, self.src)
 
 
+class PerToken(nn.Module):
+    """Apply `inner` to each token's channels alone: (N, T, C) is seen as N*T samples of C.
+
+    GroupNorm over tokens must not pool positions: normalizing each channel over the
+    sequence leaves it mean zero over positions, and a head that averages positions
+    (transformer1d, ViT) then reads a constant (both seeds at chance in the
+    normalization study before this)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+TOKEN_GROUPS = 8  # per token: 32 groups of a 32-wide token would hold one channel each
+
+
 def group_count(channels: int, max_groups: int = 32) -> int:
     """Groups for GroupNorm (Wu & He 2018 use 32): gcd(32, channels), so it always divides;
     odd channel counts get 1 group (a LayerNorm over channels and positions)."""
@@ -48,7 +67,8 @@ def make_norm(kind: str, channels: int, layout: str) -> nn.Module:
         bn = nn.BatchNorm1d(channels)
         return MoveChannels(bn, -1, 1) if layout == "tokens" else bn
     if kind == "groupnorm":
-        gn = nn.GroupNorm(group_count(channels), channels)
-        return MoveChannels(gn, -1, 1) if layout == "tokens" else gn
+        if layout == "tokens":
+            return PerToken(nn.GroupNorm(group_count(channels, TOKEN_GROUPS), channels))
+        return nn.GroupNorm(group_count(channels), channels)
     last_dim = nn.LayerNorm(channels) if kind == "layernorm" else nn.RMSNorm(channels)
     return MoveChannels(last_dim, 1, -1) if layout in ("1d", "2d") else last_dim
