@@ -233,3 +233,20 @@ def test_placements_are_refused_in_one_line_where_they_do_not_apply(
     with pytest.raises(ConfigError) as e:
         run_id(model, params)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("model", "shape", "options", "needle"), [
+    ("cnn", (1, 40), {"attn_dropout": 0.1}, "attn_dropout is only for transformer models"),
+    ("mlp", (1, 40), {"head_dropout": 0.1}, "head_dropout is only for transformer models"),
+    ("mlp", (1, 40), {"dropout_sites": ("attn",)}, "dropout_sites is only for transformer"),
+    ("gpt", (16,), {"dropout_sites": ("mlp",)}, "dropout_sites must be a non-empty tuple"),
+    ("gpt", (16,), {"head_dropout": 1.0}, "head_dropout must be a number in [0, 1)"),
+])
+def test_models_check_the_placement_options_they_are_given(
+    model: str, shape: tuple[int, ...], options: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        create_model(model, input_shape=shape, num_classes=VOCAB, **options)
+    assert needle in str(e.value)
+    neutral = {"attn_dropout": 0.0, "head_dropout": 0.0, "dropout_sites": ("attn", "ffn")}
+    create_model("mlp", input_shape=(1, 40), num_classes=10, **neutral)  # off: accepted

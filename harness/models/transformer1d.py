@@ -20,7 +20,7 @@ from harness.models.transformer import (
 @MODELS.register("transformer1d")
 class Transformer1d(nn.Module):
     """(N, C, L): Linear(C -> width) per position + learned positions -> blocks
-    -> norm -> mean over positions -> head."""
+    -> norm -> mean over positions -> (head dropout) -> head."""
 
     info: ClassVar[ModelInfo] = ModelInfo(
         residual=True, kinds=frozenset({"signal"}), options=TRANSFORMER_OPTIONS,
