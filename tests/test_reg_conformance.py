@@ -58,7 +58,7 @@ OFF = {
                                                           "train": {"epochs": 1}}}},
     "drop_path": {"rate": 0.0},
     "dropconnect": {"p": 0.0},
-    "dropout": {"p": 0.0},
+    "dropout": {"p": 0.0, "embed_p": 0.0, "attn_p": 0.0, "head_p": 0.0},  # every placement
     "early_stopping": {"patience": 100, "restore_best": False},  # never stops, never restores
     "elastic_net": {"value": 0.0},
     "l1": {"value": 0.0},

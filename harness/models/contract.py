@@ -22,7 +22,9 @@ harness options:
   `dropout` regularizer: a rate in [0, 1)), `norm` (the `norm` regularizer: none |
   batchnorm | layernorm | rmsnorm | groupnorm), `drop_path` (the `drop_path`
   regularizer, with `residual=True`), `tie_weights` (`weight_tying`, with
-  `language_model=True`), `embed_dropout`, `norm_position`, `patch_size`, `heads`;
+  `language_model=True`), `embed_dropout`, `attn_dropout`, `head_dropout`, `dropout_sites`
+  (the `dropout` regularizer's embed_p, attn_p, head_p, sites), `norm_position`,
+  `patch_size`, `heads`;
 - `residual` / `language_model`: structural facts regularizers check.
 
 A regularizer that needs an option the model does not declare (dropout on a model

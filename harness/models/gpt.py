@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from harness.models.base import MODELS, ModelInfo
 from harness.models.transformer import (
+    RESIDUAL_SITES,
     TRANSFORMER_OPTIONS,
     final_norm,
     init_transformer,
@@ -42,6 +43,9 @@ class GPT(nn.Module):
         dropout: float = 0.0,
         drop_path: float = 0.0,
         embed_dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        head_dropout: float = 0.0,
+        dropout_sites: tuple[str, ...] = RESIDUAL_SITES,
         norm: str = "layernorm",
         norm_position: str = "pre",
         tie_weights: bool = False,
@@ -56,12 +60,15 @@ class GPT(nn.Module):
             depth,
             heads,
             dropout=dropout,
+            attn_dropout=attn_dropout,
+            dropout_sites=dropout_sites,
             drop_path=drop_path,
             norm=norm,
             norm_position=norm_position,
             causal=True,
         )
         self.norm = final_norm(norm, width, norm_position)
+        self.head_drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, num_classes, bias=False)
         if tie_weights:
             self.head.weight = self.tok_emb.weight  # one Parameter, shared storage
@@ -76,4 +83,4 @@ class GPT(nn.Module):
         x = self.embed_drop(self.tok_emb(idx) + self.pos_emb(pos))
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x))
+        return self.head(self.head_drop(self.norm(x)))

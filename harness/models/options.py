@@ -8,6 +8,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.models.base import MODELS, ModelInfo, data_kind, model_info
 from harness.models.norms import NORM_KINDS
+from harness.models.transformer import RESIDUAL_SITES
 from harness.registry import unknown_name_message
 
 # Values that mean "off": passing one to a model without the option is harmless.
@@ -15,6 +16,9 @@ NEUTRAL: dict[str, Any] = {
     "dropout": 0.0,
     "drop_path": 0.0,
     "embed_dropout": 0.0,
+    "attn_dropout": 0.0,
+    "head_dropout": 0.0,
+    "dropout_sites": RESIDUAL_SITES,
     "tie_weights": False,
     "norm_position": "pre",
 }
@@ -40,6 +44,14 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], None]:
     return check
 
 
+def _sites(key: str, value: Any) -> None:
+    """A non-empty tuple of distinct residual sites (attn, ffn)."""
+    if (not isinstance(value, tuple) or not value or len(set(value)) != len(value)
+            or not set(value) <= set(RESIDUAL_SITES)):
+        raise ConfigError(f"{key} must be a non-empty tuple of distinct names from "
+                          f"{', '.join(RESIDUAL_SITES)}; got {value!r}")
+
+
 def _boolean(key: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -52,6 +64,9 @@ VALIDATORS: dict[str, Callable[[str, Any], None]] = {
     "norm": _one_of(NORM_KINDS),
     "drop_path": _rate,
     "embed_dropout": _rate,
+    "attn_dropout": _rate,
+    "head_dropout": _rate,
+    "dropout_sites": _sites,
     "norm_position": _one_of(("pre", "post")),
     "patch_size": _positive_int,
     "heads": _positive_int,
@@ -70,7 +85,8 @@ def unsupported_message(option: str, name: str) -> str:
         return f"drop_path needs a model with residual blocks ({owners}); {name} has none"
     if option == "tie_weights":
         return f"tie_weights is only for language models ({owners}); {name} is not one"
-    if option in ("embed_dropout", "norm_position", "heads"):
+    if option in ("embed_dropout", "attn_dropout", "head_dropout", "dropout_sites",
+                  "norm_position", "heads"):
         return f"{option} is only for transformer models ({owners}); {name} is not one"
     return f"{option} is only for {owners}; {name} does not take it"
 

@@ -15,7 +15,11 @@ from harness.models.base import COMMON_OPTIONS
 from harness.models.drop_path import DropPath, drop_path_rates
 from harness.models.norms import make_norm
 
-TRANSFORMER_OPTIONS = COMMON_OPTIONS | {"drop_path", "embed_dropout", "norm_position", "heads"}
+# Where `dropout` (residual dropout) acts in a block: after attention, after the FFN.
+RESIDUAL_SITES = ("attn", "ffn")
+# Dropout placements besides the residual stream: attention probabilities, embeddings, head.
+PLACEMENT_OPTIONS = frozenset({"embed_dropout", "attn_dropout", "head_dropout", "dropout_sites"})
+TRANSFORMER_OPTIONS = COMMON_OPTIONS | PLACEMENT_OPTIONS | {"drop_path", "norm_position", "heads"}
 
 
 def check_heads(width: int, heads: int) -> None:
@@ -33,6 +37,8 @@ def make_blocks(
     norm: str,
     norm_position: str,
     causal: bool = False,
+    attn_dropout: float = 0.0,
+    dropout_sites: tuple[str, ...] = RESIDUAL_SITES,
 ) -> nn.ModuleList:
     """`depth` transformer blocks with stochastic-depth rates linear in depth."""
     check_heads(width, heads)
@@ -41,6 +47,8 @@ def make_blocks(
             width,
             heads,
             dropout=dropout,
+            attn_dropout=attn_dropout,
+            dropout_sites=dropout_sites,
             drop_path=rate,
             norm=norm,
             norm_position=norm_position,
@@ -56,15 +64,17 @@ def final_norm(norm: str, width: int, norm_position: str) -> nn.Module:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention via SDPA; dropout only on the output (residual dropout).
+    """Multi-head self-attention via SDPA; `dropout` on the output (residual dropout).
 
-    Dropout is never applied inside the softmax (dropout_p=0), so the `dropout` knob
-    means the same thing in every model: drop activations on the residual stream.
+    `attn_dropout` drops attention probabilities (SDPA's dropout_p, in training only; 0 by
+    default), so the `dropout` knob means the same thing in every model: drop activations on
+    the residual stream.
     """
 
-    def __init__(self, width: int, heads: int, *, dropout: float, causal: bool) -> None:
+    def __init__(self, width: int, heads: int, *, dropout: float, causal: bool,
+                 attn_dropout: float = 0.0) -> None:
         super().__init__()
-        self.heads, self.causal = heads, causal
+        self.heads, self.causal, self.attn_dropout = heads, causal, attn_dropout
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.resid_drop = nn.Dropout(dropout)
@@ -72,7 +82,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, t, c = x.shape
         q, k, v = self.qkv(x).view(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=self.causal)
+        drop = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=self.causal)
         return self.resid_drop(self.proj(y.transpose(1, 2).reshape(n, t, c)))
 
 
@@ -91,7 +102,8 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Attention + FFN, each a residual branch with DropPath; norm "pre" or "post"."""
+    """Attention + FFN, each a residual branch with DropPath; norm "pre" or "post".
+    `dropout` follows the sublayers named in `dropout_sites` (attn, ffn)."""
 
     def __init__(
         self,
@@ -99,6 +111,8 @@ class TransformerBlock(nn.Module):
         heads: int,
         *,
         dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        dropout_sites: tuple[str, ...] = RESIDUAL_SITES,
         drop_path: float = 0.0,
         norm: str = "layernorm",
         norm_position: str = "pre",
@@ -107,9 +121,10 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.pre_norm = norm_position == "pre"
         self.norm1 = make_norm(norm, width, "tokens")
-        self.attn = SelfAttention(width, heads, dropout=dropout, causal=causal)
+        self.attn = SelfAttention(width, heads, dropout=dropout if "attn" in dropout_sites else 0.0,
+                                  attn_dropout=attn_dropout, causal=causal)
         self.norm2 = make_norm(norm, width, "tokens")
-        self.mlp = FeedForward(width, dropout=dropout)
+        self.mlp = FeedForward(width, dropout=dropout if "ffn" in dropout_sites else 0.0)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from harness.models.base import MODELS, ModelInfo
 from harness.models.transformer import (
+    RESIDUAL_SITES,
     TRANSFORMER_OPTIONS,
     final_norm,
     init_transformer,
@@ -19,7 +20,7 @@ from harness.models.transformer import (
 @MODELS.register("transformer1d")
 class Transformer1d(nn.Module):
     """(N, C, L): Linear(C -> width) per position + learned positions -> blocks
-    -> norm -> mean over positions -> head."""
+    -> norm -> mean over positions -> (head dropout) -> head."""
 
     info: ClassVar[ModelInfo] = ModelInfo(
         residual=True, kinds=frozenset({"signal"}), options=TRANSFORMER_OPTIONS,
@@ -37,6 +38,9 @@ class Transformer1d(nn.Module):
         dropout: float = 0.0,
         drop_path: float = 0.0,
         embed_dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        head_dropout: float = 0.0,
+        dropout_sites: tuple[str, ...] = RESIDUAL_SITES,
         norm: str = "layernorm",
         norm_position: str = "pre",
     ) -> None:
@@ -50,11 +54,14 @@ class Transformer1d(nn.Module):
             depth,
             heads,
             dropout=dropout,
+            attn_dropout=attn_dropout,
+            dropout_sites=dropout_sites,
             drop_path=drop_path,
             norm=norm,
             norm_position=norm_position,
         )
         self.norm = final_norm(norm, width, norm_position)
+        self.head_drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, num_classes)
         self.residual_blocks: list[nn.Module] = list(self.blocks)
         init_transformer(self, depth)
@@ -64,4 +71,4 @@ class Transformer1d(nn.Module):
         x = self.embed_drop(self.embed(x.transpose(1, 2)) + self.pos_emb)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x).mean(dim=1))
+        return self.head(self.head_drop(self.norm(x).mean(dim=1)))

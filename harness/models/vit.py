@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from harness.errors import ConfigError
 from harness.models.base import MODELS, ModelInfo
 from harness.models.transformer import (
+    RESIDUAL_SITES,
     TRANSFORMER_OPTIONS,
     final_norm,
     init_transformer,
@@ -41,6 +42,9 @@ class ViT(nn.Module):
         dropout: float = 0.0,
         drop_path: float = 0.0,
         embed_dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        head_dropout: float = 0.0,
+        dropout_sites: tuple[str, ...] = RESIDUAL_SITES,
         norm: str = "layernorm",
         norm_position: str = "pre",
         patch_size: int | None = None,
@@ -60,11 +64,14 @@ class ViT(nn.Module):
             depth,
             heads,
             dropout=dropout,
+            attn_dropout=attn_dropout,
+            dropout_sites=dropout_sites,
             drop_path=drop_path,
             norm=norm,
             norm_position=norm_position,
         )
         self.norm = final_norm(norm, width, norm_position)
+        self.head_drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, num_classes)
         self.residual_blocks: list[nn.Module] = list(self.blocks)
         init_transformer(self, depth)
@@ -77,4 +84,4 @@ class ViT(nn.Module):
         x = self.embed_drop(x + self.pos_emb)
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x)[:, 0])
+        return self.head(self.head_drop(self.norm(x)[:, 0]))

@@ -1,34 +1,89 @@
 """Dropout. Srivastava et al. 2014, "Dropout: A Simple Way to Prevent Neural Networks from
-Overfitting", JMLR 15."""
+Overfitting", JMLR 15; transformer placements as in Vaswani et al. 2017 and timm's ViT."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from harness.config import register_regularizers_rewrite
+from harness.models.options import NEUTRAL
+from harness.models.transformer import RESIDUAL_SITES
 from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
+
+# Placement params -> the transformer option each sets (passed only when not neutral, so a
+# model without the option accepts the default and a run that never names them is unchanged).
+PLACEMENTS = {"embed_p": "embed_dropout", "attn_p": "attn_dropout", "head_p": "head_dropout",
+              "sites": "dropout_sites"}
+
+# Added after runs were stored: written at their default they are dropped from the config
+# (so from the run id), as if not written; embed_p keeps its older ids as they are.
+ADDED_LATER = ("attn_p", "head_p", "sites")
 
 
 class DropoutParams(Params):
-    p: float = Field(ge=0.0, lt=1.0)  # activations on hidden layers / the residual stream
+    p: float = Field(ge=0.0, lt=1.0)  # hidden layers / the residual stream (after `sites`)
     embed_p: float = Field(0.0, ge=0.0, lt=1.0)  # token/patch embeddings (transformers)
+    attn_p: float = Field(0.0, ge=0.0, lt=1.0)  # attention probabilities (transformers)
+    head_p: float = Field(0.0, ge=0.0, lt=1.0)  # before the classifier / LM head (transformers)
+    sites: list[Literal["attn", "ffn"]] = Field(  # the sublayers `p` follows (transformers)
+        default_factory=lambda: list(RESIDUAL_SITES))
+
+    @field_validator("sites")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"name each of {', '.join(RESIDUAL_SITES)} at most once, at least "
+                             "one (p: 0 turns residual dropout off)")
+        return v
 
 
 @register
 class Dropout(Regularizer[DropoutParams]):
-    """Sets the models' `dropout` (and `embed_dropout`) rates; placement is the model's job
-    (hidden layers of MLPs, before the classifier in CNNs, after attention and FFN in
-    transformers, never inside the attention softmax), so the knob means one thing."""
+    """Sets the models' dropout rates; placement is the model's job. `p`: hidden layers of
+    MLPs, before the classifier in CNNs, after attention and FFN in transformers (`sites`
+    picks one of the two), so the knob means one thing. Transformers only: `attn_p` drops
+    attention probabilities (inside the softmax's output, SDPA's dropout_p), `head_p` the
+    features entering the head, `embed_p` the embeddings (timm's attn_drop, drop, pos_drop)."""
 
     name: ClassVar[str] = "dropout"
-    requires: ClassVar[Requires] = Requires(options={"embed_p": "embed_dropout"})
+    requires: ClassVar[Requires] = Requires(options=PLACEMENTS)
     reference: ClassVar[str] = "Srivastava et al. 2014"
-    applies_to: ClassVar[str] = "all models (embed_p: vit, transformer1d, gpt)"
+    applies_to: ClassVar[str] = ("all models (embed_p, attn_p, head_p, sites: vit, "
+                                 "transformer1d, gpt)")
     example: ClassVar[dict[str, Any]] = {"p": 0.1}
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "mlp"}
 
     def configure_model(self, spec: ModelSpec) -> None:
         spec.kwargs["dropout"] = self.params.p
-        if self.params.embed_p > 0:  # 0 is neutral; models without the option accept it too
-            spec.kwargs["embed_dropout"] = self.params.embed_p
+        for param, option in PLACEMENTS.items():
+            value = self.option_value(param)
+            if value != NEUTRAL[option]:  # neutral: models without the option accept it too
+                spec.kwargs[option] = value
+
+    def option_value(self, param: str) -> Any:
+        """The model option's value for `param` (sites as a tuple in block order)."""
+        if param == "sites":
+            return tuple(s for s in RESIDUAL_SITES if s in self.params.sites)
+        return getattr(self.params, param)
+
+
+def is_default(param: str, value: Any) -> bool:
+    """`value` is the default of an ADDED_LATER param (sites in any order)."""
+    if param == "sites":
+        return (isinstance(value, list) and len(value) == len(RESIDUAL_SITES)
+                and set(value) == set(RESIDUAL_SITES))
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
+
+
+def omit_added_defaults(regularizers: dict[str, Any]) -> dict[str, Any]:
+    """`dropout: {p: 0.1, attn_p: 0}` is the run `dropout: {p: 0.1}`: one id for both."""
+    raw = regularizers.get("dropout")
+    if not isinstance(raw, dict) or not any(is_default(k, raw.get(k)) for k in ADDED_LATER):
+        return regularizers
+    kept = {k: v for k, v in raw.items() if k not in ADDED_LATER or not is_default(k, v)}
+    return {**regularizers, "dropout": kept}
+
+
+register_regularizers_rewrite(omit_added_defaults)

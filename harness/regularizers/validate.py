@@ -31,7 +31,8 @@ MODEL_FACTS = {"residual": ("needs a model with residual blocks", "has none"),
                "language_model": ("only for language models", "is not one")}
 # Requires.options: a model option -> (the models that take it, what another model lacks)
 OPTION_OWNERS = {"embed_dropout": ("models with embeddings", "has none"),
-                 "norm_position": ("transformer models", "is not one")}
+                 **dict.fromkeys(("norm_position", "attn_dropout", "head_dropout",
+                                  "dropout_sites"), ("transformer models", "is not one"))}
 
 
 def validate_regularizers(config: Any) -> None:
