@@ -232,11 +232,11 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -
         return "config.json has no run id"
     if not rec.path.name.endswith(f"-{run_id}"):
         return f"folder name does not carry its run id {run_id} (copied or renamed)"
-    recomputed = _recompute_id(rec.config)
-    if recomputed is None:
+    recomputed = _recompute_ids(rec.config)
+    if not recomputed:
         return "config.json no longer validates as a run config"
-    if recomputed != run_id:
-        return f"config.json hashes to {recomputed}, not its run id {run_id} (edited)"
+    if run_id not in recomputed:
+        return f"config.json hashes to {recomputed[0]}, not its run id {run_id} (edited)"
     if planned is not None and run_id not in planned:
         return f"{NOT_PLANNED} (left from an earlier version of the study)"
     s = rec.summary
@@ -281,18 +281,24 @@ def _disagree(a: Any, b: Any) -> bool:
     return abs(fa - fb) > AGREE_TOL * max(1.0, abs(fa))
 
 
-def _recompute_id(config: dict[str, Any]) -> str | None:
+def _recompute_ids(config: dict[str, Any]) -> list[str]:
+    """The ids `config` can carry: validated today (keys renamed since are read in their new
+    form, e.g. mixup -> mix), and hashed as saved (how the run that wrote it computed it,
+    and the only way where a plug-in model or dataset is not installed). An edit changes
+    both."""
     from harness.config import RunConfig, identity_of, run_id_of
 
     raw = {k: v for k, v in config.items() if k != "run_id"}
+    ids = []
     try:
-        return RunConfig.model_validate(raw).run_id()
-    except Exception:  # e.g. a plug-in model or dataset not installed where the study is read:
-        pass  # hash the saved config as it is (an edit still changes the hash)
+        ids.append(RunConfig.model_validate(raw).run_id())
+    except Exception:  # e.g. a plug-in not installed where the study is read
+        pass
     try:
-        return run_id_of(identity_of(raw))
+        ids.append(run_id_of(identity_of(raw)))
     except (KeyError, TypeError, AttributeError):
-        return None
+        pass
+    return ids
 
 
 # ----------------------------------------------------------------------------- reading
