@@ -260,6 +260,8 @@ def test_regime_names_model_data_noise_and_epochs():
         "clean labels, 30 epochs.")
     base["data"].update(train_size=1000, label_noise=0.2)
     assert "1000 training samples, 20% label noise" in regime(base)
+    base["train"]["epochs"] = 1
+    assert regime(base).endswith(", 1 epoch.")
 
 
 # ----------------------------------------------------------------------------- study files

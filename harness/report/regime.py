@@ -30,8 +30,9 @@ def regime(base: dict[str, Any], split_sizes: dict[str, Any] | None = None) -> s
     data = base.get("data") or {}
     train = base.get("train") or {}
     noise = float(data.get("label_noise") or 0.0)
+    epochs = train.get("epochs", 30)
     parts = [f"{_model(base.get('model') or {})} on {data.get('name', 'mnist1d')}",
              _samples(data, split_sizes),
              f"{noise:.0%} label noise" if noise else "clean labels",
-             f"{train.get('epochs', 30)} epochs"]
+             f"{epochs} epoch{'' if epochs == 1 else 's'}"]
     return "Regime: " + ", ".join(parts) + "."
