@@ -90,7 +90,7 @@ def test_shipped_studies_are_valid() -> None:
 
 def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     s = study({"kind": "sweep", "parameter": "model.width", "values": [8, 24]}, seeds=2)
-    out = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    out = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert out.finished == out.total == 6 and not out.failed
     runs = list_run_dirs(tmp_path / "t")
     assert len(runs) == 6
@@ -100,7 +100,7 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     complete = [t.user_attrs["run_id"] for t in q.trials(TrialState.COMPLETE)]
     assert sorted(complete) == sorted(r.config["run_id"] for r in runs)  # once each
     # a second invocation runs nothing
-    again = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    again = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert again.ran_before == 6 and again.finished == 6
     assert len(q.trials(TrialState.COMPLETE)) == 6
 
@@ -147,7 +147,7 @@ def test_storage_password_is_masked() -> None:
 def test_seed_batched_study_runs_each_seed_once(tmp_path: Path) -> None:
     s = StudyConfig(name="sb", base=tiny_raw(), seed_batch=True, seeds=3,
                     design={"kind": "sweep", "parameter": "model.width", "values": [8]})
-    out = run_study(s, source="t", results_dir=tmp_path, workers=1, report=False)
+    out = run_study(s, source="t", results_dir=tmp_path, workers=1)
     assert out.finished == out.total == 6 and not out.failed
     runs = list_run_dirs(tmp_path / "sb")
     assert len(runs) == 6

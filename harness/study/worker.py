@@ -1,7 +1,9 @@
-"""A worker: pop a run from the queue, train it with a heartbeat, record the outcome, repeat.
+"""The one worker: take work from a study's storage, train it with a heartbeat, record the
+outcome, repeat. Work is a tuning study's search trials (until the budget is spent), then
+the queued runs of an ablation study or of a search's retrain.
 
-`harness worker --study NAME --storage URL` runs this loop on any machine; a
-local study starts N of them as processes.
+`harness worker --study NAME --storage URL` runs this loop on any machine; a coordinator
+starts N of them as processes (harness/study/execute.py).
 """
 
 from __future__ import annotations
@@ -17,20 +19,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from harness.console import error_line
 from harness.errors import ConfigError, HarnessError, one_line
-from harness.failures import FULL
+from harness.failures import FULL, describe
 from harness.record.load import FAILURE, first_line
 from harness.study.processes import install_worker_signals
-from harness.study.queue import (
-    Job,
-    RunQueue,
-    mask_url,
-    pack_files,
-    queue_study_name,
-    studies_in,
-)
+from harness.study.queue import Job, RunQueue, WorkSource, mask_url, queue_study_name, studies_in
+from harness.study.search import Search, optuna_study_name
 from harness.tracking.store import RunDir, atomic_write_json
-from harness.train.loop import open_tracker, study_dir, train_run
+from harness.train.loop import RunResult, open_tracker, study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -71,17 +70,17 @@ def failure_reason(err: BaseException) -> str:
     return first_line(traceback.format_exception_only(type(err), err)[-1]) or type(err).__name__
 
 
-def queued_trackers(jobs: list[Job], queue: RunQueue) -> Callable[..., Any]:
-    """A tracker factory for queued runs: W&B gets what the queue entry carries (swept
-    values, study description) plus the Optuna trial it came from, never study.json."""
+def job_trackers(jobs: list[Job], source: WorkSource) -> Callable[..., Any]:
+    """A tracker factory for popped work: W&B gets what the job carries (swept values,
+    study description, job type) plus the Optuna trial it came from, never study.json."""
     by_run = {j.spec.run_id: j for j in jobs}
 
     def factory(config: Any, run_id: str, sdir: Path) -> Any:
         job = by_run.get(run_id)
         if job is None:
             return open_tracker(config, run_id, sdir)
-        context = job.spec.wandb_context()
-        context["config"] = {"optuna_study": queue.study.study_name,
+        context = {**job.spec.wandb_context(), **job.wandb}
+        context["config"] = {"optuna_study": source.study.study_name,
                              "optuna_trial": job.trial.number}
         return open_tracker(config, run_id, sdir, context)
 
@@ -120,7 +119,7 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
     deadline = time.monotonic() + wait_s
     while True:
         names = studies_in(url)
-        if f"{name}:tune" in names:
+        if optuna_study_name(name) in names:
             return "tune"
         if queue_study_name(name) in names:
             queue = RunQueue.open(url, name)
@@ -136,13 +135,14 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
 
 
 @contextmanager
-def run_lock(path: Path) -> Iterator[bool]:
-    """An exclusive lock on one run folder: True if we hold it (no one else trains it here)."""
+def run_lock(path: Path, wait: bool = False) -> Iterator[bool]:
+    """An exclusive lock on one run folder: True if we hold it (no one else trains it here).
+    With `wait`, block until the other holder is done (its finished run is then reused)."""
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -151,23 +151,25 @@ def run_lock(path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
+def run_job(job: Job, queue: WorkSource, results_dir: Path, data_dir: Path | None,
             threads: int | None, reporter: Any) -> str:
     cfg = job.spec.config
     if threads and cfg.train.threads is None:  # the study's own choice wins
         cfg.train.threads = threads
-    run_dir = RunDir.for_run(study_dir(results_dir, cfg.study), cfg.variant, cfg.seed,
-                             job.spec.run_id)
-    with run_lock(run_dir.path) as held:
+    root = Path(results_dir) / job.results_subdir
+    run_dir = RunDir.for_run(study_dir(root, cfg.study), cfg.variant, cfg.seed, job.spec.run_id)
+    with queue.heartbeat(job), run_lock(run_dir.path, job.wait_if_busy) as held:
         if not held:  # a duplicate of a run another local worker is training
             queue.fail(job, "duplicate: the run is being trained by another worker",
                        "duplicate")
             return "duplicate"
         try:
-            with queue.heartbeat(job):
-                result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                                   reporter=reporter,
-                                   tracker_factory=queued_trackers([job], queue))
+            result = train_run(cfg, results_dir=root, data_dir=data_dir, reporter=reporter,
+                               on_epoch=job.on_epoch,
+                               tracker_factory=job_trackers([job], queue))
+        except optuna.TrialPruned:  # a decided outcome: the run stored its summary
+            result = RunResult(run_dir, run_dir.summary or {}, run_dir.metrics())
+            reporter.end(result.summary)
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
             raise
@@ -185,31 +187,55 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
                           "seed": job.spec.seed})
             return "failed"
     (run_dir.path / FAILURE).unlink(missing_ok=True)
-    queue.complete(job, result.summary, result.rows, pack_files(result.run_dir.path))
+    queue.complete(job, result)
     return str(result.summary.get("status"))
 
 
+KINDS = ("tune", "runs")  # a tuning study's search first, then queued runs
+
+
+def open_sources(url: str, study: str, kinds: tuple[str, ...], *, worker: int | None,
+                 parallel: bool, timeout: float | None,
+                 data_dir: Path | None) -> list[WorkSource]:
+    """The work study STUDY's storage holds, of the kinds asked for, in KINDS order."""
+    names = studies_in(url)
+    sources: list[WorkSource] = []
+    if "tune" in kinds and optuna_study_name(study) in names:
+        sources.append(Search(url, study, worker=worker, parallel=parallel, timeout=timeout,
+                              data_dir=data_dir))
+    if "runs" in kinds and queue_study_name(study) in names:
+        sources.append(RunQueue.open(url, study))
+    return sources
+
+
 def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None = None,
-                threads: int | None = None, emit: Emit | None = None, worker: int = 0,
-                wait_for_running: bool = False, seed_batch: bool = False) -> int:
-    """Run queued runs until none is waiting. Returns how many this worker ran.
+                threads: int | None = None, emit: Emit | None = None, worker: int | None = None,
+                *, wait_for_running: bool = False, seed_batch: bool = False,
+                kinds: tuple[str, ...] = KINDS, parallel: bool = True,
+                timeout: float | None = None) -> int:
+    """Take work until none is left (a search: until its budget is spent; `timeout` seconds
+    at most). Returns how many runs this worker trained. `wait_for_running` waits for work
+    other workers hold (a dead worker's comes back when its heartbeat stops); `parallel`:
+    other workers share the search (TPE's constant liar).
 
     With `seed_batch`, the queued seeds of one variant are trained as one batched model
     when `can_batch_seeds` allows it (harness/train/seed_batch.py), separately otherwise."""
-    queue = RunQueue.open(url, study)
-    reporter = EventReporter(emit or (lambda event: None), worker)
+    reporter = EventReporter(emit or (lambda event: None), worker or 0)
     ran = 0
-    while True:
-        queue.fail_stale()
-        queue.requeue_failed()
-        job = queue.pop()
-        if job is None:
-            if wait_for_running and queue.running():
-                time.sleep(2)
-                continue
-            return ran
-        group = pop_same_variant(queue, job) if seed_batch else [job]
-        ran += run_group(group, queue, results_dir, data_dir, threads, reporter)
+    for source in open_sources(url, study, kinds, worker=worker, parallel=parallel,
+                               timeout=timeout, data_dir=data_dir):
+        while True:
+            source.recover()
+            job = source.pop()
+            if job is None:
+                if wait_for_running and source.running():
+                    time.sleep(2)
+                    continue
+                break
+            batch = seed_batch and isinstance(source, RunQueue)
+            group = pop_same_variant(source, job) if batch else [job]
+            ran += run_group(group, source, Path(results_dir), data_dir, threads, reporter)
+    return ran
 
 
 SEED_BATCH_MAX = 8
@@ -230,7 +256,7 @@ def pop_same_variant(queue: RunQueue, first: Job) -> list[Job]:
     return group
 
 
-def run_group(group: list[Job], queue: RunQueue, results_dir: Path, data_dir: Path | None,
+def run_group(group: list[Job], queue: WorkSource, results_dir: Path, data_dir: Path | None,
               threads: int | None, reporter: Any) -> int:
     from harness.train.seed_batch import can_batch_seeds
 
@@ -246,7 +272,7 @@ def run_group(group: list[Job], queue: RunQueue, results_dir: Path, data_dir: Pa
     return len(group)
 
 
-def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: Path | None,
+def run_batched(jobs: list[Job], queue: WorkSource, results_dir: Path, data_dir: Path | None,
                 threads: int | None, reporter: Any) -> None:
     """The seeds of one variant as one batched model; the outcome recorded per run."""
     from harness.train.seed_batch import train_seeds_batched
@@ -268,7 +294,7 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
         try:
             results = train_seeds_batched(configs, results_dir, data_dir=data_dir,
                                           reporter=reporter,
-                                          tracker_factory=queued_trackers(jobs, queue))
+                                          tracker_factory=job_trackers(jobs, queue))
         except KeyboardInterrupt:
             for j in jobs:
                 queue.fail(j, "interrupted", "interrupted")
@@ -284,23 +310,19 @@ def run_batched(jobs: list[Job], queue: RunQueue, results_dir: Path, data_dir: P
                               "variant": j.spec.variant, "seed": j.spec.seed})
             return
     for j, r in zip(jobs, results, strict=True):
-        queue.complete(j, r.summary, r.rows, pack_files(r.run_dir.path))
+        queue.complete(j, r)
 
 
-def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
-                   threads: int | None, events: Any, worker: int, seed_batch: bool) -> None:
-    """Entry point of a local worker process (spawned). An error that stops the worker
-    is printed as one line and the process exits 1 (the coordinator goes on)."""
+def worker_process(events: Any, options: dict[str, Any]) -> None:
+    """Entry point of a local worker process (spawned): `worker_loop(**options)`. An error
+    that stops the worker is printed as one line and the process exits 1 (the coordinator
+    goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
     install_worker_signals()
     try:
-        worker_loop(url, study, Path(results_dir), Path(data_dir) if data_dir else None,
-                    threads, events.put, worker, seed_batch=seed_batch)
+        worker_loop(**options, emit=events.put)
     except KeyboardInterrupt:
         pass
     except Exception as err:
-        from harness.console import error_line
-        from harness.failures import describe
-
-        error_line(f"worker {worker}: {one_line(describe(err))}")
+        error_line(f"worker {options.get('worker')}: {one_line(describe(err))}")
         sys.exit(1)
