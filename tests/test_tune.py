@@ -304,3 +304,40 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
                 if r.group == where["group"] and r.job_type not in where["job_type_not"]]
     said = int(re.search(r": (\d+) runs", spec["intro"]).group(1))
     assert said == len(selected) == len(training) == 2
+
+
+# ----------------------------------------------------------------------------- one executor
+
+
+def test_one_worker_takes_search_trials_then_queued_runs_from_one_storage(tmp_path):
+    """What `harness worker --study NAME --storage URL` does for a tuning study: the search's
+    trials until its budget is spent, then the runs queued beside it in the same storage."""
+    from harness.study.plan import expand
+    from harness.study.queue import RunQueue
+
+    study = make_study(n_trials=1, space={"regularizers.dropout.p": F})
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    ostudy = create_search(url, study, parse_tune(study, "t.yaml"), "t.yaml")
+    retrain = tune.confirmation_study(study, parse_tune(study, "t.yaml"),
+                                      {"tuned": {"regularizers.dropout.p": 0.1}})
+    specs = [s for s in expand(retrain, "t.yaml") if s.variant == "baseline"][:1]
+    RunQueue.open(url, "tq").enqueue_missing(specs, set())
+    assert worker_loop(url, "tq", tmp_path, threads=1) == 2
+    (trial,) = ostudy.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["variant"] == "trial-0"
+    (run,) = RunQueue.open(url, "tq").trials(TrialState.COMPLETE)
+    assert run.user_attrs["run_id"] == specs[0].run_id
+    assert (tmp_path / "tq" / "search" / "tq" / "runs").is_dir()
+    summary = json.loads(next((tmp_path / "tq" / "runs").glob("*/summary.json")).read_text())
+    assert summary["variant"] == "baseline" and summary.get("best_test_acc") is not None
+
+
+def test_the_study_package_never_imports_the_report_package():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness" / "study"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("harness.report") for n in names), path.name
