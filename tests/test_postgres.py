@@ -19,6 +19,7 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from harness.report.tune_report import write_outputs
 from harness.study import tune
 from harness.study.queue import mask_url
 from harness.study.search import create_search, optuna_study_name
@@ -58,6 +59,9 @@ def test_three_workers_share_one_study_without_running_a_trial_twice(tmp_path):
     run_ids = [t.user_attrs["run_id"] for t in finished]
     folders = list((tmp_path / study.name / "search" / study.name / "runs").iterdir())
     assert sorted(p.name.rsplit("-", 1)[1] for p in folders) == sorted(run_ids)
+    assert out.retrain is not None and not out.retrain.failed  # the retrain, same storage
+    assert set(optuna.get_all_study_names(URL)) >= {f"{study.name}:tune", f"{study.name}:runs"}
+    write_outputs(out)  # what `harness tune` writes next
     assert (tmp_path / study.name / "tuning.json").is_file()
 
 
