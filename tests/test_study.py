@@ -90,7 +90,7 @@ def test_shipped_studies_are_valid() -> None:
 
 def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     s = study({"kind": "sweep", "parameter": "model.width", "values": [8, 24]}, seeds=2)
-    out = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    out = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert out.finished == out.total == 6 and not out.failed
     runs = list_run_dirs(tmp_path / "t")
     assert len(runs) == 6
@@ -100,7 +100,7 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     complete = [t.user_attrs["run_id"] for t in q.trials(TrialState.COMPLETE)]
     assert sorted(complete) == sorted(r.config["run_id"] for r in runs)  # once each
     # a second invocation runs nothing
-    again = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    again = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert again.ran_before == 6 and again.finished == 6
     assert len(q.trials(TrialState.COMPLETE)) == 6
 
@@ -164,14 +164,11 @@ def test_a_design_that_gained_values_is_refused_with_the_way_out(tmp_path: Path)
                            design={"kind": "grid",
                                    "parameters": {"regularizers.dropout": choices}})
 
-    first = run_study(study(["p1"]), source="t", results_dir=tmp_path, workers=1,
-                      report=False)
+    first = run_study(study(["p1"]), source="t", results_dir=tmp_path, workers=1)
     ran = first.finished
     with pytest.raises(ConfigError, match=r"study 'grow': .* gained .*p3.* move the study's "
                                           r"queue.db aside"):
-        run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
-                  report=False)
+        run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1)
     (tmp_path / "grow" / "queue.db").rename(tmp_path / "old-queue.db")
-    again = run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
-                      report=False)
+    again = run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1)
     assert (again.ran_before, again.finished) == (ran, ran + 1) and not again.failed
