@@ -73,8 +73,8 @@ def test_killed_worker_trial_is_retried_and_completed(tmp_path, monkeypatch):
     ostudy = create_search(URL, study, spec, "pg.yaml")
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    proc = ctx.Process(target=worker_process, args=(events, {
-        "url": URL, "study": study.name, "results_dir": tmp_path, "threads": 1, "worker": 0}))
+    proc = ctx.Process(target=worker_process, args=(
+        {"url": URL, "study": study.name, "results_dir": tmp_path, "threads": 1}, events, 0))
     proc.start()
     deadline = time.monotonic() + 120
     victim = None

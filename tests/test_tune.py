@@ -33,10 +33,11 @@ SPACE = {
 }
 
 
-def make_study(name: str = "tq", space: dict | None = None, **tune_opts) -> StudyConfig:
+def make_study(name: str = "tq", space: dict | None = None, base: dict | None = None,
+               **tune_opts) -> StudyConfig:
     t = {"n_trials": 3, "confirm_seeds": 2, "sampler": {"name": "tpe", "n_startup_trials": 2},
          "pruner": "none", "space": space if space is not None else SPACE, **tune_opts}
-    return StudyConfig.model_validate({"name": name, "kind": "tune", "base": tiny_raw(),
+    return StudyConfig.model_validate({"name": name, "kind": "tune", "base": base or tiny_raw(),
                                        "tune": t})
 
 
@@ -336,6 +337,37 @@ def test_one_worker_takes_search_trials_then_queued_runs_from_one_storage(tmp_pa
     assert (tmp_path / "tq" / "search" / "tq" / "runs").is_dir()
     summary = json.loads(next((tmp_path / "tq" / "runs").glob("*/summary.json")).read_text())
     assert summary["variant"] == "baseline" and summary.get("best_test_acc") is not None
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_whose_every_trial_fails_ends_and_exits_1(tmp_path, workers):
+    """Every trial fails with a final error (the data files are missing): each worker stops
+    at its first failed trial instead of failing through the budget, nothing is retrained,
+    the summary says why, and the CLI exits 1."""
+    import yaml
+    from test_study import missing_data_base
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    study = make_study(n_trials=6, space={"regularizers.dropout.p": F},
+                       base=missing_data_base(tmp_path))
+    path = tmp_path / "tq.yaml"
+    path.write_text(yaml.safe_dump(study.model_dump(mode="json", exclude_unset=True)))
+    out = CliRunner().invoke(app, ["tune", str(path), "--workers", str(workers),
+                                   "--results-dir", str(tmp_path / "r")])
+    assert out.exit_code == 1, out.output
+    assert "no trial completed: nothing to retrain" in out.output
+    assert "fashion_mnist: files not found" in out.output
+    url = f"sqlite:///{tmp_path / 'r' / 'tq' / 'queue.db'}"
+    trials = optuna.load_study(study_name="tq:tune", storage=url).get_trials()
+    # one trial per worker process, and one more by the coordinator for what they left
+    assert len(trials) == (1 if workers == 1 else workers + 1)
+    assert {(t.state, t.user_attrs.get("failure")) for t in trials} == {(TrialState.FAIL,
+                                                                         "final")}
+    assert "search: 0 complete, 0 pruned" in out.output
+    assert not (tmp_path / "r" / "tq" / "runs").exists()  # no retrain
 
 
 def test_the_study_package_never_imports_the_report_package():

@@ -249,7 +249,7 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
     wanted = {s.run_id: s for s in specs}
     imported = 0
     for t in q.trials(TrialState.COMPLETE):
-        rid = t.user_attrs.get("run_id")
+        rid = t.user_attrs.get("run_id", "")
         spec = wanted.get(rid)
         if spec is None or "summary" not in t.user_attrs:
             continue

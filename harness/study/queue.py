@@ -200,6 +200,7 @@ def worker_identity() -> dict[str, Any]:
     """Who is training a run: host, pid and the batch job (Slurm array task or submitit
     local job), so `harness status` can say where each run is."""
     env = os.environ
+    job: str | None
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         job = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     else:
@@ -490,7 +491,7 @@ class RunQueue(WorkSource):
     def taken_elsewhere(self, trial: optuna.trial.Trial) -> bool:
         """Another trial of the same run is running or done (two workers re-queued a failed
         run at the same moment): this copy must not train it again."""
-        rid = trial.user_attrs.get("run_id")
+        rid = trial.user_attrs.get("run_id", "")
         return any(t.number != trial.number and t.state in (TrialState.RUNNING,
                                                             TrialState.COMPLETE)
                    for t in self.by_run().get(rid, []))
