@@ -298,6 +298,12 @@ def ablation(
             dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
                           data_dir=data_dir, as_json=json_)
             return
+        if launcher is None or launcher == "none":
+            # the worker server imports torch and wandb while this process reads, checks
+            # and plans the study (a refused study stops it at exit)
+            from harness.study.processes import warm_worker_server
+
+            warm_worker_server(workers)
         source, cfg = study_to_run(study, "ablation", results_dir, set_)
         queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
         if launcher != "none" and (launcher or cfg.launcher):
@@ -310,9 +316,6 @@ def ablation(
             launch_and_print(cfg, flags, source=source, results_dir=results_dir,
                              storage=storage, data_dir=data_dir, as_json=json_)
             return
-        from harness.study.processes import warm_worker_server
-
-        warm_worker_server(workers or cfg.workers)
         from harness.study.execute import run_study
 
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,

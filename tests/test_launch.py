@@ -18,7 +18,15 @@ from conftest import tiny_raw
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.study.estimate import QUEUE_OVERHEAD_S, REPORT_BASE_S, from_finished, makespan
+from harness.config import RunConfig
+from harness.study import estimate as estimate_mod
+from harness.study.estimate import (
+    QUEUE_OVERHEAD_S,
+    REPORT_BASE_S,
+    REPORT_PER_RUN_S,
+    from_finished,
+    makespan,
+)
 from harness.study.plan import expand
 from harness.study.spec import LauncherConfig, load_study
 from harness.tracking.store import RunDir
@@ -148,6 +156,36 @@ def test_makespan_follows_the_queue_order() -> None:
     assert makespan([], 3) == 0
 
 
+def test_probe_times_its_second_run_after_the_barrier(tmp_path: Path, monkeypatch) -> None:
+    """`between` runs once, after the first run and before the timed second one (where the
+    copies of a side-by-side probe wait for each other)."""
+    import harness.train.loop as loop  # the probe imports train_run from it when called
+
+    trained: list[int] = []
+    original = loop.train_run
+
+    def counting(cfg, **kw):
+        trained.append(cfg.seed)
+        return original(cfg, **kw)
+
+    monkeypatch.setattr(loop, "train_run", counting)
+    seen: list[list[int]] = []
+    cfg = RunConfig.model_validate(tiny_raw())
+    setup, epoch, first = estimate_mod.probe(cfg, 1, None, between=lambda: seen.append(
+        list(trained)))
+    assert seen == [[0]] and trained == [0, 1]
+    assert setup >= 0 and epoch > 0 and first >= 0
+
+
+def test_side_by_side_probe_runs_copies_at_once_and_passes_errors_back() -> None:
+    cfg = RunConfig.model_validate(tiny_raw())
+    setup, epoch, first = estimate_mod.probe_side_by_side(cfg, 1, None, copies=2)
+    assert setup >= 0 and epoch > 0 and first >= 0
+    broken = RunConfig.model_validate({**tiny_raw(), "data": {"name": "mnist"}})
+    with pytest.raises(Exception, match="MNIST"):  # no MNIST files under the empty data dir
+        estimate_mod.probe_side_by_side(broken, 1, Path("/nonexistent-data-dir"), copies=2)
+
+
 @pytest.mark.slow
 def test_dry_run_plans_writes_nothing_and_uses_finished_runs(tmp_path: Path) -> None:
     path = write_study(tmp_path)
@@ -183,12 +221,12 @@ def test_dry_run_plans_writes_nothing_and_uses_finished_runs(tmp_path: Path) -> 
     todo = [r for r in data["runs"] if not r["finished"]]
     assert [r["estimated_seconds"] for r in todo] == pytest.approx([run_s, run_s])
     # one worker (the study's), paying a fresh process's imports and the first-run extra
-    # once, then the report's fixed part (2 planned runs: nothing per further run)
+    # once, then the report: a fixed part and a part per planned run (4 here)
     startup = est["startup_seconds"]
     assert 0 < startup < 120
-    assert est["report_seconds"] == pytest.approx(REPORT_BASE_S)
-    assert est["wall_seconds"] == pytest.approx(startup + first_extra + 2 * run_s
-                                                + REPORT_BASE_S)
+    report = REPORT_BASE_S + 4 * REPORT_PER_RUN_S
+    assert est["report_seconds"] == pytest.approx(report)
+    assert est["wall_seconds"] == pytest.approx(startup + first_extra + 2 * run_s + report)
     assert est["cpu_hours"] == pytest.approx((startup + first_extra + 2 * run_s)
                                              * est["threads_per_run"] / 3600)
 

@@ -6,7 +6,11 @@ several variants is represented by its best on the validation split, so each for
 technique competes at its own best strength and the test set chooses nothing. The two are
 compared over matched seeds with a paired t-test:
 
-- held: significant at ALPHA in the claimed direction;
+- held: significant at ALPHA in the claimed direction. Where the validation split chose
+  among several candidates, the p value is multiplied by the number of pairs it could have
+  chosen (Bonferroni): a variant's val and test accuracy share its seeds' luck, so picking
+  the best on validation also picks lucky test draws, and an unadjusted test would claim
+  more than the data shows (tests/test_claims.py simulates it);
 - did not hold: significant the other way, or the 95% CI of the paired difference excludes
   every effect of `min_effect` or more in the claimed direction;
 - undecided: neither. The verdict then gives the smallest effect the seeds could detect
@@ -222,12 +226,17 @@ def evaluate_claim(claim: Any, summary: pd.DataFrame, runs: pd.DataFrame,
                        text=f"{n} matched seed(s): at least 2 are needed for a test")
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     half = float(sps.t.ppf((1 + stats.CONFIDENCE) / 2, n - 1) * sd / math.sqrt(n))
-    p = stats.compare(dict(enumerate(d)), dict.fromkeys(range(n), 0.0)).p
-    mde = min_detectable_effect(n, sd)
-    need = seeds_needed(claim.min_effect, sd)
+    raw_p = stats.compare(dict(enumerate(d)), dict.fromkeys(range(n), 0.0)).p
+    pairs = max(1, len(cands)) * max(1, len(refs))
+    p = min(1.0, raw_p * pairs) if math.isfinite(raw_p) else raw_p
+    alpha = stats.ALPHA / pairs  # the detectable effect at the level the verdict uses
+    mde = min_detectable_effect(n, sd, alpha)
+    need = seeds_needed(claim.min_effect, sd, alpha)
+    chosen = (f", chosen on validation from {pairs} pairs: p={raw_p:.2g} before the x{pairs} "
+              "Bonferroni adjustment" if pairs > 1 else "")
     numbers = (f"{variant} vs {reference}: {fmt_effect(claim.metric, mean)} "
                f"(95% CI {fmt_effect(claim.metric, mean - half)} to "
-               f"{fmt_effect(claim.metric, mean + half)}, p={p:.2g}, {n} seeds)")
+               f"{fmt_effect(claim.metric, mean + half)}, p={p:.2g}, {n} seeds{chosen})")
     kw = {"diff": mean, "ci": (mean - half, mean + half), "p": p, "mde": mde,
           "seeds_needed": need, **common}
     if math.isfinite(p) and p < stats.ALPHA:
@@ -242,7 +251,8 @@ def evaluate_claim(claim: Any, summary: pd.DataFrame, runs: pd.DataFrame,
                  f"of {MAX_SEEDS} seeds")
     mde_text = fmt_effect(claim.metric, mde).lstrip("+") if math.isfinite(mde) else "n/a"
     return Verdict(UNDECIDED, **kw, text=f"{numbers}; not enough seeds: the smallest effect "
-                   f"{n} seeds detect (80% power) is {mde_text}; {need_text}")
+                   f"{n} seeds detect (80% power{' at the adjusted level' if pairs > 1 else ''})"
+                   f" is {mde_text}; {need_text}")
 
 
 def evaluate_claims(claims: list[Any], summary: pd.DataFrame, runs: pd.DataFrame,

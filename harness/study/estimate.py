@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,13 @@ from harness.config import RunConfig
 from harness.study.plan import RunSpec
 from harness.tracking.store import RunDir
 
-REPORT_BASE_S = 8.0  # report + index + W&B study run after a 12-run study, bench/RESULTS.md
-REPORT_PER_RUN_S = 0.1  # what each further run adds to it
+# After the last run: report, figures, index, the W&B study run and exit. A line fitted to
+# six studies of 4 to 64 runs measured end to end on 2 cores (bench/RESULTS.md).
+REPORT_BASE_S = 9.0
+REPORT_PER_RUN_S = 0.25
 QUEUE_OVERHEAD_S = 0.17  # harness overhead per run (100 tiny runs: 17 s), bench/RESULTS.md
 WANDB_OVERHEAD_S = 0.4  # W&B offline init per run (shared/NOTES-wandb-optuna.md); probes skip W&B
+PROBE_WAIT_S = 600.0  # a probe copy that has not finished by then is broken
 SHAPE_IGNORED = {"data": ("label_noise", "seed", "generator_seed", "data_dir", "download"),
                  "train": ("epochs", "threads", "select", "checkpoint")}
 
@@ -138,11 +142,13 @@ def from_finished(runs: list[RunDir]) -> tuple[float, float, float] | None:
     return setup, sum(epochs) / len(epochs), max(setups) - setup
 
 
-def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, float, float]:
+def probe(cfg: RunConfig, threads: int, data_dir: Path | None,
+          between: Callable[[], None] | None = None) -> tuple[float, float, float]:
     """Train two epochs of `cfg` twice in a throwaway folder: (setup seconds, seconds per
     epoch) from the second, where the epoch is the second one (a model's first epoch pays
     one-off costs: on a tiny model about twice a later one), and how much longer the first
-    run took (a fresh worker's cost)."""
+    run took (a fresh worker's cost). `between` runs after the first run (a barrier, so
+    that copies probing together time their second runs side by side)."""
     from harness.train.loop import train_run
 
     raw = copy.deepcopy(cfg.model_dump(mode="json"))
@@ -156,6 +162,8 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, f
     totals, epoch_s, epochs_s = [], 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="harness-probe-") as tmp:
         for seed in (0, 1):
+            if seed == 1 and between is not None:
+                between()
             one = RunConfig.model_validate({**raw, "seed": seed})
             t0 = time.perf_counter()
             result = train_run(one, results_dir=tmp, data_dir=data_dir)
@@ -163,6 +171,44 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None) -> tuple[float, f
             seconds = [float(r["seconds"]) for r in result.rows] or [totals[-1]]
             epoch_s, epochs_s = seconds[-1], sum(seconds)
     return max(0.0, totals[1] - epochs_s), epoch_s, max(0.0, totals[0] - totals[1])
+
+
+def probe_copy(cfg_json: str, threads: int, data_dir: Path | None, barrier: Any,
+               results: Any) -> None:
+    """One of the copies `probe_side_by_side` starts (a worker process's entry)."""
+    cfg = RunConfig.model_validate_json(cfg_json)
+    try:
+        results.put(probe(cfg, threads, data_dir, between=lambda: barrier.wait(PROBE_WAIT_S)))
+    except Exception as err:  # the coordinator reports it; a broken barrier frees the rest
+        barrier.abort()
+        results.put(err)
+
+
+def probe_side_by_side(cfg: RunConfig, threads: int, data_dir: Path | None,
+                       copies: int) -> tuple[float, float, float]:
+    """`probe` in `copies` worker processes at once, their timed runs side by side: a study's
+    workers share the machine's memory bandwidth and caches, and two single-threaded
+    copies of a small model each run about 1.3x slower than one alone on 2 cores
+    (bench/RESULTS.md), which a lone probe does not see. Means over the copies."""
+    if copies <= 1:
+        return probe(cfg, threads, data_dir)
+    from harness.study.processes import worker_context
+
+    ctx = worker_context()
+    barrier, results = ctx.Barrier(copies), ctx.Queue()
+    procs = [ctx.Process(target=probe_copy, daemon=True,
+                         args=(cfg.model_dump_json(), threads, data_dir, barrier, results))
+             for _ in range(copies)]
+    for proc in procs:
+        proc.start()
+    got = [results.get(timeout=PROBE_WAIT_S) for _ in procs]
+    for proc in procs:
+        proc.join()
+    errors = [g for g in got if isinstance(g, BaseException)]
+    if errors:
+        raise errors[0]
+    setups, epochs, firsts = zip(*got, strict=True)
+    return sum(setups) / len(got), sum(epochs) / len(got), sum(firsts) / len(got)
 
 
 def time_fresh_import() -> subprocess.Popen[bytes]:
@@ -197,6 +243,7 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
     for s in specs:
         by_shape.setdefault(shape_key(s.config), []).append(s)
     out = Estimate(workers, threads, [])
+    side_by_side = min(workers, sum(s.run_id not in finished for s in specs))
     for group in by_shape.values():
         todo = [s for s in group if s.run_id not in finished]
         if not todo:
@@ -205,7 +252,8 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
                 if s.run_id in finished]
         measured = from_finished(done)
         source = f"{len(done)} finished run(s)" if measured else "probe"
-        setup, epoch, first = measured or probe(todo[0].config, threads, data_dir)
+        setup, epoch, first = measured or probe_side_by_side(
+            todo[0].config, threads, data_dir, side_by_side)
         cost = ShapeCost(shape_label(todo[0].config), setup, epoch, source, len(todo), first)
         out.shapes.append(cost)
         for s in todo:
@@ -214,5 +262,5 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
     if timer is not None:
         out.startup_s = import_seconds(timer)
         if out.run_seconds:
-            out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * max(0, len(specs) - 12)
+            out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * len(specs)
     return out
