@@ -183,8 +183,9 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
                   timeout: float | None = None) -> None:
     """The one supervisor: `workers` worker processes (or this process for one) take the
     study's work of `kinds`, with one progress display (the study bar from `count`: done
-    and a status, plus one bar per worker). Then this process finishes what remote or dead
-    workers left, within `timeout` seconds of the start."""
+    and a status, plus one bar per worker). After worker processes, this process finishes
+    what remote or dead workers left, within `timeout` seconds of the start (one worker in
+    this process has already waited for them)."""
     started = time.monotonic()
     options: dict[str, Any] = {"url": url, "study": name, "results_dir": results_dir,
                                "data_dir": data_dir, "threads": threads_per_worker(workers),

@@ -40,6 +40,7 @@ from harness.study.execute import (
     run_study,
     study_lock,
 )
+from harness.study.processes import warm_worker_server
 from harness.study.queue import default_storage_url, mask_url, open_storage
 from harness.study.search import create_search, n_finished, search_progress, trials_of
 from harness.study.spec import StudyConfig
@@ -148,6 +149,7 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     results_dir = Path(results_dir)
     sdir = study_dir(results_dir, study.name)
     workers = workers or study.workers or default_workers()
+    warm_worker_server(workers)  # its imports overlap the search's set-up
     url = storage or study.storage or tuning_storage_url(sdir)
     if storage or study.storage:  # a shared storage is checked before anything is written
         open_storage(url)
