@@ -113,6 +113,7 @@ class Forbidden:
         raise AssertionError("the search touched the test split (len)")
 
 
+@pytest.mark.slow
 def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch):
     phase = {"search": True}
     real_build_data = build.build_data
@@ -267,6 +268,7 @@ def test_a_search_of_the_old_two_file_layout_is_refused_naming_the_file(tmp_path
 # ----------------------------------------------------------------------------- W&B
 
 
+@pytest.mark.slow
 def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
     """One `trial` job type for the search, the study-level report run, every offline run
     seen by sync (the search folder too), and a Report whose run filter matches its intro."""
