@@ -5,7 +5,7 @@ scheduled onto the chosen workers as wall time.
 A run is modelled as setup (data, model, final evaluation) + epochs x seconds per epoch
 + the queue's overhead per run. The study as a whole also pays, once: a fresh process's
 imports before the first step (timed by importing the worker's modules in a fresh Python,
-beside the probe), each worker's first-run extra (first kernels: the first probe's excess
+after the probes), each worker's first-run extra (first kernels: the first probe's excess
 over the second), and the report at the end (a fixed part plus a part per run, measured on
 finished studies: bench/RESULTS.md).
 Regularizers are not part of the shape: their cost (SWA's extra pass, a distillation
@@ -213,8 +213,8 @@ def probe_side_by_side(cfg: RunConfig, threads: int, data_dir: Path | None,
 
 def time_fresh_import() -> subprocess.Popen[bytes]:
     """Start timing a fresh Python importing what a worker imports; read with
-    `import_seconds` (it runs beside the probe, as the worker server runs beside the
-    coordinator)."""
+    `import_seconds`. Run alone: beside a probe it slowed a two-thread probe 2.3x
+    (bench/RESULTS.md)."""
     code = ("import time; t = time.perf_counter(); import harness.study.worker_preload; "
             "print(time.perf_counter() - t)")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -238,7 +238,6 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
     import harness.study.worker_preload  # noqa: F401  (the probe's first run then pays no imports)
 
     finished = finished or set()
-    timer = time_fresh_import() if startup else None
     by_shape: dict[str, list[RunSpec]] = {}
     for s in specs:
         by_shape.setdefault(shape_key(s.config), []).append(s)
@@ -259,8 +258,8 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
         for s in todo:
             out.run_seconds[s.run_id] = cost.run_seconds(
                 s.config.train.epochs, s.config.tracking.wandb != "disabled")
-    if timer is not None:
-        out.startup_s = import_seconds(timer)
+    if startup:  # after the probes: beside them it took a core from a 2-thread probe
+        out.startup_s = import_seconds(time_fresh_import())
         if out.run_seconds:
             out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * len(specs)
     return out
