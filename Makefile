@@ -16,7 +16,7 @@ export STUDY WORKERS ARGS
 help:
 	@echo "make run                     train the default run (MNIST-1D CNN)"
 	@echo "make test                    run the test suite"
-	@echo "make test-fast               the suite without tests marked slow (under a minute)"
+	@echo "make test-fast               quick loop: every module's fast tests, not the slow-marked"
 	@echo "make ablation STUDY=NAME     run a study from studies/NAME.yaml (no STUDY: list them)"
 	@echo "make tune STUDY=NAME         Optuna search for a tuning study"
 	@echo "make report STUDY=NAME       (re)build results/NAME/report.{html,md}"

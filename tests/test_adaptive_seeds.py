@@ -56,6 +56,7 @@ def test_round_seeds_keep_the_baseline_matched():
     assert seeds == {"baseline": [0, 1, 2, 3, 4], "a": [0, 1, 2, 3, 4], "b": [0, 1, 2]}
 
 
+@pytest.mark.slow
 def test_adaptive_rounds_add_seeds_only_where_undecided(tmp_path: Path):
     study = adaptive_study()
     out = run_study(study, source="test", results_dir=tmp_path, workers=1, report=False)

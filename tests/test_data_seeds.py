@@ -89,6 +89,7 @@ def test_a_run_keeps_its_test_probabilities(tmp_path: Path):
     assert not list(res.run_dir.path.glob("*.tmp*"))  # written atomically, no leftovers
 
 
+@pytest.mark.slow
 def test_report_decomposes_each_width_from_the_saved_probabilities(tmp_path: Path):
     from harness.record.load import StudyRecord
     from harness.report.bias_variance_report import variant_rows

@@ -296,6 +296,7 @@ def test_launcher_section_of_the_study_file_is_validated(tmp_path: Path) -> None
     assert result.exit_code == 2 and "array_paralelism" in result.stderr
 
 
+@pytest.mark.slow
 def test_tune_dry_run_counts_trials_and_confirmation_runs(tmp_path: Path) -> None:
     from harness.study import tune
     from harness.study.tune_space import parse_tune

@@ -64,6 +64,7 @@ def queue_of(sdir: Path) -> RunQueue:
     return RunQueue.open(f"sqlite:///{sdir / 'queue.db'}", NAME)
 
 
+@pytest.mark.slow
 def test_trials_carry_params_distributions_host_and_wandb_link(ran: Path) -> None:
     trials = queue_of(ran).trials(TrialState.COMPLETE)
     assert len(trials) == 4
@@ -91,6 +92,7 @@ def test_queue_entry_carries_what_a_remote_run_needs() -> None:
     assert entry["notes"] == "Dropout sweep for the queue tests."
 
 
+@pytest.mark.slow
 def test_report_from_storage_on_a_machine_that_ran_nothing(ran: Path, tmp_path: Path) -> None:
     db = tmp_path / "copied.db"
     shutil.copy(ran / "queue.db", db)
@@ -114,6 +116,7 @@ def test_report_from_storage_on_a_machine_that_ran_nothing(ran: Path, tmp_path: 
         assert rd.summary["imported"]["missing"] == ["model.pt"]
 
 
+@pytest.mark.slow
 def test_worker_refuses_an_unknown_study_and_creates_nothing(ran: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     missing = tmp_path / "none.db"
@@ -218,11 +221,13 @@ def check_dashboard(base: str, study: str, params: set[str]) -> None:
     assert sum(i["importance"] for i in importances[0]) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_dashboard_api_answers_for_an_ablation(ran: Path, dashboard: Any) -> None:
     base = dashboard(f"sqlite:///{ran / 'queue.db'}")
     check_dashboard(base, queue_study_name(NAME), {"dropout_p"})
 
 
+@pytest.mark.slow
 def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any) -> None:
     from harness.study import tune
 

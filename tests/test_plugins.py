@@ -286,6 +286,7 @@ def test_example_plugin_package_runs_a_study_from_outside_the_repository(tmp_pat
         assert row["best_test_acc_mean"] == pytest.approx(by_run[row["variant"]])
 
 
+@pytest.mark.slow
 def test_broken_entry_point_is_reported_where_it_matters(tmp_path):
     site = tmp_path / "site"
     (site / "broken_plug").mkdir(parents=True)

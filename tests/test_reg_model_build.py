@@ -417,7 +417,8 @@ def test_training_loop_smoke(tmp_path: Path) -> None:
     config = build_run_config({
         "model": {"name": "mlp", "width": 32},
         "data": {"num_samples": 200},
-        "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "checkpoint": False},
+        "train": {"epochs": 1, "batch_size": 64, "device": "cpu", "checkpoint": False,
+                  "threads": 1},
         "tracking": {"wandb": "disabled"},
         "regularizers": {"dropout": {"p": 0.1}, "dropconnect": {"p": 0.1},
                          "spectral_norm": {}, "norm": {"kind": "layernorm"}},

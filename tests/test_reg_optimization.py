@@ -540,7 +540,10 @@ def test_end_to_end_weight_decay_and_ema(tmp_path):
     from harness.config import build_run_config
     from harness.train.loop import train_run
 
-    cfg = build_run_config({"data": {"num_samples": 600}, "train": {"epochs": 2},
+    # the default CNN (EMA averages its batch-norm statistics too), 4 channels wide, on one
+    # thread (the default, one per core, spins on a busy machine): under a second
+    cfg = build_run_config({"data": {"num_samples": 600}, "model": {"width": 4},
+                            "train": {"epochs": 2, "threads": 1},
                             "tracking": {"wandb": "disabled"},
                             "regularizers": {"weight_decay": {"value": 0.05},
                                              "ema": {"decay": 0.9}, "grad_clip": {},

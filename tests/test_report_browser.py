@@ -120,6 +120,7 @@ def test_index_has_no_overflow(browser, fresh_report: Path, width: int, height: 
     assert page.probe["scrollWidth"] <= page.probe["innerWidth"]
 
 
+@pytest.mark.slow
 def test_the_probe_catches_a_wide_table(browser, tmp_path: Path) -> None:
     """The checks can fail: a 20-column table and a wide figure overflow a phone screen."""
     cells = "".join(f"<td>column {i} 0.473 ± 0.012</td>" for i in range(20))

@@ -55,6 +55,7 @@ def per_run(study_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_summary_csv_equals_an_independent_recomputation(study_dir: Path) -> None:
     summary = pd.read_csv(study_dir / "summary.csv").set_index("variant")
     runs = per_run(study_dir)
@@ -81,6 +82,7 @@ def test_summary_csv_equals_an_independent_recomputation(study_dir: Path) -> Non
     assert summary.loc["baseline", "disagreement"] == pytest.approx(np.mean(pairs), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_with_table_and_every_figure(study_dir: Path) -> None:
     html = (study_dir / "report.html").read_text()
     md = (study_dir / "report.md").read_text()
@@ -155,6 +157,7 @@ def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
     assert "huge_lr" in section and "diverged" in section
 
 
+@pytest.mark.slow
 def test_compact_table_statistics_match_scipy_and_statsmodels(study_dir: Path) -> None:
     from statsmodels.stats.multitest import multipletests
 

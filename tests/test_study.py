@@ -88,6 +88,7 @@ def test_shipped_studies_are_valid() -> None:
             assert expand(cfg, str(path))
 
 
+@pytest.mark.slow
 def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     s = study({"kind": "sweep", "parameter": "model.width", "values": [8, 24]}, seeds=2)
     out = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)

@@ -106,6 +106,7 @@ class Forbidden:
         raise AssertionError("the search touched the test split (len)")
 
 
+@pytest.mark.slow
 def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch):
     phase = {"search": True}
     real_build_data = build.build_data
@@ -236,6 +237,7 @@ def test_dead_workers_trial_is_failed_and_queued_again(tmp_path):
 # ----------------------------------------------------------------------------- W&B
 
 
+@pytest.mark.slow
 def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
     """One `trial` job type for the search, the study-level report run, every offline run
     seen by sync (the search folder too), and a Report whose run filter matches its intro."""

@@ -143,6 +143,7 @@ def test_a_downstream_run_of_a_failed_upstream_fails_with_why(tmp_path: Path):
                                     "its run folder or the queue"
 
 
+@pytest.mark.slow
 def test_fine_tuning_study_end_to_end(tmp_path: Path):
     s = finetune_study(seeds=1)
     out = run_study(s, source="t", results_dir=tmp_path, workers=1, report=False)

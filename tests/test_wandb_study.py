@@ -99,6 +99,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
 # ----------------------------------------------------------------------------- per run
 
 
+@pytest.mark.slow
 def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) -> None:
     result = tiny_study.results[0]
     run_dir = result.summary["wandb"]["run_dir"]
@@ -128,6 +129,7 @@ def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) ->
     assert not [k for k in run.summary if k.startswith("best_") and k != "best_val_epoch"]
 
 
+@pytest.mark.slow
 def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
     by_variant = {r.summary["variant"]: r for r in tiny_study.results}
     result = by_variant["width=32"]
@@ -163,6 +165,7 @@ def test_gap_metrics_follow_the_report_definition() -> None:
 # ----------------------------------------------------------------------------- study run
 
 
+@pytest.mark.slow
 def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> None:
     sdir = tiny_study.sdir
     info = log_study_run(sdir, mode="offline", project="harness-test", entity=None)
@@ -213,6 +216,7 @@ def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> N
     assert close(dd32[1], 1 - sum(final) / len(final))
 
 
+@pytest.mark.slow
 def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
     curves = {c.key: c for c in study_curves(tiny_study.sdir)}
     sweep = curves["sweep/best_test_acc_vs_width"]
@@ -222,6 +226,7 @@ def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
         assert n == 2 and close(mean_acc, sum(accs) / len(accs))
 
 
+@pytest.mark.slow
 def test_comparison_table_without_summary_csv_is_the_reports(tiny_study: TinyStudy,
                                                               tmp_path: Path) -> None:
     """Without summary.csv the W&B table is computed by the report's own code from the study
@@ -281,6 +286,7 @@ def test_study_run_failure_is_one_warning_not_an_error(
 # ----------------------------------------------------------------------------- report spec
 
 
+@pytest.mark.slow
 def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> None:
     spec = build_report_spec(tiny_study.sdir, project="harness-test", entity=None)
     assert spec["study"] == STUDY and spec["project"] == "harness-test"
@@ -341,6 +347,7 @@ def test_report_spec_for_an_ablation_is_a_bar_per_variant(tmp_path: Path) -> Non
     assert [p["y"] for p in spec["sections"][0]["panels"]][0] == ["train_loss"]
 
 
+@pytest.mark.slow
 def test_wandb_report_offline_says_how_to_create_it_later(tiny_study: TinyStudy) -> None:
     outcome = create_wandb_report(tiny_study.sdir, mode="offline")
     assert outcome.ok and outcome.url is None
@@ -418,6 +425,7 @@ def test_sync_timeout_and_missing_login_are_failures(
     assert sync_study(tmp_path / "empty").lines()[0].endswith("0 synced, 0 failed")
 
 
+@pytest.mark.slow
 def test_finish_study_logs_the_study_run_and_records_links(tiny_study: TinyStudy) -> None:
     lines = wandb_study.finish_study(tiny_study.sdir)  # tracking.wandb: offline in study.json
     assert lines[0].startswith("W&B study run saved offline: ")
@@ -498,6 +506,7 @@ def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         wandb.teardown()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["width", "dropout"])
 def test_every_report_panel_key_exists_in_the_offline_runs(
     which: str, tiny_study: TinyStudy, dropout_study: Path
@@ -532,6 +541,7 @@ def test_every_report_panel_key_exists_in_the_offline_runs(
         assert values == [0.1, 0.3]  # the baseline's value too, from the queue-free path
 
 
+@pytest.mark.slow
 def test_wandb_report_dry_run_writes_the_spec(tiny_study: TinyStudy, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
