@@ -201,4 +201,6 @@ def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
     for run in ("baseline seed 0", "width=8 seed 0"):
         assert f"{run}: failed: fashion_mnist: files not found" in out.output, out.output
     q = RunQueue.open(default_storage_url(tmp_path / "r" / "nofiles"), "nofiles")
-    assert sorted(t.user_attrs.get("failure") for t in q.trials()) == ["final", "final"]
+    seen = [(t.number, t.state.name, t.user_attrs.get("failure"), t.user_attrs.get("error"))
+            for t in q.trials()]
+    assert sorted(str(t[2]) for t in seen) == ["final", "final"], seen
