@@ -22,9 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_md import machine, write_section  # noqa: E402
 
+from harness.study.search import create_search  # noqa: E402
 from harness.study.spec import StudyConfig, find_study_file, load_study  # noqa: E402
-from harness.study.tune import create_search, trial_epochs, tune_worker_loop  # noqa: E402
+from harness.study.tune import trial_epochs  # noqa: E402
 from harness.study.tune_space import parse_tune  # noqa: E402
+from harness.study.worker import worker_loop  # noqa: E402
 
 
 def search(study: StudyConfig, pruner: object, root: Path) -> dict[str, float]:
@@ -35,10 +37,10 @@ def search(study: StudyConfig, pruner: object, root: Path) -> dict[str, float]:
     raw["base"].setdefault("tracking", {})["wandb"] = "disabled"
     variant = StudyConfig.model_validate(raw)
     spec = parse_tune(variant, "bench")
-    url = f"sqlite:///{root / 'tune.db'}"
+    url = f"sqlite:///{root / 'queue.db'}"
     ostudy = create_search(url, variant, spec, "bench")
     t0 = time.perf_counter()
-    tune_worker_loop(url, variant, root, threads=os.cpu_count() or 1, worker=0, parallel=False)
+    worker_loop(url, variant.name, root, threads=os.cpu_count() or 1, worker=0, parallel=False)
     seconds = time.perf_counter() - t0
     trials = ostudy.get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -40,8 +40,7 @@ def timed(base: dict, workers: int, root: Path) -> tuple[float, int]:
                    "values": [0.1, 0.2, 0.3]},
         "seeds": 2})
     t0 = time.perf_counter()
-    out = run_study(study, source="bench", results_dir=root / f"w{workers}", workers=workers,
-                    report=False)
+    out = run_study(study, source="bench", results_dir=root / f"w{workers}", workers=workers)
     return time.perf_counter() - t0, out.finished
 
 

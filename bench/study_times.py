@@ -29,7 +29,7 @@ def time_study(name: str, root: Path) -> tuple[int, int, float, float]:
     one = study.model_copy(update={"seeds": [study.seed_list()[0]]})
     one.base.setdefault("tracking", {})["wandb"] = "disabled"
     t0 = time.perf_counter()
-    run_study(one, source=str(path), results_dir=root, workers=1, report=False)
+    run_study(one, source=str(path), results_dir=root, workers=1)
     seconds = time.perf_counter() - t0
     return full_runs, seeds, seconds, seconds * seeds
 

@@ -92,8 +92,12 @@ def ablation(study: str | Path, *, workers: int | None = None,
         raise ConfigError(f"{path}: kind is {cfg.kind!r}; harness.ablation runs ablation studies")
     ensure_writable(Path(results_dir))
     outcome = run_study(cfg, source=str(path), results_dir=Path(results_dir), workers=workers,
-                        storage=storage, data_dir=None if data_dir is None else Path(data_dir),
-                        report=report)
+                        storage=storage, data_dir=None if data_dir is None else Path(data_dir))
+    if report:
+        from harness.console import console
+        from harness.report.finish import report_study
+
+        report_study(outcome.study_dir, lambda line: console.print(line, soft_wrap=True))
     return load_study(outcome.study_dir)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,6 +67,13 @@ def study_to_run(name: str, kind: str, results_dir: Path,
                            f"`make {verb} STUDY={cfg.name}`")
     ensure_writable(results_dir / cfg.name)  # the study folder, or the first that exists
     return source, cfg
+
+
+def say(line: str) -> None:
+    """A line for the user (standard error), never broken inside a path or URL."""
+    from harness.console import console
+
+    console.print(line, soft_wrap=True)
 
 
 def interrupted(again: str) -> None:
@@ -313,7 +319,11 @@ def ablation(
         from harness.study.execute import run_study
 
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
-                        storage=storage, data_dir=data_dir, report=not no_report)
+                        storage=storage, data_dir=data_dir)
+        if not no_report:
+            from harness.report.finish import report_study
+
+            report_study(out.study_dir, say)
     except Exception as err:
         fail(err, debug, queue)
         return
@@ -340,8 +350,9 @@ def tune(
     study: Annotated[str, typer.Argument(help="Tuning study name (studies/NAME.yaml) or path.")],
     workers: Workers = None,
     storage: Annotated[str | None, typer.Option(
-        "--storage", help="Optuna storage URL (default: SQLite/journal file in "
-        "results/<study>/; postgresql://... for workers on several machines).")] = None,
+        "--storage", help="Optuna storage URL, one per tuning study: the search and its "
+        "retrain queue (default: results/<study>/queue.db; postgresql://... for workers on "
+        "several machines).")] = None,
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     set_: StudySet = None,
@@ -361,10 +372,12 @@ def tune(
                           data_dir=data_dir, as_json=json_)
             return
         source, cfg = study_to_run(study, "tune", results_dir, set_)
+        from harness.report.finish import report_tuning
         from harness.study.tune import run_tuning
 
         out = run_tuning(cfg, source=source, results_dir=results_dir, workers=workers,
                          storage=storage, data_dir=data_dir)
+        report_tuning(out, say)
     except Exception as err:
         fail(err, debug)
         return
@@ -376,6 +389,11 @@ def tune(
     report = out.study_dir / "report.html"
     if report.is_file():
         console.print(f"report: {report}")
+    failed = out.retrain.failed if out.retrain is not None else []
+    for line in failed:
+        console.print(f"  not finished: {escape(line)}", soft_wrap=True, highlight=False)
+    if out.complete == 0 or failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()
@@ -390,29 +408,25 @@ def worker(
         "queue its runs (default: none; an unknown study is an error).")] = 0.0,
     debug: Debug = False,
 ) -> None:
-    """Join a running study from any machine: take queued runs until none is left."""
+    """Join a running study from any machine: take its search trials (a tuning study) and
+    queued runs until none is left."""
     from harness.console import console
     from harness.study.queue import mask_url
 
     try:
-        from harness.study.tune import tune_worker_loop
         from harness.study.worker import ProgressLines, wait_for_study, worker_loop
 
         kind = wait_for_study(storage, study, wait)
         console.print(f"worker for {'tuning ' if kind == 'tune' else ''}study {study} "
                       f"on {mask_url(storage)}")
         lines = ProgressLines(lambda line: console.print(line, soft_wrap=True))
-        if kind == "tune":
-            n = tune_worker_loop(storage, study, results_dir, data_dir, threads, emit=lines)
-            console.print(f"search finished; this worker ran {n} trial(s)")
-            return
         n = worker_loop(storage, study, results_dir, data_dir, threads, emit=lines)
     except Exception as err:
         fail(err, debug)
         return
     except KeyboardInterrupt:
         interrupted(f"harness worker --study {study} --storage ...")
-    console.print(f"queue empty; this worker ran {n} run(s)")
+    console.print(f"nothing left to take; this worker ran {n} run(s)")
 
 
 @app.command()
@@ -431,7 +445,8 @@ def report(
 
     sdir = results_dir / study
     try:
-        from harness.study.execute import build_study_report, import_study
+        from harness.report.build import build_report
+        from harness.study.execute import import_study
 
         if storage:
             n = import_study(storage, study, sdir)
@@ -439,7 +454,7 @@ def report(
         if not (sdir / "runs").is_dir():
             raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first, "
                               "or pass --storage URL to read them from the study's queue)")
-        html = build_study_report(sdir)
+        html = build_report(sdir).html
     except Exception as err:
         fail(err, debug)
         return
@@ -525,4 +540,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -59,7 +59,7 @@ def test_round_seeds_keep_the_baseline_matched():
 @pytest.mark.slow
 def test_adaptive_rounds_add_seeds_only_where_undecided(tmp_path: Path):
     study = adaptive_study()
-    out = run_study(study, source="test", results_dir=tmp_path, workers=1, report=False)
+    out = run_study(study, source="test", results_dir=tmp_path, workers=1)
     info = json.loads((out.study_dir / ADAPTIVE_JSON).read_text())
     record = StudyRecord.load(out.study_dir)
     counts = {v: len(record.runs_of(v)) for v in ("baseline", "broken_lr", "other_split")}

@@ -97,7 +97,7 @@ def test_report_decomposes_each_width_from_the_saved_probabilities(tmp_path: Pat
     from harness.study.execute import run_study
 
     out = run_study(width_study(seeds=1, data_seeds=2), source="test", results_dir=tmp_path,
-                    workers=1, report=False)
+                    workers=1)
     md = build_report(out.study_dir).markdown.read_text()
     assert "## Bias-variance decomposition" in md or "Bias-variance decomposition" in md
     rows, notes = variant_rows(StudyRecord.load(out.study_dir))

@@ -188,7 +188,7 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
         "design": {"kind": "sweep", "parameter": "model.width", "values": [2, 4, 16, 64]},
         "seeds": 1,
     })
-    out = run_study(study, source="test", results_dir=tmp_path, workers=1, report=False)
+    out = run_study(study, source="test", results_dir=tmp_path, workers=1)
     assert out.finished == 4 and not out.failed  # the baseline (width 4) is a sweep point
     sdir = tmp_path / "double_descent_tiny"
 

@@ -52,8 +52,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("queue")
     with pytest.MonkeyPatch.context() as mp:
         isolate_wandb_env(mp, base)
-        run_study(sweep_study(), source="q.yaml", results_dir=base / "results", workers=1,
-                  report=False)
+        run_study(sweep_study(), source="q.yaml", results_dir=base / "results", workers=1)
         yield base / "results" / NAME
         import wandb
 
@@ -230,6 +229,7 @@ def test_dashboard_api_answers_for_an_ablation(ran: Path, dashboard: Any) -> Non
 @pytest.mark.slow
 def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any) -> None:
     from harness.study import tune
+    from harness.study.search import optuna_study_name
 
     study = StudyConfig.model_validate({
         "name": "dtune", "kind": "tune", "base": tiny_raw(),
@@ -237,11 +237,10 @@ def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any
                  "sampler": {"name": "random"},
                  "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0,
                                                       "high": 0.5}}}})
-    out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1,
-                          report=False)
+    out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
     assert out.complete == 3
-    base = dashboard(f"sqlite:///{tmp_path / 'dtune' / 'tune.db'}")
-    check_dashboard(base, tune.optuna_study_name("dtune"), {"regularizers.dropout.p"})
-    ostudy = optuna.load_study(study_name=tune.optuna_study_name("dtune"),
-                               storage=f"sqlite:///{tmp_path / 'dtune' / 'tune.db'}")
+    base = dashboard(f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")
+    check_dashboard(base, optuna_study_name("dtune"), {"regularizers.dropout.p"})
+    ostudy = optuna.load_study(study_name=optuna_study_name("dtune"),
+                               storage=f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")
     assert all("val_loss_at_best_val" in t.user_attrs for t in ostudy.trials)

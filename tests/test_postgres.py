@@ -19,10 +19,13 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from harness.report.tune_report import write_outputs
 from harness.study import tune
 from harness.study.queue import mask_url
+from harness.study.search import create_search, optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.tune_space import parse_tune
+from harness.study.worker import worker_loop, worker_process
 
 URL = os.environ.get("HARNESS_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set HARNESS_TEST_POSTGRES_URL to a PostgreSQL "
@@ -43,10 +46,10 @@ def make_study(n_trials: int, **base) -> StudyConfig:
 def test_three_workers_share_one_study_without_running_a_trial_twice(tmp_path):
     study = make_study(6)
     out = tune.run_tuning(study, source="pg.yaml", results_dir=tmp_path, workers=3,
-                          storage=URL, report=False)
+                          storage=URL)
     password = make_url(URL).password
     assert out.storage == mask_url(URL) and (not password or password not in out.storage)
-    ostudy = optuna.load_study(study_name=tune.optuna_study_name(study.name), storage=URL)
+    ostudy = optuna.load_study(study_name=optuna_study_name(study.name), storage=URL)
     trials = ostudy.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) >= 6 and out.failed == 0
@@ -56,6 +59,9 @@ def test_three_workers_share_one_study_without_running_a_trial_twice(tmp_path):
     run_ids = [t.user_attrs["run_id"] for t in finished]
     folders = list((tmp_path / study.name / "search" / study.name / "runs").iterdir())
     assert sorted(p.name.rsplit("-", 1)[1] for p in folders) == sorted(run_ids)
+    assert out.retrain is not None and not out.retrain.failed  # the retrain, same storage
+    assert set(optuna.get_all_study_names(URL)) >= {f"{study.name}:tune", f"{study.name}:runs"}
+    write_outputs(out)  # what `harness tune` writes next
     assert (tmp_path / study.name / "tuning.json").is_file()
 
 
@@ -64,11 +70,11 @@ def test_killed_worker_trial_is_retried_and_completed(tmp_path, monkeypatch):
     study = make_study(1, data={"name": "mnist1d", "num_samples": 2000},
                        train={"epochs": 40, "batch_size": 32, "threads": 1})
     spec = parse_tune(study, "pg.yaml")
-    ostudy = tune.create_search(URL, study, spec, "pg.yaml")
+    ostudy = create_search(URL, study, spec, "pg.yaml")
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
-    proc = ctx.Process(target=tune.tune_worker_process,
-                       args=(URL, study.name, str(tmp_path), None, 1, events, 0))
+    proc = ctx.Process(target=worker_process, args=(
+        {"url": URL, "study": study.name, "results_dir": tmp_path, "threads": 1}, events, 0))
     proc.start()
     deadline = time.monotonic() + 120
     victim = None
@@ -83,7 +89,7 @@ def test_killed_worker_trial_is_retried_and_completed(tmp_path, monkeypatch):
     proc.join(timeout=10)
     time.sleep(4)  # past the heartbeat grace period (3 x 1 s)
 
-    ran = tune.tune_worker_loop(URL, study.name, tmp_path, threads=1, worker=1)
+    ran = worker_loop(URL, study.name, tmp_path, threads=1, worker=1)
     assert ran == 1
     trials = {t.number: t for t in ostudy.get_trials()}
     assert trials[victim.number].state == TrialState.FAIL
@@ -214,7 +220,7 @@ def test_ablation_across_machines_and_report_from_the_database(tmp_path):
     assert len(remote) == 2 and all(t.params for t in remote.values())
     # A finishes the rest and imports B's runs
     out = run_study(study, source="pg.yaml", results_dir=tmp_path / "a", storage=URL,
-                    workers=1, report=False)
+                    workers=1)
     assert len(list_run_dirs(tmp_path / "a" / name)) == 4
     assert (out.finished, out.ran_before, out.imported) == (4, 0, 2)  # 2 trained on A
     assert worker_loop(URL, name, tmp_path / "b") == 0  # nothing left

@@ -34,8 +34,8 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A study run with 3 seeds, then re-planned with 2 (seed 2 becomes stale), one run's
     metrics truncated, a foreign run folder linked in, and a variant that fails at run time."""
     root = tmp_path_factory.mktemp("record")
-    run_study(_study(3), source="t", results_dir=root, workers=1, report=False)
-    out = run_study(_study(2), source="t", results_dir=root, workers=1, report=False)
+    run_study(_study(3), source="t", results_dir=root, workers=1)
+    out = run_study(_study(2), source="t", results_dir=root, workers=1)
     sdir = root / "trust"
     runs = sdir / "runs"
     truncated = next(runs.glob("dropout-s1-*"))
@@ -44,7 +44,7 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     other = root / "elsewhere"
     run_study(StudyConfig(name="elsewhere", seeds=1, base=tiny_raw(),
                           design={"kind": "sweep", "parameter": "model.width", "values": [8]}),
-              source="t", results_dir=root, workers=1, report=False)
+              source="t", results_dir=root, workers=1)
     foreign = next((other / "runs").glob("baseline-s0-*"))
     os.symlink(foreign, runs / f"baseline-s5-{foreign.name.rsplit('-', 1)[1]}")
     paths = build_report(sdir, index=False)
@@ -128,7 +128,8 @@ def test_edited_config_and_disagreeing_summary_are_caught(damaged: dict, tmp_pat
 def test_single_axis_grid_runs_and_reports(tmp_path: Path) -> None:
     study = StudyConfig(name="grid1", seeds=1, base=tiny_raw(),
                         design={"kind": "grid", "parameters": {"model.width": [8, 16]}})
-    out = run_study(study, source="t", results_dir=tmp_path, workers=1, report=True)
+    out = run_study(study, source="t", results_dir=tmp_path, workers=1)
+    build_report(out.study_dir)
     assert not out.failed
     summary = pd.read_csv(tmp_path / "grid1" / "summary.csv")
     assert set(summary["swept_value"].dropna()) == {8.0, 16.0}
@@ -146,7 +147,7 @@ def test_early_stopping_study_compares_restored_model_with_both_references(
             "patience_1": {"regularizers": {"early_stopping": {"patience": 1}}}}},
         compare={"metric": "final_test_acc", "reference": "last_test_acc",
                  "also_against": ["best_test_acc"]})
-    run_study(study, source="t", results_dir=tmp_path, workers=1, report=False)
+    run_study(study, source="t", results_dir=tmp_path, workers=1)
     paths = build_report(tmp_path / "es", index=False)
     summary = pd.read_csv(paths.summary_csv).set_index("variant")
     runs = {}

@@ -120,7 +120,7 @@ def test_a_study_keeps_its_own_thread_count(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "train_run",
                         lambda cfg, **kw: seen.append(cfg.train.threads) or (_ for _ in ()).throw(
                             RuntimeError("stop")))
-    monkeypatch.setattr(worker, "queued_trackers", lambda *a, **k: (lambda cfg: None))
+    monkeypatch.setattr(worker, "job_trackers", lambda *a, **k: (lambda cfg: None))
 
     class Q:
         def heartbeat(self, job):

@@ -69,7 +69,7 @@ def fresh_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         base=tiny_raw(train={"epochs": 3}),
                         design={"kind": "sweep", "parameter": "regularizers.dropout.p",
                                 "values": [0.1, 0.5], "baseline_value": 0.0})
-    run_study(study, source="t", results_dir=root, workers=1, report=False)
+    run_study(study, source="t", results_dir=root, workers=1)
     return build_report(root / "fresh").html
 
 

@@ -34,7 +34,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         base=tiny_raw(train={"epochs": 4}),
                         design={"kind": "sweep", "parameter": "regularizers.dropout.p",
                                 "values": [0.5]})
-    run_study(study, source="t", results_dir=root, workers=1, report=False)
+    run_study(study, source="t", results_dir=root, workers=1)
     build_report(root / "rep", index=True)
     return root / "rep"
 
@@ -150,7 +150,7 @@ def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
     study = StudyConfig(name="bad", seeds=1, base=tiny_raw(train={"epochs": 3}),
                         design={"kind": "one_at_a_time", "variants": {
                             "huge_lr": {"optim": {"name": "sgd", "lr": 1.0e6}}}})
-    run_study(study, source="t", results_dir=tmp_path, workers=1, report=False)
+    run_study(study, source="t", results_dir=tmp_path, workers=1)
     paths = build_report(tmp_path / "bad", index=False)
     md = paths.markdown.read_text()
     section = md.split("## Left out, and why", 1)[1]

@@ -19,7 +19,7 @@ def test_double_descent_section_and_figures_are_in_the_report(tmp_path: Path) ->
                                       data={"label_noise": 0.2}),
                         design={"kind": "sweep", "parameter": "model.width",
                                 "values": [2, 8, 32]})
-    run_study(study, source="t", results_dir=tmp_path, workers=1, report=False)
+    run_study(study, source="t", results_dir=tmp_path, workers=1)
     paths = build_report(tmp_path / "double_descent_tiny", index=False)
     html = paths.html.read_text()
     md = paths.markdown.read_text()

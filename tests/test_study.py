@@ -91,7 +91,7 @@ def test_shipped_studies_are_valid() -> None:
 @pytest.mark.slow
 def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     s = study({"kind": "sweep", "parameter": "model.width", "values": [8, 24]}, seeds=2)
-    out = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    out = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert out.finished == out.total == 6 and not out.failed
     runs = list_run_dirs(tmp_path / "t")
     assert len(runs) == 6
@@ -101,7 +101,7 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path: Path) -> None:
     complete = [t.user_attrs["run_id"] for t in q.trials(TrialState.COMPLETE)]
     assert sorted(complete) == sorted(r.config["run_id"] for r in runs)  # once each
     # a second invocation runs nothing
-    again = run_study(s, source="t", results_dir=tmp_path, workers=2, report=False)
+    again = run_study(s, source="t", results_dir=tmp_path, workers=2)
     assert again.ran_before == 6 and again.finished == 6
     assert len(q.trials(TrialState.COMPLETE)) == 6
 
@@ -165,14 +165,42 @@ def test_a_design_that_gained_values_is_refused_with_the_way_out(tmp_path: Path)
                            design={"kind": "grid",
                                    "parameters": {"regularizers.dropout": choices}})
 
-    first = run_study(study(["p1"]), source="t", results_dir=tmp_path, workers=1,
-                      report=False)
+    first = run_study(study(["p1"]), source="t", results_dir=tmp_path, workers=1)
     ran = first.finished
     with pytest.raises(ConfigError, match=r"study 'grow': .* gained .*p3.* move the study's "
                                           r"queue.db aside"):
-        run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
-                  report=False)
+        run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1)
     (tmp_path / "grow" / "queue.db").rename(tmp_path / "old-queue.db")
-    again = run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1,
-                      report=False)
+    again = run_study(study(["p1", "p3"]), source="t", results_dir=tmp_path, workers=1)
     assert (again.ran_before, again.finished) == (ran, ran + 1) and not again.failed
+
+
+def missing_data_base(tmp_path: Path) -> dict:
+    """A run config whose every run fails with a final error: its data files are missing."""
+    return {**tiny_raw(), "data": {"name": "fashion_mnist", "data_dir": str(tmp_path / "none")}}
+
+
+@pytest.mark.timeout(240)
+def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
+        tmp_path: Path) -> None:
+    """Every run fails with a final error on two worker processes: the study ends (nothing
+    waits for runs no one will train), lists each run with its reason, tries each run once,
+    and the CLI exits 1."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    path = tmp_path / "nofiles.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "nofiles", "seeds": 1, "base": missing_data_base(tmp_path),
+        "design": {"kind": "sweep", "parameter": "model.width", "values": [8]}}))
+    out = CliRunner().invoke(app, ["ablation", str(path), "--workers", "2", "--no-report",
+                                   "--results-dir", str(tmp_path / "r")])
+    assert out.exit_code == 1, out.output
+    assert "0/2 runs finished" in out.output and "not finished (2)" in out.output
+    for run in ("baseline seed 0", "width=8 seed 0"):
+        assert f"{run}: failed: fashion_mnist: files not found" in out.output, out.output
+    q = RunQueue.open(default_storage_url(tmp_path / "r" / "nofiles"), "nofiles")
+    seen = [(t.number, t.state.name, t.user_attrs.get("failure"), t.user_attrs.get("error"))
+            for t in q.trials()]
+    assert sorted(str(t[2]) for t in seen) == ["final", "final"], seen

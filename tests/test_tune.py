@@ -1,11 +1,12 @@
 """Optuna tuning on the validation split: space validation, no test-set access during the
-search, reproducibility, parallel journal workers, pruning, conditional params."""
+search, reproducibility, parallel workers on one storage, pruning, conditional params, a
+dead worker's trial retried, the old two-file layout refused."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import socket
+import time
 from pathlib import Path
 
 import optuna
@@ -14,9 +15,14 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
-from harness.study import tune
+from harness.report.finish import report_tuning
+from harness.report.tune_report import tuning_section, write_outputs
+from harness.study import search, tune
+from harness.study.execute import drive_workers
+from harness.study.search import create_search, search_progress
 from harness.study.spec import StudyConfig
 from harness.study.tune_space import parse_tune
+from harness.study.worker import worker_loop
 from harness.train import build
 
 SPACE = {
@@ -27,10 +33,11 @@ SPACE = {
 }
 
 
-def make_study(name: str = "tq", space: dict | None = None, **tune_opts) -> StudyConfig:
+def make_study(name: str = "tq", space: dict | None = None, base: dict | None = None,
+               **tune_opts) -> StudyConfig:
     t = {"n_trials": 3, "confirm_seeds": 2, "sampler": {"name": "tpe", "n_startup_trials": 2},
          "pruner": "none", "space": space if space is not None else SPACE, **tune_opts}
-    return StudyConfig.model_validate({"name": name, "kind": "tune", "base": tiny_raw(),
+    return StudyConfig.model_validate({"name": name, "kind": "tune", "base": base or tiny_raw(),
                                        "tune": t})
 
 
@@ -124,11 +131,11 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
     monkeypatch.setattr(build, "build_data", guarded)
     monkeypatch.setattr(tune, "retrain", retrain)
     study = make_study(n_trials=3)
-    out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1, report=False)
+    out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
     assert out.complete + out.pruned >= 3 and out.failed == 0
 
     sdir = tmp_path / "tq"
-    ostudy = optuna.load_study(study_name="tq:tune", storage=f"sqlite:///{sdir / 'tune.db'}")
+    ostudy = optuna.load_study(study_name="tq:tune", storage=f"sqlite:///{sdir / 'queue.db'}")
     params = {f"trial-{t.number}": t.params for t in ostudy.trials}
     for p in params.values():  # conditional params: alpha only when its switch is on
         assert ("regularizers.mixup.alpha" in p) == (p["use_mixup"] is True)
@@ -149,30 +156,37 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
     assert {s["variant"] for s in summaries} >= {"baseline"}
     assert all(s["seed"] in (1, 2) and s.get("best_test_acc") is not None for s in summaries)
 
+    write_outputs(out)
     info = json.loads((sdir / "tuning.json").read_text())
     assert info["trials"]["complete"] + info["trials"]["pruned"] >= 3
     assert info["best"]["params"] == out.best_params and info["epochs_consumed"] > 0
-    section = tune.tuning_section(sdir)
+    section = tuning_section(sdir)
     assert section["best_params"] and section["retrain"][0]["variant"] == "baseline"
     assert section["figures"] and all((sdir / f["path"]).is_file() for f in section["figures"])
     assert "Hyperparameter search" in section["markdown"]
 
     # resumable: the same budget again runs no new trial; a larger one continues the study
     n = len(ostudy.trials)
-    tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1, report=False)
+    tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
     assert len(ostudy.trials) == n
     with pytest.raises(ConfigError, match="another base config, space"):
-        tune.create_search(f"sqlite:///{sdir / 'tune.db'}",
-                           make_study(space={"regularizers.dropout.p": F}),
-                           parse_tune(make_study(space={"regularizers.dropout.p": F}), "t"), "t")
+        create_search(f"sqlite:///{sdir / 'queue.db'}",
+                      make_study(space={"regularizers.dropout.p": F}),
+                      parse_tune(make_study(space={"regularizers.dropout.p": F}), "t"), "t")
+    # one storage: the search and its retrain queue, nothing else
+    assert sorted(p.name for p in sdir.iterdir() if p.suffix in (".db", ".journal")) == \
+        ["queue.db"]
+    assert set(optuna.get_all_study_names(f"sqlite:///{sdir / 'queue.db'}")) == \
+        {"tq:tune", "tq:runs"}
 
 
 def search_once(root: Path) -> list[dict]:
     study = make_study(n_trials=4)
     spec = parse_tune(study, "t.yaml")
-    url = f"sqlite:///{root / 'tune.db'}"
-    tune.create_search(url, study, spec, "t.yaml")
-    tune.tune_worker_loop(url, "tq", root, threads=1, worker=0, parallel=False)
+    root.mkdir()
+    url = f"sqlite:///{root / 'queue.db'}"
+    create_search(url, study, spec, "t.yaml")
+    worker_loop(url, "tq", root, threads=1, worker=0, parallel=False)
     ostudy = optuna.load_study(study_name="tq:tune", storage=url)
     return [t.params for t in sorted(ostudy.trials, key=lambda t: t.number)]
 
@@ -183,14 +197,16 @@ def test_seeded_search_with_one_worker_is_reproducible(tmp_path):
 
 
 @pytest.mark.slow
-def test_journal_storage_with_two_worker_processes(tmp_path):
+def test_two_worker_processes_share_one_storage(tmp_path):
     study = make_study(n_trials=4)
     spec = parse_tune(study, "t.yaml")
     sdir = tmp_path / "tq"
-    url = tune.default_tune_storage(sdir, workers=2)
-    assert url.startswith("journal:") and url.endswith("tune.journal")
-    ostudy = tune.create_search(url, study, spec, "t.yaml")
-    tune.drive_search(url, study, spec, "t.yaml", ostudy, tmp_path, None, workers=2)
+    sdir.mkdir()
+    url = tune.tuning_storage_url(sdir)
+    assert url == f"sqlite:///{(sdir / 'queue.db').resolve()}"
+    ostudy = create_search(url, study, spec, "t.yaml")
+    drive_workers(url, "tq", results_dir=tmp_path, data_dir=None, workers=2, kinds=("tune",),
+                  total=4, count=lambda: search_progress(ostudy, spec))
     trials = ostudy.get_trials()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) >= 4
@@ -204,13 +220,13 @@ def test_journal_storage_with_two_worker_processes(tmp_path):
 @pytest.mark.slow
 def test_pruned_trial_is_recorded_and_its_run_says_pruned(tmp_path, monkeypatch):
     # ThresholdPruner(lower=1.1) prunes any accuracy at the first report: deterministic
-    monkeypatch.setattr(tune, "make_pruner", lambda spec, **kw:
+    monkeypatch.setattr(search, "make_pruner", lambda spec, **kw:
                         optuna.pruners.ThresholdPruner(lower=1.1, n_warmup_steps=0))
     study = make_study(n_trials=1)
     spec = parse_tune(study, "t.yaml")
-    url = f"sqlite:///{tmp_path / 'tune.db'}"
-    tune.create_search(url, study, spec, "t.yaml")
-    tune.tune_worker_loop(url, study, tmp_path, threads=1, worker=0, parallel=False)
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    create_search(url, study, spec, "t.yaml")
+    assert worker_loop(url, "tq", tmp_path, threads=1, worker=0, parallel=False) == 1
     (t,) = optuna.load_study(study_name="tq:tune", storage=url).trials
     assert t.state == TrialState.PRUNED and t.user_attrs["epochs_trained"] == 1
     (summary,) = (tmp_path / "tq" / "search" / "tq" / "runs").glob("trial-0-*/summary.json")
@@ -219,19 +235,34 @@ def test_pruned_trial_is_recorded_and_its_run_says_pruned(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_dead_workers_trial_is_failed_and_queued_again(tmp_path):
+def test_dead_workers_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
+    """A trial whose worker stopped beating is failed and queued again with its params; the
+    next worker takes that copy first."""
+    monkeypatch.setenv("HARNESS_HEARTBEAT_SECONDS", "1")
     study = make_study()
-    spec = parse_tune(study, "t.yaml")
-    url = f"journal:{tmp_path / 'tune.journal'}"
-    ostudy = tune.create_search(url, study, spec, "t.yaml")
-    trial = ostudy.ask({"regularizers.dropout.p": optuna.distributions.FloatDistribution(0, .5)})
-    trial.set_user_attr("worker", f"{socket.gethostname()}:999999999:{trial.number}")
-    assert tune.requeue_orphans(ostudy) == 1
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    ostudy = create_search(url, study, parse_tune(study, "t.yaml"), "t.yaml")
+    dead = search.Search(url, "tq", worker=0).pop()  # popped, then its worker "dies"
+    time.sleep(3.5)  # past the grace period (3 beats of 1 s)
+    source = search.Search(url, "tq", worker=1)
+    source.recover()
     states = [t.state for t in ostudy.get_trials()]
     assert states == [TrialState.FAIL, TrialState.WAITING]
     retry = ostudy.get_trials()[1]
-    assert retry.params == ostudy.get_trials()[0].params
-    assert retry.system_attrs["failed_trial"] == 0
+    assert retry.params == dead.trial.params and retry.system_attrs["failed_trial"] == 0
+    job = source.pop()
+    assert job.trial.number == 1 and job.spec.run_id == dead.spec.run_id
+
+
+def test_a_search_of_the_old_two_file_layout_is_refused_naming_the_file(tmp_path):
+    for old in ("tune.db", "tune.journal"):
+        sdir = tmp_path / old.replace(".", "_") / "tq"
+        sdir.mkdir(parents=True)
+        (sdir / old).write_bytes(b"")
+        with pytest.raises(ConfigError, match=f"^{sdir / old}: a search stored apart from its "
+                           "run queue by an older harness; .* delete " + old):
+            tune.run_tuning(make_study(), source="t.yaml", results_dir=sdir.parent, workers=1)
+        assert sorted(p.name for p in sdir.iterdir()) == [old]  # nothing written
 
 
 # ----------------------------------------------------------------------------- W&B
@@ -257,13 +288,14 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
                  "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0,
                                                       "high": 0.5}}}})
     out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
+    report_tuning(out, lambda line: None)  # what `harness tune` does next
     sdir = tmp_path / "twb"
     runs = {d: read_offline_run(d) for d in offline_run_dirs(sdir)}
     trials = [r for r in runs.values() if r.job_type == "trial"]
     assert len(trials) == out.complete == 3
     assert all(d.is_relative_to(sdir / "search") for d, r in runs.items() if r.job_type == "trial")
-    ostudy = optuna.load_study(study_name=tune.optuna_study_name("twb"),
-                               storage=f"sqlite:///{sdir / 'tune.db'}")
+    ostudy = optuna.load_study(study_name=search.optuna_study_name("twb"),
+                               storage=f"sqlite:///{sdir / 'queue.db'}")
     by_number = {t.number: t for t in ostudy.trials}
     for r in trials:
         t = by_number[r.config["optuna_trial"]]
@@ -281,3 +313,71 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
                 if r.group == where["group"] and r.job_type not in where["job_type_not"]]
     said = int(re.search(r": (\d+) runs", spec["intro"]).group(1))
     assert said == len(selected) == len(training) == 2
+
+
+# ----------------------------------------------------------------------------- one executor
+
+
+def test_one_worker_takes_search_trials_then_queued_runs_from_one_storage(tmp_path):
+    """What `harness worker --study NAME --storage URL` does for a tuning study: the search's
+    trials until its budget is spent, then the runs queued beside it in the same storage."""
+    from harness.study.plan import expand
+    from harness.study.queue import RunQueue
+
+    study = make_study(n_trials=1, space={"regularizers.dropout.p": F})
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    ostudy = create_search(url, study, parse_tune(study, "t.yaml"), "t.yaml")
+    retrain = tune.confirmation_study(study, parse_tune(study, "t.yaml"),
+                                      {"tuned": {"regularizers.dropout.p": 0.1}})
+    specs = [s for s in expand(retrain, "t.yaml") if s.variant == "baseline"][:1]
+    RunQueue.open(url, "tq").enqueue_missing(specs, set())
+    assert worker_loop(url, "tq", tmp_path, threads=1) == 2
+    (trial,) = ostudy.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["variant"] == "trial-0"
+    (run,) = RunQueue.open(url, "tq").trials(TrialState.COMPLETE)
+    assert run.user_attrs["run_id"] == specs[0].run_id
+    assert (tmp_path / "tq" / "search" / "tq" / "runs").is_dir()
+    summary = json.loads(next((tmp_path / "tq" / "runs").glob("*/summary.json")).read_text())
+    assert summary["variant"] == "baseline" and summary.get("best_test_acc") is not None
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_whose_every_trial_fails_ends_and_exits_1(tmp_path, workers):
+    """Every trial fails with a final error (the data files are missing): each worker stops
+    at its first failed trial instead of failing through the budget, nothing is retrained,
+    the summary says why, and the CLI exits 1."""
+    import yaml
+    from test_study import missing_data_base
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    study = make_study(n_trials=6, space={"regularizers.dropout.p": F},
+                       base=missing_data_base(tmp_path))
+    path = tmp_path / "tq.yaml"
+    path.write_text(yaml.safe_dump(study.model_dump(mode="json", exclude_unset=True)))
+    out = CliRunner().invoke(app, ["tune", str(path), "--workers", str(workers),
+                                   "--results-dir", str(tmp_path / "r")])
+    assert out.exit_code == 1, out.output
+    assert "no trial completed: nothing to retrain" in out.output
+    assert "fashion_mnist: files not found" in out.output
+    url = f"sqlite:///{tmp_path / 'r' / 'tq' / 'queue.db'}"
+    trials = optuna.load_study(study_name="tq:tune", storage=url).get_trials()
+    # one trial per worker process, and one more by the coordinator for what they left
+    assert len(trials) == (1 if workers == 1 else workers + 1)
+    assert {(t.state, t.user_attrs.get("failure")) for t in trials} == {(TrialState.FAIL,
+                                                                         "final")}
+    assert "search: 0 complete, 0 pruned" in out.output
+    assert not (tmp_path / "r" / "tq" / "runs").exists()  # no retrain
+
+
+def test_the_study_package_never_imports_the_report_package():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "harness" / "study"
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n.startswith("harness.report") for n in names), path.name

@@ -146,7 +146,7 @@ def test_a_downstream_run_of_a_failed_upstream_fails_with_why(tmp_path: Path):
 @pytest.mark.slow
 def test_fine_tuning_study_end_to_end(tmp_path: Path):
     s = finetune_study(seeds=1)
-    out = run_study(s, source="t", results_dir=tmp_path, workers=1, report=False)
+    out = run_study(s, source="t", results_dir=tmp_path, workers=1)
     assert out.finished == out.total == 3 and not out.failed  # scratch = baseline
     record = StudyRecord.load(tmp_path / "ft")
     left = {d["variant"]: d["reason"] for d in record.left_out()}

@@ -28,7 +28,7 @@ def double_descent(study_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
 
 
 def tuning(study_dir: Path) -> dict[str, Any] | None:
-    from harness.study.tune_report import tuning_section
+    from harness.report.tune_report import tuning_section
 
     section = tuning_section(study_dir)
     if not section:

@@ -13,9 +13,10 @@ to results/<study>/adaptive.json for the report.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Protocol, TypeVar
 
 from harness.record.load import StudyRecord
 from harness.study.plan import variants
@@ -67,13 +68,19 @@ def record_rounds(sdir: Path, plan: SequentialPlan, study: StudyConfig, metric: 
         "decisions": {v: asdict(d) for v, d in decisions.items()}})
 
 
-def run_adaptive(study: StudyConfig, **run_kwargs: Any):  # -> execute.StudyOutcome
-    """Rounds of execute.run_study until every comparison with the baseline is decided."""
-    from harness.study.execute import StudyOutcome, run_study
+class RoundOutcome(Protocol):
+    @property
+    def study_dir(self) -> Path: ...
 
+
+Outcome = TypeVar("Outcome", bound=RoundOutcome)
+
+
+def run_adaptive(study: StudyConfig, run_round: Callable[[StudyConfig], Outcome]) -> list[Outcome]:
+    """Rounds (`run_round`: the executor's run of one planned round) until every comparison
+    with the baseline is decided; the outcome of each round, in order."""
     assert study.adaptive is not None  # run_study sends only adaptive studies here
     plan = study.adaptive.plan()
-    report = run_kwargs.pop("report", True)
     names = [v.name for v in variants(study)]
     baseline = next(v.name for v in variants(study) if v.is_baseline)
     counts = {name: plan.min_seeds for name in names}
@@ -83,7 +90,7 @@ def run_adaptive(study: StudyConfig, **run_kwargs: Any):  # -> execute.StudyOutc
     outcomes = []
     while True:
         seeds = round_seeds(counts, baseline, open_)
-        outcomes.append(run_study(study.for_round(seeds), report=False, **run_kwargs))
+        outcomes.append(run_round(study.for_round(seeds)))
         sdir = outcomes[-1].study_dir
         rounds.append({name: len(s) for name, s in seeds.items()})
         record = StudyRecord.load(sdir)
@@ -91,11 +98,6 @@ def run_adaptive(study: StudyConfig, **run_kwargs: Any):  # -> execute.StudyOutc
         record_rounds(sdir, plan, study, record.compare.metric, rounds, decisions)
         open_ = [v for v in open_ if decisions[v].state == UNDECIDED]
         if not open_:
-            break
+            return outcomes
         for v in open_:
             counts[v] = plan.next_look(counts[v]) or counts[v]
-    # the final plan once more: nothing left to train; it writes the report (and W&B's)
-    last = run_study(study.for_round(seeds), report=report, **run_kwargs)
-    return StudyOutcome(last.study_dir, last.total, outcomes[0].ran_before, last.finished,
-                        last.failed, sum(o.seconds for o in [*outcomes, last]),
-                        sum(o.imported for o in outcomes))

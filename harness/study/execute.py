@@ -1,7 +1,9 @@
-"""Run a whole study: expand, queue, start local workers, wait, gather results, report.
+"""Run a whole study: expand, queue, start local workers, wait, gather results.
 
-Re-running a study skips finished runs (their ids are in the store) and queues
-only the missing or failed ones, so an interrupted study resumes where it was.
+`drive_workers` is the one supervisor for ablation runs and tuning trials alike: N worker
+processes (or this one), one progress display, Ctrl-C and dead workers handled. Re-running
+a study skips finished runs (their ids are in the store) and queues only the missing or
+failed ones, so an interrupted study resumes where it was. The CLI builds the report.
 """
 
 from __future__ import annotations
@@ -9,22 +11,41 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from rich.markup import escape
 
 from harness.console import console, make_progress
+from harness.errors import ConfigError
+from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import make_workers, supervise, warm_worker_server
-from harness.study.queue import RunQueue, check_sqlite_file, default_storage_url, mask_url
+from harness.study.queue import (
+    TRAVELLING_FILES,
+    RunQueue,
+    check_sqlite_file,
+    default_storage_url,
+    mask_url,
+    queue_study_name,
+    studies_in,
+    unpack_file,
+)
+from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.worker import worker_loop, worker_process
-from harness.tracking.store import RunDir, atomic_write_json, remove_stale_temp_files
+from harness.tracking.store import (
+    RunDir,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temp_files,
+)
 from harness.train.loop import study_dir
-from harness.train.preflight import check_model_sizes
+from harness.train.preflight import check_model_sizes, parameter_count
 
 
 @dataclass
@@ -52,8 +73,6 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
     A small model's step is too short to split across threads (OpenMP start-up and, on a
     shared machine, spinning threads cost more than they save), so small models get one
     single-threaded worker per core; large ones one worker per 2 cores, each with 2 threads."""
-    from harness.train.preflight import parameter_count
-
     cores = os.cpu_count() or 1
     counts = {}
     for s in specs:
@@ -88,22 +107,27 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 
 
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
-              storage: str | None = None, data_dir: Path | None = None,
-              report: bool = True) -> StudyOutcome:
+              storage: str | None = None, data_dir: Path | None = None) -> StudyOutcome:
     if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
+        # imported here: its sequential tests import scipy.stats, which no other study needs
         from harness.study.adaptive import run_adaptive
 
-        return run_adaptive(study, source=source, results_dir=results_dir, workers=workers,
-                            storage=storage, data_dir=data_dir, report=report)
+        rounds = run_adaptive(study, lambda planned: run_study(
+            planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
+            data_dir=data_dir))
+        last = rounds[-1]
+        return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
+                            last.failed, sum(o.seconds for o in rounds),
+                            sum(o.imported for o in rounds))
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
     check_model_sizes([s.config for s in specs], source)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
+    local_queue = url == default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
     workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now))
-    local_queue = storage is None and study.storage is None
     # storage checks before anything is written: a shared queue is opened now, the local
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)
@@ -127,20 +151,14 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         if why:
             console.print(f"  {why} (--workers N to choose)")
         if todo:
-            drive_workers(url, study.name, results_dir, data_dir, workers, len(specs),
-                          len(done_before), specs, sdir)
+            drive_workers(url, study.name, results_dir=results_dir, data_dir=data_dir,
+                          workers=workers, kinds=("runs",), total=len(specs),
+                          count=lambda: (len(finished_ids(sdir, specs)), ""))
         imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
-    outcome = StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
-                           time.perf_counter() - started, imported)
-    if report:
-        build_study_report(sdir)
-        from harness.tracking.wandb_study import finish_study
-
-        for line in finish_study(sdir):
-            console.print(line)
-    return outcome
+    return StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
+                        time.perf_counter() - started, imported)
 
 
 def decide_wandb_mode(specs: list[RunSpec]) -> None:
@@ -154,46 +172,53 @@ def decide_wandb_mode(specs: list[RunSpec]) -> None:
 
 def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[str]:
     """One line per planned run that did not finish, with the reason its worker recorded."""
-    from harness.record import StudyRecord
-
     reasons = {d["run_id"]: d["reason"] for d in StudyRecord.load(sdir).left_out()}
     return [f"{s.variant} seed {s.seed}: {reasons.get(s.run_id) or 'not finished'}"
             for s in specs if s.run_id not in finished]
 
 
-def drive_workers(url: str, name: str, results_dir: Path, data_dir: Path | None, workers: int,
-                  total: int, done: int, specs: list[RunSpec], sdir: Path) -> None:
-    """Start the workers and show progress: the study bar plus one bar per worker."""
-    threads = threads_per_worker(workers)
+def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | None,
+                  workers: int, kinds: tuple[str, ...], total: int | None,
+                  count: Callable[[], tuple[int, str]],
+                  timeout: float | None = None) -> None:
+    """The one supervisor: `workers` worker processes (or this process for one) take the
+    study's work of `kinds`, with one progress display (the study bar from `count`: done
+    and a status, plus one bar per worker). After worker processes, this process finishes
+    what remote or dead workers left, within `timeout` seconds of the start (one worker in
+    this process has already waited for them)."""
+    started = time.monotonic()
+    options: dict[str, Any] = {"url": url, "study": name, "results_dir": results_dir,
+                               "data_dir": data_dir, "threads": threads_per_worker(workers),
+                               "kinds": kinds, "parallel": workers > 1}
     with make_progress() as progress:
-        study_task = progress.add_task("study", total=total, completed=done, status="")
-        hub = ProgressHub(progress, study_task, sdir, specs)
+        hub = ProgressHub(progress, "trials" if "tune" in kinds else "study", total, count)
         if workers == 1:
-            worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
-                        wait_for_running=True)
+            worker_loop(**options, emit=hub.handle, worker=0, wait_for_running=True,
+                        timeout=timeout)
         else:
-            run_worker_processes(url, name, results_dir, data_dir, workers, threads, hub)
-        # remote workers may still hold runs: wait for them (or for their heartbeat to stop)
-        worker_loop(url, name, results_dir, data_dir, threads, hub.handle, 0,
-                    wait_for_running=True)
+            procs, events = make_workers(
+                worker_process, lambda i: ({**options, "timeout": timeout},), workers)
+            supervise(procs, events, hub.handle, hub.refresh)
+            # remote or dead workers may still hold work: finish it here (one worker in this
+            # process has just done that: it waited for running work)
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if left is None or left > 0:
+                worker_loop(**options, emit=hub.handle, worker=workers, wait_for_running=True,
+                            timeout=left)
         hub.refresh()
 
 
-def run_worker_processes(url: str, name: str, results_dir: Path, data_dir: Path | None,
-                         workers: int, threads: int, hub: ProgressHub) -> None:
-    procs, events = make_workers(
-        worker_process, lambda i: (url, name, str(results_dir),
-                                   str(data_dir) if data_dir else None, threads), workers)
-    supervise(procs, events, hub.handle, hub.refresh)
-
-
 class ProgressHub:
-    """Turns worker events into progress bars; counts finished runs from the store."""
+    """Turns worker events into progress bars: the study bar (runs finished, or search
+    trials finished with the best so far) and one epoch bar per worker."""
 
-    def __init__(self, progress: Any, study_task: Any, sdir: Path, specs: list[RunSpec]) -> None:
-        self.progress, self.study_task, self.sdir, self.specs = progress, study_task, sdir, specs
+    def __init__(self, progress: Any, label: str, total: int | None,
+                 count: Callable[[], tuple[int, str]]) -> None:
+        self.progress, self.count = progress, count
+        self.study_task = progress.add_task(label, total=total, completed=0, status="")
         self.tasks: dict[int, Any] = {}
         self.lock = threading.Lock()
+        self.refresh()
 
     def handle(self, event: tuple[Any, ...]) -> None:
         kind, worker = event[0], event[1]
@@ -214,23 +239,18 @@ class ProgressHub:
                 self.refresh()
 
     def refresh(self) -> None:
-        done = len(finished_ids(self.sdir, self.specs))
-        self.progress.update(self.study_task, completed=done)
+        done, status = self.count()
+        self.progress.update(self.study_task, completed=done, status=status)
 
 
 def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
     """Rebuild run folders from completed trials whose worker ran on another machine: config,
     metrics, summary and the files that travel with a trial (env, test predictions). What
     did not travel is listed in the summary's `imported.missing`."""
-    from optuna.trial import TrialState
-
-    from harness.study.queue import TRAVELLING_FILES, unpack_file
-    from harness.tracking.store import atomic_write_bytes
-
     wanted = {s.run_id: s for s in specs}
     imported = 0
     for t in q.trials(TrialState.COMPLETE):
-        rid = t.user_attrs.get("run_id")
+        rid = t.user_attrs.get("run_id", "")
         spec = wanted.get(rid)
         if spec is None or "summary" not in t.user_attrs:
             continue
@@ -256,15 +276,12 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     """Rebuild results/<study>/ from the queue alone (study.json from the queue's manifest,
     every finished run from its trial), for `harness report STUDY --storage URL` on a
     machine that ran nothing. Returns how many runs were imported."""
-    from harness.errors import ConfigError
-    from harness.study.queue import queue_study_name, studies_in
-
     names = studies_in(url)
     if queue_study_name(name) not in names:
-        tuning = f"{name}:tune" in names
+        tuning = optuna_study_name(name) in names
         raise ConfigError(f"storage {mask_url(url)}: " + (
-            f"{name!r} is a tuning search; its confirmation runs are queued on the machine "
-            "that ran `harness tune`: build the report there" if tuning else
+            f"{name!r} is a tuning search whose retrain has not been queued yet: let "
+            "`harness tune` finish first" if tuning else
             f"no study {name!r} (check the name and the URL)"))
     q = RunQueue.open(url, name)
     manifest = q.manifest()
@@ -273,13 +290,3 @@ def import_study(url: str, name: str, sdir: Path) -> int:
                           "harness without its study definition; build the report where it ran")
     atomic_write_json(sdir / "study.json", manifest)
     return import_remote_results(q, q.planned_specs(), sdir)
-
-
-def build_study_report(sdir: Path) -> Path | None:
-    try:
-        from harness.report.build import build_index, build_report
-    except ImportError:
-        return None
-    paths = build_report(sdir)
-    build_index(sdir.parent)
-    return getattr(paths, "html", None)

@@ -78,23 +78,15 @@ def run_with_environment(environ: dict[str, str], events: Any, target: Callable[
 
 
 def supervise(procs: list[Any], events: Any, handle: Callable[[tuple[Any, ...]], None],
-              refresh: Callable[[], None],
-              on_failed_exit: Callable[[Any], None] | None = None) -> None:
-    """Start `procs`, pass each event to `handle` (calling `refresh` when idle), call
-    `on_failed_exit(proc)` once for a process that died with a non-zero exit code, and on
-    Ctrl-C terminate them all. Returns when every process has exited."""
+              refresh: Callable[[], None]) -> None:
+    """Start `procs`, pass each event to `handle` (calling `refresh` when idle), and on
+    Ctrl-C stop them all. Returns when every process has exited (a dead worker's run comes
+    back to the queue when its heartbeat stops)."""
     for p in procs:
         p.start()
-    reported: set[int] = set()
     try:
         while True:
-            alive = [p for p in procs if p.is_alive()]
-            for p in procs:
-                if on_failed_exit and p not in alive and p.pid not in reported:
-                    reported.add(p.pid)
-                    if p.exitcode:
-                        on_failed_exit(p)
-            if not alive:
+            if not any(p.is_alive() for p in procs):
                 break
             try:
                 handle(events.get(timeout=0.5))

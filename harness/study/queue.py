@@ -17,9 +17,9 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,17 +176,9 @@ def queue_study_name(name: str) -> str:
 def studies_in(url: str) -> list[str]:
     """Names of the Optuna studies a storage holds, creating nothing (not even tables, which
     would race with a coordinator creating them): a missing file or table holds none."""
-    journal = url.startswith("journal:") or url.endswith(".journal")
-    local = url.removeprefix("journal:") if journal else \
-        url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-    if local is not None and not Path(local).is_file():
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
         return []
-    if journal:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = JournalStorage(JournalFileBackend(str(local)))
-        return [s.study_name for s in storage.get_all_studies()]
     import sqlalchemy
 
     try:
@@ -201,20 +193,19 @@ def studies_in(url: str) -> list[str]:
             engine.dispose()
     except Exception as err:  # bad URL, unreachable server, missing driver
         raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]})") from None
+                          f"{one_line(err, 200)})") from None
 
 
 def worker_identity() -> dict[str, Any]:
     """Who is training a run: host, pid and the batch job (Slurm array task or submitit
     local job), so `harness status` can say where each run is."""
     env = os.environ
+    job: str | None
     if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
         job = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
     else:
         job = env.get("SLURM_JOB_ID") or env.get("SUBMITIT_LOCAL_JOB_ID")
     return {"host": socket.gethostname(), "pid": os.getpid(), "job_id": job}
-
-
 
 
 @dataclass
@@ -260,11 +251,69 @@ def run_state(run_id: str, variant: str, seed: int,
 
 @dataclass
 class Job:
+    """One piece of work a worker takes: a run to train, popped as an Optuna trial of its
+    source (a queued ablation run, or a search trial whose params were just sampled)."""
+
     trial: optuna.trial.Trial
     spec: RunSpec
+    on_epoch: list[Callable[[int, dict[str, Any]], None]] = field(default_factory=list)
+    wandb: dict[str, Any] = field(default_factory=dict)  # W&B context beyond the spec's
+    results_subdir: str = ""  # where the run folder goes, below the results folder
+    wait_if_busy: bool = False  # the run folder is locked: wait (and reuse) vs a duplicate
+    epochs_trained: int = 0
 
 
-class RunQueue:
+class WorkSource:
+    """An Optuna study whose trials are work: popped atomically, kept alive by a heartbeat,
+    recovered when their worker dies. Subclasses say how work is popped and recorded."""
+
+    storage: RDBStorage
+    study: optuna.Study
+
+    def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def running(self) -> int:
+        return len(self.trials(TrialState.RUNNING))
+
+    def recover(self) -> None:
+        """Fail the trials whose worker stopped beating (and queue them again)."""
+        optuna.storages.fail_stale_trials(self.study)
+
+    def pop(self) -> Job | None:
+        raise NotImplementedError
+
+    def complete(self, job: Job, result: Any) -> None:
+        raise NotImplementedError
+
+    def fail(self, job: Job, error: str, failure: str = "error") -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def heartbeat(self, job: Job) -> Iterator[None]:
+        stop = threading.Event()
+        tid = job.trial._trial_id
+
+        def beat() -> None:
+            while not stop.wait(heartbeat_interval()):
+                try:
+                    self.storage.record_heartbeat(tid)
+                except Exception:  # a blip in the database: try again next beat
+                    pass
+
+        self.storage.record_heartbeat(tid)
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+
+class RunQueue(WorkSource):
+    """The runs of a study, enqueued as Optuna trials with fixed params."""
+
     def __init__(self, storage: RDBStorage, name: str) -> None:
         self.storage = storage
         self.name = name
@@ -310,9 +359,6 @@ class RunQueue:
         return [run_state(rid, variant, seed, trials.get(rid, [])) for rid, variant, seed in plan]
 
     # --- bookkeeping ----------------------------------------------------------------
-    def trials(self, *states: TrialState) -> list[optuna.trial.FrozenTrial]:
-        return self.study.get_trials(deepcopy=False, states=states or None)
-
     def by_run(self) -> dict[str, list[optuna.trial.FrozenTrial]]:
         out: dict[str, list[optuna.trial.FrozenTrial]] = {}
         for t in self.trials():
@@ -330,6 +376,10 @@ class RunQueue:
                     self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         else:
             optuna.storages.fail_stale_trials(self.study)
+
+    def recover(self) -> None:
+        self.fail_stale()
+        self.requeue_failed()
 
     def enqueue_missing(self, specs: list[RunSpec], finished: set[str]) -> int:
         """Queue each unfinished run that is neither waiting nor running, within its
@@ -414,9 +464,6 @@ class RunQueue:
     def waiting(self) -> int:
         return len(self.trials(TrialState.WAITING))
 
-    def running(self) -> int:
-        return len(self.trials(TrialState.RUNNING))
-
     # --- worker side ------------------------------------------------------------------
     def pop(self) -> Job | None:
         """Take the next waiting run, or None when nothing is waiting. The popped trial gets
@@ -444,37 +491,17 @@ class RunQueue:
     def taken_elsewhere(self, trial: optuna.trial.Trial) -> bool:
         """Another trial of the same run is running or done (two workers re-queued a failed
         run at the same moment): this copy must not train it again."""
-        rid = trial.user_attrs.get("run_id")
+        rid = trial.user_attrs.get("run_id", "")
         return any(t.number != trial.number and t.state in (TrialState.RUNNING,
                                                             TrialState.COMPLETE)
                    for t in self.by_run().get(rid, []))
 
-    @contextmanager
-    def heartbeat(self, job: Job) -> Iterator[None]:
-        stop = threading.Event()
-        tid = job.trial._trial_id
-
-        def beat() -> None:
-            while not stop.wait(heartbeat_interval()):
-                try:
-                    self.storage.record_heartbeat(tid)
-                except Exception:  # a blip in the database: try again next beat
-                    pass
-
-        self.storage.record_heartbeat(tid)
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=5)
-
-    def complete(self, job: Job, summary: dict[str, Any], rows: list[dict[str, Any]],
-                 files: dict[str, str] | None = None) -> None:
-        """Record the outcome; the results (summary, epoch rows, env and test predictions)
-        travel with the trial so a coordinator on another machine can rebuild the run folder
-        without a shared filesystem. `wandb` links the trial to its W&B run."""
+    def complete(self, job: Job, result: Any) -> None:
+        """Record the outcome (a train_run result); the results (summary, epoch rows, env
+        and test predictions) travel with the trial so a coordinator on another machine can
+        rebuild the run folder without a shared filesystem. `wandb` links the trial to its
+        W&B run."""
+        summary, rows, files = result.summary, result.rows, pack_files(result.run_dir.path)
         value = summary.get("best_val_acc")
         with _ignore_finished():  # failed as stale meanwhile: the local store still has it
             job.trial.set_user_attr("status", summary.get("status"))
@@ -482,8 +509,7 @@ class RunQueue:
             job.trial.set_user_attr("rows", rows)
             if files:
                 job.trial.set_user_attr("files", files)
-            link = {k: v for k, v in (summary.get("wandb") or {}).items()
-                    if k in ("url", "path", "run_dir", "mode") and v}
+            link = wandb_link(summary)
             if link:
                 job.trial.set_user_attr("wandb", link)
             self.study.tell(job.trial, float(value) if value is not None else 0.0)
@@ -497,6 +523,12 @@ class RunQueue:
             job.trial.set_user_attr("error", error[:2000])
             job.trial.set_user_attr("failure", failure)
             self.study.tell(job.trial, state=TrialState.FAIL)
+
+
+def wandb_link(summary: dict[str, Any]) -> dict[str, Any]:
+    """Where a run's W&B run is (URL, path or offline folder): a trial's user attr `wandb`."""
+    return {k: v for k, v in (summary.get("wandb") or {}).items()
+            if k in ("url", "path", "run_dir", "mode") and v}
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""A worker: pop a run from the queue, train it with a heartbeat, record the outcome, repeat.
+"""The one worker: take work from a study's storage, train it with a heartbeat, record the
+outcome, repeat. Work is a tuning study's search trials (until the budget is spent), then
+the queued runs of an ablation study or of a search's retrain.
 
-`harness worker --study NAME --storage URL` runs this loop on any machine; a
-local study starts N of them as processes.
+`harness worker --study NAME --storage URL` runs this loop on any machine; a coordinator
+starts N of them as processes (harness/study/execute.py).
 """
 
 from __future__ import annotations
@@ -17,22 +19,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import optuna
+
+from harness.console import error_line
 from harness.errors import ConfigError, HarnessError, one_line
-from harness.failures import FULL
+from harness.failures import FULL, describe
 from harness.record.load import FAILURE, first_line
 from harness.study.processes import install_worker_signals
-from harness.study.queue import (
-    Job,
-    RunQueue,
-    mask_url,
-    pack_files,
-    queue_study_name,
-    studies_in,
-)
+from harness.study.queue import Job, RunQueue, WorkSource, mask_url, queue_study_name, studies_in
+from harness.study.search import Search, optuna_study_name
 from harness.tracking.protocol import TrackerFactory
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.tracking.wandb_run import wandb_run_tracker
-from harness.train.loop import study_dir, train_run
+from harness.train.loop import RunResult, study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -73,17 +72,17 @@ def failure_reason(err: BaseException) -> str:
     return first_line(traceback.format_exception_only(type(err), err)[-1]) or type(err).__name__
 
 
-def queued_trackers(jobs: list[Job], queue: RunQueue, results_dir: Path) -> TrackerFactory:
-    """A tracker factory for queued runs: W&B gets what the queue entry carries (swept
-    values, study description) plus the Optuna trial it came from, never study.json."""
+def job_trackers(jobs: list[Job], source: WorkSource, results_dir: Path) -> TrackerFactory:
+    """A tracker factory for popped work: W&B gets what the job carries (swept values,
+    study description, job type) plus the Optuna trial it came from, never study.json."""
     by_run = {j.spec.run_id: j for j in jobs}
 
     def factory(config: Any) -> Any:
         job = by_run.get(config.run_id())
         if job is None:
             return wandb_run_tracker(config, results_dir)
-        context = job.spec.wandb_context()
-        context["config"] = {"optuna_study": queue.study.study_name,
+        context = {**job.spec.wandb_context(), **job.wandb}
+        context["config"] = {"optuna_study": source.study.study_name,
                              "optuna_trial": job.trial.number}
         return wandb_run_tracker(config, results_dir, context)
 
@@ -122,7 +121,7 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
     deadline = time.monotonic() + wait_s
     while True:
         names = studies_in(url)
-        if f"{name}:tune" in names:
+        if optuna_study_name(name) in names:
             return "tune"
         if queue_study_name(name) in names:
             queue = RunQueue.open(url, name)
@@ -138,13 +137,14 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
 
 
 @contextmanager
-def run_lock(path: Path) -> Iterator[bool]:
-    """An exclusive lock on one run folder: True if we hold it (no one else trains it here)."""
+def run_lock(path: Path, wait: bool = False) -> Iterator[bool]:
+    """An exclusive lock on one run folder: True if we hold it (no one else trains it here).
+    With `wait`, block until the other holder is done (its finished run is then reused)."""
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -153,23 +153,25 @@ def run_lock(path: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
+def run_job(job: Job, queue: WorkSource, results_dir: Path, data_dir: Path | None,
             threads: int | None, reporter: Any) -> str:
     cfg = job.spec.config
     if threads and cfg.train.threads is None:  # the study's own choice wins
         cfg.train.threads = threads
-    run_dir = RunDir.for_run(study_dir(results_dir, cfg.study), cfg.variant, cfg.seed,
-                             job.spec.run_id)
-    with run_lock(run_dir.path) as held:
+    root = Path(results_dir) / job.results_subdir
+    run_dir = RunDir.for_run(study_dir(root, cfg.study), cfg.variant, cfg.seed, job.spec.run_id)
+    with queue.heartbeat(job), run_lock(run_dir.path, job.wait_if_busy) as held:
         if not held:  # a duplicate of a run another local worker is training
             queue.fail(job, "duplicate: the run is being trained by another worker",
                        "duplicate")
             return "duplicate"
         try:
-            with queue.heartbeat(job):
-                result = train_run(cfg, results_dir=results_dir, data_dir=data_dir,
-                                   reporter=reporter,
-                                   tracker=queued_trackers([job], queue, results_dir)(cfg))
+            result = train_run(cfg, results_dir=root, data_dir=data_dir, reporter=reporter,
+                               on_epoch=job.on_epoch,
+                               tracker=job_trackers([job], queue, root)(cfg))
+        except optuna.TrialPruned:  # a decided outcome: the run stored its summary
+            result = RunResult(run_dir, run_dir.summary or {}, run_dir.metrics())
+            reporter.end(result.summary)
         except KeyboardInterrupt:
             queue.fail(job, "interrupted", "interrupted")
             raise
@@ -187,42 +189,72 @@ def run_job(job: Job, queue: RunQueue, results_dir: Path, data_dir: Path | None,
                           "seed": job.spec.seed})
             return "failed"
     (run_dir.path / FAILURE).unlink(missing_ok=True)
-    queue.complete(job, result.summary, result.rows, pack_files(result.run_dir.path))
+    queue.complete(job, result)
     return str(result.summary.get("status"))
 
 
+KINDS = ("tune", "runs")  # a tuning study's search first, then queued runs
+
+
+def open_sources(url: str, study: str, kinds: tuple[str, ...], *, worker: int | None,
+                 parallel: bool, timeout: float | None,
+                 data_dir: Path | None) -> list[WorkSource]:
+    """The work study STUDY's storage holds, of the kinds asked for, in KINDS order."""
+    names = studies_in(url)
+    sources: list[WorkSource] = []
+    if "tune" in kinds and optuna_study_name(study) in names:
+        sources.append(Search(url, study, worker=worker, parallel=parallel, timeout=timeout,
+                              data_dir=data_dir))
+    if "runs" in kinds and queue_study_name(study) in names:
+        sources.append(RunQueue.open(url, study))
+    return sources
+
+
 def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None = None,
-                threads: int | None = None, emit: Emit | None = None, worker: int = 0,
-                wait_for_running: bool = False) -> int:
-    """Run queued runs until none is waiting. Returns how many this worker ran."""
-    queue = RunQueue.open(url, study)
-    reporter = EventReporter(emit or (lambda event: None), worker)
+                threads: int | None = None, emit: Emit | None = None, worker: int | None = None,
+                *, wait_for_running: bool = False, kinds: tuple[str, ...] = KINDS,
+                parallel: bool = True, timeout: float | None = None) -> int:
+    """Take work until none is left (a search: until its budget is spent; `timeout` seconds
+    at most). Returns how many runs this worker trained. `wait_for_running` waits for work
+    other workers hold (a dead worker's comes back when its heartbeat stops); `parallel`:
+    other workers share the search (TPE's constant liar)."""
+    reporter = EventReporter(emit or (lambda event: None), worker or 0)
+    return sum(drain(source, Path(results_dir), data_dir, threads, reporter, wait_for_running)
+               for source in open_sources(url, study, kinds, worker=worker, parallel=parallel,
+                                          timeout=timeout, data_dir=data_dir))
+
+
+def drain(source: WorkSource, results_dir: Path, data_dir: Path | None, threads: int | None,
+          reporter: EventReporter, wait_for_running: bool) -> int:
+    """Take one source's work until none is waiting. A queued run whose upstream run is not
+    trained yet goes back to the end of the queue."""
     ran = deferred = 0
     while True:
-        queue.fail_stale()
-        queue.requeue_failed()
-        job = queue.pop()
+        source.recover()
+        job = source.pop()
         if job is None:
-            if wait_for_running and queue.running():
+            if wait_for_running and source.running():
                 time.sleep(2)
                 continue
             return ran
-        blocked = upstream_blocker(job, queue, results_dir)
+        blocked = upstream_blocker(job, source, results_dir) \
+            if isinstance(source, RunQueue) else None
         if blocked == WAIT:  # its upstream run is queued or training: take another run
-            queue.defer(job)
+            assert isinstance(source, RunQueue)
+            source.defer(job)
             deferred += 1
-            if deferred >= queue.waiting():  # every waiting run waits: let upstream train
+            if deferred >= source.waiting():  # every waiting run waits: let upstream train
                 time.sleep(2)
                 deferred = 0
             continue
         deferred = 0
         if blocked:
-            queue.fail(job, blocked, "final")
+            source.fail(job, blocked, "final")
             note_failure(run_dir_of(job, results_dir), job, blocked)
             reporter.end({"status": "failed", "error": blocked, "variant": job.spec.variant,
                           "seed": job.spec.seed})
             continue
-        run_job(job, queue, results_dir, data_dir, threads, reporter)
+        run_job(job, source, results_dir, data_dir, threads, reporter)
         ran += 1
 
 
@@ -251,20 +283,16 @@ def upstream_blocker(job: Job, queue: RunQueue, results_dir: Path) -> str | None
     return None
 
 
-def worker_process(url: str, study: str, results_dir: str, data_dir: str | None,
-                   threads: int | None, events: Any, worker: int) -> None:
-    """Entry point of a local worker process (spawned). An error that stops the worker
-    is printed as one line and the process exits 1 (the coordinator goes on)."""
+def worker_process(options: dict[str, Any], events: Any, worker: int) -> None:
+    """Entry point of a local worker process (processes.make_workers):
+    `worker_loop(**options)`. An error that stops the worker is printed as one line and the
+    process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
     install_worker_signals()
     try:
-        worker_loop(url, study, Path(results_dir), Path(data_dir) if data_dir else None,
-                    threads, events.put, worker)
+        worker_loop(**options, worker=worker, emit=events.put)
     except KeyboardInterrupt:
         pass
     except Exception as err:
-        from harness.console import error_line
-        from harness.failures import describe
-
         error_line(f"worker {worker}: {one_line(describe(err))}")
         sys.exit(1)

@@ -1,5 +1,6 @@
 """What a search leaves for people and for the report: tuning.json, tuning.md, figures.
 
+`write_outputs(outcome)` runs after `run_tuning` returns (the CLI calls it);
 `tuning_section(study_dir)` is what the study report includes (see its docstring).
 """
 
@@ -15,6 +16,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from harness.record import StudyRecord
+from harness.report.stats import compare, mean_ci
+from harness.study.tune import TuneOutcome, trial_epochs
 from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param, finite
 from harness.tracking.store import atomic_write_json, atomic_write_text
 
@@ -24,10 +28,9 @@ FIGURES = "figures/tuning"  # a subfolder: the report build prunes stray PNGs of
 RETRAIN_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (what the report ranks)
 
 
-def write_outputs(sdir: Path, ostudy: optuna.Study, spec: TuneSpec, study: Any, *,
-                  storage_url: str, top: list[FrozenTrial],
-                  search_seconds: float) -> dict[str, str]:
-    """tuning.json, figures/tune_*.png and tuning.md; returns name -> path."""
+def write_outputs(out: TuneOutcome) -> dict[str, str]:
+    """tuning.json, figures/tuning/*.png and tuning.md; returns name -> path."""
+    sdir, ostudy, spec, study, top = out.study_dir, out.search, out.spec, out.study, out.top
     trials = ostudy.get_trials(deepcopy=False)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     importances = param_importances(ostudy, spec)
@@ -41,13 +44,13 @@ def write_outputs(sdir: Path, ostudy: optuna.Study, spec: TuneSpec, study: Any, 
                         "meaning": OBJECTIVES[n].doc} for n in spec.objective_names],
         "sampler": {"name": spec.sampler_name, "seed": spec.seed, **spec.sampler_options},
         "pruner": {"name": spec.pruner_name, **spec.pruner_options},
-        "storage": storage_url,  # masked by the caller
+        "storage": out.storage,  # masked
         "search_seed": spec.search_seed, "confirm_seeds": spec.confirm_seed_list(),
         "budget": {"n_trials": spec.n_trials, "timeout": spec.timeout},
         "trials": {**counts, "total": len(trials)},
-        "epochs_consumed": sum(_epochs(t) for t in trials),
+        "epochs_consumed": sum(trial_epochs(t) for t in trials),
         "epochs_per_trial": int((study.base.get("train") or {}).get("epochs") or 30),
-        "search_seconds": search_seconds,
+        "search_seconds": out.search_seconds,
         "space": {k: {"spec": p.model_dump(mode="json", exclude_defaults=True),
                       "text": describe_param(p)} for k, p in spec.space.items()},
         "best": _trial_json(best, spec) if best else None,
@@ -66,15 +69,10 @@ def write_outputs(sdir: Path, ostudy: optuna.Study, spec: TuneSpec, study: Any, 
             **{f"figure_{f['kind']}": str(sdir / f["path"]) for f in figures}}
 
 
-def _epochs(t: FrozenTrial) -> int:
-    e = t.user_attrs.get("epochs_trained")
-    return int(e) if e is not None else len(t.intermediate_values)
-
-
 def _trial_json(t: FrozenTrial, spec: TuneSpec) -> dict[str, Any]:
     return {"trial": t.number, "values": list(t.values or []),
             "params": dict(t.params), "overrides": spec.overrides(t.params),
-            "epochs": _epochs(t), "best_epoch": t.user_attrs.get("best_epoch")}
+            "epochs": trial_epochs(t), "best_epoch": t.user_attrs.get("best_epoch")}
 
 
 # ----------------------------------------------------------------------------- importances
@@ -169,9 +167,6 @@ def _figure_of(ax: Any) -> Any:
 def retrain_table(sdir: Path, tuned: list[str]) -> list[dict[str, Any]]:
     """Per variant (baseline first): test accuracy at the best-val epoch over the confirmation
     seeds (mean, 95% t-CI), and the paired difference from the baseline."""
-    from harness.record import StudyRecord
-    from harness.report.stats import compare, mean_ci
-
     by_variant: dict[str, dict[int, float | None]] = {}
     for rec in StudyRecord.load(sdir).included:
         by_variant.setdefault(rec.variant, {})[rec.seed] = (rec.summary or {}).get(RETRAIN_METRIC)
