@@ -57,9 +57,6 @@ KNOWN: set[tuple[str, str]] = {
     # config imports the registry by name (importlib, REGISTRY_MODULE) when a full
     # validation runs before anything imported it; the registry otherwise hands its check in
     ("harness.config", "harness.regularizers"),
-    # distillation builds its finished teacher's model from the teacher's config.json with
-    # train.build (the teacher itself is now an upstream run the planner trains first)
-    ("harness.regularizers.distillation", "harness.train.build"),
 }
 
 

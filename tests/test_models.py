@@ -264,3 +264,11 @@ def test_no_dropout_inside_attention(name: str, monkeypatch: pytest.MonkeyPatch)
         if isinstance(m, nn.Dropout)
     }
     assert block_dropouts == {"resid_drop"}
+
+
+@pytest.mark.parametrize("name,shape", [("gpt", (16,)), ("vit", (1, 8, 8)),
+                                        ("transformer1d", (1, 40))])
+def test_a_transformer_refuses_an_unknown_model_kwarg_in_one_line(name, shape):
+    with pytest.raises(ConfigError, match=rf"model.kwargs: {name} takes no argument 'foo'; "
+                                          r"accepted: dropout, drop_path"):
+        create_model(name, input_shape=shape, num_classes=10, extra={"foo": 1})

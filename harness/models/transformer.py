@@ -6,6 +6,7 @@ Vaswani et al. 2017 (post-norm), Xiong et al. 2020 (pre-norm); layout as in nano
 from __future__ import annotations
 
 import math
+from typing import Any, TypedDict
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -146,3 +147,57 @@ def init_transformer(model: nn.Module, depth: int) -> None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+class TrunkOptions(TypedDict, total=False):
+    """The options every transformer model takes besides its width, depth and heads."""
+
+    dropout: float
+    drop_path: float
+    embed_dropout: float
+    attn_dropout: float
+    head_dropout: float
+    dropout_sites: tuple[str, ...]
+    norm: str
+    norm_position: str
+
+
+TRUNK_DEFAULTS: dict[str, Any] = {
+    "dropout": 0.0, "drop_path": 0.0, "embed_dropout": 0.0, "attn_dropout": 0.0,
+    "head_dropout": 0.0, "dropout_sites": RESIDUAL_SITES, "norm": "layernorm",
+    "norm_position": "pre",
+}
+
+
+class TransformerTrunk(nn.Module):
+    """What vit, transformer1d and gpt share after their embeddings: embedding dropout,
+    blocks, the closing norm, head dropout and the head. A model builds its embeddings
+    first, then calls `add_trunk` (the order modules are made in sets their init)."""
+
+    def add_trunk(self, name: str, width: int, depth: int, heads: int, num_outputs: int,
+                  options: TrunkOptions, *, causal: bool = False, head_bias: bool = True) -> None:
+        unknown = sorted(set(options) - set(TRUNK_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"model.kwargs: {name} takes no argument {unknown[0]!r}; "
+                              f"accepted: {', '.join(TRUNK_DEFAULTS)}")
+        o = {**TRUNK_DEFAULTS, **options}
+        self.embed_drop = nn.Dropout(o["embed_dropout"])
+        self.blocks = make_blocks(width, depth, heads, dropout=o["dropout"],
+                                  attn_dropout=o["attn_dropout"],
+                                  dropout_sites=o["dropout_sites"], drop_path=o["drop_path"],
+                                  norm=o["norm"], norm_position=o["norm_position"],
+                                  causal=causal)
+        self.norm = final_norm(o["norm"], width, o["norm_position"])
+        self.head_drop = nn.Dropout(o["head_dropout"])
+        self.head = nn.Linear(width, num_outputs, bias=head_bias)
+        self.residual_blocks: list[nn.Module] = list(self.blocks)
+
+    def encode(self, tokens: Tensor) -> Tensor:
+        """(N, T, width) embedded tokens -> the normed output of the blocks."""
+        x = self.embed_drop(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def classify(self, features: Tensor) -> Tensor:
+        return self.head(self.head_drop(features))

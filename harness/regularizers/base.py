@@ -10,8 +10,10 @@ data kind, regularizers it excludes) is declared in `requires`, not coded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import torch
@@ -78,6 +80,10 @@ class RunContext:
     steps_per_epoch: int
     num_classes: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # rebuilds a finished run's model (its folder's config.json and model.pt) on this run's
+    # data and device; the training code fills it in, so a plug-in that needs another run's
+    # model (a distillation teacher) never imports the training code
+    load_run_model: Callable[[Path], nn.Module] | None = None
 
 
 class Phase(IntEnum):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,31 +132,15 @@ class Distillation(Regularizer[DistillationParams]):
                             "regularizers.distillation.teacher.run")[0]
 
     def load_teacher(self) -> nn.Module:
-        from harness.config import build_run_config
-        from harness.regularizers.base import REGULARIZERS
-        from harness.regularizers.stack import RegularizerStack
-        from harness.train import build
-
+        if self.ctx.load_run_model is None:
+            raise ConfigError("regularizers.distillation: this run cannot load a teacher "
+                              "(its context has no load_run_model)")
         with preserved_rng():
             path = self.find_teacher_dir()
-            config_file, weights = path / "config.json", path / "model.pt"
-            raw = json.loads(config_file.read_text())
-            raw.pop("run_id", None)
-            config = build_run_config(raw, source=str(config_file))
-            ctx = build.run_context(config, self.ctx.data, self.ctx.device)
-            regs = RegularizerStack([
-                cls(cls.Params.model_validate(v or {}), ctx)
-                for name, v in config.regularizers.items() if name != self.name
-                for cls in (REGULARIZERS.get(name),)
-            ])
-            model = build.build_model(config, self.ctx.data, regs)
-            state = torch.load(weights, map_location="cpu", weights_only=True)
             try:
-                model.load_state_dict(state)
-            except RuntimeError as err:
-                raise ConfigError(f"regularizers.distillation.teacher: {weights} does not fit "
-                                  f"its model on this dataset ({str(err).splitlines()[0]})"
-                                  ) from None
+                model = self.ctx.load_run_model(path)
+            except ConfigError as err:
+                raise ConfigError(f"regularizers.distillation.teacher: {err}") from None
         model.to(self.ctx.device).eval()
         for q in model.parameters():
             q.requires_grad_(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -11,12 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import RunConfig
+from harness.config import RunConfig, build_run_config
 from harness.data import DataBundle, load_data
 from harness.errors import ConfigError
 from harness.models import create_model
 from harness.models.contract import check_forward, is_builtin, model_info, resolve_model
 from harness.regularizers import ModelSpec, RegularizerStack, RunContext
+from harness.regularizers.base import REGULARIZERS
 from harness.train.transfer import load_weights
 
 
@@ -83,4 +85,27 @@ def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack, *,
 def run_context(config: RunConfig, data: DataBundle, device: torch.device) -> RunContext:
     return RunContext(config=config, data=data, device=device, epochs=config.train.epochs,
                       steps_per_epoch=steps_per_epoch(len(data.train.y), config.train.batch_size),
-                      num_classes=data.num_classes)
+                      num_classes=data.num_classes,
+                      load_run_model=lambda path: load_run_model(path, data, device))
+
+
+def load_run_model(path: Path, data: DataBundle, device: torch.device) -> nn.Module:
+    """A finished run's model rebuilt from its config.json with the regularizers that shape
+    a model (module surgery renames parameters), then its model.pt loaded. The run's own
+    distillation is left out: a teacher's teacher is part of its training, not its model."""
+    config_file, weights = path / "config.json", path / "model.pt"
+    raw = json.loads(config_file.read_text())
+    raw.pop("run_id", None)
+    config = build_run_config(raw, source=str(config_file))
+    ctx = run_context(config, data, device)
+    regs = RegularizerStack([cls(cls.Params.model_validate(v or {}), ctx)
+                             for name, v in config.regularizers.items() if name != "distillation"
+                             for cls in (REGULARIZERS.get(name),)])
+    model = build_model(config, data, regs)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"{weights} does not fit its model on this dataset "
+                          f"({str(err).splitlines()[0]})") from None
+    return model
