@@ -301,3 +301,41 @@ def test_log_failure_does_not_raise_and_keeps_earlier_rows(
     assert len(run.history) == 1
     assert same_number(run.history[0]["train_loss"], rows[0]["train_loss"])
     assert run.exit_code == 1
+
+
+def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply(
+        tmp_path: Path) -> None:
+    """wandb.init's Launch-input step is skipped only while nothing could have been staged
+    (the staging module is not imported); once it is, wandb's own step runs for each init."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from test_wandb_tracking import make_tracker, epoch_rows
+        t = make_tracker(Path({str(tmp_path)!r}) / "a")
+        t.log_epoch(epoch_rows(1)[0]); t.finish()
+        print("launch imported after a run:", {LAUNCH!r} in sys.modules)
+        from wandb.sdk.launch.inputs import internal
+        seen = []
+        internal.StagedLaunchInputs.apply = lambda self, run: seen.append(run.id)
+        t = make_tracker(Path({str(tmp_path)!r}) / "b", run_id="b/seed0")
+        t.finish()
+        print("applied for:", seen)
+    """)
+    env = {**__import__("os").environ, "PYTHONPATH": f"{Path(__file__).parent}:{ROOT}",
+           "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path),
+           "WANDB_CACHE_DIR": str(tmp_path), "WANDB_DATA_DIR": str(tmp_path),
+           "NETRC": str(tmp_path / "none"), "WANDB_API_KEY": ""}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "launch imported after a run: False" in out.stdout, out.stdout
+    applied = out.stdout.split("applied for:")[1].strip()
+    assert applied.startswith("[") and applied != "[]", out.stdout  # wandb's step ran once
+
+
+LAUNCH = "wandb.sdk.launch.inputs.internal"
+ROOT = Path(__file__).resolve().parents[1]

@@ -13,6 +13,7 @@ from harness.record.schema import (
     FailureNote,
     Manifest,
     PlannedRun,
+    first_line,
 )
 
 if TYPE_CHECKING:  # the type checker sees the lazily imported names as what they are
@@ -20,12 +21,11 @@ if TYPE_CHECKING:  # the type checker sees the lazily imported names as what the
     from harness.record.load import RunRecord as RunRecord
     from harness.record.load import StudyRecord as StudyRecord
     from harness.record.load import Variant as Variant
-    from harness.record.load import first_line as first_line
 
-_LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant", "first_line")
+_LAZY = ("MissingRun", "RunRecord", "StudyRecord", "Variant")
 
 __all__ = ["COMPARABLE_METRICS", "FINISHED_STATUSES", "INCLUDED_STATUSES", "Comparison",
-           "FailureNote", "Manifest", "PlannedRun", *_LAZY]
+           "FailureNote", "Manifest", "PlannedRun", "first_line", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

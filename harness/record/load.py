@@ -26,11 +26,13 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness.record.schema import (
+    FAILURE,
     INCLUDED_STATUSES,
     Comparison,
     FailureNote,
     Manifest,
     RunSummary,
+    first_line,
 )
 
 STUDY_JSON = "study.json"
@@ -38,7 +40,6 @@ CONFIG = "config.json"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 ENV = "env.json"
-FAILURE = "failure.json"
 BASELINE_NAMES = ("baseline", "default")  # ad-hoc folders: the baseline by name
 NOT_PLANNED = "not in the current plan"
 UPSTREAM_REASON = "an upstream run (others start from it), not a compared variant"
@@ -348,14 +349,6 @@ def _missing_reason(note: FailureNote | None) -> str:
     if note is None:
         return "not run yet (run the study again to train it)"
     return f"{note.status}: {first_line(note.reason)}"
-
-
-def first_line(text: str) -> str:
-    """The line of an error worth showing: the last non-empty line of a traceback."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    if not lines:
-        return ""
-    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _variants(meta: dict[str, Any] | None,

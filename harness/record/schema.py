@@ -108,3 +108,16 @@ def study_name(study_dir: Path | str) -> str:
     """The study's name from its manifest, else its folder's name (ad-hoc runs)."""
     manifest = read_manifest(study_dir)
     return manifest.name if manifest else Path(study_dir).name
+
+
+# what a worker leaves in a run folder whose run failed (read back by the record); here, not in
+# load.py, so the workers that write it do not import pandas
+FAILURE = "failure.json"
+
+
+def first_line(text: str) -> str:
+    """The line of an error worth showing: the last non-empty line of a traceback."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]

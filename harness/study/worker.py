@@ -24,7 +24,7 @@ import optuna
 from harness.console import error_line
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL, describe
-from harness.record.load import FAILURE, first_line
+from harness.record.schema import FAILURE, first_line
 from harness.study.processes import install_worker_signals
 from harness.study.queue import Job, RunQueue, WorkSource, mask_url, queue_study_name, studies_in
 from harness.study.search import Search, optuna_study_name

@@ -17,7 +17,6 @@ WARM_MODULES = (
     "harness.study.queue",  # optuna and SQLAlchemy
     "harness.train.loop",
     "wandb",
-    "wandb.sdk.launch.inputs.internal",  # imported by every wandb.init
 )
 
 for _name in WARM_MODULES:
