@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from harness.errors import HarnessError
+from harness.prefetch import import_in_background
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation harness for regularization in deep learning.")
@@ -28,6 +29,14 @@ SHORTCUTS: dict[str, str] = {
     "clip_mode": "regularizers.grad_clip.mode",
     "patience": "regularizers.early_stopping.patience",
 }
+
+
+# what the coordinator imports for the report, while worker processes train (harness.prefetch)
+REPORT_MODULES = ("harness.report.finish", "harness.tracking.wandb_study_run", "wandb")
+
+
+def prefetch_report() -> None:
+    import_in_background(REPORT_MODULES)
 
 
 def fail(err: BaseException, debug: bool, queue: str | None = None) -> None:
@@ -319,7 +328,8 @@ def ablation(
         from harness.study.execute import run_study
 
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
-                        storage=storage, data_dir=data_dir)
+                        storage=storage, data_dir=data_dir,
+                        while_running=None if no_report else prefetch_report)
         if not no_report:
             from harness.report.finish import report_study
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness", "harness.errors", "harness.config_errors", "harness.yaml_load",
                     "harness.plugins", "harness.registry", "harness.console",
-                    "harness.failures", "harness.run_folder")),
+                    "harness.failures", "harness.run_folder", "harness.prefetch")),
     ("data, models", ("harness.data", "harness.models")),
     ("config", ("harness.config",)),
     ("regularizers", ("harness.regularizers",)),

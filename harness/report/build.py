@@ -11,6 +11,7 @@ import base64
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import harness
 from harness.record import Comparison
 from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
 from harness.report.files import atomic_write_bytes, atomic_write_text
+from harness.report.forked import run_tasks
 from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import CLAIMS_JSON, build_index
 from harness.report.regime import regime
@@ -180,15 +182,16 @@ def _figures(study: tables.Study, summary: pd.DataFrame, runs: pd.DataFrame,
     param = tables.sweep_parameter(study)
     reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
     markers = _markers(study, runs)
-    candidates = (
-        figures.curves_figure(curves, order, study.baseline, "acc", label, markers),
-        figures.curves_figure(curves, order, study.baseline, "loss", label, markers),
-        figures.sweep_figure(summary, narrative.param_label(param), study.baseline,
-                             study.design.get("baseline_value")) if param else None,
-        figures.gap_figure(curves, order, study.baseline, label),
-        figures.reliability_figure(reliability, order, study.baseline, label),
-    )
-    return [f for f in candidates if f is not None]
+    draw: list[Callable[[], figures.Figure | None]] = [  # the longest first (forked.py)
+        lambda: figures.curves_figure(curves, order, study.baseline, "acc", label, markers),
+        lambda: figures.curves_figure(curves, order, study.baseline, "loss", label, markers),
+        lambda: figures.reliability_figure(reliability, order, study.baseline, label),
+        lambda: figures.gap_figure(curves, order, study.baseline, label),
+        lambda: figures.sweep_figure(summary, narrative.param_label(param), study.baseline,
+                                     study.design.get("baseline_value")) if param else None,
+    ]
+    drawn = run_tasks(draw)
+    return [f for f in (drawn[0], drawn[1], drawn[4], drawn[3], drawn[2]) if f is not None]
 
 
 def _write_figures(figs: list[figures.Figure], fig_dir: Path) -> list[Path]:

@@ -107,14 +107,17 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 
 
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
-              storage: str | None = None, data_dir: Path | None = None) -> StudyOutcome:
+              storage: str | None = None, data_dir: Path | None = None,
+              while_running: Callable[[], None] | None = None) -> StudyOutcome:
+    """`while_running` is called once worker processes train (this process is then free):
+    the CLI uses it to import the report's modules at low priority (see harness.prefetch)."""
     if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
         # imported here: its sequential tests import scipy.stats, which no other study needs
         from harness.study.adaptive import run_adaptive
 
         rounds = run_adaptive(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
-            data_dir=data_dir))
+            data_dir=data_dir, while_running=while_running))
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),
@@ -153,7 +156,8 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         if todo:
             drive_workers(url, study.name, results_dir=results_dir, data_dir=data_dir,
                           workers=workers, kinds=("runs",), total=len(specs),
-                          count=lambda: (len(finished_ids(sdir, specs)), ""))
+                          count=lambda: (len(finished_ids(sdir, specs)), ""),
+                          while_running=while_running)
         imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
@@ -180,7 +184,8 @@ def not_finished(sdir: Path, specs: list[RunSpec], finished: set[str]) -> list[s
 def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | None,
                   workers: int, kinds: tuple[str, ...], total: int | None,
                   count: Callable[[], tuple[int, str]],
-                  timeout: float | None = None) -> None:
+                  timeout: float | None = None,
+                  while_running: Callable[[], None] | None = None) -> None:
     """The one supervisor: `workers` worker processes (or this process for one) take the
     study's work of `kinds`, with one progress display (the study bar from `count`: done
     and a status, plus one bar per worker). After worker processes, this process finishes
@@ -198,6 +203,8 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
         else:
             procs, events = make_workers(
                 worker_process, lambda i: ({**options, "timeout": timeout},), workers)
+            if while_running is not None:
+                while_running()
             supervise(procs, events, hub.handle, hub.refresh)
             # remote or dead workers may still hold work: finish it here (one worker in this
             # process has just done that: it waited for running work)
