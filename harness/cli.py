@@ -1,4 +1,10 @@
-"""The `harness` command line: parse, call, print. The work lives in the modules."""
+"""The `harness` command line: parse, call, print. The work lives in the modules.
+
+Why one module of about 550 lines: one typer app, one function per command with its options
+declared in its signature (that is the --help text); each command body only calls one module
+and prints, and the modules are imported inside the commands so `harness --help` and a
+refused input never import torch.
+"""
 
 from __future__ import annotations
 
@@ -421,7 +427,7 @@ def worker(
     """Join a running study from any machine: take its search trials (a tuning study) and
     queued runs until none is left."""
     from harness.console import console
-    from harness.study.queue import mask_url
+    from harness.study.storage import mask_url
 
     try:
         from harness.study.worker import ProgressLines, wait_for_study, worker_loop
@@ -451,7 +457,7 @@ def report(
     """(Re)build results/<study>/report.html and report.md from the local store."""
     from harness.console import console
     from harness.errors import ConfigError
-    from harness.study.queue import mask_url
+    from harness.study.storage import mask_url
 
     sdir = results_dir / study
     try:

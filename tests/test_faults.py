@@ -26,7 +26,8 @@ import yaml
 from faults import REPO, error_of, files_under, harness, remount, tmpfs, write_study
 from optuna.trial import TrialState
 
-from harness.study.queue import RunQueue, default_storage_url
+from harness.study.queue import RunQueue
+from harness.study.storage import default_storage_url
 from harness.tracking.store import list_run_dirs, remove_stale_temp_files
 
 Scenario = Callable[[Path, pytest.FixtureRequest], None]

@@ -21,9 +21,9 @@ from sqlalchemy.engine import make_url
 
 from harness.report.tune_report import write_outputs
 from harness.study import tune
-from harness.study.queue import mask_url
 from harness.study.search import create_search, optuna_study_name
 from harness.study.spec import StudyConfig
+from harness.study.storage import mask_url
 from harness.study.tune_space import parse_tune
 from harness.study.worker import worker_loop, worker_process
 
@@ -199,8 +199,9 @@ def test_ablation_across_machines_and_report_from_the_database(tmp_path):
     from harness.cli import app
     from harness.study.execute import run_study
     from harness.study.plan import expand, study_manifest
-    from harness.study.queue import RunQueue, studies_in
+    from harness.study.queue import RunQueue
     from harness.study.spec import StudyConfig as Study
+    from harness.study.storage import studies_in
     from harness.study.worker import EventReporter, run_job, worker_loop
     from harness.tracking.store import list_run_dirs
 

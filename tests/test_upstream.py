@@ -16,8 +16,9 @@ from harness.record.load import UPSTREAM_REASON
 from harness.regularizers.distillation import teacher_run_config
 from harness.study.execute import run_study
 from harness.study.plan import expand, study_manifest
-from harness.study.queue import RunQueue, default_storage_url
+from harness.study.queue import RunQueue
 from harness.study.spec import StudyConfig
+from harness.study.storage import default_storage_url
 from harness.study.worker import worker_loop
 
 PRETRAIN = {"data": {"num_samples": 800}, "train": {"epochs": 1}}

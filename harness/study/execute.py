@@ -25,18 +25,10 @@ from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import make_workers, supervise, warm_worker_server
-from harness.study.queue import (
-    TRAVELLING_FILES,
-    RunQueue,
-    check_sqlite_file,
-    default_storage_url,
-    mask_url,
-    queue_study_name,
-    studies_in,
-    unpack_file,
-)
+from harness.study.queue import TRAVELLING_FILES, RunQueue, queue_study_name, unpack_file
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
+from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
 from harness.study.worker import worker_loop, worker_process
 from harness.tracking.store import (
     RunDir,

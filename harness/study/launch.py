@@ -22,8 +22,9 @@ from harness.config import format_validation_error
 from harness.errors import ConfigError, HarnessError
 from harness.study.execute import finished_ids
 from harness.study.plan import expand, study_manifest
-from harness.study.queue import RunQueue, default_storage_url, mask_url
+from harness.study.queue import RunQueue
 from harness.study.spec import LauncherConfig, StudyConfig
+from harness.study.storage import default_storage_url, mask_url
 from harness.tracking.store import atomic_write_json
 from harness.train.loop import study_dir
 

@@ -17,7 +17,7 @@ import typer
 from harness.console import console
 from harness.errors import ConfigError
 from harness.study.plan import RunSpec, expand
-from harness.study.queue import RunQueue, default_storage_url, mask_url
+from harness.study.queue import RunQueue
 from harness.study.spec import (
     StudyConfig,
     find_study_file,
@@ -25,6 +25,7 @@ from harness.study.spec import (
     override_source,
     parse_overrides,
 )
+from harness.study.storage import default_storage_url, mask_url
 
 STATES = ("finished", "running", "queued", "failed", "not queued")
 

@@ -29,8 +29,9 @@ from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
 from harness.study.plan import RunSpec
-from harness.study.queue import Job, WorkSource, mask_url, open_storage, wandb_link
+from harness.study.queue import Job, WorkSource, wandb_link
 from harness.study.spec import StudyConfig
+from harness.study.storage import mask_url, open_storage
 from harness.study.tune_space import (
     OBJECTIVES,
     TuneSpec,

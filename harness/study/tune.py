@@ -41,9 +41,9 @@ from harness.study.execute import (
     study_lock,
 )
 from harness.study.processes import warm_worker_server
-from harness.study.queue import default_storage_url, mask_url, open_storage
 from harness.study.search import create_search, n_finished, search_progress, trials_of
 from harness.study.spec import StudyConfig
+from harness.study.storage import default_storage_url, mask_url, open_storage
 from harness.study.tune_space import TuneSpec, finite, parse_tune
 from harness.train.loop import study_dir
 

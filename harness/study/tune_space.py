@@ -20,6 +20,11 @@ A key with a dot (or a top-level run config field) is a config path; any other k
 switch that only gates other params through `when` (all conditions must hold; a condition
 value may be a list meaning "one of"). Grid search takes ints and categoricals as they are
 and floats from an explicit `grid: [...]` list.
+
+Why one module of about 500 lines: the section's models, the search space's parameters and
+the checks that tie them together (a `when` names another parameter, a sampler limits the
+parameter types, a key must be tunable) are validated as one tree by pydantic; split, each
+part would need the others to validate.
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL, describe
 from harness.record.schema import FAILURE, first_line
 from harness.study.processes import install_worker_signals
-from harness.study.queue import Job, RunQueue, WorkSource, mask_url, queue_study_name, studies_in
+from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
+from harness.study.storage import mask_url, studies_in
 from harness.tracking.protocol import TrackerFactory
 from harness.tracking.store import RunDir, atomic_write_json
 from harness.tracking.wandb_run import wandb_run_tracker
