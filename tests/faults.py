@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,14 @@ import yaml
 from conftest import tiny_raw
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def as_terminal_job() -> None:
+    """preexec_fn of a `harness` process that a test interrupts as Ctrl-C would: SIGINT
+    back to its default. A test run started in the background of a script (`cmd &` without
+    job control) has SIGINT ignored, its children inherit that, and Python then installs no
+    KeyboardInterrupt handler: the child would never see the test's SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def harness(*args: str, cwd: Path | None = None, timeout: float = 600,

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from faults import REPO, error_of, files_under, harness, remount, tmpfs, write_study
+from faults import (
+    REPO,
+    as_terminal_job,
+    error_of,
+    files_under,
+    harness,
+    remount,
+    tmpfs,
+    write_study,
+)
 from optuna.trial import TrialState
 
 from harness.study.queue import RunQueue
@@ -256,7 +265,22 @@ def start(path: Path, results: Path, workers: int = 1) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "harness.cli", "ablation", str(path),
                              "--workers", str(workers), "--results-dir", str(results),
                              "--no-report"], env=env, start_new_session=True,
+                            preexec_fn=as_terminal_job,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def signal_state(pid: int) -> str:
+    """SIGINT's place in a process's masks (blocked, ignored, caught) and in this one's: when
+    Ctrl-C goes unanswered, the failure message says which."""
+    def bits(path: str) -> str:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:
+            return "gone"
+        masks = {ln.split(":")[0]: int(ln.split()[1], 16) for ln in lines
+                 if ln.startswith(("SigBlk", "SigIgn", "SigCgt"))}
+        return " ".join(f"{k}={'SIGINT' if v & 2 else '-'}" for k, v in masks.items())
+    return f"harness: {bits(f'/proc/{pid}/status')}; pytest: {bits('/proc/thread-self/status')}"
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 300) -> None:
@@ -280,9 +304,10 @@ def started_twice(tmp: Path, request: pytest.FixtureRequest) -> None:
     holder = json.loads(lock.read_text())
     assert second.returncode == 2 and "already running" in line
     assert f"pid {first.pid} on {socket.gethostname()} since {holder['since']}" in line
+    state = signal_state(first.pid)
     os.killpg(first.pid, signal.SIGINT)
     out, _ = first.communicate(timeout=300)
-    assert first.returncode == 130 and "Traceback" not in out, out[-2000:]
+    assert first.returncode == 130 and "Traceback" not in out, state + "\n" + out[-2000:]
     trials = RunQueue.open(default_storage_url(results / "f"), "f").trials()
     assert len(trials) == 4  # baseline and width 8, 2 seeds: queued once each
     assert len({t.user_attrs["run_id"] for t in trials}) == 4
@@ -296,9 +321,11 @@ def ctrl_c(tmp: Path, request: pytest.FixtureRequest) -> None:
     request.addfinalizer(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
     runs = results / "f" / "runs"
     wait_for(lambda: len(list(runs.glob("*/metrics.csv"))) == 2, timeout=400)
+    state = signal_state(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out, out
+    assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out, \
+        state + "\n" + out
     in_flight = [r for r in list_run_dirs(results / "f") if r.metrics()]
     assert len(in_flight) == 2
     assert [r.summary["status"] for r in in_flight] == ["interrupted", "interrupted"]

@@ -152,7 +152,7 @@ def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
     import subprocess
     import sys
 
-    from faults import REPO, error_of, harness, write_study
+    from faults import REPO, as_terminal_job, error_of, harness, write_study
 
     from harness.study.queue import RunQueue
 
@@ -162,6 +162,7 @@ def test_second_coordinator_on_a_shared_queue_says_who_holds_it(tmp_path):
     first = subprocess.Popen([sys.executable, "-m", "harness.cli", "ablation", str(path),
                               "--workers", "1", "--storage", URL, "--no-report",
                               "--results-dir", str(tmp_path / "machine-a")], env=env,
+                             preexec_fn=as_terminal_job,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300

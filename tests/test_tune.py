@@ -243,7 +243,7 @@ def test_dead_workers_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'queue.db'}"
     ostudy = create_search(url, study, parse_tune(study, "t.yaml"), "t.yaml")
     dead = search.Search(url, "tq", worker=0).pop()  # popped, then its worker "dies"
-    time.sleep(3.5)  # past the grace period (3 beats of 1 s)
+    time.sleep(6)  # well past the grace period (3 beats of 1 s), also on a loaded machine
     source = search.Search(url, "tq", worker=1)
     source.recover()
     states = [t.state for t in ostudy.get_trials()]
