@@ -202,6 +202,8 @@ def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
     for run in ("baseline seed 0", "width=8 seed 0"):
         assert f"{run}: failed: fashion_mnist: files not found" in out.output, out.output
     q = RunQueue.open(default_storage_url(tmp_path / "r" / "nofiles"), "nofiles")
+    # runs only: a worker that asked as the queue emptied gets a trial with no run in it,
+    # pruned at once (RunQueue.pop)
     seen = [(t.number, t.state.name, t.user_attrs.get("failure"), t.user_attrs.get("error"))
-            for t in q.trials()]
+            for t in q.trials() if "spec" in t.user_attrs]
     assert sorted(str(t[2]) for t in seen) == ["final", "final"], seen

@@ -24,7 +24,7 @@ from harness.config import build_run_config
 from harness.tracking import wandb_mode
 from harness.tracking.store import atomic_write_text
 from harness.tracking.wandb_run import wandb_run_tracker
-from harness.tracking.wandb_sync import offline_run_dirs, superseded
+from harness.tracking.wandb_sync import offline_run_dirs, offline_run_id, superseded
 from harness.tracking.wandb_tracker import wandb_safe_id
 from harness.train.loop import train_run
 
@@ -93,7 +93,9 @@ def test_killed_run_resumes_its_wandb_run_with_every_epoch_once(tmp_path: Path) 
     sdir = results / "resume"
     dirs = offline_run_dirs(sdir)
     wandb_id = wandb_safe_id(config.run_id())
-    assert len(dirs) == 2 and all(d.name.endswith(wandb_id) for d in dirs)
+    # both attempts are this run's; a second attempt started in the same second as the first
+    # gets W&B's "-1" folder suffix, so the id is read from the folder's .wandb file
+    assert len(dirs) == 2 and all(offline_run_id(d) == wandb_id for d in dirs)
     latest = Path(result.summary["wandb"]["run_dir"])
     assert superseded(dirs) == {dirs[0]: latest}  # sync uploads the resumed one only
 
@@ -176,3 +178,17 @@ def test_results_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
+
+
+def test_an_attempt_started_in_the_same_second_is_still_superseded(tmp_path: Path) -> None:
+    """wandb.init names a second attempt that starts in the first's second ...-<id>-1: it is
+    the same W&B run (its .wandb file says so), so only the later attempt is uploaded."""
+    first = tmp_path / "offline-run-20261130_090529-abc123-5f3e"
+    again = tmp_path / "offline-run-20261130_090529-abc123-5f3e-1"
+    other = tmp_path / "offline-run-20261130_090529-other-1"
+    for folder, run_id in ((first, "abc123-5f3e"), (again, "abc123-5f3e"), (other, "other-1")):
+        folder.mkdir()
+        (folder / f"run-{run_id}.wandb").write_bytes(b"")
+    assert [offline_run_id(d) for d in (first, again, other)] == \
+        ["abc123-5f3e", "abc123-5f3e", "other-1"]
+    assert superseded([first, again, other]) == {first: again}

@@ -56,7 +56,12 @@ def offline_run_dirs(study_dir: Path) -> list[Path]:
 
 
 def offline_run_id(folder: Path) -> str:
-    """offline-run-<date>_<time>-<id> -> <id>."""
+    """The W&B run id of an offline-run folder, from the run-<id>.wandb file it holds: the
+    folder's own name is offline-run-<date>_<time>-<id>, plus -<n> when an earlier attempt
+    of the same run started in the same second (wandb.init avoids the clash that way)."""
+    logs = sorted(folder.glob("run-*.wandb"))
+    if logs:
+        return logs[0].name[len("run-"):-len(".wandb")]
     parts = folder.name.split("-", 3)
     return parts[3] if len(parts) == 4 else folder.name
 
