@@ -37,7 +37,7 @@ SHORTCUTS: dict[str, str] = {
 }
 
 
-# what the coordinator imports for the report, while worker processes train (harness.prefetch)
+# what the coordinator imports for the report once a worker's core is free (harness.prefetch)
 REPORT_MODULES = ("harness.report.finish", "harness.tracking.wandb_study_run", "wandb")
 
 
@@ -335,7 +335,7 @@ def ablation(
 
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir,
-                        while_running=None if no_report else prefetch_report)
+                        on_free_core=None if no_report else prefetch_report)
         if not no_report:
             from harness.report.finish import report_study
 

@@ -100,16 +100,16 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
               storage: str | None = None, data_dir: Path | None = None,
-              while_running: Callable[[], None] | None = None) -> StudyOutcome:
-    """`while_running` is called once worker processes train (this process is then free):
-    the CLI uses it to import the report's modules at low priority (see harness.prefetch)."""
+              on_free_core: Callable[[], None] | None = None) -> StudyOutcome:
+    """`on_free_core` is called once, when worker processes train fewer runs than there are
+    workers (a core is free): the CLI imports the report's modules then (harness.prefetch)."""
     if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
         # imported here: its sequential tests import scipy.stats, which no other study needs
         from harness.study.adaptive import run_adaptive
 
         rounds = run_adaptive(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
-            data_dir=data_dir, while_running=while_running))
+            data_dir=data_dir, on_free_core=on_free_core))
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),
@@ -149,7 +149,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
             drive_workers(url, study.name, results_dir=results_dir, data_dir=data_dir,
                           workers=workers, kinds=("runs",), total=len(specs),
                           count=lambda: (len(finished_ids(sdir, specs)), ""),
-                          while_running=while_running)
+                          on_free_core=on_free_core)
         imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
@@ -177,7 +177,7 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
                   workers: int, kinds: tuple[str, ...], total: int | None,
                   count: Callable[[], tuple[int, str]],
                   timeout: float | None = None,
-                  while_running: Callable[[], None] | None = None) -> None:
+                  on_free_core: Callable[[], None] | None = None) -> None:
     """The one supervisor: `workers` worker processes (or this process for one) take the
     study's work of `kinds`, with one progress display (the study bar from `count`: done
     and a status, plus one bar per worker). After worker processes, this process finishes
@@ -187,6 +187,8 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
     options: dict[str, Any] = {"url": url, "study": name, "results_dir": results_dir,
                                "data_dir": data_dir, "threads": threads_per_worker(workers),
                                "kinds": kinds, "parallel": workers > 1}
+    if on_free_core is not None and workers > 1 and total:  # worker processes only
+        count = FreeCore(count, total, workers, on_free_core)
     with make_progress() as progress:
         hub = ProgressHub(progress, "trials" if "tune" in kinds else "study", total, count)
         if workers == 1:
@@ -195,8 +197,6 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
         else:
             procs, events = make_workers(
                 worker_process, lambda i: ({**options, "timeout": timeout},), workers)
-            if while_running is not None:
-                while_running()
             supervise(procs, events, hub.handle, hub.refresh)
             # remote or dead workers may still hold work: finish it here (one worker in this
             # process has just done that: it waited for running work)
@@ -205,6 +205,24 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
                 worker_loop(**options, emit=hub.handle, worker=workers, wait_for_running=True,
                             timeout=left)
         hub.refresh()
+
+
+class FreeCore:
+    """A study's count of finished runs that calls `callback` once, the first time fewer runs
+    are left than there are workers: from then on a worker has nothing to take, and its core
+    is free for this process's own work (the report's imports)."""
+
+    def __init__(self, count: Callable[[], tuple[int, str]], total: int, workers: int,
+                 callback: Callable[[], None]) -> None:
+        self.count, self.total, self.workers, self.callback = count, total, workers, callback
+        self.called = False
+
+    def __call__(self) -> tuple[int, str]:
+        done, status = self.count()
+        if not self.called and self.total - done < self.workers:
+            self.called = True
+            self.callback()
+        return done, status
 
 
 class ProgressHub:
