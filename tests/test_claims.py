@@ -123,6 +123,7 @@ def test_a_side_chosen_on_validation_pays_for_the_choice():
     assert alone.p == pytest.approx(raw) and alone.outcome == HELD
 
 
+@pytest.mark.slow  # 400 simulated studies (4-5 s); the constructed case above stays fast
 def test_choosing_on_validation_keeps_the_false_positive_rate_under_the_null(monkeypatch):
     """Null studies where a run's val and test accuracy share its seed's luck: picking the
     best of five on validation and testing it unadjusted claims too often; the adjusted
