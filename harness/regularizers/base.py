@@ -81,9 +81,9 @@ class RunContext:
     num_classes: int
     extra: dict[str, Any] = field(default_factory=dict)
     # rebuilds a finished run's model (its folder's config.json and model.pt) on this run's
-    # data and device; the training code fills it in, so a plug-in that needs another run's
-    # model (a distillation teacher) never imports the training code
-    load_run_model: Callable[[Path], nn.Module] | None = None
+    # data and device, without the named regularizer; the training code fills it in, so a
+    # plug-in that needs another run's model (a distillation teacher) never imports it
+    load_run_model: Callable[[Path, str], nn.Module] | None = None
 
 
 class Phase(IntEnum):

@@ -138,7 +138,8 @@ class Distillation(Regularizer[DistillationParams]):
         with preserved_rng():
             path = self.find_teacher_dir()
             try:
-                model = self.ctx.load_run_model(path)
+                # a teacher's own teacher is part of its training, not of its model
+                model = self.ctx.load_run_model(path, self.name)
             except ConfigError as err:
                 raise ConfigError(f"regularizers.distillation.teacher: {err}") from None
         model.to(self.ctx.device).eval()

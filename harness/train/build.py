@@ -86,20 +86,21 @@ def run_context(config: RunConfig, data: DataBundle, device: torch.device) -> Ru
     return RunContext(config=config, data=data, device=device, epochs=config.train.epochs,
                       steps_per_epoch=steps_per_epoch(len(data.train.y), config.train.batch_size),
                       num_classes=data.num_classes,
-                      load_run_model=lambda path: load_run_model(path, data, device))
+                      load_run_model=lambda path, without: load_run_model(path, data, device,
+                                                                          without))
 
 
-def load_run_model(path: Path, data: DataBundle, device: torch.device) -> nn.Module:
-    """A finished run's model rebuilt from its config.json with the regularizers that shape
-    a model (module surgery renames parameters), then its model.pt loaded. The run's own
-    distillation is left out: a teacher's teacher is part of its training, not its model."""
+def load_run_model(path: Path, data: DataBundle, device: torch.device,
+                   without: str = "") -> nn.Module:
+    """A finished run's model rebuilt from its config.json with its regularizers (module
+    surgery renames parameters) except `without`, then its model.pt loaded."""
     config_file, weights = path / "config.json", path / "model.pt"
     raw = json.loads(config_file.read_text())
     raw.pop("run_id", None)
     config = build_run_config(raw, source=str(config_file))
     ctx = run_context(config, data, device)
     regs = RegularizerStack([cls(cls.Params.model_validate(v or {}), ctx)
-                             for name, v in config.regularizers.items() if name != "distillation"
+                             for name, v in config.regularizers.items() if name != without
                              for cls in (REGULARIZERS.get(name),)])
     model = build_model(config, data, regs)
     state = torch.load(weights, map_location="cpu", weights_only=True)
