@@ -38,7 +38,7 @@ test: $(STAMP)
 	set -f; $(BIN)/python -m pytest $$ARGS
 
 test-fast: $(STAMP)
-	set -f; $(BIN)/python -m pytest -m "not slow" $$ARGS
+	set -f; $(BIN)/python -m pytest -m "not slow" -n 2 --dist worksteal $$ARGS
 
 test-pg: $(STAMP)
 	@test -n "$$HARNESS_TEST_POSTGRES_URL" || { echo "set HARNESS_TEST_POSTGRES_URL (see bench/pg_server.sh)"; exit 2; }

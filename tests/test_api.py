@@ -34,6 +34,7 @@ def test_import_harness_loads_no_torch():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_run_with_dotted_overrides(tmp_path):
     out = harness.run(tiny_raw(), results_dir=tmp_path, regularizers__dropout__p=0.3,
                       train__epochs=3)

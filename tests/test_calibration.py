@@ -90,6 +90,7 @@ def test_under_confident_model_and_no_validation_split():
     assert direction(0.004) == "calibrated" and direction(math.nan) == "n/a"
 
 
+@pytest.mark.slow
 def test_a_real_run_stores_calibration_in_its_summary():
     from harness.config import build_run_config
     from harness.models import create_model

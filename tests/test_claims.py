@@ -223,6 +223,7 @@ def _fake_study(sdir: Path, test: dict[str, list[float]], claims: list[dict]) ->
         "claims": claims}))
 
 
+@pytest.mark.slow
 def test_report_states_the_verdict_first_and_the_index_lists_it(tmp_path):
     sdir = tmp_path / "results" / "constructed"
     _fake_study(sdir, {"baseline": BASE, "dropout": [0.75, 0.78, 0.73, 0.76]},

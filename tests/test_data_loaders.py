@@ -49,6 +49,7 @@ MNIST_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
+@pytest.mark.slow
 def test_kmnist_matches_torchvision_reader(tmp_path):
     from torchvision.datasets import KMNIST
 

@@ -227,6 +227,7 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
     assert m[-1, -1] == pytest.approx(1 - p64.run.metrics["test_acc"].iloc[-1])
 
 
+@pytest.mark.slow
 def test_grid_series_from_a_constructed_regularized_study(tmp_path):
     """A regularizers x width grid: one curve per regularizer; the baseline run (which takes
     the place of the grid point with its config) lands in its own series."""

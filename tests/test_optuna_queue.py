@@ -130,6 +130,7 @@ def test_worker_refuses_an_unknown_study_and_creates_nothing(ran: Path, tmp_path
     assert studies_in(url) == before
 
 
+@pytest.mark.slow
 def test_wait_for_the_coordinator(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     t0 = time.monotonic()

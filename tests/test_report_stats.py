@@ -17,6 +17,7 @@ from harness.report import diagnosis, narrative, stats
 RNG = np.random.default_rng(0)
 
 
+@pytest.mark.slow
 def test_holm_matches_statsmodels() -> None:
     for m in (1, 2, 3, 7):
         p = RNG.uniform(0, 0.2, m)

@@ -157,6 +157,7 @@ def test_seed_batch_key_is_refused_with_the_reason(tmp_path: Path) -> None:
         load_study(path)
 
 
+@pytest.mark.slow
 def test_a_design_that_gained_values_is_refused_with_the_way_out(tmp_path: Path) -> None:
     """Optuna keeps a parameter's first choices: a widened range cannot share the old queue.
     One line says so; with the queue moved aside, only the new runs train."""
@@ -181,6 +182,7 @@ def missing_data_base(tmp_path: Path) -> dict:
     return {**tiny_raw(), "data": {"name": "fashion_mnist", "data_dir": str(tmp_path / "none")}}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
         tmp_path: Path) -> None:

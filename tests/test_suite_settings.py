@@ -17,6 +17,7 @@ def test_a_per_test_timeout_is_configured(pytestconfig: pytest.Config) -> None:
     assert 60 <= float(pytestconfig.getini("timeout")) <= 900
 
 
+@pytest.mark.slow
 def test_a_hanging_test_fails_with_its_traceback_and_the_run_goes_on(
     pytester: pytest.Pytester,
 ) -> None:

@@ -191,6 +191,7 @@ def search_once(root: Path) -> list[dict]:
     return [t.params for t in sorted(ostudy.trials, key=lambda t: t.number)]
 
 
+@pytest.mark.slow
 def test_seeded_search_with_one_worker_is_reproducible(tmp_path):
     first, second = search_once(tmp_path / "a"), search_once(tmp_path / "b")
     assert len(first) == 4 and first == second
@@ -342,7 +343,8 @@ def test_one_worker_takes_search_trials_then_queued_runs_from_one_storage(tmp_pa
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_search_whose_every_trial_fails_ends_and_exits_1(tmp_path, workers):
     """Every trial fails with a final error (the data files are missing): each worker stops
     at its first failed trial instead of failing through the budget, nothing is retrained,

@@ -303,6 +303,7 @@ def test_log_failure_does_not_raise_and_keeps_earlier_rows(
     assert run.exit_code == 1
 
 
+@pytest.mark.slow
 def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply(
         tmp_path: Path) -> None:
     """wandb.init's Launch-input step is skipped only while nothing could have been staged

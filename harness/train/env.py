@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -30,13 +33,28 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device: torch.device, seed: int) -> dict[str, Any]:
-    import torchvision
+def torchvision_version() -> str | None:
+    """torchvision's own __version__ (with its build tag, as 0.29.1+cu130), read from its
+    version.py: importing torchvision takes about 2 s (it imports torch._dynamo) in a run
+    that may not use it."""
+    if "torchvision" in sys.modules:
+        return str(sys.modules["torchvision"].__version__)
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, flags=re.M)
+    return found.group(1) if found else importlib.metadata.version("torchvision")
 
+
+def environment(device: torch.device, seed: int) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": torchvision_version(),
         "harness": harness.__version__,
         "git_commit": git_commit(),
         "device": str(device),

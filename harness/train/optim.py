@@ -7,6 +7,8 @@ weight_decay=0 and `adamw` is Adam whose decay, if any, comes from that plug-in.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +28,48 @@ def default_param_groups(model: nn.Module) -> list[dict[str, Any]]:
 def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     groups = [{k: v for k, v in g.items()} for g in groups]
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=0.0)
-    return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
+        return EagerSGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                        nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=0.0)
+    return EagerAdam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
+
+
+# torch.optim marks its steps and four Optimizer methods for torch.compile (graph breaks
+# around a step, "do not trace" on the others), and each mark imports torch._dynamo on its
+# first call: about 2 s of CPU per process here, before a run's first step. The harness
+# compiles models only (train.compile), never an optimizer step, so the classes below run
+# the same undecorated bodies: same maths, bit for bit (tests/test_optim.py).
+
+def _unmarked(method: Callable[..., Any]) -> Callable[..., Any]:
+    return inspect.unwrap(method)
+
+
+def _step_without_graph_breaks(cls: type[torch.optim.Optimizer]) -> Callable[..., Any]:
+    body = inspect.unwrap(cls.step)
+
+    @functools.wraps(body)
+    def step(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        # what torch's own wrapper does around the body, minus torch._dynamo.graph_break()
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return body(self, *args, **kwargs)
+
+    return step
+
+
+class _WithoutDynamoMarks(torch.optim.Optimizer):
+    add_param_group = _unmarked(torch.optim.Optimizer.add_param_group)
+    zero_grad = _unmarked(torch.optim.Optimizer.zero_grad)
+    state_dict = _unmarked(torch.optim.Optimizer.state_dict)
+    load_state_dict = _unmarked(torch.optim.Optimizer.load_state_dict)
+
+
+class EagerAdam(_WithoutDynamoMarks, torch.optim.Adam):
+    """torch.optim.Adam without importing torch._dynamo."""
+    step = _step_without_graph_breaks(torch.optim.Adam)
+
+
+class EagerSGD(_WithoutDynamoMarks, torch.optim.SGD):
+    """torch.optim.SGD without importing torch._dynamo."""
+    step = _step_without_graph_breaks(torch.optim.SGD)
 
 
 def lr_schedule(cfg: ScheduleConfig, base_lr: float, steps_per_epoch: int,
