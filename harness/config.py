@@ -12,20 +12,18 @@ run-id hash must see the whole; the YAML reading and the error wording live else
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
-import importlib
 import json
-import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.config_errors import first_error
+from harness.config_errors import validated
+from harness.dotted import set_dotted
 from harness.errors import ConfigError
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
@@ -42,36 +40,13 @@ def structure_only() -> Iterator[None]:
         STRUCTURE_ONLY.reset(token)
 
 
-# Checks owned by a layer above this module. Whether a config's regularizers exist, take
-# their params and fit its model and data is known to the regularizer registry
-# (harness/regularizers/validate.py), which sits above config. It hands its check in with
-# `register_combination_check` when it is imported; config.py never imports it at module
-# level. A full validation that runs before anything imported the registry triggers that
-# import once, lazily, by the one module name in REGISTRY_MODULE (the single place config
-# reaches up, documented here), so a config is never half-checked.
-# A plug-in can also rewrite the `regularizers:` mapping first (old keys read as new ones):
-# `register_regularizers_rewrite`, applied before the run id exists.
-REGISTRY_MODULE = "harness.regularizers"
-_COMBINATION_CHECKS: list[Callable[[Any], None]] = []
-_REGULARIZERS_REWRITES: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
+def _regularizer_checks() -> Any:
+    """The regularizer package's checks. Imported on the first full validation, not with
+    this module: it imports PyTorch (seconds), which the CLI's structure-only first pass and
+    its one-line answers to bad input never need."""
+    from harness.regularizers import validate
 
-
-def register_combination_check(check: Callable[[Any], None]) -> None:
-    """Add a check that runs on every fully validated RunConfig (idempotent)."""
-    if check not in _COMBINATION_CHECKS:
-        _COMBINATION_CHECKS.append(check)
-
-
-def register_regularizers_rewrite(rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Add a rewrite of the raw `regularizers:` mapping (idempotent)."""
-    if rewrite not in _REGULARIZERS_REWRITES:
-        _REGULARIZERS_REWRITES.append(rewrite)
-
-
-def _registered(hooks: list[Any]) -> list[Any]:
-    if not _COMBINATION_CHECKS:
-        importlib.import_module(REGISTRY_MODULE)  # registers its hooks on import
-    return list(hooks)
+    return validate
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
@@ -225,8 +200,7 @@ class RunConfig(Strict):
     def _none_is_empty(cls, v: Any) -> Any:
         v = {} if v is None else v
         if isinstance(v, dict) and not STRUCTURE_ONLY.get():
-            for rewrite in _registered(_REGULARIZERS_REWRITES):
-                v = rewrite(v)
+            v = _regularizer_checks().rewrite_regularizers(v)
         return v
 
     @model_validator(mode="after")
@@ -242,8 +216,7 @@ class RunConfig(Strict):
             wanted = " or ".join(KIND_HOLDS[k] for k in sorted(takes))
             raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
                               f"{self.data.name} holds {KIND_HOLDS[kind]}")
-        for check in _registered(_COMBINATION_CHECKS):
-            check(self)
+        _regularizer_checks().validate_regularizers(self)
         self._check_train_size()
         return self
 
@@ -300,39 +273,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return load_yaml_mapping(path)
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
-    """`regularizers.dropout.p` -> d["regularizers"]["dropout"]["p"] = value."""
-    keys = dotted.split(".")
-    cur = d
-    for k in keys[:-1]:
-        nxt = cur.get(k)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[k] = nxt
-        cur = nxt
-    cur[keys[-1]] = value
-
-
-def get_dotted(d: Any, dotted: str) -> Any:
-    """d["a"]["b"] for "a.b"; None when any step is missing."""
-    cur = d
-    for k in dotted.split("."):
-        if not hasattr(cur, "get") or k not in cur:
-            return None
-        cur = cur[k]
-    return cur
-
-
 def param_label(key: str) -> str:
     """regularizers.dropout.p -> dropout.p ; model.width -> width."""
     parts = key.split(".")
@@ -343,16 +283,6 @@ def flat_label(key: str) -> str:
     """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
     regularizers.dropout.p -> dropout_p ; model.width -> width."""
     return param_label(key).replace(".", "_")
-
-
-def flatten_dotted(prefix: str, value: Any) -> dict[str, Any]:
-    """Nested mappings -> dotted keys ({"a": {"b": 1}} -> {"a.b": 1}); empty mappings stay."""
-    if hasattr(value, "items") and value:
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(flatten_dotted(f"{prefix}.{k}" if prefix else str(k), v))
-        return out
-    return {prefix: value}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -369,50 +299,6 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def format_validation_error(err: ValidationError, source: str, raw: dict[str, Any],
-                            root: type[BaseModel] | None = None) -> str:
-    """First error of a pydantic ValidationError as one line: source: key.path: value: why."""
-    e = first_error(err)
-    loc = [str(p) for p in e["loc"]]
-    key = ".".join(loc) or "(top level)"
-    if e["type"] == "extra_forbidden":
-        parent = _lookup_model_fields(loc[:-1], root or RunConfig)
-        close = difflib.get_close_matches(loc[-1], parent, n=1) if parent else []
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        allowed = f"; allowed: {', '.join(sorted(parent))}" if parent else ""
-        return f"{source}: unknown key {key!r}{hint}{allowed}"
-    if e["type"] == "missing":
-        return f"{source}: {key}: required"
-    value = e.get("input")
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if isinstance(value, dict):
-        return f"{source}: {key}: {msg}"
-    return f"{source}: {key} = {short_repr(value)}: {msg}"
-
-
-def short_repr(value: Any, limit: int = 80) -> str:
-    """repr() cut to one short line: a value from a file can be megabytes long."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
-
-
-def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:
-    model: Any = root
-    for part in loc:
-        if part.isdigit():  # an item of a list of models: same fields
-            continue
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-        for arg in typing.get_args(model):  # Optional[Model] -> Model
-            if hasattr(arg, "model_fields"):
-                model = arg
-    return list(getattr(model, "model_fields", {}).keys())
-
-
 def build_run_config(
     raw: dict[str, Any], source: str = "config", overrides: dict[str, Any] | None = None
 ) -> RunConfig:
@@ -420,12 +306,7 @@ def build_run_config(
     merged = copy.deepcopy(raw)
     for k, v in (overrides or {}).items():
         set_dotted(merged, k, v)
-    try:
-        return RunConfig.model_validate(merged)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, merged)) from None
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+    return validated(RunConfig, merged, source)
 
 
 def load_run_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:

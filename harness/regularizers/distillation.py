@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
+from harness.config_errors import validated
+from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
 from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
 
@@ -55,8 +57,6 @@ def distillation_loss(hard_loss: torch.Tensor, student_logits: torch.Tensor,
 def teacher_run_config(student: Any, overrides: dict[str, Any]) -> Any:
     """The student's config without its regularizers, in the same study as variant "teacher",
     with `overrides` (nested mappings or dotted keys) on top."""
-    from harness.config import build_run_config, deep_merge, set_dotted
-
     base = student.model_dump(mode="json")
     base.update(regularizers={}, variant="teacher", study=student.study)
     base["model"].update(init_from=None, freeze=[], freeze_body=False)  # trained from scratch
@@ -66,7 +66,8 @@ def teacher_run_config(student: Any, overrides: dict[str, Any]) -> Any:
     for k, v in overrides.items():
         if "." in k:
             set_dotted(merged, k, v)
-    return build_run_config(merged, source="regularizers.distillation.teacher.config")
+    # the student's own config class validates it: this package sits below harness.config
+    return validated(type(student), merged, "regularizers.distillation.teacher.config")
 
 
 @contextlib.contextmanager

@@ -7,10 +7,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from harness.config import register_regularizers_rewrite
 from harness.models.options import NEUTRAL
 from harness.models.transformer import RESIDUAL_SITES
 from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
+from harness.regularizers.validate import register_regularizers_rewrite
 
 # Placement params -> the transformer option each sets (passed only when not neutral, so a
 # model without the option accepts the default and a run that never names them is unchanged).

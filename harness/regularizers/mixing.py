@@ -27,10 +27,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from harness.config import register_regularizers_rewrite
 from harness.errors import ConfigError
 from harness.regularizers.base import Batch, Params, Regularizer, Requires, register
-from harness.regularizers.validate import validate_params
+from harness.regularizers.validate import register_regularizers_rewrite, validate_params
 
 # ------------------------------------------------------------------ pure batch functions
 

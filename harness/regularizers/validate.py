@@ -4,18 +4,18 @@ In order, for each regularizer the config names: it exists (did-you-mean otherwi
 params validate, its declared `requires` holds (model, data kind, excluded partners,
 model options), then its own `check` for what `requires` cannot say (a value against the
 config). Last, the model must take every option the regularizers pass it. Each failure is
-one line naming the key and what is allowed. `harness.config` calls `validate_regularizers`
-through the hook this module registers (config sits below this package and never imports
-it by name at module level).
+one line naming the key and what is allowed. `harness.config`, the layer above, calls
+`rewrite_regularizers` on the raw mapping and `validate_regularizers` on each fully
+validated RunConfig.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from harness.config import register_combination_check
 from harness.config_errors import first_error
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
@@ -33,6 +33,22 @@ MODEL_FACTS = {"residual": ("needs a model with residual blocks", "has none"),
 OPTION_OWNERS = {"embed_dropout": ("models with embeddings", "has none"),
                  **dict.fromkeys(("norm_position", "attn_dropout", "head_dropout",
                                   "dropout_sites"), ("transformer models", "is not one"))}
+
+# Rewrites of the raw `regularizers:` mapping, applied before the run id exists, so that an
+# old spelling (cutmix: / mixup:) or an added default reads as the run it always was.
+_REWRITES: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
+
+
+def register_regularizers_rewrite(rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Add a rewrite of the raw `regularizers:` mapping (idempotent)."""
+    if rewrite not in _REWRITES:
+        _REWRITES.append(rewrite)
+
+
+def rewrite_regularizers(regularizers: dict[str, Any]) -> dict[str, Any]:
+    for rewrite in _REWRITES:
+        regularizers = rewrite(regularizers)
+    return regularizers
 
 
 def validate_regularizers(config: Any) -> None:
@@ -138,6 +154,3 @@ def check_model_takes(config: Any) -> None:
         except ConfigError as err:
             raise ConfigError(f"regularizers.{reg_name}: {err}{hint}") from None
     check_extra(name, resolve_model(name), passed, dict(m.kwargs))
-
-
-register_combination_check(validate_regularizers)

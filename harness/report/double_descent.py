@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import get_dotted
+from harness.dotted import get_dotted
 from harness.record import RunRecord
 
 WIDTH_KEY = "model.width"

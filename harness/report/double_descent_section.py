@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import flatten_dotted, get_dotted, param_label
+from harness.config import param_label
+from harness.dotted import flatten_dotted, get_dotted
 from harness.record import RunRecord, StudyRecord
 from harness.record.schema import Manifest, read_manifest
 from harness.report.double_descent import (

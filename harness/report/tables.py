@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.config import flatten_dotted, get_dotted
+from harness.dotted import flatten_dotted, get_dotted
 from harness.record import RunRecord as RunRecordType
 from harness.record import StudyRecord, Variant
 from harness.record.schema import DEFAULT_COMPARE_METRIC

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.config import format_validation_error
+from harness.config_errors import format_validation_error
 from harness.errors import ConfigError, HarnessError
 from harness.study.execute import finished_ids
 from harness.study.plan import expand, study_manifest

@@ -16,11 +16,9 @@ from harness.config import (
     RunConfig,
     build_run_config,
     flat_label,  # noqa: F401  (the queue labels its params with it, from here)
-    flatten_dotted,
-    get_dotted,
     param_label,
-    set_dotted,
 )
+from harness.dotted import flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker

@@ -23,14 +23,9 @@ from pydantic import (
 )
 
 import harness
-from harness.config import (
-    SEED_MAX,
-    Strict,
-    format_validation_error,
-    load_yaml,
-    parse_override,
-    set_dotted,
-)
+from harness.config import SEED_MAX, Strict, load_yaml, parse_override
+from harness.config_errors import format_validation_error
+from harness.dotted import set_dotted
 from harness.errors import ConfigError, one_line
 from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message

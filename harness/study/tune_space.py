@@ -37,7 +37,8 @@ from typing import Any, Literal
 import optuna
 from pydantic import Field, ValidationError, field_validator
 
-from harness.config import RunConfig, Strict, build_run_config, set_dotted
+from harness.config import RunConfig, Strict, build_run_config
+from harness.dotted import set_dotted
 from harness.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")

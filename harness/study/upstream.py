@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import RunConfig, build_run_config, deep_merge, set_dotted
+from harness.config import RunConfig, build_run_config
+from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
 from harness.regularizers.distillation import teacher_run_config
 from harness.tracking.store import slug

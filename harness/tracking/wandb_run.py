@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config import RunConfig, flat_label, get_dotted
+from harness.config import RunConfig, flat_label
+from harness.dotted import get_dotted
 from harness.record.schema import Manifest, read_manifest
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
