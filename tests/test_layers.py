@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path, modules: set[str]) -> set[str]:
-    """Every harness module `path` imports, at any depth of the file (functions included).
+def imports_of(path: Path, modules: set[str], module_level: bool = False) -> set[str]:
+    """Every harness module `path` imports, at any depth of the file (functions included), or
+    with `module_level` only those run when the module is imported (not in a function).
     `from package import name` counts as importing the submodule when `name` is one."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -77,7 +79,7 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  and isinstance(n.value, ast.Constant) for t in n.targets
                  if isinstance(t, ast.Name)}
-    for node in ast.walk(tree):
+    for node in (run_at_import(tree) if module_level else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -98,6 +100,15 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
 
 
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
+FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def run_at_import(tree: ast.AST) -> Iterator[ast.AST]:
+    """The nodes executed when the module is imported: all but the bodies of functions."""
+    for child in ast.iter_child_nodes(tree):
+        yield child
+        if not isinstance(child, FUNCTIONS):
+            yield from run_at_import(child)
 
 
 def called_name(call: ast.Call) -> str:
@@ -124,10 +135,29 @@ def upward(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
             if layer_of(dst) > layer_of(src)}
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(module_level: bool = False) -> dict[str, set[str]]:
     files = sorted(ROOT.rglob("*.py"))
     modules = {module_name(p) for p in files}
-    return {module_name(p): imports_of(p, modules) for p in files}
+    return {module_name(p): imports_of(p, modules, module_level) for p in files}
+
+
+def hidden_cycles() -> set[tuple[str, str]]:
+    """(importer, imported) for each import made inside a function whose module, imported at
+    module level instead, would import the importer back: an import placed to hide a cycle."""
+    every, at_import = import_graph(), import_graph(module_level=True)
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = {start}, [start]
+        while todo:
+            for nxt in at_import.get(todo.pop(), set()) - seen:
+                if nxt == goal:
+                    return True
+                seen.add(nxt)
+                todo.append(nxt)
+        return False
+
+    return {(src, dst) for src in every for dst in every[src] - at_import[src]
+            if dst != src and reaches(dst, src)}
 
 
 def describe(pairs: set[tuple[str, str]]) -> str:
@@ -163,6 +193,28 @@ def test_the_check_catches_an_upward_import_anywhere_in_a_module(tmp_path: Path,
     assert graph["harness.data.sneaky"] == {"harness.train.loop", "harness.models"}
     assert graph["harness.data"] == {"harness.data.sneaky"}
     assert upward(graph) == {("harness.data.sneaky", "harness.train.loop")}
+
+
+def test_no_function_level_import_hides_a_cycle() -> None:
+    found = hidden_cycles() - ALLOWED
+    assert not found, "function-level imports that hide a cycle:\n" + "\n".join(
+        f"  {a} imports {b} in a function; {b} imports {a} back" for a, b in sorted(found))
+
+
+def test_the_check_catches_a_cycle_hidden_in_a_function(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "harness"
+    (pkg / "train").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train" / "__init__.py").write_text("")
+    (pkg / "train" / "a.py").write_text("def f():\n    from harness.train.b import g\n"
+                                        "    return g\n")
+    (pkg / "train" / "b.py").write_text("from harness.train.c import h\n\n\ndef g():\n"
+                                        "    return h\n")
+    (pkg / "train" / "c.py").write_text("from harness.train import a\n\nh = a\n")
+    (pkg / "train" / "d.py").write_text("def lazy():\n    from harness.train import c\n"
+                                        "    return c\n")  # lazy, but no cycle
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
+    assert hidden_cycles() == {("harness.train.a", "harness.train.b")}
 
 
 @pytest.mark.parametrize(("module", "layer"), [

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.report import adaptive_seeds, bias_variance_report, strength_grid
+from harness.report.double_descent_figures import double_descent_figures
+from harness.report.double_descent_section import double_descent_section
+
 
 def double_descent(study_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
-    from harness.report.double_descent_figures import double_descent_figures
-    from harness.report.double_descent_section import double_descent_section
-
     section = double_descent_section(study_dir)
     if not section:
         return None
@@ -28,7 +29,7 @@ def double_descent(study_dir: Path, fig_dir: Path) -> dict[str, Any] | None:
 
 
 def tuning(study_dir: Path) -> dict[str, Any] | None:
-    from harness.report.tune_report import tuning_section
+    from harness.report.tune_report import tuning_section  # imports optuna: tuning studies only
 
     section = tuning_section(study_dir)
     if not section:
@@ -76,8 +77,6 @@ def without_heading(markdown: str) -> str:
 
 
 def extra_sections(study_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
-    from harness.report import adaptive_seeds, bias_variance_report
-
     out = []
     for make in (lambda: double_descent(study_dir, fig_dir), lambda: tuning(study_dir),
                  lambda: bias_variance_report.section(study_dir, fig_dir),
@@ -157,7 +156,5 @@ def summary_sections(summary: pd.DataFrame, settings: dict[str, dict[str, Any]],
                      fig_dir: Path) -> list[dict[str, Any]]:
     """Sections computed from the summary table (any study): calibration with its direction,
     and the lr x weight decay heatmaps where a study varies both."""
-    from harness.report import strength_grid
-
     made = (calibration(summary), strength_grid.section(summary, settings, fig_dir))
     return [s for s in made if s]

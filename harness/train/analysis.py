@@ -4,7 +4,8 @@
 test-set predicted labels (for between-seed disagreement in the report):
 
 - ece: expected calibration error on the test set, 15 equal-width confidence bins
-  (Guo et al. 2017, "On Calibration of Modern Neural Networks"). Over tokens for text.
+  (Guo et al. 2017, "On Calibration of Modern Neural Networks"; computed in
+  harness/train/calibration.py). Over tokens for text.
 - mia_auc: membership inference by a loss-threshold attack (Yeom et al. 2018, "Privacy Risk
   in Machine Learning"): members are up to 2000 training examples (with the labels the model
   was trained on, i.e. noisy ones if any), non-members the same number of test examples; the
@@ -36,12 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.tracking.store import atomic_torch_save
-from harness.train.calibration import CALIBRATION_KEYS, calibration_summary
+from harness.train.calibration import (
+    CALIBRATION_KEYS,
+    calibration_summary,
+    expected_calibration_error,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
 MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
 SHIFT_SEED = 20240601  # + data.seed: the same corrupted test set for every run seed
 PREDICTIONS = "test_predictions.pt"
@@ -50,41 +54,6 @@ LABELS = "test_labels.npy"  # int16 (N,): the test labels they are scored agains
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor,
-                     n_bins: int = ECE_BINS) -> dict[str, list[float]]:
-    """Per bin (lo, hi] of max-softmax confidence: mean confidence, accuracy and count.
-
-    Empty bins hold confidence/accuracy 0 and count 0. Bin m covers ((m-1)/M, m/M]; a
-    confidence of exactly 0 falls into the first bin.
-    """
-    conf = confidence.detach().double().flatten().cpu()
-    corr = correct.detach().double().flatten().cpu()
-    idx = (torch.ceil(conf * n_bins).long() - 1).clamp_(0, n_bins - 1)
-    count = torch.bincount(idx, minlength=n_bins).double()
-    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
-    acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, corr)
-    safe = count.clamp(min=1)
-    return {"confidence": (conf_sum / safe).tolist(), "accuracy": (acc_sum / safe).tolist(),
-            "count": [int(c) for c in count.tolist()]}
-
-
-def ece_from_bins(bins: dict[str, list[float]]) -> float:
-    """sum_m |B_m|/n * |acc(B_m) - conf(B_m)|."""
-    n = sum(bins["count"])
-    if n == 0:
-        return float("nan")
-    return float(sum(c / n * abs(a - f) for c, a, f in
-                     zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)))
-
-
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
-                               n_bins: int = ECE_BINS) -> tuple[float, dict[str, list[float]]]:
-    """ECE of class probabilities (N, K) against labels (N,)."""
-    conf, pred = probs.max(-1)
-    bins = reliability_bins(conf, pred == labels, n_bins)
-    return ece_from_bins(bins), bins
 
 
 def loss_threshold_auc(member_losses: torch.Tensor, nonmember_losses: torch.Tensor) -> float:

@@ -22,6 +22,42 @@ import torch.nn.functional as F
 CALIBRATION_KEYS = ("confidence", "accuracy", "overconfidence", "nll", "temperature",
                     "nll_ts", "ece_ts", "confidence_ts", "overconfidence_ts")
 LOG_T_BOUND = 6.0  # T in [e^-6, e^6]: beyond that the logits are all-or-nothing anyway
+ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
+
+
+def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor,
+                     n_bins: int = ECE_BINS) -> dict[str, list[float]]:
+    """Per bin (lo, hi] of max-softmax confidence: mean confidence, accuracy and count.
+
+    Empty bins hold confidence/accuracy 0 and count 0. Bin m covers ((m-1)/M, m/M]; a
+    confidence of exactly 0 falls into the first bin.
+    """
+    conf = confidence.detach().double().flatten().cpu()
+    corr = correct.detach().double().flatten().cpu()
+    idx = (torch.ceil(conf * n_bins).long() - 1).clamp_(0, n_bins - 1)
+    count = torch.bincount(idx, minlength=n_bins).double()
+    conf_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, conf)
+    acc_sum = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, corr)
+    safe = count.clamp(min=1)
+    return {"confidence": (conf_sum / safe).tolist(), "accuracy": (acc_sum / safe).tolist(),
+            "count": [int(c) for c in count.tolist()]}
+
+
+def ece_from_bins(bins: dict[str, list[float]]) -> float:
+    """sum_m |B_m|/n * |acc(B_m) - conf(B_m)|."""
+    n = sum(bins["count"])
+    if n == 0:
+        return float("nan")
+    return float(sum(c / n * abs(a - f) for c, a, f in
+                     zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)))
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
+                               n_bins: int = ECE_BINS) -> tuple[float, dict[str, list[float]]]:
+    """ECE of class probabilities (N, K) against labels (N,)."""
+    conf, pred = probs.max(-1)
+    bins = reliability_bins(conf, pred == labels, n_bins)
+    return ece_from_bins(bins), bins
 
 
 def _flat(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,8 +126,6 @@ def calibration_summary(test_logits: torch.Tensor, test_labels: torch.Tensor,
                         val_labels: torch.Tensor | None) -> dict[str, Any]:
     """Every CALIBRATION_KEYS scalar on the test set; the *_ts ones with T fitted on
     validation (None without a validation split)."""
-    from harness.train.analysis import expected_calibration_error  # analysis imports us
-
     out: dict[str, Any] = dict.fromkeys(CALIBRATION_KEYS)
     z, y = _flat(test_logits, test_labels)
     if len(y) == 0:
