@@ -10,8 +10,12 @@ machine's load hits both alike; ratios are medians of the per-pair ratios:
 - startup: `harness --help` and a validation error (no torch import), wall seconds.
 
 The hand-written loops are the yardsticks beside the repository (../shared/bench, or
---plain-dir). Writes its section of bench/RESULTS.md. Usage:
-    python bench/bench_vs_plain.py [--pairs 3] [--plain-dir DIR] [--only study,dd_run,startup]
+--plain-dir). With `--device cuda` both sides train on the GPU: the harness with
+`train.device=cuda`, the hand-written loops as bench/plain_device.py (the same loops with
+the data and the model on the device), and the section written is "... on cuda". Writes
+its section of bench/RESULTS.md. Usage:
+    python bench/bench_vs_plain.py [--pairs 3] [--plain-dir DIR] [--device cpu|cuda]
+                                   [--only study,dd_run,startup]
 """
 
 from __future__ import annotations
@@ -65,18 +69,44 @@ def ratio(hs: list[float], ps: list[float]) -> float:
     return statistics.median(h / p for h, p in zip(hs, ps, strict=True))
 
 
+def plain_commands(plain: Path, device: str) -> dict[str, list[str]]:
+    """The hand-written loops: the shared scripts on the CPU, their device copies on a GPU."""
+    if device == "cpu":
+        return {"dropout": [sys.executable, str(plain / "plain_dropout_study.py"), "2"],
+                "dd": [sys.executable, str(plain / "plain_dd_width.py"), "48", "1"]}
+    copy = [sys.executable, str(HERE / "plain_device.py")]
+    return {"dropout": [*copy, "dropout", "2", "--device", device],
+            "dd": [*copy, "dd", "48", "1", "--device", device]}
+
+
+def gpu_name(device: str) -> str:
+    if device == "cpu":
+        return ""
+    import torch
+
+    return f" and {torch.cuda.get_device_name(0)}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--plain-dir", type=Path, default=REPO.parent / "shared" / "bench")
     ap.add_argument("--only", default="study,dd_run,startup")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = ap.parse_args()
     only = set(args.only.split(","))
     plain = args.plain_dir
-    if not (plain / "plain_dropout_study.py").is_file():
+    if args.device == "cpu" and not (plain / "plain_dropout_study.py").is_file():
         print(f"error: {plain}/plain_dropout_study.py not found (--plain-dir DIR)",
               file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda: torch sees no CUDA device here", file=sys.stderr)
+            return 2
+    yardstick = plain_commands(plain, args.device)
     work = Path(tempfile.mkdtemp(prefix="bench-vs-plain-"))
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
            "HARNESS_DATA_DIR": os.environ.get("HARNESS_DATA_DIR", str(work / "data"))}
@@ -92,19 +122,19 @@ def main() -> int:
         def fresh() -> None:
             shutil.rmtree(results, ignore_errors=True)
 
+        on_device = [] if args.device == "cpu" else ["--set", f"base.train.device={args.device}"]
         hs, ps = pairs(args.pairs, [HARNESS, "ablation", "dropout", "--results-dir",
-                                    str(results)],
-                       [sys.executable, str(plain / "plain_dropout_study.py"), "2"], env, REPO,
-                       fresh)
+                                    str(results), *on_device],
+                       yardstick["dropout"], env, REPO, fresh)
         r = ratio(hs, ps)
         rows.append(("`harness ablation dropout` (W&B offline, report) vs "
                      "`plain_dropout_study.py 2`", hs, ps, r, 0.6))
     if "dd_run" in only:
         cmd = [HARNESS, "run", "--results-dir", str(work / "dd"), "--force"]
-        for s in DD_SETTINGS:
+        for s in [*DD_SETTINGS, *([] if args.device == "cpu" else
+                                  [f"train.device={args.device}"])]:
             cmd += ["--set", s]
-        hs, ps = pairs(args.pairs, cmd, [sys.executable, str(plain / "plain_dd_width.py"),
-                                         "48", "1"], env, REPO)
+        hs, ps = pairs(args.pairs, cmd, yardstick["dd"], env, REPO)
         rows.append(("one double-descent run (`harness run`, width 48, 1 thread, W&B "
                      "disabled) vs `plain_dd_width.py 48 1`", hs, ps, ratio(hs, ps), 1.05))
     if "startup" in only:
@@ -127,13 +157,16 @@ def main() -> int:
         table.append(f"| {name} | {' / '.join(f'{h:.1f}' for h in hs)} | "
                      f"{' / '.join(f'{p:.1f}' for p in ps)} | **{r:.2f}x** | <= {target}x | "
                      f"{'met' if r <= target else 'missed'} |")
+    on = "" if args.device == "cpu" else f" --device {args.device}"
     body = [f"Measured {time.strftime('%Y-%m-%dT%H:%M:%S%z')} by `bench/bench_vs_plain.py "
-            f"--pairs {args.pairs}` on {os.cpu_count()} cores; load average (1/5/15 min) "
+            f"--pairs {args.pairs}{on}` on {os.cpu_count()} cores{gpu_name(args.device)}; "
+            f"load average (1/5/15 min) "
             f"before {before}, after {after}; took {time.perf_counter() - started:.0f} s.",
             "", *table, "", *lines]
     text = "\n".join(body)
     print(text)
-    write_section("Harness vs hand-written loop", text)
+    write_section("Harness vs hand-written loop" + ("" if args.device == "cpu" else
+                                                    f" on {args.device}"), text)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -1,11 +1,11 @@
 """Imported once by the worker server (multiprocessing's forkserver) before it forks workers.
 
-Each spawned worker used to import torch, torch._dynamo (the FLOP count at the end of a
-run pulls it in), wandb and the training code itself: about 8 s of CPU per worker on a
-2-core machine, paid again by every worker. The server pays it once, while the
-coordinator plans the study, and each worker starts as a fork of it. Only imports live
-here; a missing optional package is skipped (the worker then imports what it needs as
-before)."""
+Each spawned worker used to import torch, wandb and the training code itself: about 6 s of
+CPU per worker on a 2-core machine, paid again by every worker. The server pays it once,
+while the coordinator plans the study, and each worker starts as a fork of it. (A run no
+longer imports torch._dynamo, 2 s more: harness/train/optim.py and `flop_counter` in
+harness/train/analysis.py.) Only imports live here; a missing optional package is skipped
+(the worker then imports what it needs as before)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import importlib
 
 WARM_MODULES = (
     "torch",
-    "torch._dynamo",  # imported by the FLOP count at the end of the first run
     "harness.study.worker",
     "harness.study.queue",  # optuna and SQLAlchemy
     "harness.train.loop",

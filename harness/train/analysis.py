@@ -84,14 +84,46 @@ def mia_advantage(auc: float) -> float:
     return 2.0 * (auc - 0.5)
 
 
+def flop_counter() -> Any:
+    """torch's FlopCounterMode without importing torch._dynamo (about 2 s per process).
+
+    torch marks every dispatch mode's __torch_dispatch__ "do not trace" for torch.compile,
+    and the mark imports torch._dynamo on its first call. Counting one eager forward pass
+    gains nothing from it, so the mode below is torch's own with the mark left off. Where
+    torch's internals differ from these (another release), torch's class is used as is."""
+    import inspect
+
+    from torch.utils import flop_counter as fc
+
+    try:
+        dispatch = inspect.unwrap(fc._FlopCounterMode.__torch_dispatch__)
+    except AttributeError:
+        return fc.FlopCounterMode(display=False)
+
+    class UnmarkedMode(fc._FlopCounterMode):
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            return False  # read when the class is made: no mark, so no torch._dynamo
+
+        __torch_dispatch__ = dispatch
+
+    class Counter(fc.FlopCounterMode):
+        def __enter__(self) -> Any:  # torch's __enter__ with the unmarked mode
+            self.flop_counts.clear()
+            self.mod_tracker.__enter__()
+            self.mode = UnmarkedMode(self)
+            self.mode.__enter__()
+            return self
+
+    return Counter(display=False)
+
+
 def forward_flops(model: nn.Module, sample: torch.Tensor) -> float | None:
     """FLOPs of one eval-mode forward pass on `sample` (batch of 1); None if not countable."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
     try:
-        counter = FlopCounterMode(display=False)
+        counter = flop_counter()
         with counter, torch.no_grad():
             model(sample)
         return float(counter.get_total_flops())
