@@ -79,6 +79,12 @@ def plain_commands(plain: Path, device: str) -> dict[str, list[str]]:
             "dd": [*copy, "dd", "48", "1", "--device", device]}
 
 
+def yardstick_name(cmd: list[str]) -> str:
+    """`plain_dropout_study.py 2`, `plain_device.py dropout 2 --device cuda`: the command
+    without the interpreter and the folder."""
+    return " ".join([Path(cmd[1]).name, *cmd[2:]])
+
+
 def gpu_name(device: str) -> str:
     if device == "cpu":
         return ""
@@ -128,7 +134,7 @@ def main() -> int:
                        yardstick["dropout"], env, REPO, fresh)
         r = ratio(hs, ps)
         rows.append(("`harness ablation dropout` (W&B offline, report) vs "
-                     "`plain_dropout_study.py 2`", hs, ps, r, 0.6))
+                     f"`{yardstick_name(yardstick['dropout'])}`", hs, ps, r, 0.6))
     if "dd_run" in only:
         cmd = [HARNESS, "run", "--results-dir", str(work / "dd"), "--force"]
         for s in [*DD_SETTINGS, *([] if args.device == "cpu" else
@@ -136,7 +142,8 @@ def main() -> int:
             cmd += ["--set", s]
         hs, ps = pairs(args.pairs, cmd, yardstick["dd"], env, REPO)
         rows.append(("one double-descent run (`harness run`, width 48, 1 thread, W&B "
-                     "disabled) vs `plain_dd_width.py 48 1`", hs, ps, ratio(hs, ps), 1.05))
+                     f"disabled) vs `{yardstick_name(yardstick['dd'])}`", hs, ps, ratio(hs, ps),
+                     1.05))
     if "startup" in only:
         bad = work / "bad.yaml"
         bad.write_text("name: bad\nbase: {train: {epochz: 3}}\ndesign: {kind: sweep}\n")

@@ -68,10 +68,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path, modules: set[str], module_level: bool = False) -> set[str]:
-    """Every harness module `path` imports, at any depth of the file (functions included), or
-    with `module_level` only those run when the module is imported (not in a function).
-    `from package import name` counts as importing the submodule when `name` is one."""
+def imports_of(path: Path, modules: set[str], where: str = "anywhere") -> set[str]:
+    """The harness modules `path` imports: "anywhere" in the file (functions and
+    TYPE_CHECKING blocks included), those that "run" (not under TYPE_CHECKING), or those run
+    "at_import" (neither in a function nor under TYPE_CHECKING). `from package import name`
+    counts as importing the submodule when `name` is one."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -79,7 +80,7 @@ def imports_of(path: Path, modules: set[str], module_level: bool = False) -> set
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  and isinstance(n.value, ast.Constant) for t in n.targets
                  if isinstance(t, ast.Name)}
-    for node in (run_at_import(tree) if module_level else ast.walk(tree)):
+    for node in (ast.walk(tree) if where == "anywhere" else executed(tree, where == "run")):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -103,12 +104,21 @@ DYNAMIC_IMPORTS = {"import_module", "__import__"}
 FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
 
-def run_at_import(tree: ast.AST) -> Iterator[ast.AST]:
-    """The nodes executed when the module is imported: all but the bodies of functions."""
+def executed(tree: ast.AST, in_functions: bool) -> Iterator[ast.AST]:
+    """The nodes that can run: never the body of `if TYPE_CHECKING:`, and those in function
+    bodies only with `in_functions`."""
     for child in ast.iter_child_nodes(tree):
         yield child
-        if not isinstance(child, FUNCTIONS):
-            yield from run_at_import(child)
+        if isinstance(child, ast.If) and is_type_checking(child.test):
+            for other in child.orelse:
+                yield other
+                yield from executed(other, in_functions)
+        elif in_functions or not isinstance(child, FUNCTIONS):
+            yield from executed(child, in_functions)
+
+
+def is_type_checking(test: ast.expr) -> bool:
+    return (getattr(test, "id", None) or getattr(test, "attr", None)) == "TYPE_CHECKING"
 
 
 def called_name(call: ast.Call) -> str:
@@ -135,29 +145,40 @@ def upward(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
             if layer_of(dst) > layer_of(src)}
 
 
-def import_graph(module_level: bool = False) -> dict[str, set[str]]:
+def import_graph(where: str = "anywhere") -> dict[str, set[str]]:
     files = sorted(ROOT.rglob("*.py"))
     modules = {module_name(p) for p in files}
-    return {module_name(p): imports_of(p, modules, module_level) for p in files}
+    return {module_name(p): imports_of(p, modules, where) for p in files}
 
 
 def hidden_cycles() -> set[tuple[str, str]]:
     """(importer, imported) for each import made inside a function whose module, imported at
-    module level instead, would import the importer back: an import placed to hide a cycle."""
-    every, at_import = import_graph(), import_graph(module_level=True)
+    module level instead, would import the importer back: an import placed to hide a cycle.
+    Importing a module first runs its packages' __init__ (those not already running: the
+    importer and the packages holding it), so those count as imported by it."""
+    runs, at_import = import_graph("run"), import_graph("at_import")
 
     def reaches(start: str, goal: str) -> bool:
+        holding_goal = {goal, *packages_of(goal)}  # already running when goal imports
         seen, todo = {start}, [start]
         while todo:
-            for nxt in at_import.get(todo.pop(), set()) - seen:
+            node = todo.pop()
+            nexts = at_import.get(node, set()) | (set(packages_of(node)) - holding_goal)
+            for nxt in nexts - seen:
                 if nxt == goal:
                     return True
                 seen.add(nxt)
                 todo.append(nxt)
         return False
 
-    return {(src, dst) for src in every for dst in every[src] - at_import[src]
+    return {(src, dst) for src in runs for dst in runs[src] - at_import[src]
             if dst != src and reaches(dst, src)}
+
+
+def packages_of(module: str) -> list[str]:
+    """harness.a.b -> [harness.a, harness]."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def describe(pairs: set[tuple[str, str]]) -> str:
@@ -213,8 +234,22 @@ def test_the_check_catches_a_cycle_hidden_in_a_function(tmp_path: Path, monkeypa
     (pkg / "train" / "c.py").write_text("from harness.train import a\n\nh = a\n")
     (pkg / "train" / "d.py").write_text("def lazy():\n    from harness.train import c\n"
                                         "    return c\n")  # lazy, but no cycle
+    # through a package's __init__: importing report.figs runs report/__init__ -> build -> e
+    (pkg / "report").mkdir()
+    (pkg / "report" / "__init__.py").write_text("from harness.report import build\n")
+    (pkg / "report" / "build.py").write_text("from harness.train import e\n")
+    (pkg / "report" / "figs.py").write_text("")
+    (pkg / "train" / "e.py").write_text("def f():\n    from harness.report import figs\n"
+                                        "    return figs\n")
+    # a TYPE_CHECKING import never runs: the function-level one is still checked
+    (pkg / "train" / "f.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from harness.train import g\n"
+        "\n\ndef h():\n    from harness.train import g\n    return g\n")
+    (pkg / "train" / "g.py").write_text("from harness.train import f\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
-    assert hidden_cycles() == {("harness.train.a", "harness.train.b")}
+    assert hidden_cycles() == {("harness.train.a", "harness.train.b"),
+                               ("harness.train.e", "harness.report.figs"),
+                               ("harness.train.f", "harness.train.g")}
 
 
 @pytest.mark.parametrize(("module", "layer"), [

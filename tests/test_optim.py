@@ -107,3 +107,25 @@ def test_a_run_imports_no_dynamo_and_its_pieces_match_torch() -> None:
     for name in ("adam", "sgd"):
         assert out[name] == {"identical": True, "moved": True, "calls": True,
                              "state_keys": True}, name
+
+
+def test_any_other_wrapping_of_torch_optimizers_means_the_stock_classes(monkeypatch) -> None:
+    """The unmarked classes rely on how torch wraps its optimizers today; with another
+    layer (another torch release, another library's patch) the stock classes are used."""
+    import functools
+
+    import torch
+
+    from harness.train.optim import torch_wraps_as_expected
+
+    assert torch_wraps_as_expected()  # this torch: the unmarked classes are the ones used
+
+    def patched(step):
+        @functools.wraps(step)
+        def logged(*args, **kwargs):
+            return step(*args, **kwargs)
+        return logged
+
+    monkeypatch.setattr(torch.optim.Adam, "step", patched(torch.optim.Adam.step))
+    assert not torch_wraps_as_expected()
+

@@ -84,38 +84,44 @@ def mia_advantage(auc: float) -> float:
     return 2.0 * (auc - 0.5)
 
 
-def flop_counter() -> Any:
+def unmarked_flop_counter() -> Any:
     """torch's FlopCounterMode without importing torch._dynamo (about 2 s per process).
 
     torch marks every dispatch mode's __torch_dispatch__ "do not trace" for torch.compile,
     and the mark imports torch._dynamo on its first call. Counting one eager forward pass
-    gains nothing from it, so the mode below is torch's own with the mark left off. Where
-    torch's internals differ from these (another release), torch's class is used as is."""
+    (never the compiled wrapper) gains nothing from it, so the mode below is torch's own
+    with the mark left off. It leans on torch's internals: `forward_flops` falls back to
+    torch's own counter when it fails."""
     import inspect
 
     from torch.utils import flop_counter as fc
-
-    try:
-        dispatch = inspect.unwrap(fc._FlopCounterMode.__torch_dispatch__)
-    except AttributeError:
-        return fc.FlopCounterMode(display=False)
 
     class UnmarkedMode(fc._FlopCounterMode):
         @classmethod
         def _should_skip_dynamo(cls) -> bool:
             return False  # read when the class is made: no mark, so no torch._dynamo
 
-        __torch_dispatch__ = dispatch
+        __torch_dispatch__ = inspect.unwrap(fc._FlopCounterMode.__torch_dispatch__)
 
     class Counter(fc.FlopCounterMode):
         def __enter__(self) -> Any:  # torch's __enter__ with the unmarked mode
             self.flop_counts.clear()
             self.mod_tracker.__enter__()
-            self.mode = UnmarkedMode(self)
-            self.mode.__enter__()
+            try:
+                self.mode = UnmarkedMode(self)
+                self.mode.__enter__()
+            except BaseException:
+                self.mod_tracker.__exit__(None, None, None)  # leave no module hooks behind
+                raise
             return self
 
     return Counter(display=False)
+
+
+def torch_flop_counter() -> Any:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
 
 
 def forward_flops(model: nn.Module, sample: torch.Tensor) -> float | None:
@@ -123,11 +129,14 @@ def forward_flops(model: nn.Module, sample: torch.Tensor) -> float | None:
     was_training = model.training
     model.eval()
     try:
-        counter = flop_counter()
-        with counter, torch.no_grad():
-            model(sample)
-        return float(counter.get_total_flops())
-    except Exception:  # an op the counter cannot trace must not fail the run
+        for make_counter in (unmarked_flop_counter, torch_flop_counter):
+            try:
+                counter = make_counter()
+                with counter, torch.no_grad():
+                    model(sample)
+                return float(counter.get_total_flops())
+            except Exception:  # an op the counter cannot trace must not fail the run
+                continue
         return None
     finally:
         model.train(was_training)

@@ -47,7 +47,12 @@ def torchvision_version() -> str | None:
     except OSError:
         text = ""
     found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, flags=re.M)
-    return found.group(1) if found else importlib.metadata.version("torchvision")
+    if found:
+        return found.group(1)
+    try:  # the distribution's version, without the build tag
+        return importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def environment(device: torch.device, seed: int) -> dict[str, Any]:

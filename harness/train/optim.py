@@ -27,20 +27,46 @@ def default_param_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
     groups = [{k: v for k, v in g.items()} for g in groups]
+    adam, sgd = (EagerAdam, EagerSGD) if EAGER else (torch.optim.Adam, torch.optim.SGD)
     if cfg.name == "sgd":
-        return EagerSGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                        nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=0.0)
-    return EagerAdam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
+        return sgd(groups, lr=cfg.lr, momentum=cfg.momentum,
+                   nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=0.0)
+    return adam(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=0.0)
 
 
-# torch.optim marks its steps and four Optimizer methods for torch.compile (graph breaks
-# around a step, "do not trace" on the others), and each mark imports torch._dynamo on its
-# first call: about 2 s of CPU per process here, before a run's first step. The harness
-# compiles models only (train.compile), never an optimizer step, so the classes below run
-# the same undecorated bodies: same maths, bit for bit (tests/test_optim.py).
+# torch.optim marks four Optimizer methods "do not trace" for torch.compile and puts graph
+# breaks around each step, and each mark imports torch._dynamo on its first call (building
+# an optimizer calls one): about 2 s of CPU per process here, before a run's first step.
+# The harness compiles models only (train.compile), never an optimizer step, so the classes
+# below run the same undecorated bodies: same maths, bit for bit (tests/test_optim.py).
+# They rely on how torch wraps those functions today (the layers checked below); with any
+# other wrapping, as in another torch release or after another library patched them, the
+# stock classes are used.
+_UNMARKED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
 
-def _unmarked(method: Callable[..., Any]) -> Callable[..., Any]:
-    return inspect.unwrap(method)
+
+def decorator_layers(fn: Any, body_qualname: str) -> set[str] | None:
+    """The code names of the decorator layers around `fn`'s body (functools.wraps chain), or
+    None when the body is not `body_qualname`."""
+    layers = set()
+    while hasattr(fn, "__wrapped__"):
+        layers.add(getattr(getattr(fn, "__code__", None), "co_name", "?"))
+        fn = fn.__wrapped__
+    return layers if getattr(fn, "__qualname__", "") == body_qualname else None
+
+
+def torch_wraps_as_expected() -> bool:
+    """torch's "do not trace" layer is `inner`; a step is `_use_grad` (graph breaks), under
+    the hook and profiling `wrapper` once an instance exists."""
+    methods = all(decorator_layers(getattr(torch.optim.Optimizer, name), f"Optimizer.{name}")
+                  == {"inner"} for name in _UNMARKED)
+    steps = all(decorator_layers(cls.step, f"{cls.__name__}.step")
+                in ({"_use_grad"}, {"_use_grad", "wrapper"})
+                for cls in (torch.optim.Adam, torch.optim.SGD))
+    return methods and steps
+
+
+EAGER = torch_wraps_as_expected()
 
 
 def _step_without_graph_breaks(cls: type[torch.optim.Optimizer]) -> Callable[..., Any]:
@@ -56,10 +82,10 @@ def _step_without_graph_breaks(cls: type[torch.optim.Optimizer]) -> Callable[...
 
 
 class _WithoutDynamoMarks(torch.optim.Optimizer):
-    add_param_group = _unmarked(torch.optim.Optimizer.add_param_group)
-    zero_grad = _unmarked(torch.optim.Optimizer.zero_grad)
-    state_dict = _unmarked(torch.optim.Optimizer.state_dict)
-    load_state_dict = _unmarked(torch.optim.Optimizer.load_state_dict)
+    add_param_group = inspect.unwrap(torch.optim.Optimizer.add_param_group)
+    zero_grad = inspect.unwrap(torch.optim.Optimizer.zero_grad)
+    state_dict = inspect.unwrap(torch.optim.Optimizer.state_dict)
+    load_state_dict = inspect.unwrap(torch.optim.Optimizer.load_state_dict)
 
 
 class EagerAdam(_WithoutDynamoMarks, torch.optim.Adam):
