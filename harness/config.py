@@ -4,9 +4,9 @@ Every section is a strict pydantic model, so a typo or an out-of-range value is
 caught before any compute is spent, and reported as one line naming the file,
 the key path, the value and what is allowed.
 
-Why one module of about 430 lines: the sections of a run (data, model, optim, schedule,
-train, tracking, regularizers) are one pydantic tree whose cross-section checks and the
-run-id hash must see the whole; the YAML reading and the error wording live elsewhere.
+The sections of a run (data, model, optim, schedule, train, tracking, regularizers) are one
+pydantic tree, because its cross-section checks and the run-id hash see the whole; the YAML
+reading, the error wording and the dotted keys live in their own modules.
 """
 
 from __future__ import annotations
