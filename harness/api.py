@@ -52,8 +52,8 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     """Train one run. `config`: a RunConfig, a mapping, a YAML path or None (defaults);
     `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
     from harness.config import RunConfig, build_run_config, load_run_config
+    from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.store import ensure_writable
     from harness.tracking.wandb_run import wandb_run_tracker
     from harness.train.loop import train_run
 
@@ -81,10 +81,10 @@ def ablation(study: str | Path, *, workers: int | None = None,
              storage: str | None = None, report: bool = True) -> StudyTables:
     """Run a study (finished runs are skipped) and return its tables; `report` also writes
     report.html / report.md as `harness ablation` does."""
+    from harness.record.disk import ensure_writable
     from harness.study.execute import run_study
     from harness.study.spec import find_study_file
     from harness.study.spec import load_study as load_study_config
-    from harness.tracking.store import ensure_writable
 
     path = find_study_file(str(study))
     cfg = load_study_config(path)

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
+from harness.record.layout import QUEUE_DB, REPORT_HTML, runs_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Ablation harness for regularization in deep learning.")
@@ -63,8 +64,8 @@ def study_to_run(name: str, kind: str, results_dir: Path,
                  sets: list[str] | None = None) -> tuple[str, Any]:
     """The study's source (file plus any --set) and config, checked to be of `kind`, with a
     writable results folder."""
+    from harness.record.disk import ensure_writable
     from harness.study.spec import find_study_file, load_study, override_source, parse_overrides
-    from harness.tracking.store import ensure_writable
 
     path = find_study_file(name)
     overrides = parse_overrides(sets)
@@ -177,8 +178,8 @@ def run(
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
     from harness.console import RunProgress, console
+    from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.store import ensure_writable
     from harness.tracking.wandb_run import wandb_run_tracker
     from harness.train.loop import train_run
 
@@ -320,7 +321,7 @@ def ablation(
 
             warm_worker_server(workers)
         source, cfg = study_to_run(study, "ablation", results_dir, set_)
-        queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
+        queue = None if storage or cfg.storage else str(results_dir / cfg.name / QUEUE_DB)
         if launcher != "none" and (launcher or cfg.launcher):
             from harness.study.overview import launch_and_print
 
@@ -354,7 +355,7 @@ def ablation(
                       "(listed in the report; run the same command again to retry)")
         for line in out.failed:
             console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
-    report = out.study_dir / "report.html"
+    report = out.study_dir / REPORT_HTML
     if report.is_file():
         console.print(f"report: {report}")
     if out.failed:
@@ -402,7 +403,7 @@ def tune(
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
                   f"best {out.best_values} with {out.best_params}", soft_wrap=True)
-    report = out.study_dir / "report.html"
+    report = out.study_dir / REPORT_HTML
     if report.is_file():
         console.print(f"report: {report}")
     failed = out.retrain.failed if out.retrain is not None else []
@@ -467,7 +468,7 @@ def report(
         if storage:
             n = import_study(storage, study, sdir)
             console.print(f"imported {n} run(s) from {mask_url(storage)}")
-        if not (sdir / "runs").is_dir():
+        if not runs_dir(sdir).is_dir():
             raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first, "
                               "or pass --storage URL to read them from the study's queue)")
         html = build_report(sdir).html
@@ -538,7 +539,7 @@ def wandb_report(
     from harness.tracking.wandb_study import create_wandb_report, write_report_spec
 
     sdir = results_dir / study
-    if not (sdir / "runs").is_dir():
+    if not runs_dir(sdir).is_dir():
         fail(HarnessError(f"{sdir}: no runs found (run the study first)"), False)
     if dry_run:
         path = write_report_spec(sdir, project=project, entity=entity)

@@ -12,8 +12,6 @@ reading, the error wording and the dotted keys live in their own modules.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.record.identity import identity_of, run_id_of
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
 # PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
@@ -163,14 +162,6 @@ class TrackingConfig(Strict):
     tags: list[str] = Field(default_factory=list)
 
 
-# Keys added after runs were stored: left out of the identity at their default, so the ids
-# of runs that never used them do not change.
-ADDED_LATER: tuple[tuple[str, str, Any], ...] = (
-    ("model", "init_from", None), ("model", "freeze", []),
-    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
-EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
-
-
 class RunConfig(Strict):
     plugins: list[str] = Field(default_factory=list)  # modules imported first (harness/plugins.py)
     study: str = "adhoc"
@@ -238,29 +229,6 @@ class RunConfig(Strict):
 
     def run_id(self) -> str:
         return run_id_of(self.identity())
-
-
-def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
-    """RunConfig.identity from a saved config.json, without validating it (so a study's runs
-    can be checked where the plug-ins that defined its model are not installed)."""
-    d = copy.deepcopy({k: v for k, v in dumped.items()
-                       if k not in ("study", "variant", "tracking", "plugins", "run_id")})
-    for section in ("data", "model"):  # added later: absent when empty, so old ids hold
-        if not d[section].get("kwargs"):
-            d[section].pop("kwargs", None)
-    for section, key, default in ADDED_LATER:  # likewise: absent at their default
-        if d.get(section, {}).get(key, default) == default:
-            d.get(section, {}).pop(key, None)
-    for section, key in EXECUTION_KEYS:
-        d[section].pop(key, None)
-    d["data"].pop("data_dir", None)
-    d["data"].pop("download", None)
-    return d
-
-
-def run_id_of(identity: dict[str, Any]) -> str:
-    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 # ----------------------------------------------------------------------------- loading

@@ -9,9 +9,10 @@ import pytest
 from conftest import tiny_raw
 
 from harness.errors import ConfigError
+from harness.record.layout import ADAPTIVE_JSON
 from harness.record.load import StudyRecord
 from harness.report.build import build_report
-from harness.study.adaptive import ADAPTIVE_JSON, paired_differences, round_seeds
+from harness.study.adaptive import paired_differences, round_seeds
 from harness.study.execute import run_study
 from harness.study.plan import expand
 from harness.study.sequential import DIFFERS, UNDECIDED, decide

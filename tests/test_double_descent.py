@@ -231,9 +231,10 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
 def test_grid_series_from_a_constructed_regularized_study(tmp_path):
     """A regularizers x width grid: one curve per regularizer; the baseline run (which takes
     the place of the grid point with its config) lands in its own series."""
+    from harness.record.disk import atomic_write_json
+    from harness.record.run_dir import RunDir
     from harness.study.plan import expand, study_manifest
     from harness.study.spec import StudyConfig
-    from harness.tracking.store import RunDir, atomic_write_json
 
     study = StudyConfig.model_validate({
         "name": "double_descent_reg_tiny",

@@ -35,9 +35,10 @@ from faults import (
 )
 from optuna.trial import TrialState
 
+from harness.record.disk import remove_stale_temp_files
+from harness.record.run_dir import list_run_dirs
 from harness.study.queue import RunQueue
 from harness.study.storage import default_storage_url
-from harness.tracking.store import list_run_dirs, remove_stale_temp_files
 
 Scenario = Callable[[Path, pytest.FixtureRequest], None]
 SCENARIOS: dict[str, Scenario] = {}

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import RunConfig
+from harness.record.run_dir import RunDir
 from harness.study import estimate as estimate_mod
 from harness.study.estimate import (
     QUEUE_OVERHEAD_S,
@@ -29,7 +30,6 @@ from harness.study.estimate import (
 )
 from harness.study.plan import expand
 from harness.study.spec import LauncherConfig, load_study
-from harness.tracking.store import RunDir
 
 runner = CliRunner()
 

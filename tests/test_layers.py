@@ -4,20 +4,20 @@ Every import counts, function-level ones included (read with ast, nothing is imp
 A module may import its own layer and the layers before it:
 
   layer                         modules
-  0 foundation                  version, errors, config_errors, yaml_load, plugins,
-                                registry, console, failures
-  1 data, models                harness.data, harness.models
-  2 config                      harness.config (run config: validates names against 1)
+  0 foundation                  version, errors, config_errors, dotted, yaml_load, plugins,
+                                registry, console, failures, prefetch
+  1 record                      harness.record: the study folder's layout, run identity, the
+                                run folder (RunDir), the one reader (StudyRecord)
+  2 data, models                harness.data, harness.models
   3 regularizers                harness.regularizers
-  4 record, per-run tracking    harness.record (the one reader of a study folder),
-                                tracking.store, tracking.protocol (the Tracker protocol),
-                                tracking.wandb_tracker, wandb_mode, wandb_log, wandb_run
-                                (W&B per run)
-  5 train                       harness.train (the loop talks to a Tracker, never to W&B)
-  6 study                       harness.study (plan, queue, workers, tuning)
-  7 report, study-level W&B     harness.report, tracking.wandb_study / wandb_study_run /
+  4 config                      harness.config (calls the regularizers' checks)
+  5 per-run tracking            tracking.protocol (the Tracker protocol), tracking.wandb_tracker,
+                                wandb_mode, wandb_log, wandb_run (W&B per run)
+  6 train                       harness.train (the loop talks to a Tracker, never to W&B)
+  7 study                       harness.study (plan, queue, workers, tuning)
+  8 report, study-level W&B     harness.report, tracking.wandb_study / wandb_study_run /
                                 wandb_report / wandb_sync (read the record)
-  8 entry points                harness (the package face: re-exports the API lazily),
+  9 entry points                harness (the package face: re-exports the API lazily),
                                 harness.api, harness.cli
 
 A module belongs to the layer of the longest prefix that names it.
@@ -37,14 +37,14 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness.version", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
-                    "harness.failures", "harness.run_folder", "harness.prefetch")),
+                    "harness.failures", "harness.prefetch")),
+    ("record", ("harness.record",)),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),
     ("config", ("harness.config",)),
-    ("record, per-run tracking", ("harness.record", "harness.tracking.store",
-                                  "harness.tracking.protocol", "harness.tracking.wandb_tracker",
-                                  "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
-                                  "harness.tracking.wandb_run")),
+    ("per-run tracking", ("harness.tracking.protocol", "harness.tracking.wandb_tracker",
+                          "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
+                          "harness.tracking.wandb_run")),
     ("train", ("harness.train",)),
     ("study", ("harness.study",)),
     ("report, study-level tracking", ("harness.report", "harness.tracking")),
@@ -249,7 +249,7 @@ def test_the_check_catches_a_cycle_hidden_in_a_function(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize(("module", "layer"), [
     ("harness", "entry points"), ("harness.version", "foundation"),
-    ("harness.tracking.store", "record, per-run tracking"),
+    ("harness.record.run_dir", "record"), ("harness.tracking.protocol", "per-run tracking"),
     ("harness.tracking.wandb_report", "report, study-level tracking"),
     ("harness.train.loop", "train"), ("harness.cli", "entry points"),
 ])

@@ -28,13 +28,13 @@ from wandb_offline import read_offline_run
 
 from harness.cli import app
 from harness.errors import ConfigError
+from harness.record.run_dir import list_run_dirs
 from harness.study.execute import run_study
 from harness.study.plan import expand
 from harness.study.queue import RunQueue, queue_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import studies_in
 from harness.study.worker import ProgressLines, wait_for_study
-from harness.tracking.store import list_run_dirs
 
 NAME = "qsweep"
 

@@ -198,13 +198,13 @@ def test_ablation_across_machines_and_report_from_the_database(tmp_path):
     from typer.testing import CliRunner
 
     from harness.cli import app
+    from harness.record.run_dir import list_run_dirs
     from harness.study.execute import run_study
     from harness.study.plan import expand, study_manifest
     from harness.study.queue import RunQueue
     from harness.study.spec import StudyConfig as Study
     from harness.study.storage import studies_in
     from harness.study.worker import EventReporter, run_job, worker_loop
-    from harness.tracking.store import list_run_dirs
 
     name = f"pga{uuid.uuid4().hex[:8]}"
     study = Study(name=name, base=tiny_raw(regularizers={"dropout": {"p": 0.1}}), seeds=2,

@@ -565,8 +565,8 @@ def test_end_to_end_swa_early_stopping_and_distillation(tmp_path):
     from functools import partial
 
     from harness.config import build_run_config
+    from harness.record.run_dir import list_run_dirs
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.store import list_run_dirs
     from harness.train.loop import train_run as train_alone
 
     train_run = partial(train_with_upstream, train=train_alone)

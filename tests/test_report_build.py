@@ -14,11 +14,11 @@ from conftest import tiny_raw
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+from harness.record.run_dir import list_run_dirs
 from harness.report import diagnosis
 from harness.report.build import build_report
 from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
-from harness.tracking.store import list_run_dirs
 from harness.train.analysis import (
     average_ranks,
     expected_calibration_error,

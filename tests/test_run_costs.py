@@ -11,7 +11,9 @@ from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
 from harness.data import mnist1d
-from harness.tracking.store import METRICS, RunDir, rows_to_csv
+from harness.record.disk import rows_to_csv
+from harness.record.layout import METRICS
+from harness.record.run_dir import RunDir
 from harness.train.loop import train_run
 
 

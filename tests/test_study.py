@@ -15,12 +15,12 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
+from harness.record.run_dir import list_run_dirs
 from harness.study.execute import run_study
 from harness.study.plan import expand
 from harness.study.queue import RunQueue
 from harness.study.spec import StudyConfig, list_studies, load_study
 from harness.study.storage import default_storage_url, mask_url
-from harness.tracking.store import list_run_dirs
 
 
 def study(design: dict, seeds: int | list[int] = 2, **base) -> StudyConfig:

@@ -12,8 +12,8 @@ import pytest
 from conftest import tiny_raw
 
 from harness.config import build_run_config
+from harness.record.run_dir import RunDir
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
-from harness.tracking.store import RunDir
 from harness.tracking.wandb_run import WandbRunTracker, wandb_run_tracker
 from harness.train.loop import train_run
 

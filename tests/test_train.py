@@ -10,10 +10,11 @@ import pytest
 from conftest import strip_timing, tiny_raw
 
 from harness.config import build_run_config
+from harness.record import disk
+from harness.record.disk import atomic_write_json
+from harness.record.run_dir import RunDir
 from harness.regularizers import REGULARIZERS
 from harness.study.upstream import train_with_upstream
-from harness.tracking import store
-from harness.tracking.store import RunDir, atomic_write_json
 from harness.train.loop import train_run
 
 
@@ -86,7 +87,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path,
     def boom(src, dst):  # the process dies between writing the temp file and renaming it
         raise OSError("killed")
 
-    monkeypatch.setattr(store.os, "replace", boom)
+    monkeypatch.setattr(disk.os, "replace", boom)
     with pytest.raises(OSError):
         atomic_write_json(target, {"status": "half"})
     assert json.loads(target.read_text()) == {"status": "completed"}

@@ -21,8 +21,8 @@ from conftest import tiny_raw
 from wandb_offline import read_offline_run
 
 from harness.config import build_run_config
+from harness.record.disk import atomic_write_text
 from harness.tracking import wandb_mode
-from harness.tracking.store import atomic_write_text
 from harness.tracking.wandb_run import wandb_run_tracker
 from harness.tracking.wandb_sync import offline_run_dirs, offline_run_id, superseded
 from harness.tracking.wandb_tracker import wandb_safe_id

@@ -20,10 +20,10 @@ import pytest
 from conftest import isolate_wandb_env, tiny_raw
 from wandb_offline import offline_charts, read_offline_run
 
+from harness.record.disk import atomic_write_json
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
 from harness.tracking import wandb_report, wandb_study, wandb_study_run, wandb_sync
-from harness.tracking.store import atomic_write_json
 from harness.tracking.wandb_report import build_report_spec, create_wandb_report
 from harness.tracking.wandb_run import flat_keys, swept_values, wandb_run_tracker
 from harness.tracking.wandb_study_run import comparison_frame, log_study_run, study_curves

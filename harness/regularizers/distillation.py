@@ -122,7 +122,7 @@ class Distillation(Regularizer[DistillationParams]):
     def find_teacher_dir(self) -> Path:
         """The teacher's finished run folder. A teacher given as `config` or `upstream` is an
         upstream run: the planner trains it first and passes its folder as `run`."""
-        from harness.run_folder import finished_run
+        from harness.record.run_dir import finished_run
 
         p = self.params
         if p.teacher.run is None:

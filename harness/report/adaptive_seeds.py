@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.record.layout import ADAPTIVE_JSON
 from harness.record.load import StudyRecord
-from harness.study.adaptive import ADAPTIVE_JSON
 
 
 def _read(study_dir: Path) -> dict[str, Any] | None:

@@ -22,17 +22,24 @@ import pandas as pd
 import yaml
 
 from harness.record import Comparison
+from harness.record.disk import atomic_write_bytes, atomic_write_text
+from harness.record.layout import (
+    CLAIMS_JSON,
+    FIGURES,
+    REPORT_HTML,
+    REPORT_MD,
+    RUNS_CSV,
+    SUMMARY_CSV,
+)
 from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
-from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.forked import run_tasks
 from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
-from harness.report.index import CLAIMS_JSON, build_index
+from harness.report.index import build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
 from harness.version import __version__
 
 TEXT_DATASETS = ("tiny_shakespeare",)
-FIGURE_DIR = "figures"
 
 
 @dataclass
@@ -294,7 +301,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                             "evidence": narrative.evidence_lines(moved.get(name, []))})
 
     figs = _figures(study, summary, runs, curves, order, label)
-    fig_dir = study_dir / FIGURE_DIR
+    fig_dir = study_dir / FIGURES
     fig_paths = _write_figures(figs, fig_dir)
     settings = tables.variant_settings(study)
     verdicts = claims.evaluate_claims(claims.study_claims(study.meta, study.name), summary, runs,
@@ -365,11 +372,11 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
                               + base64.b64encode(p.png).decode("ascii")} for p in f.panels]}
                  for f in figs]
     md_figs = [{"title": f.title, "caption": f.caption,
-                "panels": [{"label": p.label, "src": f"{FIGURE_DIR}/{p.name}.png"}
+                "panels": [{"label": p.label, "src": f"{FIGURES}/{p.name}.png"}
                            for p in f.panels]} for f in figs]
 
-    paths = ReportPaths(html=study_dir / "report.html", markdown=study_dir / "report.md",
-                        summary_csv=study_dir / "summary.csv", runs_csv=study_dir / "runs.csv",
+    paths = ReportPaths(html=study_dir / REPORT_HTML, markdown=study_dir / REPORT_MD,
+                        summary_csv=study_dir / SUMMARY_CSV, runs_csv=study_dir / RUNS_CSV,
                         index=None, figures=fig_paths, headline=head)
     atomic_write_text(paths.runs_csv, runs.to_csv(index=False))
     atomic_write_text(paths.summary_csv, summary.to_csv(index=False))

@@ -9,11 +9,11 @@ import re
 import time
 from pathlib import Path
 
+from harness.record.disk import atomic_write_text
+from harness.record.layout import CLAIMS_JSON, INDEX_HTML, REPORT_HTML, run_folders, runs_dir
 from harness.report import render
-from harness.report.files import atomic_write_text
 
 META = re.compile(r'<meta name="harness-([a-z]+)" content="([^"]*)"')
-CLAIMS_JSON = "claims.json"  # written by build_report: {"overall": ..., "claims": [...]}
 
 
 def read_meta(report_html: Path) -> dict[str, str]:
@@ -31,8 +31,7 @@ def _runs_text(meta: dict[str, str], study_dir: Path) -> str:
         runs, included = int(meta["runs"]), meta.get("included", "")
         return f"{runs} runs" + (f" ({included} in the means)" if included.isdigit() and
                                  int(included) != runs else "")
-    runs_dir = study_dir / "runs"
-    n = sum(1 for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else 0
+    n = len(run_folders(study_dir))
     return f"{n} run folder(s)"
 
 
@@ -52,8 +51,8 @@ def build_index(results_dir: Path | str) -> Path:
     studies = []
     for d in sorted(p for p in results_dir.iterdir() if p.is_dir()) if results_dir.is_dir() \
             else []:
-        report = d / "report.html"
-        if not report.is_file() and not (d / "runs").is_dir():
+        report = d / REPORT_HTML
+        if not report.is_file() and not runs_dir(d).is_dir():
             continue
         meta = read_meta(report) if report.is_file() else {}
         studies.append({
@@ -65,7 +64,7 @@ def build_index(results_dir: Path | str) -> Path:
             "runs": _runs_text(meta, d),
             "claim": read_claim_verdict(d),
         })
-    path = results_dir / "index.html"
+    path = results_dir / INDEX_HTML
     atomic_write_text(path, render.render("index.html.j2", studies=studies,
                                           generated=time.strftime("%Y-%m-%d %H:%M UTC",
                                                                   time.gmtime())))

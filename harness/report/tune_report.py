@@ -17,13 +17,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.record import StudyRecord
+from harness.record.disk import atomic_write_json, atomic_write_text
+from harness.record.layout import TUNING_JSON, TUNING_MD
 from harness.report.stats import compare, mean_ci
 from harness.study.tune import TuneOutcome, trial_epochs
 from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param, finite
-from harness.tracking.store import atomic_write_json, atomic_write_text
 
-TUNING_JSON = "tuning.json"
-TUNING_MD = "tuning.md"
 FIGURES = "figures/tuning"  # a subfolder: the report build prunes stray PNGs of figures/
 RETRAIN_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (what the report ranks)
 

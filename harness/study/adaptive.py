@@ -18,13 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from harness.record.disk import atomic_write_json
+from harness.record.layout import ADAPTIVE_JSON
 from harness.record.load import StudyRecord
 from harness.study.plan import variants
 from harness.study.sequential import UNDECIDED, Decision, SequentialPlan, decide
 from harness.study.spec import StudyConfig
-from harness.tracking.store import atomic_write_json
 
-ADAPTIVE_JSON = "adaptive.json"
 INCOMPLETE = "incomplete"  # runs of the look failed: the look cannot be taken
 
 

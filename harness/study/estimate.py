@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
+from harness.record.run_dir import RunDir
 from harness.study.plan import RunSpec
-from harness.tracking.store import RunDir
 
 # After the last run: report, figures, index, the W&B study run and exit. A line fitted to
 # six studies of 4 to 64 runs measured end to end on 2 cores (bench/RESULTS.md).

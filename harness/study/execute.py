@@ -22,6 +22,9 @@ from rich.markup import escape
 from harness.console import console, make_progress
 from harness.errors import ConfigError
 from harness.record import StudyRecord
+from harness.record.disk import atomic_write_bytes, atomic_write_json, remove_stale_temp_files
+from harness.record.layout import MODEL, STUDY_JSON
+from harness.record.run_dir import RunDir
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import make_workers, supervise, warm_worker_server
@@ -30,12 +33,6 @@ from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
 from harness.study.worker import worker_loop, worker_process
-from harness.tracking.store import (
-    RunDir,
-    atomic_write_bytes,
-    atomic_write_json,
-    remove_stale_temp_files,
-)
 from harness.train.loop import study_dir
 from harness.train.preflight import check_model_sizes, parameter_count
 
@@ -132,7 +129,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     with storage_lock(q, study.name), study_lock(sdir):
         q = q or RunQueue.open(url, study.name)
         manifest = study_manifest(study, specs)
-        atomic_write_json(sdir / "study.json", manifest)
+        atomic_write_json(sdir / STUDY_JSON, manifest)
         remove_stale_temp_files(sdir)
         q.save_manifest(manifest)
         q.distributions(specs)
@@ -283,7 +280,7 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
         summary = dict(t.user_attrs["summary"])
         summary["imported"] = {"host": t.user_attrs.get("host"), "trial": t.number,
                                "missing": [n for n in TRAVELLING_FILES if n not in files]
-                               + ["model.pt"]}
+                               + [MODEL]}
         run_dir.write_summary(summary)
         imported += 1
     return imported
@@ -305,5 +302,5 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     if not manifest:
         raise ConfigError(f"storage {mask_url(url)}: study {name!r} was queued by an older "
                           "harness without its study definition; build the report where it ran")
-    atomic_write_json(sdir / "study.json", manifest)
+    atomic_write_json(sdir / STUDY_JSON, manifest)
     return import_remote_results(q, q.planned_specs(), sdir)

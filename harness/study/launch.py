@@ -20,16 +20,14 @@ from pydantic import ValidationError
 
 from harness.config_errors import format_validation_error
 from harness.errors import ConfigError, HarnessError
+from harness.record.disk import atomic_write_json
+from harness.record.layout import JOBS, JOBS_JSON, STUDY_JSON
 from harness.study.execute import finished_ids
 from harness.study.plan import expand, study_manifest
 from harness.study.queue import RunQueue
 from harness.study.spec import LauncherConfig, StudyConfig
 from harness.study.storage import default_storage_url, mask_url
-from harness.tracking.store import atomic_write_json
 from harness.train.loop import study_dir
-
-JOBS_FILE = "jobs.json"  # results/<study>/jobs.json: every job submitted for the study
-JOBS_FOLDER = "jobs"  # results/<study>/jobs/: submitit's sbatch scripts, pickles and logs
 
 
 @dataclass
@@ -108,7 +106,7 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
     manifest = study_manifest(study, specs)
     q = RunQueue.open(url, study.name)
     q.save_manifest(manifest)
-    atomic_write_json(sdir / "study.json", manifest)
+    atomic_write_json(sdir / STUDY_JSON, manifest)
     q.fail_stale()
     in_queue = q.states([(s.run_id, s.variant, s.seed) for s in specs])
     done = finished_ids(sdir, specs) | {st.run_id for st in in_queue if st.state == "finished"}
@@ -117,7 +115,7 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
     n_jobs = min(launcher.array_parallelism, pending)
     jobs: list[Any] = []
     if n_jobs:
-        executor = make_executor(launcher, sdir / JOBS_FOLDER)
+        executor = make_executor(launcher, sdir / JOBS)
         threads = launcher.cpus_per_task
         args = [(url, study.name, str(sdir.parent), str(data_dir) if data_dir else None,
                  threads)] * n_jobs
@@ -134,7 +132,7 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
 
 def record_jobs(sdir: Path, launcher: LauncherConfig, job_ids: list[str]) -> None:
     """Append the submitted jobs to results/<study>/jobs.json (what `harness status` lists)."""
-    path = sdir / JOBS_FILE
+    path = sdir / JOBS_JSON
     jobs = read_jobs(sdir)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     jobs += [{"job_id": str(j), "launcher": launcher.name, "partition": launcher.partition,
@@ -146,6 +144,6 @@ def read_jobs(sdir: Path) -> list[dict[str, Any]]:
     import json
 
     try:
-        return list(json.loads((sdir / JOBS_FILE).read_text()).get("jobs") or [])
+        return list(json.loads((sdir / JOBS_JSON).read_text()).get("jobs") or [])
     except (OSError, ValueError, AttributeError):
         return []

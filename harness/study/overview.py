@@ -16,6 +16,7 @@ import typer
 
 from harness.console import console
 from harness.errors import ConfigError
+from harness.record.layout import QUEUE_DB
 from harness.study.plan import RunSpec, expand
 from harness.study.queue import RunQueue
 from harness.study.spec import (
@@ -175,7 +176,7 @@ def status_storage(name: str, storage: str | None, results_dir: Path) -> str:
     """--storage, else the local queue of results/<name>/, else the study file's storage."""
     if storage:
         return storage
-    local = Path(results_dir) / name / "queue.db"
+    local = Path(results_dir) / name / QUEUE_DB
     if local.is_file():
         return default_storage_url(local.parent)
     try:

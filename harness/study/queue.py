@@ -37,6 +37,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
+from harness.record.layout import ENV, TEST_LABELS, TEST_PREDICTIONS, TEST_PROBS
 from harness.study.plan import RunSpec, flat_label
 from harness.study.storage import heartbeat_interval, mask_url, open_storage
 
@@ -50,7 +51,7 @@ DISTRIBUTIONS_ATTR = "param_distributions"  # queue study attr: Optuna param -> 
 MANIFEST_ATTR = "manifest"  # queue study attr: study.json, for a report built from the queue
 # Run files that travel with a finished trial (a remote worker's results are complete);
 # model.pt and checkpoints stay on the worker (a report does not need them).
-TRAVELLING_FILES = ("env.json", "test_predictions.pt", "test_probs.npy", "test_labels.npy")
+TRAVELLING_FILES = (ENV, TEST_PREDICTIONS, TEST_PROBS, TEST_LABELS)
 
 
 def optuna_params(spec: RunSpec) -> dict[str, Any]:

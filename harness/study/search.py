@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
+from harness.record.layout import MODEL, SEARCH
 from harness.study.plan import RunSpec
 from harness.study.queue import Job, WorkSource, wandb_link
 from harness.study.spec import StudyConfig
@@ -48,7 +49,6 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 2  # a trial whose worker died is run again at most this many times
 MAX_CONSECUTIVE_FAILURES = 5  # a worker stops after this many failed trials in a row
 DEFINITION_ATTR = "harness"  # Optuna study user attr holding the study definition
-SEARCH_FOLDER = "search"  # results/<study>/search/<study>/runs/: the trial runs
 
 
 def optuna_study_name(name: str) -> str:
@@ -171,7 +171,7 @@ class Search(WorkSource):
         spec = RunSpec(cfg.variant, cfg.seed, cfg, cfg.run_id(), overrides, False, overrides,
                        self.config.description or None)
         job = Job(trial, spec, wandb={"job_type": TRIAL_JOB_TYPE},
-                  results_subdir=f"{self.config.name}/{SEARCH_FOLDER}", wait_if_busy=True)
+                  results_subdir=f"{self.config.name}/{SEARCH}", wait_if_busy=True)
         job.on_epoch.append(self.reporter(job))
         return job
 
@@ -271,7 +271,7 @@ def validation_ece(cfg: RunConfig, result: Any, data_dir: Path | None) -> float 
         ctx = build.run_context(cfg, data, device)
         model = build.build_model(cfg, data, RegularizerStack.from_config(cfg, ctx))
     model = copy.deepcopy(model).to(device)
-    weights = Path(result.run_dir.path) / "model.pt"
+    weights = Path(result.run_dir.path) / MODEL
     if weights.is_file():  # the eval model (EMA/SWA averages when in use)
         try:
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))

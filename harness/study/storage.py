@@ -19,6 +19,7 @@ from optuna.storages import RDBStorage
 
 from harness.errors import ConfigError, one_line
 from harness.failures import CorruptQueue, describe_storage_error
+from harness.record.layout import QUEUE_DB
 
 
 def heartbeat_interval() -> int:
@@ -31,7 +32,7 @@ def mask_url(url: str) -> str:
 
 
 def default_storage_url(study_dir: Path) -> str:
-    return f"sqlite:///{(study_dir / 'queue.db').resolve()}"
+    return f"sqlite:///{(study_dir / QUEUE_DB).resolve()}"
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"

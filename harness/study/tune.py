@@ -33,6 +33,7 @@ from rich.markup import escape
 
 from harness.console import console
 from harness.errors import ConfigError
+from harness.record.layout import QUEUE_DB
 from harness.study.execute import (
     StudyOutcome,
     default_workers,
@@ -81,7 +82,7 @@ def tuning_storage_url(sdir: Path) -> str:
                     if name == "tune.db" else "")
             raise ConfigError(f"{old}: a search stored apart from its run queue by an older "
                               f"harness; a tuning study now lives in one storage "
-                              f"({sdir / 'queue.db'}): delete {name} to start the search "
+                              f"({sdir / QUEUE_DB}): delete {name} to start the search "
                               f"afresh (the trial runs in search/ are kept){keep}")
     return default_storage_url(sdir)
 

@@ -22,8 +22,8 @@ from typing import Any
 from harness.config import RunConfig, build_run_config
 from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
+from harness.record.layout import slug
 from harness.regularizers.distillation import teacher_run_config
-from harness.tracking.store import slug
 
 MAX_DEPTH = 8  # upstream of upstream of ...: deeper than this is a cycle
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from harness.tracking.store import RunDir
+from harness.record.run_dir import RunDir
 
 Row = Mapping[str, Any]
 

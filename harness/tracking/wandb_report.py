@@ -16,11 +16,11 @@ from typing import Any
 
 from harness.config import flat_label
 from harness.record import StudyRecord
+from harness.record.disk import atomic_write_json
+from harness.record.layout import FIGURES
 from harness.record.schema import study_name
-from harness.tracking.store import atomic_write_json
 from harness.tracking.wandb_run import TRIAL_JOB_TYPE, design_parameters
 from harness.tracking.wandb_study_run import (
-    FIGURE_DIR,
     HEADLINE_SUMMARY_KEY,
     REPORT_JOB_TYPE,
     WANDB_LINKS,
@@ -109,7 +109,7 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
         headline.append({"type": "bar", "title": "Test accuracy at best-val epoch by variant",
                          "metrics": [HEADLINE_SUMMARY_KEY], "groupby": "variant",
                          "groupby_aggfunc": "mean", "groupby_rangefunc": "stddev"})
-    figures = sorted((study_dir / FIGURE_DIR).glob("*.png"))
+    figures = sorted((study_dir / FIGURES).glob("*.png"))
     study_panels = [{"type": "summary_table", "title": "Comparison table",
                      "table": "comparison"}]
     if figures:

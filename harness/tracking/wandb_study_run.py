@@ -17,9 +17,10 @@ from typing import Any
 
 from harness.config import param_label
 from harness.record import RunRecord, StudyRecord
+from harness.record.disk import atomic_write_json
+from harness.record.layout import FIGURES, REPORT_HTML, REPORT_MD, SUMMARY_CSV
 from harness.record.load import read_json
 from harness.record.schema import Manifest, read_manifest
-from harness.tracking.store import atomic_write_json
 from harness.tracking.wandb_run import design_parameters, swept_values
 from harness.tracking.wandb_tracker import WandbTracker
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 REPORT_JOB_TYPE = "report"
 HEADLINE_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (loop summary)
 HEADLINE_SUMMARY_KEY = "test_acc_at_best_val"  # the same, as WandbTracker writes it to W&B
-FIGURE_DIR = "figures"
 WANDB_LINKS = "wandb.json"  # results/<study>/wandb.json: study run, report URL, for the report
 # Double-descent curves: errors are 1 - accuracy; "test error" is the final model's (as the
 # report's double-descent section), train error is measured on the noisy training labels.
@@ -74,7 +74,7 @@ def comparison_frame(study_dir: Path) -> Any:
     computes the means). pandas and the report load here, when a study run is written."""
     import pandas as pd
 
-    csv = Path(study_dir) / "summary.csv"
+    csv = Path(study_dir) / SUMMARY_CSV
     if csv.is_file():
         try:
             return pd.read_csv(csv)
@@ -207,10 +207,10 @@ class StudyRunInfo:
 def local_report_path(study_dir: Path) -> Path:
     """report.html when built, else report.md, else where report.html will be."""
     study_dir = Path(study_dir).resolve()
-    for name in ("report.html", "report.md"):
+    for name in (REPORT_HTML, REPORT_MD):
         if (study_dir / name).is_file():
             return study_dir / name
-    return study_dir / "report.html"
+    return study_dir / REPORT_HTML
 
 
 def log_study_run(study_dir: Path, *, mode: str, project: str, entity: str | None,
@@ -232,7 +232,7 @@ def log_study_run(study_dir: Path, *, mode: str, project: str, entity: str | Non
     try:
         runs = summarized(record)
         frame = comparison_frame(study_dir)
-        figures = sorted((study_dir / FIGURE_DIR).glob("*.png"))
+        figures = sorted((study_dir / FIGURES).glob("*.png"))
         config = {"study": name, "report_path": str(report), "report_url": report.as_uri(),
                   "design": manifest.design if manifest else None,
                   "description": manifest.description if manifest else None,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.record.layout import SEARCH, WANDB
 from harness.record.schema import study_name
 from harness.tracking.wandb_tracker import find_credentials, server_unreachable
 
@@ -50,7 +51,7 @@ def offline_run_dirs(study_dir: Path) -> list[Path]:
     """The offline-run-* folders (holding a .wandb file) of one study: its training and study
     runs (results/<study>/wandb/) and a tuning study's search trials (search/*/wandb/)."""
     study_dir = Path(study_dir)
-    roots = [study_dir / "wandb", *sorted(study_dir.glob("search/*/wandb"))]
+    roots = [study_dir / WANDB, *sorted(study_dir.glob(f"{SEARCH}/*/{WANDB}"))]
     return [p for root in roots if root.is_dir() for p in sorted(root.glob("offline-run-*"))
             if p.is_dir() and any(p.glob("*.wandb"))]
 

@@ -17,6 +17,7 @@ from harness.data import DataBundle, load_data
 from harness.errors import ConfigError
 from harness.models import create_model
 from harness.models.contract import check_forward, is_builtin, model_info, resolve_model
+from harness.record.layout import CONFIG, MODEL
 from harness.regularizers import ModelSpec, RegularizerStack, RunContext
 from harness.regularizers.base import REGULARIZERS
 from harness.train.transfer import load_weights
@@ -94,7 +95,7 @@ def load_run_model(path: Path, data: DataBundle, device: torch.device,
                    without: str = "") -> nn.Module:
     """A finished run's model rebuilt from its config.json with its regularizers (module
     surgery renames parameters) except `without`, then its model.pt loaded."""
-    config_file, weights = path / "config.json", path / "model.pt"
+    config_file, weights = path / CONFIG, path / MODEL
     raw = json.loads(config_file.read_text())
     raw.pop("run_id", None)
     config = build_run_config(raw, source=str(config_file))

@@ -21,9 +21,10 @@ from torch import nn
 from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models import count_parameters
+from harness.record.layout import CHECKPOINT, MODEL
+from harness.record.run_dir import RunDir
 from harness.regularizers import Batch, RegularizerStack
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
-from harness.tracking.store import RunDir
 from harness.train import build, transfer
 from harness.train.analysis import (
     final_outputs,
@@ -155,8 +156,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     summary.update(tracked.summary_entries())
     summary["setup_time"] = started - entered  # data, model, tracker: for cost estimates
     torch.save({k: v.detach().cpu() for k, v in regs.eval_model(model).state_dict().items()},
-               run_dir.path / "model.pt")
-    (run_dir.path / "checkpoint.pt").unlink(missing_ok=True)
+               run_dir.path / MODEL)
+    (run_dir.path / CHECKPOINT).unlink(missing_ok=True)
     tracked.log_summary(summary)
     tracked.finish()
     reporter.end(summary)
