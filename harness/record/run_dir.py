@@ -123,7 +123,7 @@ class RunDir:
     @property
     def finished(self) -> bool:
         s = self.summary
-        return bool(s) and s.get("status") in FINISHED_STATUSES
+        return s is not None and s.get("status") in FINISHED_STATUSES
 
 
 def list_run_dirs(study_dir: Path) -> list[RunDir]:
