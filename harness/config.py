@@ -241,18 +241,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return load_yaml_mapping(path)
 
 
-def param_label(key: str) -> str:
-    """regularizers.dropout.p -> dropout.p ; model.width -> width."""
-    parts = key.split(".")
-    return ".".join(parts[1:]) if len(parts) > 1 else key
-
-
-def flat_label(key: str) -> str:
-    """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
-    regularizers.dropout.p -> dropout_p ; model.width -> width."""
-    return param_label(key).replace(".", "_")
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """`key.path=value` with the value parsed as YAML (numbers, bools, lists)."""
     if "=" not in text:

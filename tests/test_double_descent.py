@@ -19,7 +19,6 @@ from harness.report.double_descent_figures import double_descent_figures
 from harness.report.double_descent_section import (
     collect_points,
     double_descent_section,
-    grid_point,
     study_kind,
 )
 
@@ -283,19 +282,3 @@ def test_train_size_threshold_is_the_largest_size_still_interpolated():
     assert "largest train size with train error" in d["text"]
 
 
-def test_grid_point_places_a_config_on_its_grid_axes():
-    """The baseline run of a grid sits on the point with its config: found from the design
-    and the config alone (a section axis matches on the entries the study file sets)."""
-    design = {"kind": "grid", "parameters": {
-        "regularizers": {"none": {}, "wd": {"weight_decay": {"value": 0.5}}},
-        "model.width": [2, 8]}}
-    assert grid_point(design, {"regularizers": {}, "model": {"width": 8}}) == \
-        {"regularizers": "none", "model.width": 8}
-    resolved = {"weight_decay": {"value": 0.5, "decoupled": True}}
-    assert grid_point(design, {"regularizers": resolved, "model": {"width": 2}}) == \
-        {"regularizers": "wd", "model.width": 2}
-    other = {"weight_decay": {"value": 0.1}}
-    assert grid_point(design, {"regularizers": other, "model": {"width": 2}}) == \
-        {"model.width": 2}
-    assert grid_point({"kind": "sweep", "parameter": "model.width"},
-                      {"model": {"width": 2}}) == {}

@@ -21,11 +21,12 @@ from conftest import isolate_wandb_env, tiny_raw
 from wandb_offline import offline_charts, read_offline_run
 
 from harness.record.disk import atomic_write_json
+from harness.record.schema import read_manifest
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
 from harness.tracking import wandb_report, wandb_study, wandb_study_run, wandb_sync
 from harness.tracking.wandb_report import build_report_spec, create_wandb_report
-from harness.tracking.wandb_run import flat_keys, swept_values, wandb_run_tracker
+from harness.tracking.wandb_run import flat_keys, variant_params, wandb_run_tracker
 from harness.tracking.wandb_study_run import comparison_frame, log_study_run, study_curves
 from harness.tracking.wandb_sync import sync_study
 from harness.train.loop import train_run
@@ -145,13 +146,13 @@ def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
     assert cfg["model"]["width"] == 32  # the nested config is kept beside the flat keys
 
     # What flat_keys adds once wired into loop.wandb_config (swept values from study.json).
-    swept = swept_values(tiny_study.sdir, "width=32", result.run_dir.config)
+    manifest = read_manifest(tiny_study.sdir)
+    swept = variant_params(manifest, "width=32")
     assert swept == {"model.width": 32}
-    assert swept_values(tiny_study.sdir, "baseline", by_variant["baseline"].run_dir.config) \
-        == {"model.width": 16}
+    assert variant_params(manifest, "baseline") == {"model.width": 16}
     extra = flat_keys(result.run_dir.config, swept)
     assert extra["width"] == 32 and "lr" in extra and "epochs" in extra
-    assert swept_values(tiny_study.sdir / "no-such-study", "x", None) == {}
+    assert variant_params(read_manifest(tiny_study.sdir / "no-such-study"), "x") == {}
 
 
 def test_gap_metrics_follow_the_report_definition() -> None:

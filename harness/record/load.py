@@ -128,8 +128,9 @@ class MissingRun:
 class Variant:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    swept: dict[str, Any] = field(default_factory=dict)
+    swept: dict[str, Any] = field(default_factory=dict)  # its own values (it is named after)
     is_baseline: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # every swept key (record/params.py)
 
 
 @dataclass
@@ -341,7 +342,8 @@ def _variants(meta: dict[str, Any] | None,
         for v in meta.get("variants") or []:
             if isinstance(v, dict) and v.get("name") is not None:
                 variants.append(Variant(str(v["name"]), dict(v.get("overrides") or {}),
-                                        dict(v.get("swept") or {}), bool(v.get("is_baseline"))))
+                                        dict(v.get("swept") or {}), bool(v.get("is_baseline")),
+                                        dict(v.get("params") or {})))
         baseline = meta.get("baseline") or next((v.name for v in variants if v.is_baseline), None)
     known = {v.name for v in variants}
     for r in runs:

@@ -34,7 +34,8 @@ class PlannedRun(Loose):
 class VariantEntry(Loose):
     name: str
     overrides: dict[str, Any] = Field(default_factory=dict)
-    swept: dict[str, Any] = Field(default_factory=dict)
+    swept: dict[str, Any] = Field(default_factory=dict)  # its own values (it is named after)
+    params: dict[str, Any] = Field(default_factory=dict)  # every swept key (record/params.py)
     is_baseline: bool = False
     removed: list[str] = Field(default_factory=list)
 

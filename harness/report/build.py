@@ -31,9 +31,11 @@ from harness.record.layout import (
     RUNS_CSV,
     SUMMARY_CSV,
 )
+from harness.record.numbers import finite
+from harness.record.params import param_label
 from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
 from harness.report.forked import run_tasks
-from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
+from harness.report.formatting import fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
@@ -154,7 +156,7 @@ def _labeler(study: tables.Study) -> figures.Labeler:
     design = study.design
     desc = None
     if design.get("kind") == "sweep" and design.get("baseline_value") is not None:
-        desc = f"{narrative.param_label(design.get('parameter', ''))} = " \
+        desc = f"{param_label(design.get('parameter', '')).display} = " \
                f"{design['baseline_value']:g}" if isinstance(design["baseline_value"],
                                                              (int, float)) else None
     return lambda name: narrative.variant_label(name, study.baseline, desc)
@@ -194,7 +196,7 @@ def _figures(study: tables.Study, summary: pd.DataFrame, runs: pd.DataFrame,
         lambda: figures.curves_figure(curves, order, study.baseline, "loss", label, markers),
         lambda: figures.reliability_figure(reliability, order, study.baseline, label),
         lambda: figures.gap_figure(curves, order, study.baseline, label),
-        lambda: figures.sweep_figure(summary, narrative.param_label(param), study.baseline,
+        lambda: figures.sweep_figure(summary, param_label(param).display, study.baseline,
                                      study.design.get("baseline_value")) if param else None,
     ]
     drawn = run_tasks(draw)

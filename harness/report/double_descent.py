@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.dotted import get_dotted
 from harness.record import RunRecord
+from harness.record.numbers import finite, number
 
 WIDTH_KEY = "model.width"
 SIZE_KEY = "data.train_size"
@@ -33,13 +34,6 @@ DEFAULT_TOL = 0.01  # train error <= 1% on the noisy labels counts as interpolat
 DEFAULT_MIN_MARGIN = 0.005  # a rise must beat the seeds' spread and half a point of error
 
 # ----------------------------------------------------------------------------- pure functions
-
-
-def finite(x: Any) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 def interpolation_threshold(widths: Sequence[float], train_errors: Sequence[float],
@@ -296,23 +290,19 @@ def width_epoch_heatmap(runs: Iterable[Any], metric: str = "test_acc",
 
 def _width_and_rows(run: Any, x_key: str) -> tuple[float | None, list[dict[str, Any]]]:
     if isinstance(run, RunRecord):
-        return num(get_dotted(run.config, x_key)), metric_rows(run)
+        return number(get_dotted(run.config, x_key)), metric_rows(run)
     if isinstance(run, Mapping):
         rows = list(run.get("rows") or [])
         if "width" in run and x_key == WIDTH_KEY:
-            return num(run["width"]), rows
+            return number(run["width"]), rows
         if "x" in run:
-            return num(run["x"]), rows
+            return number(run["x"]), rows
         cfg = run.get("config") or {}
         v = cfg.get(x_key) if x_key in cfg else get_dotted(cfg, x_key)
-        return num(v), rows
+        return number(v), rows
     return None, []
 
 
 def metric_rows(run: RunRecord) -> list[dict[str, Any]]:
     """The run's metrics.csv rows as the record read them."""
     return run.metrics.to_dict("records") if len(run.metrics) else []
-
-
-def num(v: Any) -> float | None:
-    return float(v) if finite(v) else None

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from harness.record.disk import atomic_write_bytes
-from harness.report.double_descent import finite, metric_rows, width_epoch_heatmap
+from harness.record.numbers import finite
+from harness.report.double_descent import metric_rows, width_epoch_heatmap
 from harness.report.double_descent_section import RunPoint, collect_points, double_descent_section
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]

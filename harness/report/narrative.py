@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from harness.record.numbers import finite
+from harness.record.params import display_label
 from harness.report import stats
-from harness.report.formatting import finite, fmt, fmt_interval, fmt_p
+from harness.report.formatting import fmt, fmt_interval, fmt_p
 
 # Secondary metrics compared with the baseline: column -> (label, scale, unit, lower is better).
 # Accuracies read in percent / percentage points.
@@ -26,19 +28,13 @@ EVIDENCE_METRICS: dict[str, tuple[str, float, str, bool]] = {
 MECHANISM_LIMIT = 3  # metrics named in the answer's second sentence
 
 
-def param_label(key: str) -> str:
-    """regularizers.dropout.p -> 'dropout p'; model.width -> 'width'."""
-    parts = str(key).split(".")
-    return " ".join(parts[1:] if len(parts) > 1 else parts)
-
-
 def variant_label(name: str, baseline: str | None = None,
                   baseline_desc: str | None = None) -> str:
     """'dropout.p=0.5' -> 'dropout p = 0.5'; the baseline gets its description if any."""
     if name == baseline and baseline_desc:
         return f"{name} ({baseline_desc})"
     if "=" in name:
-        return ", ".join(f"{k.replace('.', ' ')} = {v}" for k, v in
+        return ", ".join(f"{display_label(k)} = {v}" for k, v in
                          (part.split("=", 1) for part in name.split(",") if "=" in part))
     return name
 

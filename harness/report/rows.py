@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.record.numbers import finite
 from harness.report import stats
 from harness.report.formatting import (
-    finite,
     fmt,
     fmt_ci,
     fmt_int,

@@ -8,9 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from harness.dotted import flatten_dotted, get_dotted
+from harness.dotted import flatten_dotted
 from harness.record import RunRecord as RunRecordType
 from harness.record import StudyRecord, Variant
+from harness.record.numbers import number_or_nan
+from harness.record.params import sweep_axis
 from harness.record.schema import DEFAULT_COMPARE_METRIC
 from harness.report import stats
 from harness.train.analysis import load_predictions
@@ -52,18 +54,8 @@ RunRecord = RunRecordType
 load_study = StudyRecord.load
 
 
-dotted_get = get_dotted
-
 
 # ----------------------------------------------------------------------------- runs.csv
-
-
-def _num(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
 
 
 def train_cols(frame_or_keys) -> tuple[str, str]:
@@ -81,28 +73,28 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
         "variant": rec.variant, "seed": rec.seed, "run_id": rec.run_id,
         "status": rec.status, "included": rec.included, "reason": rec.reason,
         "trusted": rec.problem is None,
-        "epochs_run": _num(s.get("epochs_run", len(m))),
+        "epochs_run": number_or_nan(s.get("epochs_run", len(m))),
         "diverged_epoch": s.get("diverged_epoch"),
     }
     for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss",
               "final_test_acc", "best_val_acc", "best_val_loss"):
-        row[k] = _num(s.get(k))
+        row[k] = number_or_nan(s.get(k))
     # Gap at the last epoch, from the last metrics row (falls back to summary last_*).
     last = m.iloc[-1].to_dict() if len(m) else {k[5:]: v for k, v in s.items()
                                                   if k.startswith("last_")}
     tl, ta = train_cols(last)
-    row["gap_loss"] = _num(last.get("val_loss")) - _num(last.get(tl))
-    row["gap_acc"] = _num(last.get(ta)) - _num(last.get("val_acc"))
-    row["best_epoch"] = _num(s.get("best_epoch"))
-    row["ece"] = _num(s.get("final_ece"))
+    row["gap_loss"] = number_or_nan(last.get("val_loss")) - number_or_nan(last.get(tl))
+    row["gap_acc"] = number_or_nan(last.get(ta)) - number_or_nan(last.get("val_acc"))
+    row["best_epoch"] = number_or_nan(s.get("best_epoch"))
+    row["ece"] = number_or_nan(s.get("final_ece"))
     for k in CALIBRATION_KEYS:
-        row[k] = _num(s.get(f"final_{k}"))
-    row["mia_auc"] = _num(s.get("final_mia_auc"))
-    row["mia_advantage"] = _num(s.get("final_mia_advantage"))
-    row["shift_acc"] = _num(s.get("final_shift_acc"))
-    row["params"] = _num(s.get("params"))
-    row["flops"] = _num(s.get("flops"))
-    row["wall_time"] = _num(s.get("wall_time"))
+        row[k] = number_or_nan(s.get(f"final_{k}"))
+    row["mia_auc"] = number_or_nan(s.get("final_mia_auc"))
+    row["mia_advantage"] = number_or_nan(s.get("final_mia_advantage"))
+    row["shift_acc"] = number_or_nan(s.get("final_shift_acc"))
+    row["params"] = number_or_nan(s.get("params"))
+    row["flops"] = number_or_nan(s.get("flops"))
+    row["wall_time"] = number_or_nan(s.get("wall_time"))
     logged = s.get("wandb")
     wandb = logged if isinstance(logged, dict) else {}
     row["wandb_url"] = wandb.get("url") or None
@@ -124,27 +116,12 @@ def runs_table(study: Study) -> pd.DataFrame:
 
 
 def sweep_parameter(study: Study) -> str | None:
-    design = study.design
-    if design.get("kind") == "sweep" and design.get("parameter"):
-        return str(design["parameter"])
-    params = list(design.get("parameters") or [])  # a mapping: axis key -> values
-    if design.get("kind") == "grid" and len(params) == 1:
-        return str(params[0])
-    return None
+    return sweep_axis(study.design)
 
 
-def swept_value(study: Study, variant: Variant, param: str | None) -> float:
-    """The numeric swept value of a variant, from study.json or the runs' configs; else nan."""
-    if param is None:
-        return math.nan
-    for source in (variant.swept, variant.overrides):
-        if param in source:
-            return _num(source[param])
-    for r in study.runs_of(variant.name, included_only=False):
-        v = dotted_get(r.config, param)
-        if v is not None:
-            return _num(v)
-    return math.nan
+def swept_value(variant: Variant, param: str | None) -> float:
+    """The numeric swept value of a variant, as the plan recorded it; else nan."""
+    return number_or_nan(variant.params.get(param)) if param else math.nan
 
 
 def variant_settings(study: Study) -> dict[str, dict[str, Any]]:
@@ -184,7 +161,7 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
         status = all_v["status"]
         row: dict[str, Any] = {
             "variant": v.name, "is_baseline": v.is_baseline,
-            "swept_parameter": param, "swept_value": swept_value(study, v, param),
+            "swept_parameter": param, "swept_value": swept_value(v, param),
             "n_runs": len(all_v), "n_included": len(mine),
             "n_diverged": int((status == "diverged").sum()),
             "n_failed": int(status.isin(["failed", "interrupted", "pruned", "unknown"]).sum()),

@@ -19,9 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.record import StudyRecord
 from harness.record.disk import atomic_write_json, atomic_write_text
 from harness.record.layout import TUNING_JSON, TUNING_MD
+from harness.record.numbers import number
 from harness.report.stats import compare, mean_ci
 from harness.study.tune import TuneOutcome, trial_epochs
-from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param, finite
+from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param
 
 FIGURES = "figures/tuning"  # a subfolder: the report build prunes stray PNGs of figures/
 RETRAIN_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (what the report ranks)
@@ -175,17 +176,13 @@ def retrain_table(sdir: Path, tuned: list[str]) -> list[dict[str, Any]]:
         vals = by_variant.get(name, {})
         ci = mean_ci(vals.values())
         row: dict[str, Any] = {"variant": name, "metric": RETRAIN_METRIC, "n": ci.n,
-                               "mean": _num(ci.mean), "ci_low": _num(ci.lo),
-                               "ci_high": _num(ci.hi), "seeds": sorted(vals)}
+                               "mean": number(ci.mean), "ci_low": number(ci.lo),
+                               "ci_high": number(ci.hi), "seeds": sorted(vals)}
         if name != "baseline":
             c = compare(vals, base)
-            row.update(delta=_num(c.diff), p_value=_num(c.p), test=c.test, n_pairs=c.n_pairs)
+            row.update(delta=number(c.diff), p_value=number(c.p), test=c.test, n_pairs=c.n_pairs)
         rows.append(row)
     return rows
-
-
-def _num(x: float) -> float | None:
-    return float(x) if finite(x) else None
 
 
 # ----------------------------------------------------------------------------- markdown

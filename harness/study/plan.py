@@ -12,14 +12,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import (
-    RunConfig,
-    build_run_config,
-    flat_label,  # noqa: F401  (the queue labels its params with it, from here)
-    param_label,
-)
-from harness.dotted import flatten_dotted, get_dotted, set_dotted
+from harness.config import RunConfig, build_run_config
+from harness.dotted import flatten_dotted, set_dotted
 from harness.errors import ConfigError
+from harness.record.params import param_label, swept_values
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
 from harness.version import __version__
@@ -86,7 +82,7 @@ def variants(study: StudyConfig) -> list[Variant]:
     if d.kind == "sweep":
         assert d.parameter is not None  # a sweep names its parameter (StudyConfig)
         for v in d.values or []:
-            out.append(Variant(f"{param_label(d.parameter)}={short_value(v)}",
+            out.append(Variant(f"{param_label(d.parameter).short}={short_value(v)}",
                                {d.parameter: v}, {d.parameter: v}))
     elif d.kind == "grid":
         keys = list((d.parameters or {}).keys())
@@ -94,11 +90,11 @@ def variants(study: StudyConfig) -> list[Variant]:
         axes = [list(v.items()) if isinstance(v, dict) else [(short_value(x), x) for x in v]
                 for v in (d.parameters or {}).values()]
         for combo in itertools.product(*axes):
-            name = ",".join(f"{param_label(k)}={label}"
-                            for k, (label, _) in zip(keys, combo, strict=True))
+            name = ",".join(f"{param_label(k).short}={tag}"
+                            for k, (tag, _) in zip(keys, combo, strict=True))
             over = {k: value for k, (_, value) in zip(keys, combo, strict=True)}
-            swept = {k: (value if not isinstance(value, dict) else label)
-                     for k, (label, value) in zip(keys, combo, strict=True)}
+            swept = {k: (value if not isinstance(value, dict) else tag)
+                     for k, (tag, value) in zip(keys, combo, strict=True)}
             out.append(Variant(name, over, swept))
     elif d.kind == "one_at_a_time":
         for name, over in (d.variants or {}).items():
@@ -114,29 +110,11 @@ def variants(study: StudyConfig) -> list[Variant]:
     return out
 
 
-def design_keys(study: StudyConfig) -> list[str]:
-    """The dotted keys a sweep or grid varies (none for the other designs)."""
-    d = study.design
-    if d is None:
-        return []
-    if d.kind == "sweep" and d.parameter:
-        return [d.parameter]
-    return list(d.parameters or {}) if d.kind == "grid" else []
-
-
 def swept_params(study: StudyConfig, variant: Variant, config: RunConfig) -> dict[str, Any]:
-    """Each swept key's value in this run: the variant's own, else the sweep's
-    baseline_value (the baseline), else the value the resolved config holds."""
-    out: dict[str, Any] = {}
-    resolved = config.model_dump(mode="json")
-    for key in design_keys(study):
-        if key in variant.swept:
-            out[key] = variant.swept[key]
-        elif variant.is_baseline and study.design and study.design.baseline_value is not None:
-            out[key] = study.design.baseline_value
-        elif isinstance(value := get_dotted(resolved, key), (bool, int, float, str)):
-            out[key] = value
-    return out
+    """Each swept key's value in this run (record/params.py says how)."""
+    design = study.design.model_dump(mode="json") if study.design else None
+    return swept_values(design, variant.swept, variant.is_baseline,
+                        config.model_dump(mode="json"))
 
 
 def resolve(study: StudyConfig, variant: Variant, seed: int, source: str,
@@ -198,8 +176,9 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     specs = [s for s in specs if not s.upstream]
     for v in variants(study):
         if any(s.variant == v.name for s in specs):
+            params = next(s.params for s in specs if s.variant == v.name)
             names[v.name] = {"name": v.name, "overrides": v.overrides, "swept": v.swept,
-                             "is_baseline": v.is_baseline, "removed": v.drop}
+                             "params": params, "is_baseline": v.is_baseline, "removed": v.drop}
     return {
         "name": study.name, "description": study.description, "kind": study.kind,
         "design": study.design.model_dump(mode="json") if study.design else None,

@@ -29,6 +29,7 @@ from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
 from harness.record.layout import MODEL, SEARCH
+from harness.record.numbers import finite
 from harness.study.plan import RunSpec
 from harness.study.queue import Job, WorkSource, wandb_link
 from harness.study.spec import StudyConfig
@@ -36,7 +37,6 @@ from harness.study.storage import mask_url, open_storage
 from harness.study.tune_space import (
     OBJECTIVES,
     TuneSpec,
-    finite,
     make_pruner,
     make_sampler,
     parse_tune,

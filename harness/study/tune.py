@@ -34,6 +34,7 @@ from rich.markup import escape
 from harness.console import console
 from harness.errors import ConfigError
 from harness.record.layout import QUEUE_DB
+from harness.record.numbers import finite
 from harness.study.execute import (
     StudyOutcome,
     default_workers,
@@ -45,7 +46,7 @@ from harness.study.processes import warm_worker_server
 from harness.study.search import create_search, n_finished, search_progress, trials_of
 from harness.study.spec import StudyConfig
 from harness.study.storage import default_storage_url, mask_url, open_storage
-from harness.study.tune_space import TuneSpec, finite, parse_tune
+from harness.study.tune_space import TuneSpec, parse_tune
 from harness.train.loop import study_dir
 
 LEGACY_FILES = ("tune.db", "tune.journal")  # an older harness kept the search apart

@@ -30,7 +30,6 @@ part would need the others to validate.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -497,10 +496,3 @@ def describe_param(p: ParamSpec) -> str:
         return f"one of {p.choices}"
     scale = " (log)" if p.log else ""
     return f"{p.type} in [{p.low:g}, {p.high:g}]{scale}"
-
-
-def finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

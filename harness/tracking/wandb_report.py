@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import flat_label
 from harness.record import StudyRecord
 from harness.record.disk import atomic_write_json
 from harness.record.layout import FIGURES
+from harness.record.params import param_label, swept_parameters
 from harness.record.schema import study_name
-from harness.tracking.wandb_run import TRIAL_JOB_TYPE, design_parameters
+from harness.tracking.wandb_run import TRIAL_JOB_TYPE
 from harness.tracking.wandb_study_run import (
     HEADLINE_SUMMARY_KEY,
     REPORT_JOB_TYPE,
@@ -68,8 +68,8 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     manifest, name = record.manifest, record.name
     runs = summarized(record)
     train_key = "train_eval" if any("best_train_eval_loss" in r.summary for r in runs) else "train"
-    params = design_parameters(manifest)
-    labels = [flat_label(p) for p in params]
+    params = swept_parameters(manifest.design if manifest else None)
+    labels = [param_label(p).wandb for p in params]
     train_runset = {"name": f"{name} runs", "filters": _training_filter(name),
                     "where": {"group": name,
                               "job_type_not": [REPORT_JOB_TYPE, TRIAL_JOB_TYPE]},
@@ -86,21 +86,21 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     gap = [_line("Generalization gap: val loss - train loss", "gap_loss"),
            _line("Generalization gap: train acc - val acc", "gap_acc")]
     headline: list[dict[str, Any]] = []
-    for label in labels:
-        if label == "width":
+    for key in labels:
+        if key == "width":
             headline.append({"type": "scatter", "title": "Double descent: test error vs width",
-                             "x": f"config.{label}", "y": "summary.test_error_final",
+                             "x": f"config.{key}", "y": "summary.test_error_final",
                              "log_x": True})
             headline.append({"type": "scatter", "title": "Train error (noisy labels) vs width",
-                             "x": f"config.{label}", "y": "summary.train_error_final",
+                             "x": f"config.{key}", "y": "summary.train_error_final",
                              "log_x": True})
             headline.append({"type": "scatter", "title": "Test error at best-val epoch vs width",
-                             "x": f"config.{label}", "y": "summary.test_error_at_best_val",
+                             "x": f"config.{key}", "y": "summary.test_error_at_best_val",
                              "log_x": True})
         else:
             headline.append({"type": "scatter",
-                             "title": f"Test accuracy at best-val epoch vs {label}",
-                             "x": f"config.{label}", "y": f"summary.{HEADLINE_SUMMARY_KEY}"})
+                             "title": f"Test accuracy at best-val epoch vs {key}",
+                             "x": f"config.{key}", "y": f"summary.{HEADLINE_SUMMARY_KEY}"})
     if labels:
         headline.append({"type": "parallel_coordinates", "title": "Swept values -> test accuracy",
                          "columns": [f"config.{label}" for label in labels]

@@ -15,8 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.config import RunConfig, flat_label
+from harness.config import RunConfig
 from harness.dotted import get_dotted
+from harness.record.params import param_label
 from harness.record.schema import Manifest, read_manifest
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
@@ -105,7 +106,7 @@ def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
     for name, params in config.regularizers.items():
         for k, v in (params or {}).items():
             if isinstance(v, (int, float, str, bool)):
-                flat[f"{name}_{k}"] = v
+                flat[param_label(f"regularizers.{name}.{k}").wandb] = v
         flat[name] = True
     return {**nested, **flat}
 
@@ -113,66 +114,36 @@ def wandb_config(config: RunConfig, run_id: str) -> dict[str, Any]:
 def flat_keys(config: Any, swept: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Flat W&B config keys beyond `wandb_config`'s: the optimizer's headline knobs (lr,
     weight_decay, batch_size, epochs, depth) and every swept value under its W&B-safe
-    label (`dropout_p`, `width`, ...; `flat_label`). Grid axes whose values are whole
+    label (`dropout_p`, `width`, ...; record/params.py). Grid axes whose values are whole
     sections (a label -> mapping) are written as JSON."""
     cfg = config_dict(config)
     out: dict[str, Any] = {}
-    for key, label in (("optim.lr", "lr"), ("optim.weight_decay", "weight_decay"),
-                       ("train.batch_size", "batch_size"), ("train.epochs", "epochs"),
-                       ("model.depth", "depth")):
+    for key in ("optim.lr", "optim.weight_decay", "train.batch_size", "train.epochs",
+                "model.depth"):
         value = get_dotted(cfg, key)
         if value is not None and is_scalar(value):
-            out[label] = value
+            out[param_label(key).wandb] = value
     for key, value in (swept or {}).items():
         if is_scalar(value):
-            out[flat_label(key)] = value
+            out[param_label(key).wandb] = value
         elif isinstance(value, Mapping):
-            out[flat_label(key)] = json.dumps(value, sort_keys=True)
+            out[param_label(key).wandb] = json.dumps(value, sort_keys=True)
     return out
 
 
-def design_parameters(manifest: Manifest | None) -> list[str]:
-    """The dotted keys a sweep/grid study varies (empty for other designs)."""
-    design = (manifest.design if manifest else None) or {}
-    if design.get("kind") == "sweep" and design.get("parameter"):
-        return [str(design["parameter"])]
-    if design.get("kind") == "grid":
-        return [str(k) for k in (design.get("parameters") or {})]
-    return []
-
-
-def swept_values(study_dir: Path, variant: str, config: Any = None,
-                 manifest: Manifest | None = None) -> dict[str, Any]:
-    """Dotted key -> value of every swept parameter for one variant of a study: the
-    variant's own swept values; for the baseline (or a variant that does not set a
-    parameter) the sweep's baseline_value or the value in the run's config. {} for ad-hoc
-    runs (no study.json) and designs that sweep nothing."""
-    manifest = manifest if manifest is not None else read_manifest(study_dir)
-    params = design_parameters(manifest)
-    if manifest is None or not params:
-        return {}
-    cfg = config_dict(config)
-    mine = next((v for v in manifest.variants if v.name == variant), None)
-    swept = dict(mine.swept) if mine else {}
-    design = manifest.design or {}
-    out: dict[str, Any] = {}
-    for key in params:
-        if key in swept:
-            out[key] = swept[key]
-        elif mine is not None and mine.is_baseline and design.get("baseline_value") is not None:
-            out[key] = design["baseline_value"]
-        elif (value := get_dotted(cfg, key)) is not None and is_scalar(value):
-            out[key] = value
-    return out
+def variant_params(manifest: Manifest | None, variant: str) -> dict[str, Any]:
+    """Dotted key -> value of every swept parameter for one variant, as the plan recorded
+    it in study.json (record/params.py); {} for ad-hoc runs and designs that sweep nothing."""
+    mine = next((v for v in manifest.variants if v.name == variant), None) if manifest else None
+    return dict(mine.params) if mine else {}
 
 
 def run_context(study_dir: Path, config: Any) -> dict[str, Any]:
     """What a training run's W&B run needs from its study's manifest: the swept values and
     the study description (as W&B notes). A queued run carries the same in its queue entry
     (`RunSpec.wandb_context`), so a remote worker needs no study.json."""
-    cfg = config_dict(config)
     manifest = read_manifest(study_dir)
-    return {"swept": swept_values(study_dir, str(cfg.get("variant", "")), cfg, manifest),
+    return {"swept": variant_params(manifest, str(config_dict(config).get("variant", ""))),
             "notes": (manifest.description if manifest else "") or None}
 
 

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import param_label
 from harness.record import RunRecord, StudyRecord
 from harness.record.disk import atomic_write_json
 from harness.record.layout import FIGURES, REPORT_HTML, REPORT_MD, SUMMARY_CSV
 from harness.record.load import read_json
+from harness.record.numbers import number
+from harness.record.params import param_label, swept_parameters
 from harness.record.schema import Manifest, read_manifest
-from harness.tracking.wandb_run import design_parameters, swept_values
+from harness.tracking.wandb_run import variant_params
 from harness.tracking.wandb_tracker import WandbTracker
 
 log = logging.getLogger(__name__)
@@ -53,16 +54,6 @@ def study_tracking(study_dir: Path) -> dict[str, Any]:
     return {"mode": tracking.get("wandb") or "auto",
             "project": tracking.get("project") or "harness",
             "entity": tracking.get("entity") or None}
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------- tables
@@ -131,28 +122,29 @@ def study_curves(study_dir: Path, runs: list[RunRecord] | None = None,
     if runs is None or manifest is None:
         record = StudyRecord.load(study_dir)
         runs, manifest = summarized(record), record.manifest
-    params = design_parameters(manifest)
+    params = swept_parameters(manifest.design if manifest else None)
     if not params:
         return []
     by_variant: dict[str, dict[str, Any]] = {}
     for r in runs:
         if r.variant not in by_variant:
-            by_variant[r.variant] = swept_values(study_dir, r.variant, r.config, manifest)
+            by_variant[r.variant] = variant_params(manifest, r.variant)
     curves = []
     for param in params:
-        label = param_label(param)
+        axis = param_label(param).short
         others = [p for p in params if p != param]
         points: dict[tuple[float, str], dict[str, list[float]]] = {}
         for r in runs:
             if r.summary.get("status") not in (None, "completed", "stopped"):
                 continue
-            x = _num(by_variant[r.variant].get(param))
+            x = number(by_variant[r.variant].get(param))
             if x is None:
                 continue
-            series = ",".join(f"{param_label(o)}={by_variant[r.variant].get(o)}" for o in others)
+            mine = by_variant[r.variant]
+            series = ",".join(f"{param_label(o).short}={mine.get(o)}" for o in others)
             bucket = points.setdefault((x, series), {k: [] for k, _ in DD_SERIES})
             for k, _ in DD_SERIES:
-                value = next((v for s in DD_SOURCES[k] if (v := _num(r.summary.get(s)))
+                value = next((v for s in DD_SOURCES[k] if (v := number(r.summary.get(s)))
                               is not None), None)
                 if value is not None:
                     bucket[k].append(value)
@@ -163,12 +155,12 @@ def study_curves(study_dir: Path, runs: list[RunRecord] | None = None,
         rows = [[x, _mean(b["best"]), len(b["best"])] + ([s] if stroke else [])
                 for (x, s), b in ordered if b["best"]]
         curves.append(Curve(
-            key=safe_key(f"sweep/{HEADLINE_METRIC}_vs_{label}"),
-            title=f"Test accuracy at best-val epoch vs {label} (mean over seeds)",
-            x=label, y=f"mean_{HEADLINE_METRIC}",
-            columns=[label, f"mean_{HEADLINE_METRIC}", "n"] + ([stroke] if stroke else []),
+            key=safe_key(f"sweep/{HEADLINE_METRIC}_vs_{axis}"),
+            title=f"Test accuracy at best-val epoch vs {axis} (mean over seeds)",
+            x=axis, y=f"mean_{HEADLINE_METRIC}",
+            columns=[axis, f"mean_{HEADLINE_METRIC}", "n"] + ([stroke] if stroke else []),
             rows=rows, stroke=stroke))
-        if label == "width":
+        if axis == "width":
             dd_rows = []
             for (x, s), b in ordered:
                 for k, name in DD_SERIES:
@@ -251,7 +243,7 @@ def log_study_run(study_dir: Path, *, mode: str, project: str, entity: str | Non
         best_key = f"{HEADLINE_METRIC}_mean"
         if len(frame) and best_key in frame.columns:
             best = frame.sort_values(best_key, ascending=False, na_position="last").iloc[0]
-            if _num(best[best_key]) is not None:
+            if number(best[best_key]) is not None:
                 summary.update(best_variant=str(best["variant"]),
                                best_variant_test_acc=float(best[best_key]))
         tracker.set_summary(summary)
