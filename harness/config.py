@@ -51,6 +51,13 @@ def _regularizer_checks() -> Any:
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
+def registered(name: str, registry: Any) -> str:
+    """`name` when the registry holds it; else its did-you-mean line (a validation error)."""
+    if name not in registry:
+        raise ValueError(registry.unknown_message(name))
+    return name
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -65,9 +72,7 @@ class DataConfig(Strict):
             return v
         from harness.data import DATASETS
 
-        if v not in DATASETS:
-            raise ValueError(DATASETS.unknown_message(v))
-        return v
+        return registered(v, DATASETS)
 
     data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
     download: bool = False  # only when the user asks
@@ -102,9 +107,8 @@ class ModelConfig(Strict):
 
         if is_import_path(v):
             resolve_model(v)  # importable and callable, or one line saying why not
-        elif v not in MODELS:
-            raise ValueError(MODELS.unknown_message(v))
-        return v
+            return v
+        return registered(v, MODELS)
 
     width: int | None = Field(None, ge=1)  # None: the model's default
     depth: int | None = Field(None, ge=1)

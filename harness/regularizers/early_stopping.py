@@ -83,10 +83,11 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
 
     @torch.no_grad()
     def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
-        if self.params.restore_best and self.best_state is not None:
-            model.load_state_dict(self.best_state["live"])
-            if self.best_state["evaluated"] is not None and evaluated is not model:
-                evaluated.load_state_dict(self.best_state["evaluated"])
+        best = self.best_state
+        if self.params.restore_best and best is not None and best["live"] is not None:
+            model.load_state_dict(best["live"])
+            if best["evaluated"] is not None and evaluated is not model:
+                evaluated.load_state_dict(best["evaluated"])
 
     def summary(self) -> dict[str, Any]:
         return {"stop_epoch": self.stop_epoch, "es_best_epoch": self.best_epoch,

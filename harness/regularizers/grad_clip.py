@@ -36,12 +36,16 @@ def head_parameters(model: nn.Module) -> set[int]:
 
 
 @torch.no_grad()
-def adaptive_clip_(params: list[nn.Parameter], clip: float, eps: float) -> tuple[int, int]:
+def adaptive_clip_(params: list[nn.Parameter], clip: float,
+                   eps: float) -> tuple[torch.Tensor, int]:
     """G_i <- G_i * max_norm / ||G_i|| where ||G_i|| > max_norm = max(||W_i||, eps) * clip.
     Returns (units clipped, units) as device tensors summed (no host sync)."""
-    clipped = torch.zeros((), dtype=torch.long, device=params[0].device) if params else 0
+    device = params[0].device if params else torch.device("cpu")
+    clipped = torch.zeros((), dtype=torch.long, device=device)
     units = 0
     for p in params:
+        if p.grad is None:  # callers pass the parameters that have gradients
+            continue
         g = p.grad.detach()
         max_norm = unitwise_norm(p.detach()).clamp(min=eps).mul_(clip)
         g_norm = unitwise_norm(g)
@@ -83,7 +87,7 @@ class GradClip(Regularizer[GradClipParams]):
             total = torch.nn.utils.clip_grad_norm_(params, self.threshold, foreach=True)
             self.steps_clipped = self.steps_clipped + (total > self.threshold).long()
         elif p.mode == "value":
-            grads = [q.grad for q in params]
+            grads = [q.grad for q in params if q.grad is not None]
             top = torch.stack(torch._foreach_norm(grads, float("inf"))).max()
             self.steps_clipped = self.steps_clipped + (top > self.threshold).long()
             torch.nn.utils.clip_grad_value_(params, self.threshold, foreach=True)

@@ -90,7 +90,7 @@ def cutmix_batch(x: torch.Tensor, targets: torch.Tensor,
                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste the partner's (x.flip(0)) box `bounds` over the trailing dims of x; mix targets
     with lam (the kept fraction, as returned by `cutmix_box`)."""
-    region = (..., *(slice(lo, hi) for lo, hi in bounds))
+    region: tuple[Any, ...] = (..., *(slice(lo, hi) for lo, hi in bounds))
     out = x.clone()
     out[region] = x.flip(0)[region]
     return out, mix_targets(targets, lam, num_classes)

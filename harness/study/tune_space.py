@@ -139,19 +139,23 @@ class ParamSpec(Strict):
             return list(self.choices or [])
         if self.grid is not None:
             return [int(v) if self.type == "int" else float(v) for v in self.grid]
-        step = int(self.step or 1)
-        # low/high are set for int and float spaces (the model's validator); mypy sees Optional
-        return list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
+        low, high = self.bounds()
+        return list(range(int(low), int(high) + 1, int(self.step or 1)))
+
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of an int or float space (the validator requires both there)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} param needs low and high")
+        return float(self.low), float(self.high)
 
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
-        # choices / low / high are set for their type (the model's validator); mypy sees Optional
         if self.type == "categorical":
-            return trial.suggest_categorical(key, self.choices)  # type: ignore[arg-type]
+            return trial.suggest_categorical(key, list(self.choices or []))
+        low, high = self.bounds()
         if self.type == "int":
-            return trial.suggest_int(key, int(self.low), int(self.high),  # type: ignore[arg-type]
-                                     step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(key, float(self.low), float(self.high),  # type: ignore[arg-type]
-                                   step=self.step, log=self.log)
+            return trial.suggest_int(key, int(low), int(high), step=int(self.step or 1),
+                                     log=self.log)
+        return trial.suggest_float(key, low, high, step=self.step, log=self.log)
 
 
 class TuneSpec(Strict):

@@ -67,7 +67,8 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     record = StudyRecord.load(study_dir)
     manifest, name = record.manifest, record.name
     runs = summarized(record)
-    train_key = "train_eval" if any("best_train_eval_loss" in r.summary for r in runs) else "train"
+    train_key = ("train_eval" if any("best_train_eval_loss" in (r.summary or {}) for r in runs)
+                 else "train")
     params = swept_parameters(manifest.design if manifest else None)
     labels = [param_label(p).wandb for p in params]
     train_runset = {"name": f"{name} runs", "filters": _training_filter(name),
@@ -110,8 +111,8 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
                          "metrics": [HEADLINE_SUMMARY_KEY], "groupby": "variant",
                          "groupby_aggfunc": "mean", "groupby_rangefunc": "stddev"})
     figures = sorted((study_dir / FIGURES).glob("*.png"))
-    study_panels = [{"type": "summary_table", "title": "Comparison table",
-                     "table": "comparison"}]
+    study_panels: list[dict[str, Any]] = [{"type": "summary_table", "title": "Comparison table",
+                                           "table": "comparison"}]
     if figures:
         study_panels.append({"type": "media", "title": "Report figures",
                              "media_keys": [f"figures/{safe_key(p.stem)}" for p in figures]})

@@ -135,7 +135,8 @@ def study_curves(study_dir: Path, runs: list[RunRecord] | None = None,
         others = [p for p in params if p != param]
         points: dict[tuple[float, str], dict[str, list[float]]] = {}
         for r in runs:
-            if r.summary.get("status") not in (None, "completed", "stopped"):
+            summary = r.summary or {}
+            if summary.get("status") not in (None, "completed", "stopped"):
                 continue
             x = number(by_variant[r.variant].get(param))
             if x is None:
@@ -144,7 +145,7 @@ def study_curves(study_dir: Path, runs: list[RunRecord] | None = None,
             series = ",".join(f"{param_label(o).short}={mine.get(o)}" for o in others)
             bucket = points.setdefault((x, series), {k: [] for k, _ in DD_SERIES})
             for k, _ in DD_SERIES:
-                value = next((v for s in DD_SOURCES[k] if (v := number(r.summary.get(s)))
+                value = next((v for s in DD_SOURCES[k] if (v := number(summary.get(s)))
                               is not None), None)
                 if value is not None:
                     bucket[k].append(value)
@@ -260,7 +261,7 @@ def _study_payload(frame: Any, figures: list[Path], curves: list[Curve],
     import wandb
 
     columns, rows = _table_rows(frame)
-    data: dict[str, Any] = {"comparison": wandb.Table(columns=columns, data=rows,
+    data: dict[str, Any] = {"comparison": wandb.Table(columns=list[str | int](columns), data=rows,
                                                       allow_mixed_types=True)}
     info.table_rows = len(rows)
     for path in figures:
@@ -268,7 +269,8 @@ def _study_payload(frame: Any, figures: list[Path], curves: list[Curve],
         data[key] = wandb.Image(str(path), caption=path.stem.replace("_", " "))
         info.images.append(key)
     for curve in curves:
-        table = wandb.Table(columns=curve.columns, data=curve.rows, allow_mixed_types=True)
+        table = wandb.Table(columns=list[str | int](curve.columns), data=curve.rows,
+                            allow_mixed_types=True)
         data[curve.key] = wandb.plot.line(table, curve.x, curve.y, stroke=curve.stroke,
                                           title=curve.title)
         info.plots.append(curve.key)

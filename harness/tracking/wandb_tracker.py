@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from harness.tracking.wandb_log import has_exit_record
 from harness.tracking.wandb_mode import (
@@ -184,7 +184,7 @@ class WandbTracker:
 
             skip_unstaged_launch_inputs()
             return wandb.init(
-                mode=mode,
+                mode=cast(InitMode, mode),  # online | offline | disabled (choose_mode)
                 dir=str(self._root),
                 reinit="create_new",  # several trackers per process (Optuna trials).
                 settings=self._settings(mode),
@@ -324,6 +324,7 @@ class WandbTracker:
             delay = min(delay * 2, 0.2)
 
 
+InitMode = Literal["online", "offline", "disabled"]  # what wandb.init is given here
 LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"
 
 
@@ -344,5 +345,7 @@ def skip_unstaged_launch_inputs() -> None:
         if LAUNCH_INPUTS in sys.modules:
             apply_inputs(run)
 
-    apply_staged_inputs.skips_unstaged = True
-    Run._detect_and_apply_job_inputs = apply_staged_inputs
+    # a marker on the replacement function, then the patch of wandb's method (a function of
+    # the run in place of a method: the same call)
+    apply_staged_inputs.skips_unstaged = True  # type: ignore[attr-defined]  # see above
+    Run._detect_and_apply_job_inputs = apply_staged_inputs  # type: ignore[method-assign,assignment]  # noqa: E501
