@@ -30,6 +30,7 @@ from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import CLAIMS_JSON, build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
+from harness.study.runs_table import runs_table
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -266,7 +267,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     claims (study.json) are judged from the same tables and shown right under the answer."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
-    runs = tables.runs_table(study)
+    runs = runs_table(study)
     summary = tables.summary_table(study, runs)
     order = list(summary["variant"]) if len(summary) else [v.name for v in study.variants]
     base = _base_config(study)
