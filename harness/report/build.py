@@ -39,6 +39,7 @@ from harness.report.formatting import fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
+from harness.study.runs_table import runs_table
 from harness.version import __version__
 
 TEXT_DATASETS = ("tiny_shakespeare",)
@@ -275,7 +276,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     claims (study.json) are judged from the same tables and shown right under the answer."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
-    runs = tables.runs_table(study)
+    runs = runs_table(study)
     summary = tables.summary_table(study, runs)
     order = list(summary["variant"]) if len(summary) else [v.name for v in study.variants]
     base = _base_config(study)

@@ -22,6 +22,7 @@ from harness.record.load import read_json
 from harness.record.numbers import number
 from harness.record.params import param_label, swept_parameters
 from harness.record.schema import Manifest, read_manifest
+from harness.study.runs_table import runs_table
 from harness.tracking.wandb_run import variant_params
 from harness.tracking.wandb_tracker import WandbTracker
 
@@ -74,7 +75,7 @@ def comparison_frame(study_dir: Path) -> Any:
     from harness.report import tables
 
     study = tables.load_study(Path(study_dir))
-    return tables.summary_table(study, tables.runs_table(study))
+    return tables.summary_table(study, runs_table(study))
 
 
 def _table_rows(frame: Any) -> tuple[list[str], list[list[Any]]]:
