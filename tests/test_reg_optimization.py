@@ -492,9 +492,15 @@ def test_distillation_params_need_exactly_one_teacher():
     for teacher in ({}, {"run": "a", "config": {}}):
         with pytest.raises(ConfigError, match="exactly one"):
             build_run_config({"regularizers": {"distillation": {"teacher": teacher}}})
-    with pytest.raises(ConfigError, match="teacher"):
-        build_run_config({"regularizers": {"distillation": {
-            "teacher": {"config": {"model": {"nmae": "mlp"}}}}}})
+    # a teacher given as config is an upstream run: checked when the run is planned, before
+    # anything trains (harness/study/upstream.py)
+    from harness.study.upstream import Linker
+
+    cfg = build_run_config({"regularizers": {"distillation": {
+        "teacher": {"config": {"model": {"nmae": "mlp"}}}}}})
+    with pytest.raises(ConfigError, match=r"regularizers.distillation.teacher.config: unknown "
+                                          r"key 'model.nmae' \(did you mean 'name'\?\)"):
+        Linker().link(cfg)
 
 
 def test_distillation_loads_teacher_from_run_folder(tmp_path):

@@ -13,7 +13,6 @@ from optuna.trial import TrialState
 from harness.errors import ConfigError
 from harness.record import StudyRecord
 from harness.record.load import UPSTREAM_REASON
-from harness.regularizers.distillation import teacher_run_config
 from harness.study.execute import run_study
 from harness.study.plan import expand, study_manifest
 from harness.study.queue import RunQueue
@@ -93,13 +92,12 @@ def test_a_distillation_teacher_config_is_an_upstream_run():
             "teacher": teacher}}}}})
     specs = by_variant(expand(s, "t"))
     (up,), (student,) = specs["teacher"], specs["kd"]
-    # the same teacher the regularizer trained itself before: the student's config, no
-    # regularizers, the overrides on top
-    unlinked = s.base | {"study": "kd", "variant": "kd", "seed": 0,
-                         "regularizers": {"distillation": {"teacher": teacher}}}
+    # the student's config, no regularizers, the overrides on top, as variant "teacher"
     from harness.config import build_run_config
 
-    assert up.run_id == teacher_run_config(build_run_config(unlinked), teacher["config"]).run_id()
+    expected = s.base | {"study": "kd", "variant": "teacher", "seed": 0, "regularizers": {},
+                         "model": {**s.base["model"], **teacher["config"]["model"]}}
+    assert up.run_id == build_run_config(expected).run_id()
     assert student.config.regularizers["distillation"]["teacher"] == {
         "run": f"kd/runs/teacher-s0-{up.run_id}"}
     assert student.depends_on == [up.run_id]
@@ -166,3 +164,43 @@ def test_fine_tuning_study_end_to_end(tmp_path: Path):
 def test_a_tuning_study_refuses_upstream_runs():
     with pytest.raises(ValueError, match="upstream: runs are planned by ablation studies only"):
         StudyConfig(name="t", kind="tune", tune={"x": 1}, upstream={"pretrain": {}})
+
+
+def test_a_plug_in_that_declares_an_upstream_run_gets_it_planned(monkeypatch):
+    """The planner names no plug-in: any regularizer's `upstream` is planned first, with the
+    run config it asks for, and linked back through its `linked`."""
+    from typing import Any
+
+    from harness.regularizers import REGULARIZERS, Params, Regularizer, UpstreamNeed
+    from harness.regularizers.base import reads_other_runs
+
+    class SourceParams(Params):
+        overrides: dict[str, Any] | None = None
+        folder: str | None = None
+
+    class FromSource(Regularizer[SourceParams]):
+        name = "from_source"
+
+        @classmethod
+        def upstream(cls, params: SourceParams) -> list[UpstreamNeed]:
+            if params.overrides is None:
+                return []
+            return [UpstreamNeed("overrides", "overrides", "source", overrides=params.overrides)]
+
+        @classmethod
+        def linked(cls, raw: dict[str, Any], need: UpstreamNeed, folder: str) -> dict[str, Any]:
+            return {"folder": folder}
+
+    monkeypatch.setitem(REGULARIZERS._entries, "from_source", FromSource)
+    s = StudyConfig(name="src", base=tiny_raw(), seeds=[3], design={
+        "kind": "one_at_a_time", "variants": {"v": {"regularizers": {"from_source": {
+            "overrides": {"optim": {"lr": 0.01}}}}}}})
+    specs = by_variant(expand(s, "t"))
+    (up,), (run,) = specs["source"], specs["v"]
+    assert up.config.optim.lr == 0.01 and up.config.regularizers == {} and up.seed == 3
+    assert run.config.regularizers["from_source"] == {
+        "folder": f"src/runs/source-s3-{up.run_id}"}
+    assert run.depends_on == [up.run_id] and up.upstream
+    assert reads_other_runs(FromSource)
+    assert [n for n in REGULARIZERS.names() if reads_other_runs(REGULARIZERS.get(n))] == [
+        "distillation", "from_source"]

@@ -11,6 +11,7 @@ from harness.regularizers.base import (
     Regularizer,
     Requires,
     RunContext,
+    UpstreamNeed,
     register,
 )
 from harness.regularizers.stack import RegularizerStack
@@ -28,6 +29,7 @@ __all__ = [
     "Phase",
     "Regularizer",
     "Requires",
+    "UpstreamNeed",
     "RegularizerStack",
     "RunContext",
     "register",
