@@ -29,8 +29,8 @@ SHORTCUTS: dict[str, str] = {
     "drop_path": "regularizers.drop_path.rate",
     "weight_decay": "regularizers.weight_decay.value",
     "smoothing": "regularizers.label_smoothing.epsilon",
-    "mixup": "regularizers.mixup.alpha",
-    "cutmix": "regularizers.cutmix.alpha",
+    "mixup": "regularizers.mix.mixup_alpha",
+    "cutmix": "regularizers.mix.cutmix_alpha",
     "model_ema": "regularizers.ema.decay",
     "clip_grad": "regularizers.grad_clip.threshold",
     "clip_mode": "regularizers.grad_clip.mode",
@@ -158,6 +158,8 @@ def run(
     }
     local = locals()
     values.update({key: local[flag] for flag, key in SHORTCUTS.items()})
+    if cutmix is not None and mixup is None:  # timm's flags: mixup's alpha is 0 unless given
+        values["regularizers.mix.mixup_alpha"] = 0.0
     overrides = {k: v for k, v in values.items() if v is not None}
     try:
         for item in set_ or []:

@@ -12,13 +12,22 @@ reading, the error wording and the dotted keys live in their own modules.
 from __future__ import annotations
 
 import copy
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from harness.config_errors import validated
 from harness.dotted import set_dotted
@@ -49,6 +58,31 @@ def _regularizer_checks() -> Any:
 
 
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
+
+
+# Spellings an earlier harness took, each refused in one line naming what replaced it: the
+# dotted key in a run config ("run") or in a study file ("study").
+OLD_SPELLINGS: dict[str, tuple[str, str]] = {
+    "regularizers.mixup": ("run", "now regularizers.mix: {mixup_alpha: ALPHA, prob: P}"),
+    "regularizers.cutmix": ("run", "now regularizers.mix: {mixup_alpha: 0, cutmix_alpha: "
+                                   "ALPHA, prob: P} (both alphas above 0 switch, switch_prob)"),
+    "seed_batch": ("study", "removed (each seed now trains as its own run; see "
+                            "bench/RESULTS.md, Seed-batched training); delete the key"),
+}
+
+
+def refuse_old_spellings(raw: Any, where: str) -> None:
+    """A ConfigError (one line once the source is added) for the first old spelling `raw`
+    (a run config or a study file, as `where` says) uses."""
+    for key, (scope, replacement) in OLD_SPELLINGS.items():
+        node = raw
+        for part in key.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if scope == where and node is not _ABSENT:
+            raise ConfigError(f"{key}: {replacement}")
+
+
+_ABSENT = object()
 
 
 def registered(name: str, registry: Any) -> str:
@@ -178,11 +212,16 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Each regularizer's params, validated once (by the full validation, or carried by the
+    # plan: `from_plan`): what the run's regularizers are built from and what is serialized.
+    _params: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _import_plugins(cls, raw: Any) -> Any:
-        """Import the named plug-in modules before any name in the config is looked up."""
+        """Refuse old spellings, then import the named plug-in modules before any name in the
+        config is looked up."""
+        refuse_old_spellings(raw, "run")
         plugins = raw.get("plugins") if isinstance(raw, dict) else None
         if isinstance(plugins, list):
             from harness.plugins import import_plugins
@@ -193,10 +232,35 @@ class RunConfig(Strict):
     @field_validator("regularizers", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
-        v = {} if v is None else v
-        if isinstance(v, dict) and not STRUCTURE_ONLY.get():
-            v = _regularizer_checks().rewrite_regularizers(v)
-        return v
+        return {} if v is None else v
+
+    @field_serializer("regularizers")
+    def _validated_params(self, regularizers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The validated params with every default (one spelling per run: its identity),
+        as given where the config was only checked for structure."""
+        if set(self._params) != set(regularizers):
+            return regularizers
+        return {name: self._params[name].model_dump(mode="json") for name in regularizers}
+
+    def regularizer_params(self) -> dict[str, Any]:
+        """name -> its validated params (the regularizer's Params), in the config's order."""
+        if set(self._params) != set(self.regularizers):
+            raise ConfigError("the regularizers of this config were not validated (a "
+                              "structure-only check): build it with build_run_config")
+        return {name: self._params[name] for name in self.regularizers}
+
+    @classmethod
+    def from_plan(cls, dumped: dict[str, Any]) -> RunConfig:
+        """A config the plan validated, from its dump (the queue entry), rebuilt without
+        validating it again: its plug-ins imported, its regularizers' params as dumped."""
+        from harness.plugins import import_plugins
+
+        import_plugins(list(dumped.get("plugins") or []))
+        config = trusted(cls, dumped)
+        registry = _regularizer_checks().REGULARIZERS
+        config._params = {name: trusted(registry.get(name).Params, params)
+                          for name, params in config.regularizers.items()}
+        return config
 
     @model_validator(mode="after")
     def _validate_combination(self) -> RunConfig:
@@ -211,7 +275,7 @@ class RunConfig(Strict):
             wanted = " or ".join(KIND_HOLDS[k] for k in sorted(takes))
             raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
                               f"{self.data.name} holds {KIND_HOLDS[kind]}")
-        _regularizer_checks().validate_regularizers(self)
+        self._params = _regularizer_checks().validate_regularizers(self)
         self._check_train_size()
         return self
 
@@ -233,6 +297,33 @@ class RunConfig(Strict):
 
     def run_id(self) -> str:
         return run_id_of(self.identity())
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(model: type[M], dumped: dict[str, Any]) -> M:
+    """`model` from the JSON dump of an instance that was validated: built without validating
+    again (nested models and tuples rebuilt as the dump flattened them)."""
+    values: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in dumped:
+            continue
+        value, kind = dumped[name], _model_class(field.annotation)
+        if kind is not None and isinstance(value, dict):
+            value = trusted(kind, value)
+        elif get_origin(field.annotation) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return model.model_construct(**values)
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (`X` or `X | None`), else None."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) \
+        else (annotation,)
+    found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+    return found[0] if len(found) == 1 else None
 
 
 # ----------------------------------------------------------------------------- loading

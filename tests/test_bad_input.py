@@ -47,8 +47,10 @@ RUN_CONFIGS = [
     ("model: {name: mlp}\nregularizers: {norm: {kind: layernorm, position: post}}",
      "regularizers.norm"),
     ("regularizers: {augment: {hflip: true}}", "dataset mnist1d holds 1-D signals"),
-    ("data: {name: tiny_shakespeare}\nmodel: {name: gpt}\nregularizers: {mixup: {alpha: 0.2}}",
-     "regularizers.mix: defined for images and 1-D signals"),  # the old key is read as mix
+    ("data: {name: tiny_shakespeare}\nmodel: {name: gpt}\nregularizers: {mix: {mixup_alpha: 0.2}}",
+     "regularizers.mix: defined for images and 1-D signals"),
+    ("regularizers: {mixup: {alpha: 0.2}}",  # an old spelling: the one that replaced it
+     "regularizers.mixup: now regularizers.mix: {mixup_alpha: ALPHA, prob: P}"),
     ("regularizers: {distillation: {teacher: {}}}", "exactly one of teacher.run"),
     ("train: {device: tpu}", "train.device = 'tpu'"),
     ("[1, 2, 3]", "expected a mapping at the top level"),

@@ -242,7 +242,7 @@ def recover_lam(out: torch.Tensor, x: torch.Tensor) -> float:
 @pytest.mark.parametrize("kind,shape", [("image", (8, 3, 6, 6)), ("signal", (8, 1, 40))])
 def test_mixup_plugin_targets_match_recovered_lambda(kind, shape):
     dataset = "cifar10" if kind == "image" else "mnist1d"
-    stack = make_stack({"mixup": {"alpha": 0.4}}, kind=kind, dataset=dataset)
+    stack = make_stack({"mix": {"mixup_alpha": 0.4}}, kind=kind, dataset=dataset)
     x = torch.rand(shape)
     batch = hard_batch(x)
     lams = []
@@ -259,7 +259,7 @@ def test_mixup_plugin_targets_match_recovered_lambda(kind, shape):
 
 
 def test_mixup_mixes_soft_targets():
-    stack = make_stack({"mixup": {}})
+    stack = make_stack({"mix": {}})
     x = torch.rand(4, 1, 5, 5)
     soft = torch.softmax(torch.randn(4, 10), 1)
     out = stack.transform_batch(Batch(x=x, y=soft.argmax(1), targets=soft))
@@ -286,7 +286,8 @@ def cutmix_region(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("kind,shape", [("image", (8, 3, 16, 12)), ("signal", (8, 1, 40))])
 def test_cutmix_pastes_partner_box_with_exact_lambda(kind, shape):
     dataset = "cifar10" if kind == "image" else "mnist1d"
-    stack = make_stack({"cutmix": {}}, kind=kind, dataset=dataset)
+    stack = make_stack({"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 1.0}}, kind=kind,
+                       dataset=dataset)
     x = torch.rand(shape)
     batch = hard_batch(x)
     seen_box = False
@@ -319,7 +320,7 @@ def test_cutmix_pure_batch():
 
 
 def test_switching_between_mixup_and_cutmix():
-    stack = make_stack({"mixup": {}, "cutmix": {"switch_prob": 0.3}})
+    stack = make_stack({"mix": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "switch_prob": 0.3}})
     x = torch.rand(6, 1, 8, 8)
     batch = hard_batch(x)
     kinds = []
@@ -331,8 +332,9 @@ def test_switching_between_mixup_and_cutmix():
     assert [r.name for r in stack.items] == ["mix"]  # one plug-in does the switching
 
 
-@pytest.mark.parametrize("regs", [{"mixup": {"prob": 0.0}}, {"cutmix": {"prob": 0.0}},
-                                  {"mixup": {"prob": 0.0}, "cutmix": {"prob": 0.0}}])
+@pytest.mark.parametrize("regs", [{"mix": {"prob": 0.0}},
+                                  {"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 1.0, "prob": 0.0}},
+                                  {"mix": {"cutmix_alpha": 1.0, "prob": 0.0}}])
 def test_prob_zero_leaves_batches_unchanged(regs):
     stack = make_stack(regs)
     batch = hard_batch(torch.rand(8, 1, 6, 6))
@@ -358,16 +360,17 @@ def test_prob_zero_leaves_batches_unchanged(regs):
     ("mnist", {"augment": {"color_jitter": 1.5}}, "regularizers.augment.color_jitter"),
     ("mnist", {"augment": {"policy": "foo"}}, "regularizers.augment.policy"),
     ("mnist", {"augment": {"hflip": True, "randaugment_n": 3}}, "only used with policy"),
-    ("tiny_shakespeare", {"mixup": {}}, "regularizers.mix: defined for images and 1-D"),
-    ("tiny_shakespeare", {"cutmix": {}}, "regularizers.mix"),
+    ("tiny_shakespeare", {"mix": {}}, "regularizers.mix: defined for images and 1-D"),
     ("mnist", {"mix": {"mixup_alpha": 0}}, "both 0: set one above 0"),
     ("mnist", {"mix": {"cutmix_alpha": -1}}, "regularizers.mix.cutmix_alpha = -1"),
     ("mnist", {"mix": {"switch": 0.5}}, "unknown key 'regularizers.mix.switch'; allowed: "
                                          "mixup_alpha, cutmix_alpha, prob, switch_prob"),
-    ("mnist", {"mix": {}, "mixup": {}}, "regularizers.mixup: the old key of regularizers.mix"),
-    ("mnist", {"mixup": {"prob": 0.5}, "cutmix": {}}, "mix has one prob"),
-    ("mnist", {"mixup": {"alpha": 0}}, "regularizers.mixup.alpha"),
-    ("mnist", {"cutmix": {"switch_prob": 2}}, "regularizers.cutmix.switch_prob"),
+    # the old keys: refused, naming the one that replaced them
+    ("mnist", {"mixup": {"alpha": 0.2}}, "regularizers.mixup: now regularizers.mix: "
+                                         "{mixup_alpha: ALPHA, prob: P}"),
+    ("mnist", {"cutmix": {}}, "regularizers.cutmix: now regularizers.mix: {mixup_alpha: 0, "
+                              "cutmix_alpha: ALPHA"),
+    ("mnist", {"mix": {}, "mixup": {}}, "regularizers.mixup: now regularizers.mix"),
 ])
 def test_config_errors(dataset, regs, message):
     with pytest.raises(ConfigError) as err:
@@ -393,13 +396,13 @@ def test_runtime_kind_check_for_datasets_unknown_to_check():
 
 def test_valid_configs_and_registration():
     assert "augment" in REGULARIZERS and "mix" in REGULARIZERS
-    assert "mixup" not in REGULARIZERS and "cutmix" not in REGULARIZERS  # old keys: see below
+    assert "mixup" not in REGULARIZERS and "cutmix" not in REGULARIZERS  # old keys: refused
     build_run_config({"data": {"name": "cifar10"}, "regularizers": {
         "augment": {"crop_padding": 4, "hflip": True, "policy": "randaugment",
                     "randaugment_n": 1, "erasing": 0.25},
-        "mixup": {"alpha": 0.2}, "cutmix": {"switch_prob": 0.5}}})
+        "mix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "switch_prob": 0.5}}})
     build_run_config({"data": {"name": "mnist1d"}, "regularizers": {
-        "augment": {"shift": 3, "noise": 0.05, "scale": 0.1}, "mixup": {}}})
+        "augment": {"shift": 3, "noise": 0.05, "scale": 0.1}, "mix": {}}})
 
 
 # --------------------------------------------------------------------- mix against timm
@@ -461,18 +464,3 @@ def test_mixup_branch_output_equals_timm_mixup():
         tx, tt = timm_mix(x.clone(), batch.y.clone())
         torch.testing.assert_close(out.x, tx, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(out.targets, tt, atol=1e-6, rtol=1e-6)
-
-
-def test_old_mixup_and_cutmix_keys_are_read_as_one_mix():
-    both = build_run_config({"regularizers": {"mixup": {"alpha": 0.2},
-                                              "cutmix": {"switch_prob": 0.3},
-                                              "dropout": {"p": 0.1}}})
-    assert both.regularizers == {"mix": {"mixup_alpha": 0.2, "cutmix_alpha": 1.0,
-                                         "prob": 1.0, "switch_prob": 0.3},
-                                 "dropout": {"p": 0.1}}
-    alone = build_run_config({"regularizers": {"cutmix": {"alpha": 0.5, "prob": 0.7}}})
-    assert alone.regularizers == {"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 0.5,
-                                          "prob": 0.7}}
-    same = build_run_config({"regularizers": {"mix": {"mixup_alpha": 0.0, "cutmix_alpha": 0.5,
-                                                      "prob": 0.7}}})
-    assert same.run_id() == alone.run_id()

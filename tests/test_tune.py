@@ -21,6 +21,7 @@ from harness.study import search, tune
 from harness.study.execute import drive_workers
 from harness.study.search import create_search, search_progress
 from harness.study.spec import StudyConfig
+from harness.study.storage import default_storage_url
 from harness.study.tune_space import parse_tune
 from harness.study.worker import worker_loop
 from harness.train import build
@@ -28,8 +29,8 @@ from harness.train import build
 SPACE = {
     "regularizers.dropout.p": {"type": "float", "low": 0.0, "high": 0.5},
     "use_mixup": {"type": "categorical", "choices": [True, False]},
-    "regularizers.mixup.alpha": {"type": "float", "low": 0.1, "high": 1.0,
-                                 "when": {"use_mixup": True}},
+    "regularizers.mix.mixup_alpha": {"type": "float", "low": 0.1, "high": 1.0,
+                                     "when": {"use_mixup": True}},
 }
 
 
@@ -51,8 +52,8 @@ BAD = [
      "tune.space.regularizers.dropout.p: low (0.5) must be below high (0.5)"),
     ({"regularizers.weight_decay.value": {"type": "float", "low": 0, "high": 1, "log": True}}, {},
      "tune.space.regularizers.weight_decay.value: log scale needs low > 0"),
-    ({"regularizers.mixup.alpha": {**F, "low": 0.1, "when": {"use_mix": True}}}, {},
-     "tune.space.regularizers.mixup.alpha.when: 'use_mix' is not a param"),
+    ({"regularizers.mix.mixup_alpha": {**F, "low": 0.1, "when": {"use_mix": True}}}, {},
+     "tune.space.regularizers.mix.mixup_alpha.when: 'use_mix' is not a param"),
     ({"regularizers.dropout.p": {"type": "float", "low": 0.0, "high": 1.0}}, {},
      "tune.space.regularizers.dropout.p: at regularizers.dropout.p = 1.0 the run config is "
      "invalid"),
@@ -138,7 +139,7 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
     ostudy = optuna.load_study(study_name="tq:tune", storage=f"sqlite:///{sdir / 'queue.db'}")
     params = {f"trial-{t.number}": t.params for t in ostudy.trials}
     for p in params.values():  # conditional params: alpha only when its switch is on
-        assert ("regularizers.mixup.alpha" in p) == (p["use_mixup"] is True)
+        assert ("regularizers.mix.mixup_alpha" in p) == (p["use_mixup"] is True)
     trial_runs = sorted((sdir / "search" / "tq" / "runs").iterdir())
     assert trial_runs
     for run in trial_runs:
@@ -146,7 +147,7 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
         summary = json.loads((run / "summary.json").read_text())
         assert cfg["train"]["eval_test"] is False
         assert not any(k.startswith(("test_", "final_test", "best_test")) for k in summary)
-        # the old `mixup` key of the space is read as the `mix` plug-in
+        # the switch gates the whole `mix` plug-in
         assert ("mix" in cfg["regularizers"]) == params[cfg["variant"]]["use_mixup"]
     # the retrain read the test set, with fresh seeds, baseline and tuned
     manifest = json.loads((sdir / "study.json").read_text())
@@ -203,7 +204,7 @@ def test_two_worker_processes_share_one_storage(tmp_path):
     spec = parse_tune(study, "t.yaml")
     sdir = tmp_path / "tq"
     sdir.mkdir()
-    url = tune.tuning_storage_url(sdir)
+    url = default_storage_url(sdir)
     assert url == f"sqlite:///{(sdir / 'queue.db').resolve()}"
     ostudy = create_search(url, study, spec, "t.yaml")
     drive_workers(url, "tq", results_dir=tmp_path, data_dir=None, workers=2, kinds=("tune",),
@@ -253,17 +254,6 @@ def test_dead_workers_trial_is_failed_and_queued_again(tmp_path, monkeypatch):
     assert retry.params == dead.trial.params and retry.system_attrs["failed_trial"] == 0
     job = source.pop()
     assert job.trial.number == 1 and job.spec.run_id == dead.spec.run_id
-
-
-def test_a_search_of_the_old_two_file_layout_is_refused_naming_the_file(tmp_path):
-    for old in ("tune.db", "tune.journal"):
-        sdir = tmp_path / old.replace(".", "_") / "tq"
-        sdir.mkdir(parents=True)
-        (sdir / old).write_bytes(b"")
-        with pytest.raises(ConfigError, match=f"^{sdir / old}: a search stored apart from its "
-                           "run queue by an older harness; .* delete " + old):
-            tune.run_tuning(make_study(), source="t.yaml", results_dir=sdir.parent, workers=1)
-        assert sorted(p.name for p in sdir.iterdir()) == [old]  # nothing written
 
 
 # ----------------------------------------------------------------------------- W&B

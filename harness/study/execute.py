@@ -300,7 +300,7 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     q = RunQueue.open(url, name)
     manifest = q.manifest()
     if not manifest:
-        raise ConfigError(f"storage {mask_url(url)}: study {name!r} was queued by an older "
-                          "harness without its study definition; build the report where it ran")
+        raise ConfigError(f"storage {mask_url(url)}: study {name!r} holds no study definition; "
+                          "build the report where it ran")
     atomic_write_json(sdir / STUDY_JSON, manifest)
     return import_remote_results(q, q.planned_specs(), sdir)

@@ -57,7 +57,7 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
-        config = RunConfig.model_validate(d["config"])
+        config = RunConfig.from_plan(d["config"])  # validated when it was planned
         return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"],
                    dict(d.get("params") or {}), d.get("notes"), list(d.get("depends_on") or []),
                    bool(d.get("upstream")))

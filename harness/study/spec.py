@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from harness.config import SEED_MAX, Strict, load_yaml, parse_override
+from harness.config import SEED_MAX, Strict, load_yaml, parse_override, refuse_old_spellings
 from harness.config_errors import format_validation_error
 from harness.dotted import set_dotted
 from harness.errors import ConfigError, one_line
@@ -187,10 +187,8 @@ class StudyConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_seed_batch(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "seed_batch" in raw:
-            raise ValueError("seed_batch: removed (each seed now trains as its own run; "
-                             "see bench/RESULTS.md, Seed-batched training); delete the key")
+    def _no_old_spellings(cls, raw: Any) -> Any:
+        refuse_old_spellings(raw, "study")
         return raw
 
     @model_validator(mode="before")

@@ -33,7 +33,6 @@ from rich.markup import escape
 
 from harness.console import console
 from harness.errors import ConfigError
-from harness.record.layout import QUEUE_DB
 from harness.record.numbers import finite
 from harness.study.execute import (
     StudyOutcome,
@@ -48,8 +47,6 @@ from harness.study.spec import StudyConfig
 from harness.study.storage import default_storage_url, mask_url, open_storage
 from harness.study.tune_space import TuneSpec, parse_tune
 from harness.train.loop import study_dir
-
-LEGACY_FILES = ("tune.db", "tune.journal")  # an older harness kept the search apart
 
 
 @dataclass
@@ -71,21 +68,6 @@ class TuneOutcome:
     spec: TuneSpec
     search: optuna.Study
     top: list[FrozenTrial]
-
-
-def tuning_storage_url(sdir: Path) -> str:
-    """The study's one storage, refusing the two-file layout of an older harness (a search
-    in tune.db or tune.journal beside the run queue) with what to do about it."""
-    for name in LEGACY_FILES:
-        old = sdir / name
-        if old.exists():
-            keep = (f", or continue it with --storage sqlite:///{old.resolve()}"
-                    if name == "tune.db" else "")
-            raise ConfigError(f"{old}: a search stored apart from its run queue by an older "
-                              f"harness; a tuning study now lives in one storage "
-                              f"({sdir / QUEUE_DB}): delete {name} to start the search "
-                              f"afresh (the trial runs in search/ are kept){keep}")
-    return default_storage_url(sdir)
 
 
 def top_trials(ostudy: optuna.Study, spec: TuneSpec, k: int) -> list[FrozenTrial]:
@@ -152,7 +134,7 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     sdir = study_dir(results_dir, study.name)
     workers = workers or study.workers or default_workers()
     warm_worker_server(workers)  # its imports overlap the search's set-up
-    url = storage or study.storage or tuning_storage_url(sdir)
+    url = storage or study.storage or default_storage_url(sdir)
     if storage or study.storage:  # a shared storage is checked before anything is written
         open_storage(url)
     with study_lock(sdir):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import RunConfig, build_run_config
+from harness.config import STRUCTURE_ONLY, RunConfig, build_run_config
 from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
 from harness.record.layout import RUNS, run_folder_name
@@ -88,9 +88,11 @@ class Linker:
         if ref in self.declared:
             up = self.declared_run(ref, config, "model.init_from")
             raw["model"]["init_from"] = self.plan(up, needs, depth)
-        for name, params in config.regularizers.items():
+        # a structure-only check (before PyTorch loads) cannot ask the regularizers yet
+        declared = {} if STRUCTURE_ONLY.get() else config.regularizer_params()
+        for name, params in declared.items():
             reg = REGULARIZERS.get(name)
-            for need in reg.upstream(reg.Params.model_validate(params)):
+            for need in reg.upstream(params):
                 key = f"regularizers.{name}.{need.key}"
                 up = (self.declared_run(need.name, config, key) if need.name is not None else
                       upstream_config(raw, need.overrides or {}, config.study, need.variant,

@@ -100,9 +100,9 @@ def load_run_model(path: Path, data: DataBundle, device: torch.device,
     raw.pop("run_id", None)
     config = build_run_config(raw, source=str(config_file))
     ctx = run_context(config, data, device)
-    regs = RegularizerStack([cls(cls.Params.model_validate(v or {}), ctx)
-                             for name, v in config.regularizers.items() if name != without
-                             for cls in (REGULARIZERS.get(name),)])
+    regs = RegularizerStack([REGULARIZERS.get(name)(params, ctx)
+                             for name, params in config.regularizer_params().items()
+                             if name != without])
     model = build_model(config, data, regs)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:
