@@ -132,3 +132,27 @@ def test_report_names_the_largest_calibration_change_and_whether_temperature_und
     summary.loc[2, "ece_ts_mean"] = 0.2  # 0.2 > 1.5 * 0.014 + 0.01: not undone
     assert "one scalar does not undo it" in calibration_finding(summary)
     assert calibration_finding(summary[summary["is_baseline"]]) is None  # nothing to compare
+
+
+@pytest.mark.slow
+def test_validation_ece_reads_the_saved_model_on_the_validation_split(tmp_path):
+    """What a search on calibration selects by: the finished run's saved weights, scored on
+    the validation split, against a 15-bin ECE written out here."""
+    from conftest import tiny_raw
+
+    from harness.config import build_run_config
+    from harness.train.analysis import validation_ece
+    from harness.train.loop import train_run
+
+    cfg = build_run_config(tiny_raw())
+    result = train_run(cfg, results_dir=tmp_path)
+    data = build.build_data(cfg, None, torch.device("cpu"))
+    with torch.no_grad():
+        result.model.eval()
+        probs = result.model(data.prepare(data.val.x)).softmax(-1).numpy()
+    conf, pred, y = probs.max(1), probs.argmax(1), data.val.y.numpy()
+    bins = np.minimum((conf * 15).astype(int), 14)  # (k/15, (k+1)/15]; 1.0 in the last
+    bins = np.where(conf * 15 == bins, bins - 1, bins).clip(0, 14)
+    expected = sum(abs((pred[bins == b] == y[bins == b]).mean() - conf[bins == b].mean())
+                   * (bins == b).mean() for b in range(15) if (bins == b).any())
+    assert validation_ece(cfg, result.run_dir.path, None) == pytest.approx(expected, abs=1e-6)

@@ -10,7 +10,6 @@ stale (heartbeats) and are queued again with the same params.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -28,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
-from harness.record.layout import MODEL, SEARCH
+from harness.record.layout import SEARCH
 from harness.record.numbers import finite
 from harness.study.plan import RunSpec
 from harness.study.queue import Job, WorkSource, wandb_link
@@ -43,6 +42,7 @@ from harness.study.tune_space import (
     trial_raw,
 )
 from harness.tracking.wandb_run import TRIAL_JOB_TYPE
+from harness.train.analysis import validation_ece
 from harness.version import __version__
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -237,7 +237,7 @@ class Search(WorkSource):
         if o.summary_key:
             v = result.summary.get(o.summary_key)
         else:
-            v = validation_ece(job.spec.config, result, self.data_dir)
+            v = validation_ece(job.spec.config, result.run_dir.path, self.data_dir)
             job.trial.set_user_attr("val_ece", v)
         return float(v) if finite(v) else math.nan
 
@@ -251,36 +251,3 @@ def search_progress(ostudy: optuna.Study, spec: TuneSpec) -> tuple[int, str]:
         pick = max if spec.directions[0] == "maximize" else min
         status += f"  best {spec.objective_names[0]} {pick(t.values[0] for t in complete):.4f}"
     return len(done), status
-
-
-def validation_ece(cfg: RunConfig, result: Any, data_dir: Path | None) -> float | None:
-    """ECE (15 bins, Guo et al. 2017) of the final eval model on the VALIDATION split."""
-    import torch
-
-    from harness.regularizers import RegularizerStack
-    from harness.train import build
-    from harness.train.analysis import expected_calibration_error
-    from harness.train.metrics import predict_logits
-
-    device = torch.device("cpu")
-    data = build.build_data(cfg, data_dir, device)
-    if not len(data.val.y):
-        return None
-    model = result.model
-    if model is None:  # a finished run found in the store: rebuild its model
-        ctx = build.run_context(cfg, data, device)
-        model = build.build_model(cfg, data, RegularizerStack.from_config(cfg, ctx))
-    model = copy.deepcopy(model).to(device)
-    weights = Path(result.run_dir.path) / MODEL
-    if weights.is_file():  # the eval model (EMA/SWA averages when in use)
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except RuntimeError:
-            pass
-    model.eval()
-    with torch.no_grad():
-        logits = predict_logits(model, data.val.x, data.prepare, cfg.train.eval_batch_size)
-    probs = logits.float().softmax(-1)
-    ece, _ = expected_calibration_error(probs.reshape(-1, probs.size(-1)),
-                                        data.val.y.reshape(-1).to(probs.device))
-    return ece

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.config import RunConfig
 from harness.record.disk import atomic_torch_save
 from harness.record.layout import TEST_LABELS, TEST_PREDICTIONS, TEST_PROBS
 from harness.train.calibration import (
@@ -281,3 +282,24 @@ def load_predictions(run_path: Path | str) -> torch.Tensor | None:
     except Exception:
         return None
     return t if isinstance(t, torch.Tensor) else None
+
+
+def validation_ece(config: RunConfig, run_path: Path | str,
+                   data_dir: Path | None) -> float | None:
+    """ECE (15 bins, Guo et al. 2017) of a finished run's evaluated weights (its model.pt:
+    the EMA/SWA average when one was on) on the VALIDATION split, what a search on
+    calibration selects by (the test split is never read); None without a validation split."""
+    from harness.train import build
+    from harness.train.metrics import predict_logits
+
+    device = torch.device("cpu")
+    data = build.build_data(config, data_dir, device)
+    if not len(data.val.y):
+        return None
+    model = build.load_run_model(Path(run_path), data, device).eval()
+    with torch.no_grad():
+        logits = predict_logits(model, data.val.x, data.prepare, config.train.eval_batch_size)
+    probs = logits.float().softmax(-1)
+    ece, _ = expected_calibration_error(probs.reshape(-1, probs.size(-1)),
+                                        data.val.y.reshape(-1).to(probs.device))
+    return ece
