@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -278,17 +277,10 @@ def tuning_section(study_dir: Path | str) -> dict[str, Any]:
         "best": d.get("best"),
         "best_params": [{"param": k, "value": v, "text": _fmt(v)}
                         for k, v in (best.get("params") or {}).items()],
-        "importances": [{"param": k, "fanova": _opt(fan.get(k)), "ped_anova": _opt(ped.get(k))}
+        "importances": [{"param": k, "fanova": number(fan.get(k)), "ped_anova": number(ped.get(k))}
                         for k in names],
         "retrain": d.get("retrain", []),
         "figures": [f for f in d.get("figures", []) if (sdir / f["path"]).is_file()],
         "markdown": md.read_text() if md.is_file() else "",
     }
 
-
-def _opt(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None

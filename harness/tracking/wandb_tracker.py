@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from harness.record.numbers import number
 from harness.tracking.wandb_log import has_exit_record
 from harness.tracking.wandb_mode import (
     choose_mode,
@@ -54,12 +55,6 @@ def wandb_safe_id(run_id: str) -> str:
     return f"{base}-{digest}"
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary for W&B: the loop's `best_<metric>` (the row at the best-val epoch) renamed
     `<metric>_at_best_val`, so it never reads as W&B's own best-over-epochs summaries
@@ -78,7 +73,7 @@ def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
     for sources, dst in ((("best_test_acc",), "test_error_at_best_val"),
                          (("final_test_acc", "last_test_acc"), "test_error_final"),
                          (("final_train_eval_acc", "last_train_eval_acc"), "train_error_final")):
-        acc = next((a for s in sources if (a := _number(summary.get(s))) is not None), None)
+        acc = next((a for s in sources if (a := number(summary.get(s))) is not None), None)
         if acc is not None and dst not in summary:
             out[dst] = 1.0 - acc
     return out
@@ -215,7 +210,7 @@ class WandbTracker:
             for metric, goal in SUMMARY_GOALS.items():
                 run.define_metric(metric, step_metric="epoch", summary=goal)
         if getattr(run, "resumed", False):  # online: the server already holds these epochs
-            last = _number(dict(run.summary).get("epoch"))
+            last = number(dict(run.summary).get("epoch"))
             self.logged_epoch = int(last) if last is not None else 0
         sync_dir = getattr(run.settings, "sync_dir", None)
         self._run_dir = Path(sync_dir) if sync_dir else None
@@ -255,7 +250,7 @@ class WandbTracker:
 
         Rows of epochs W&B already holds are skipped, so a resumed run never logs one twice.
         """
-        epoch = _number(metrics.get("epoch"))
+        epoch = number(metrics.get("epoch"))
         if epoch is not None and epoch <= self.logged_epoch:
             return
         self.log(metrics)
