@@ -103,11 +103,11 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
               on_free_core: Callable[[], None] | None = None) -> StudyOutcome:
     """`on_free_core` is called once, when worker processes train fewer runs than there are
     workers (a core is free): the CLI imports the report's modules then (harness.prefetch)."""
-    if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
+    if study.confirmation and not study.round_planned:  # screen, then confirm each claim
         # imported here: its sequential tests import scipy.stats, which no other study needs
-        from harness.study.adaptive import run_adaptive
+        from harness.study.rounds import run_confirmed
 
-        rounds = run_adaptive(study, lambda planned: run_study(
+        rounds = run_confirmed(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
             data_dir=data_dir, on_free_core=on_free_core))
         last = rounds[-1]

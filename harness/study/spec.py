@@ -76,33 +76,36 @@ class LauncherConfig(Strict):
 DATA_SEED_STRIDE = 1000  # with data_seeds, a run's seed is seed + 1000 x data seed
 
 
-class AdaptiveSeeds(Strict):
-    """`seeds: {min: 3, max: 10, until: decided}`: seeds are added round by round, only to the
-    variants whose comparison with the baseline a group-sequential test has not decided yet
-    (harness/study/sequential.py; the rounds run in harness/study/adaptive.py)."""
+class ConfirmConfig(Strict):
+    """`confirm:` how a claim's variant, once chosen on the screening seeds, is tested on
+    fresh confirmation seeds that are added look by look until the claim is decided or the
+    budget is spent (harness/study/sequential.py decides; harness/study/confirm.py runs the
+    rounds). Every ablation study with a claim confirms by default; `confirm: false` keeps
+    the fixed seeds (the choice is then paid for with a Bonferroni adjustment)."""
 
-    min: int = Field(3, ge=2)
-    max: int = Field(10, ge=2, le=1000)
-    until: Literal["decided"] = "decided"
-    step: int = Field(1, ge=1)  # seeds added per round
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # false-positive rate of each comparison
-    min_effect: float = Field(0.01, gt=0.0)  # smaller differences count as no effect
+    min: int = Field(5, ge=2)  # confirmation seeds at the first look
+    max: int = Field(20, ge=2, le=1000)  # the budget in seeds (the last look)
+    step: int = Field(5, ge=1)  # seeds added between looks
+    minutes: float = Field(60.0, gt=0)  # the budget in wall minutes of this command
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # two-sided, over all looks of a claim
     spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> AdaptiveSeeds:
+    def _min_below_max(self) -> ConfirmConfig:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
         return self
 
-    def plan(self):  # -> harness.study.sequential.SequentialPlan (imports scipy: lazily)
+    def plan(self, margin: float):  # -> harness.study.sequential.SequentialPlan (scipy: lazily)
         from harness.study.sequential import SequentialPlan
 
-        return SequentialPlan(self.min, self.max, self.step, self.alpha, self.min_effect,
-                              self.spending)
+        return SequentialPlan(self.min, self.max, self.step, self.alpha, margin, self.spending)
 
 
 # What a claim may be about: a metric of the runs table (report/tables.py) and its short name.
+# Accuracy metrics are fractions, shown in points (x 100); their margin defaults to 1 point.
+ACCURACY_METRICS = ("test_acc", "last_test_acc", "final_test_acc", "gap_acc", "shift_acc")
+DEFAULT_ACCURACY_MARGIN = 0.01
 CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
                  "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
                  "mia_advantage")
@@ -123,12 +126,37 @@ class ClaimConfig(Strict):
     variants: list[str] | None = None  # names or glob patterns; default: every non-baseline
     versus: list[str] = Field(default_factory=lambda: ["baseline"])  # names or glob patterns
     select: Literal["val_acc", "val_loss"] = "val_acc"  # how the best of a group is chosen
-    min_effect: float = Field(0.01, gt=0)  # in the metric's units: smaller counts as no effect
+    # The smallest effect of interest, in the metric's units (accuracy: a fraction, so 0.01
+    # is 1 point, the default); an effect inside +-margin counts as no effect.
+    margin: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "min_effect" in raw:
+            raise ValueError("min_effect: renamed; write margin (the smallest effect of "
+                             "interest, in the metric's units)")
+        return raw
 
     @field_validator("variants", "versus", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _margin_in_units(self) -> ClaimConfig:
+        if self.margin is None:
+            if self.metric not in ACCURACY_METRICS:
+                raise ValueError(f"margin: required for metric {self.metric!r} (the smallest "
+                                 "effect of interest in its units; accuracy metrics default "
+                                 f"to {DEFAULT_ACCURACY_MARGIN:g}, 1 point)")
+            self.margin = DEFAULT_ACCURACY_MARGIN
+        return self
+
+    @property
+    def effect_margin(self) -> float:
+        assert self.margin is not None  # set by _margin_in_units
+        return self.margin
 class CompareConfig(Strict):
     """What the report compares: `metric` of each variant against `reference` of the
     baseline (default: test accuracy at the best-val epoch on both sides)."""
@@ -155,7 +183,11 @@ class StudyConfig(Strict):
     # Runs other runs start from, trained first (harness/study/upstream.py): name -> run
     # config overrides on `base`, referred to by `model.init_from` or a distillation teacher.
     upstream: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    seeds: int | list[int] | AdaptiveSeeds = 3
+    # Screening seeds: every variant trains on these; a claim's variant is chosen on them.
+    seeds: int | list[int] = 3
+    # Confirmation of each claim on fresh seeds (default on for ablation studies with a
+    # claim; false: fixed seeds). None until validated: see _confirm_default.
+    confirm: ConfirmConfig | bool | None = None
     # resampled training sets: each run also gets data.seed = one of these (bias-variance)
     data_seeds: int | list[int] | None = None
     workers: int | None = Field(None, ge=1)
@@ -164,7 +196,7 @@ class StudyConfig(Strict):
     launcher: LauncherConfig | None = None  # worker jobs through submitit (Slurm or local)
     # `--set key=value` overrides applied on top of the file (recorded in study.json)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
-    # adaptive seeds: the seeds each variant has in the current round (harness/study/adaptive)
+    # confirmation rounds: the seeds each variant has in the current round (study/confirm.py)
     _round_seeds: dict[str, list[int]] = PrivateAttr(default_factory=dict)
 
     @property
@@ -219,19 +251,30 @@ class StudyConfig(Strict):
 
     @field_validator("seeds", mode="before")
     @classmethod
-    def _adaptive_seeds(cls, v: Any) -> Any:
-        """A mapping is adaptive seeds: checked here so a mistake reads as one line about
-        its key (not as every member of the int | list | mapping union failing)."""
+    def _no_adaptive_seeds(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            raise ValueError("a mapping of adaptive seeds is no longer read: write the "
+                             "screening seeds here (a count or a list) and the adaptive part "
+                             "under confirm: {min, max, step, minutes}")
+        return v
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_mapping(cls, v: Any) -> Any:
+        """Checked here so a mistake reads as one line about its key (not as every member
+        of the mapping | bool union failing)."""
+        if v is True:
+            return ConfirmConfig()
         if not isinstance(v, dict):
             return v
         try:
-            return AdaptiveSeeds.model_validate(v)
+            return ConfirmConfig.model_validate(v)
         except ValidationError as err:
             e = err.errors()[0]
             key = ".".join(str(p) for p in e["loc"])
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
-                msg = f"unknown key (allowed: {', '.join(AdaptiveSeeds.model_fields)})"
+                msg = f"unknown key (allowed: {', '.join(ConfirmConfig.model_fields)})"
             raise ValueError(f"{key}: {msg}" if key else msg) from None
 
     @field_validator("seeds", "data_seeds")
@@ -256,9 +299,13 @@ class StudyConfig(Strict):
             raise ValueError("an ablation study needs a design")
         if self.kind == "tune" and not self.tune:
             raise ValueError("a tuning study needs a tune section")
-        if self.adaptive and (self.kind == "tune" or self.data_seeds is not None):
-            raise ValueError("seeds: adaptive seeds ({min, max, until}) work in ablation "
-                             "studies without data_seeds")
+        if isinstance(self.confirm, ConfirmConfig) and (
+                self.kind == "tune" or self.data_seeds is not None or not self.claim):
+            raise ValueError("confirm: confirmation seeds test claims of ablation studies "
+                             "without data_seeds; this study has none to confirm")
+        if self.confirm is None:
+            self.confirm = (ConfirmConfig() if self.kind == "ablation" and self.claim
+                            and self.data_seeds is None else False)
         if self.data_seeds is not None and max(self.seed_list()) >= DATA_SEED_STRIDE:
             raise ValueError(f"seeds: with data_seeds, seeds must be below {DATA_SEED_STRIDE} "
                              f"(a run's seed is seed + {DATA_SEED_STRIDE} x data seed)")
@@ -269,22 +316,26 @@ class StudyConfig(Strict):
         return self
 
     @property
-    def adaptive(self) -> AdaptiveSeeds | None:
-        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+    def confirmation(self) -> ConfirmConfig | None:
+        return self.confirm if isinstance(self.confirm, ConfirmConfig) else None
 
     @property
     def round_planned(self) -> bool:
-        """Adaptive seeds: this copy holds one round's seeds (for_round)."""
+        """Confirmation: this copy holds one round's seeds (for_round)."""
         return bool(self._round_seeds)
 
-    def seed_list(self, variant: str | None = None) -> list[int]:
-        """The seeds of a variant (adaptive: of the current round; all variants: the most)."""
-        if isinstance(self.seeds, AdaptiveSeeds):
-            rounds = self._round_seeds
-            if variant is None and rounds:
-                return max(rounds.values(), key=len)
-            return list(rounds.get(variant or "", range(self.seeds.min)))
+    def screen_seeds(self) -> list[int]:
+        """The seeds every variant trains on (the screening seeds when claims confirm)."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def seed_list(self, variant: str | None = None) -> list[int]:
+        """The seeds of a variant in this round (all variants: the most any has)."""
+        rounds = self._round_seeds
+        if not rounds:
+            return self.screen_seeds()
+        if variant is None:
+            return max(rounds.values(), key=len)
+        return list(rounds.get(variant, self.screen_seeds()))
 
     def data_seed_list(self) -> list[int | None]:
         """Training-set seeds (data.seed of each run); [None]: the base config's own."""
@@ -292,7 +343,7 @@ class StudyConfig(Strict):
         return [None] if d is None else list(range(d)) if isinstance(d, int) else list(d)
 
     def for_round(self, seeds: dict[str, list[int]]) -> StudyConfig:
-        """This study with the given seeds per variant (one round of adaptive seeds)."""
+        """This study with the given seeds per variant (one round of confirmation)."""
         out = self.model_copy()
         out._overrides = dict(self._overrides)
         out._round_seeds = {k: list(v) for k, v in seeds.items()}
