@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-import harness
 from harness.record import Comparison
 from harness.report import (
     claims,
@@ -41,6 +40,7 @@ from harness.report.index import CLAIMS_JSON, build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
 from harness.study.runs_table import runs_table
+from harness.version import __version__
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -110,7 +110,7 @@ def _harness_version(study: tables.Study) -> str:
         return str(study.meta["harness_version"])
     versions = sorted({str(r.env.get("harness")) for r in study.runs if r.env and
                        r.env.get("harness")})
-    return ", ".join(versions) or harness.__version__
+    return ", ".join(versions) or __version__
 
 
 def _is_text(base: dict[str, Any]) -> bool:
