@@ -153,3 +153,16 @@ def test_walk_stops_at_the_first_decided_look():
 def test_plan_rejects_bad_settings(kwargs):
     with pytest.raises(ValueError, match="need"):
         SequentialPlan(**kwargs)
+
+
+def test_expected_seeds_matches_the_walk():
+    """The dry run's vectorised expectation agrees with walking `decide` look by look."""
+    from harness.study.sequential import expected_seeds
+
+    plan = SequentialPlan(5, 20, step=5, margin=1.0)
+    for effect in (0.0, 2.0):
+        rng = np.random.default_rng(5)
+        walked = [walk(rng.normal(effect, 1.0, 20), plan)[-1].n for _ in range(2000)]
+        assert expected_seeds(plan, effect, 1.0, sims=2000) == pytest.approx(
+            np.mean(walked), abs=0.6)
+    assert expected_seeds(plan, 0.0, 1e-9) == 5.0  # no spread: decided at the first look

@@ -273,3 +273,43 @@ def record_entry(test: ClaimTest) -> dict[str, Any]:
             "seeds": test.seeds, "looks": [{"n": d.n, "state": d.state, "diff": d.diff,
                                             "lo": d.lo, "hi": d.hi, "alpha_k": d.alpha_k}
                                            for d in test.looks]}
+
+
+@dataclass(frozen=True)
+class ConfirmationCost:
+    """Confirmation runs of one claim before its pair is known: at least (decided at the
+    first look), expected (at a stated effect and spread), at most (every look)."""
+
+    statement: str
+    least: int
+    expected: float
+    most: int
+    assumption: str
+
+
+def confirmation_cost(claim: ClaimConfig, names: list[str], baseline: str | None,
+                      screen: list[int], confirm: ConfirmConfig,
+                      runs: pd.DataFrame | None = None) -> ConfirmationCost:
+    """Runs the claim's confirmation adds. The expectation simulates the sequential plan at
+    the spread and effect of the pair's screening runs when the study has them, else at a
+    true effect of one margin with a spread of one margin (said so)."""
+    from harness.study.sequential import expected_seeds
+
+    cands, refs = sides(claim, names, baseline)
+    chose = len(cands) > 1 or len(refs) > 1
+    plan = confirm.plan(claim.effect_margin)
+
+    def runs_for(n: float) -> float:  # two runs per confirmation seed beyond the screening
+        return 2 * (n if chose else max(0.0, n - len(screen)))
+
+    effect, sd = claim.effect_margin, claim.effect_margin
+    assumption = "a true effect of one margin at a spread of one margin (no runs yet)"
+    if runs is not None and len(runs):
+        t = judge(claim, runs, baseline, screen, None, names)
+        _, d = paired(runs, t.variant or "", t.reference or "", column(claim.metric), screen)
+        if len(d) >= 2 and float(d.std(ddof=1)) > 0:
+            effect, sd = t.sign * float(d.mean()), float(d.std(ddof=1))
+            assumption = "the effect and spread of the chosen pair's screening runs"
+    return ConfirmationCost(claim.statement or claim.metric, int(runs_for(plan.looks[0])),
+                            runs_for(expected_seeds(plan, effect, sd)),
+                            int(runs_for(plan.max_seeds)), assumption)
