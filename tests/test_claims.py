@@ -26,8 +26,8 @@ from harness.report.claims import (
     seeds_needed,
     seeds_to_decide,
 )
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
 from harness.study.sequential import BETTER, NO_EFFECT, NO_GAIN, WORSE
-from harness.study.spec import ClaimConfig, ConfirmConfig
 
 
 def _runs(test: dict[str, list[float]], val: dict[str, float] | None = None) -> pd.DataFrame:
@@ -300,11 +300,12 @@ def test_every_shipped_ablation_study_has_a_claim_with_a_source():
 @pytest.mark.parametrize("claim, message", [
     ("{metric: test_acx, direction: up, source: X}",
      "claim.0.metric = 'test_acx': Input should be"),
-    ("{metric: ece, direction: sideways, source: X}", "claim.0.direction = 'sideways'"),
-    ("{metric: ece, direction: up}", "claim.0.source: required"),
-    ("{metric: ece, direction: up, source: X, variantz: [a]}",
+    ("{metric: ece, direction: sideways, source: X, margin: 0.01}",
+     "claim.0.direction = 'sideways'"),
+    ("{metric: ece, direction: up, margin: 0.01}", "claim.0.source: required"),
+    ("{metric: ece, direction: up, source: X, margin: 0.01, variantz: [a]}",
      "unknown key 'claim.0.variantz' (did you mean 'variants'?)"),
-    ("[{metric: ece, direction: down, source: X, variants: 'nope*'}]",
+    ("[{metric: ece, direction: down, source: X, margin: 0.01, variants: 'nope*'}]",
      "claim.0.variants: 'nope*' matches no variant; variants: baseline, dropout.p=0.1"),
 ])
 def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message):
@@ -320,6 +321,15 @@ def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, messag
     text = str(err.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
 
+
+
+@pytest.mark.parametrize("claim, message", [
+    ("{metric: ece, direction: down, source: X}", "claim.0: margin: required for metric 'ece'"),
+    ("{metric: test_acc, direction: up, source: X, min_effect: 0.01}",
+     "claim.0: min_effect: renamed; write margin"),
+])
+def test_a_claim_states_its_margin_in_the_metrics_units(tmp_path, claim, message):
+    test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message)
 
 def test_strength_grid_picks_the_best_lambda_per_lr_on_validation(tmp_path):
     from harness.report import strength_grid

@@ -13,8 +13,9 @@ import pytest
 from conftest import tiny_raw
 from scipy import stats as sps
 
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
 from harness.study.confirm import HELD, judge, round_seeds
-from harness.study.spec import ClaimConfig, ConfirmConfig, StudyConfig
+from harness.study.spec import StudyConfig
 
 CLAIM = ClaimConfig(metric="test_acc", direction="up", source="constructed")
 NAMES = ["baseline", "a", "b", "c"]

@@ -30,6 +30,7 @@ from scipy import integrate, optimize
 from scipy import stats as sps
 
 from harness.report import stats
+from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
 from harness.study.confirm import (
     HELD,
     NOT_HELD,
@@ -44,7 +45,6 @@ from harness.study.sequential import (
     UNDECIDED,
     WORSE,
 )
-from harness.study.spec import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
 
 __all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]
 POWER = 0.8  # power of the seeds-to-decide estimate

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
 from harness.study.sequential import (
     HELD_STATES,
     NOT_HELD_STATES,
@@ -37,7 +38,6 @@ from harness.study.sequential import (
     SequentialPlan,
     walk,
 )
-from harness.study.spec import ClaimConfig, ConfirmConfig
 
 HELD, NOT_HELD = "held", "did not hold"  # UNDECIDED is shared with the sequential test
 BASELINE_ALIAS = "baseline"  # in a claim, always the study's baseline (full_recipe, ...)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from harness.record.load import StudyRecord
+from harness.study.claim_config import ConfirmConfig
 from harness.study.confirm import ClaimTest, judge_all, record_entry, round_seeds
 from harness.study.plan import variants
 from harness.study.runs_table import runs_table
-from harness.study.spec import ConfirmConfig, StudyConfig
+from harness.study.spec import StudyConfig
 from harness.tracking.store import atomic_write_json
 
 CONFIRM_JSON = "confirm.json"
