@@ -49,6 +49,7 @@ from harness.study.sequential import (
 __all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]
 POWER = 0.8  # power of the seeds-to-decide estimate
 MAX_SEEDS = 1000  # seeds_needed gives up beyond this
+CHECKPOINT_WORDS = {"best_test_acc": "best-val checkpoint", "last_test_acc": "last epoch"}
 REASON_WORDS = {
     BETTER: "the interval excludes 0 in the claimed direction",
     WORSE: "the interval excludes 0 against the claimed direction",
@@ -82,6 +83,7 @@ class Verdict:
     seeds_needed: int | None = None  # undecided: seeds that would decide the observed effect
     next_step: str = ""
     floor: str = ""  # the test set's measurement floor next to the seed noise
+    details: list[str] = field(default_factory=list)  # sentences after the verdict's own
     edges: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -228,6 +230,17 @@ def measurement_floor(metric: str, runs: pd.DataFrame, test: ClaimTest,
     return f"test set of {test_size:,}: binomial SE {fmt_size(metric, se)} per model{seeds}"
 
 
+def checkpoint_sentence(t: ClaimTest) -> str:
+    """Both checkpoints' test accuracy for the pair over the verdict's seeds: whether the
+    choice of checkpoint matters."""
+    if not t.also:
+        return ""
+    parts = [f"{CHECKPOINT_WORDS.get(a.metric, a.metric)} {fmt_effect('test_acc', a.diff)} "
+             f"[95% CI {fmt_effect('test_acc', a.lo)}, {fmt_effect('test_acc', a.hi)}]"
+             for a in t.also]
+    return "Test accuracy of the pair over the same seeds: " + ", ".join(parts)
+
+
 def _choice_words(t: ClaimTest) -> str:
     if not t.chose:
         return ""
@@ -273,7 +286,8 @@ def verdict(t: ClaimTest, runs: pd.DataFrame, settings: dict[str, dict[str, Any]
                   + range_edges(t.reference, t.references, settings)) if t.variant
         and t.reference else [],
         "also": [a.__dict__ for a in t.also],
-        "floor": measurement_floor(metric, runs, t, test_size)}
+        "floor": (floor := measurement_floor(metric, runs, t, test_size)),
+        "details": [x for x in (checkpoint_sentence(t), floor[:1].upper() + floor[1:]) if x]}
     d = t.final
     if d is None:
         need, step = _next_step(t, runs)
