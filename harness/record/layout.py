@@ -4,8 +4,9 @@ the worker, the report) and the readers (the study record, the W&B study run, th
 name a file only through these.
 
     results/<study>/
-      study.json  queue.db  jobs.json  jobs/  adaptive.json  tuning.json  claims.json
-      report.html  report.md  summary.csv  runs.csv  figures/  wandb/  search/<study>/
+      study.json  queue.db  jobs.json  jobs/  confirm.json  timing.json  tuning.json
+      claims.json  report.html  report.md  summary.csv  runs.csv  figures/  wandb/
+      search/<study>/
       runs/<variant>-s<seed>-<run id>/
         config.json  env.json  metrics.csv  summary.json  failure.json  model.pt
         checkpoint.pt  test_predictions.pt  test_probs.npy  test_labels.npy
@@ -24,7 +25,8 @@ RUNS = "runs"  # one folder per run
 SEARCH = "search"  # search/<study>/runs/: a tuning study's trial runs
 JOBS_JSON = "jobs.json"  # worker jobs submitted with --launcher
 JOBS = "jobs"  # submitit's sbatch scripts, pickles and logs
-ADAPTIVE_JSON = "adaptive.json"  # adaptive seeds: rounds and decisions
+CONFIRM_JSON = "confirm.json"  # claims' confirmation rounds and decisions
+TIMING_JSON = "timing.json"  # the study's measured wall time (the studies table)
 TUNING_JSON = "tuning.json"  # a tuning study's search summary (tuning.md beside it)
 TUNING_MD = "tuning.md"
 CLAIMS_JSON = "claims.json"  # the claim verdicts with their numbers

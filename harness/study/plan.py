@@ -186,7 +186,9 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "base": specs[0].config.model_dump(mode="json") if specs else study.base,
         "seeds": sorted({s.seed for s in specs}) or study.seed_list(),
         "data_seeds": [d for d in study.data_seed_list() if d is not None],
-        "adaptive_seeds": study.adaptive.model_dump(mode="json") if study.adaptive else None,
+        "screen_seeds": study.screen_seeds(),
+        "confirm": (study.confirmation.model_dump(mode="json") if study.confirmation
+                    else None),
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],
