@@ -283,7 +283,8 @@ def _compare_label(compare: Comparison) -> str:
 
 def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     """Read results/<study>/ and write the report files; returns their paths. The study's
-    claims (study.json) are judged from the same tables and shown right under the answer."""
+    claims (study.json) are judged from the same tables and shown right under the answer.
+    Why long: the templates' context is one mapping, beside the files it is written to."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
     runs = runs_table(study)

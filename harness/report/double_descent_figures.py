@@ -76,6 +76,7 @@ def _curve_panel(ax: Any, xs: Sequence[float], s: dict[str, Any], color: str, la
 def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
                            section: dict | None = None) -> list[tuple[str, Path]]:
     """Draw the study's double-descent figures as PNGs under out_dir.
+    Why long: one block per figure, in the order the report shows them.
 
     Returns [(title, png_path), ...] in reading order ([] when not a double-descent study):
     width kind: per series "Test and train error vs width", one "... vs parameter count"

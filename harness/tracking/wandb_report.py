@@ -62,6 +62,7 @@ def build_report_spec(study_dir: Path, *, project: str, entity: str | None) -> d
     a scatter plus parallel coordinates; width sweeps: test error vs width; other designs:
     a bar per variant), and the study run's table and figures. Training runs are selected by
     group == study and job_type != report; `save_report` turns this into a Report.
+    Why long: the Report's sections are one spec, in the order W&B shows them.
     """
     study_dir = Path(study_dir)
     record = StudyRecord.load(study_dir)

@@ -98,6 +98,9 @@ class WandbTracker:
         epoch_metrics: bool = True,
         notes: str | None = None,
     ) -> None:
+        """Open the run in `mode` (auto: chosen by choose_mode), or note why not and go on.
+        Why long: each way W&B can fail to start (no folder, no key, no server, an id in
+        use) is handled here in order, so the training run never stops for W&B."""
         if mode in ("online", "offline", "disabled"):
             self.mode, reason = mode, f"W&B mode {mode} (requested)"
         else:

@@ -77,7 +77,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
               on_epoch: Iterable[EpochCallback] = (), force: bool = False,
               tracker: Tracker | None = None) -> RunResult:
     """Train one run to the end (or resume it) and store everything about it; `tracker`
-    (e.g. `tracking.wandb_run.wandb_run_tracker`) gets a copy after the local store."""
+    (e.g. `tracking.wandb_run.wandb_run_tracker`) gets a copy after the local store.
+    Why long: the loop reads top to bottom in one place (regularizers plug in by hooks)."""
     reporter = reporter or SilentReporter()
     run_id = config.run_id()
     sdir = study_dir(results_dir, config.study)
