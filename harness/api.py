@@ -54,7 +54,7 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     from harness.config import RunConfig, build_run_config, load_run_config
     from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.wandb_run import wandb_run_tracker
+    from harness.tracking.wandb_tracker import wandb_run_tracker
     from harness.train.loop import train_run
 
     dotted = {k.replace("__", "."): v for k, v in overrides.items()}
@@ -95,7 +95,7 @@ def ablation(study: str | Path, *, workers: int | None = None,
                         storage=storage, data_dir=None if data_dir is None else Path(data_dir))
     if report:
         from harness.console import console
-        from harness.report.finish import report_study
+        from harness.publish.finish import report_study
 
         report_study(outcome.study_dir, lambda line: console.print(line, soft_wrap=True))
     return load_study(outcome.study_dir)

@@ -39,7 +39,7 @@ SHORTCUTS: dict[str, str] = {
 
 
 # what the coordinator imports for the report once a worker's core is free (harness.prefetch)
-REPORT_MODULES = ("harness.report.finish", "harness.tracking.wandb_study_run", "wandb")
+REPORT_MODULES = ("harness.publish.finish", "harness.publish.study_run", "wandb")
 
 
 def prefetch_report() -> None:
@@ -182,7 +182,7 @@ def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: boo
     from harness.console import RunProgress, console
     from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.wandb_run import wandb_run_tracker
+    from harness.tracking.wandb_tracker import wandb_run_tracker
     from harness.train.loop import train_run
 
     ensure_writable(results_dir)
@@ -362,7 +362,7 @@ def ablation(
                         storage=storage, data_dir=data_dir,
                         on_free_core=None if no_report else prefetch_report)
         if not no_report:
-            from harness.report.finish import report_study
+            from harness.publish.finish import report_study
 
             report_study(out.study_dir, say)
         clock.finish(out.study_dir, runs=out.total, ran_before=out.ran_before,
@@ -415,7 +415,7 @@ def tune(
                           data_dir=data_dir, as_json=json_)
             return
         source, cfg = study_to_run(study, "tune", results_dir, set_)
-        from harness.report.finish import report_tuning
+        from harness.publish.finish import report_tuning
         from harness.study.tune import run_tuning
 
         out = run_tuning(cfg, source=source, results_dir=results_dir, workers=workers,
@@ -535,7 +535,7 @@ def sync(
     from harness.console import console
 
     try:
-        from harness.tracking.wandb_study import offline_run_dirs, sync_study
+        from harness.publish.wandb import offline_run_dirs, sync_study
 
         sdir = results_dir / study
         console.print(f"syncing {len(offline_run_dirs(sdir))} offline W&B run folder(s) of "
@@ -562,7 +562,7 @@ def wandb_report(
 ) -> None:
     """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
     from harness.console import console
-    from harness.tracking.wandb_study import create_wandb_report, write_report_spec
+    from harness.publish.wandb import create_wandb_report, write_report_spec
 
     sdir = results_dir / study
     if not runs_dir(sdir).is_dir():

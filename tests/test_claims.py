@@ -26,8 +26,8 @@ from harness.report.claims import (
     seeds_needed,
     seeds_to_decide,
 )
+from harness.stats.sequential import BETTER, NO_EFFECT, NO_GAIN, WORSE
 from harness.study.claim_config import ClaimConfig, ConfirmConfig
-from harness.study.sequential import BETTER, NO_EFFECT, NO_GAIN, WORSE
 
 
 def _runs(test: dict[str, list[float]], val: dict[str, float] | None = None) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.report.forked import run_tasks
+from harness.report.parallel_draw import run_tasks
 
 
 def test_results_come_back_in_task_order_from_every_process() -> None:

@@ -6,20 +6,22 @@ A module may import its own layer and the layers before it:
   layer                         modules
   0 foundation                  version, errors, config_errors, dotted, yaml_load, plugins,
                                 registry, console, failures, prefetch
-  1 record                      harness.record: the study folder's layout, run identity, the
-                                run folder (RunDir), the one reader (StudyRecord)
+  1 record, stats               harness.record (the study record: layout, run identity, the
+                                run folder, the one reader), harness.stats (numbers only)
   2 data, models                harness.data, harness.models
   3 regularizers                harness.regularizers
   4 config                      harness.config (calls the regularizers' checks)
-  5 per-run tracking            tracking.protocol (the Tracker protocol), tracking.wandb_tracker,
-                                wandb_mode, wandb_log, wandb_run (W&B per run)
+  5 tracking                    harness.tracking: per run (the Tracker protocol, W&B per run)
   6 train                       harness.train (the loop talks to a Tracker, never to W&B)
   7 study                       harness.study (plan, queue, workers, tuning)
-  8 report, study-level W&B     harness.report, tracking.wandb_study / wandb_study_run /
-                                wandb_report / wandb_sync (read the record)
-  9 entry points                harness (the package face: re-exports the API lazily),
+  8 report                      harness.report (reads the record)
+  9 publish                     harness.publish (the finish step, the W&B study run and
+                                Report, sync)
+ 10 entry points                harness (the package face: re-exports the API lazily),
                                 harness.api, harness.cli
 
+Every folder of the package is one layer (a layer may hold several folders, never part of
+one); the top-level modules are named one by one.
 A module belongs to the layer of the longest prefix that names it.
 """
 
@@ -38,16 +40,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness.version", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
                     "harness.failures", "harness.prefetch")),
-    ("record", ("harness.record",)),
+    ("record, stats", ("harness.record", "harness.stats")),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),
     ("config", ("harness.config",)),
-    ("per-run tracking", ("harness.tracking.protocol", "harness.tracking.wandb_tracker",
-                          "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
-                          "harness.tracking.wandb_run")),
+    ("tracking", ("harness.tracking",)),
     ("train", ("harness.train",)),
     ("study", ("harness.study",)),
-    ("report, study-level tracking", ("harness.report", "harness.tracking")),
+    ("report", ("harness.report",)),
+    ("publish", ("harness.publish",)),
     ("entry points", ("harness", "harness.api", "harness.cli")),
 ]
 
@@ -247,10 +248,20 @@ def test_the_check_catches_a_cycle_hidden_in_a_function(tmp_path: Path, monkeypa
                                ("harness.train.f", "harness.train.g")}
 
 
+def test_the_layers_are_the_folders() -> None:
+    """Each sub-package is named whole in one layer; no layer names part of a folder."""
+    folders = {f"harness.{p.name}" for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    named = [prefix for _, prefixes in LAYERS for prefix in prefixes]
+    assert sorted(p for p in named if p in folders) == sorted(folders)
+    assert len(named) == len(set(named))
+    modules = {f"harness.{p.stem}" for p in ROOT.glob("*.py") if p.stem != "__init__"}
+    assert [p for p in named if p != "harness" and p not in folders | modules] == []
+
+
 @pytest.mark.parametrize(("module", "layer"), [
     ("harness", "entry points"), ("harness.version", "foundation"),
-    ("harness.record.run_dir", "record"), ("harness.tracking.protocol", "per-run tracking"),
-    ("harness.tracking.wandb_report", "report, study-level tracking"),
+    ("harness.record.run_dir", "record, stats"), ("harness.tracking.protocol", "tracking"),
+    ("harness.publish.wandb_report", "publish"),
     ("harness.train.loop", "train"), ("harness.cli", "entry points"),
 ])
 def test_longest_prefix_decides_the_layer(module: str, layer: str) -> None:

@@ -10,7 +10,7 @@ import torch
 from scipy import stats as sps
 
 from harness.config import build_run_config
-from harness.report.stats import compare
+from harness.stats.compare import compare
 from harness.train.loop import train_run
 
 

@@ -19,7 +19,7 @@ from harness.config import RunConfig, build_run_config
 from harness.regularizers.base import REGULARIZERS
 from harness.report import build_index, build_report
 from harness.report import diagnosis as dg
-from harness.report.stats import Comparison, compare, mean_ci, pairwise_disagreement
+from harness.stats.compare import Comparison, compare, mean_ci, pairwise_disagreement
 from harness.train import build
 from harness.train.analysis import (
     expected_calibration_error,

@@ -111,7 +111,7 @@ def test_verdicts_follow_from_the_curves() -> None:
     assert [f.kind for f in under] == ["underfitting"]
     spiky = diagnosis.diagnose(curve([1.0, 0.5, 0.4, 2.0, 0.3], [1.0, 0.6, 0.5, 0.5, 0.45]))
     assert spiky[0].kind == "instability" and "epoch 4" in spiky[0].message
-    from harness.report.stats import compare
+    from harness.stats.compare import compare
 
     noise = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
     flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), comparison=noise)

@@ -12,7 +12,8 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
-from harness.report import diagnosis, narrative, stats
+from harness.report import diagnosis, narrative
+from harness.stats import compare as stats
 
 RNG = np.random.default_rng(0)
 

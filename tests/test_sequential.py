@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.study.sequential import (
+from harness.stats.sequential import (
     AT_MAX,
     BETTER,
     NO_EFFECT,
@@ -157,7 +157,7 @@ def test_plan_rejects_bad_settings(kwargs):
 
 def test_expected_seeds_matches_the_walk():
     """The dry run's vectorised expectation agrees with walking `decide` look by look."""
-    from harness.study.sequential import expected_seeds
+    from harness.stats.sequential import expected_seeds
 
     plan = SequentialPlan(5, 20, step=5, margin=1.0)
     for effect in (0.0, 2.0):

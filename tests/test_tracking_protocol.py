@@ -14,7 +14,7 @@ from conftest import tiny_raw
 from harness.config import build_run_config
 from harness.record.run_dir import RunDir
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
-from harness.tracking.wandb_run import WandbRunTracker, wandb_run_tracker
+from harness.tracking.wandb_tracker import WandbTracker, wandb_run_tracker
 from harness.train.loop import train_run
 
 
@@ -130,7 +130,7 @@ class FakeRun:
 def test_wandb_run_opens_at_start_and_replays_resumed_epochs(status: str,
                                                              exit_code: int) -> None:
     opened: list[FakeRun] = []
-    tracker = WandbRunTracker(lambda: opened.append(FakeRun()) or opened[-1])
+    tracker = WandbTracker(lambda: opened.append(FakeRun()) or opened[-1])
     assert tracker.summary_entries() == {} and not opened  # nothing opened before start
     tracker.start({}, {}, [{"epoch": 1}, {"epoch": 2}])
     tracker.log_epoch({"epoch": 3})

@@ -104,7 +104,7 @@ def test_corrupt_summary_is_not_trusted(tmp_path: Path) -> None:
 def test_wandb_offline_run_matches_local_store(tmp_path: Path) -> None:
     from wandb_offline import read_offline_run
 
-    from harness.tracking.wandb_run import wandb_run_tracker
+    from harness.tracking.wandb_tracker import wandb_run_tracker
 
     cfg = build_run_config(tiny_raw(tracking={"wandb": "offline"}, train={"epochs": 3}))
     result = train_run(cfg, results_dir=tmp_path, tracker=wandb_run_tracker(cfg, tmp_path))

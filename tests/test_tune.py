@@ -15,7 +15,7 @@ from conftest import tiny_raw
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
-from harness.report.finish import report_tuning
+from harness.publish.finish import report_tuning
 from harness.report.tune_report import tuning_section, write_outputs
 from harness.study import search, tune
 from harness.study.execute import drive_workers
@@ -267,8 +267,8 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
 
     from wandb_offline import read_offline_run
 
-    from harness.tracking.wandb_report import build_report_spec
-    from harness.tracking.wandb_sync import offline_run_dirs
+    from harness.publish.sync import offline_run_dirs
+    from harness.publish.wandb_report import build_report_spec
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     base = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"})

@@ -21,11 +21,11 @@ from conftest import tiny_raw
 from wandb_offline import read_offline_run
 
 from harness.config import build_run_config
+from harness.publish.sync import offline_run_dirs, offline_run_id, superseded
 from harness.record.disk import atomic_write_text
 from harness.tracking import wandb_mode
-from harness.tracking.wandb_run import wandb_run_tracker
-from harness.tracking.wandb_sync import offline_run_dirs, offline_run_id, superseded
-from harness.tracking.wandb_tracker import wandb_safe_id
+from harness.tracking.wandb_client import wandb_safe_id
+from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,7 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 from harness.config import build_run_config
-from harness.tracking.wandb_run import wandb_run_tracker
+from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import train_run
 
 raw, results, kill_after = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])

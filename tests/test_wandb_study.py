@@ -20,15 +20,18 @@ import pytest
 from conftest import isolate_wandb_env, tiny_raw
 from wandb_offline import offline_charts, read_offline_run
 
+from harness.publish import study_run as wandb_study_run
+from harness.publish import sync as wandb_sync
+from harness.publish import wandb as wandb_study
+from harness.publish import wandb_report
+from harness.publish.study_run import comparison_frame, log_study_run, study_curves
+from harness.publish.sync import sync_study
+from harness.publish.wandb_report import build_report_spec, create_wandb_report
 from harness.record.disk import atomic_write_json
 from harness.record.schema import read_manifest
 from harness.study.plan import expand, study_manifest
 from harness.study.spec import StudyConfig
-from harness.tracking import wandb_report, wandb_study, wandb_study_run, wandb_sync
-from harness.tracking.wandb_report import build_report_spec, create_wandb_report
-from harness.tracking.wandb_run import flat_keys, variant_params, wandb_run_tracker
-from harness.tracking.wandb_study_run import comparison_frame, log_study_run, study_curves
-from harness.tracking.wandb_sync import sync_study
+from harness.tracking.wandb_tracker import flat_keys, variant_params, wandb_run_tracker
 from harness.train.loop import train_run
 from harness.train.metrics import generalization_gap as gap_metrics
 
@@ -276,7 +279,7 @@ def test_study_run_failure_is_one_warning_not_an_error(
         raise ValueError("table exploded")
 
     monkeypatch.setattr(wandb_study_run, "_study_payload", explode)
-    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_study_run"):
+    with caplog.at_level(logging.WARNING, logger="harness.publish.study_run"):
         info = log_study_run(tmp_path, mode="offline", project="p", entity=None,
                              tracker_factory=factory)
     assert info.failed and "table exploded" in (info.error or "")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from wandb_offline import find_offline_runs, read_offline_run
 
+from harness.tracking.wandb_client import WandbRun, choose_mode, wandb_safe_id
 from harness.tracking.wandb_log import BLOCK_LEN, FULL, RECORD_HEADER_LEN, split_records
-from harness.tracking.wandb_tracker import WandbTracker, choose_mode, wandb_safe_id
 
 FAKE_KEY = "a" * 40  # the right shape for wandb's format check; never sent anywhere.
 
@@ -44,7 +44,7 @@ def wandb_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def make_tracker(root: Path, mode: str = "offline", run_id: str = "cifar/l2-0.001/seed0"):
-    return WandbTracker(
+    return WandbRun(
         mode=mode,
         project="harness-test",
         entity=None,
@@ -244,7 +244,7 @@ def test_init_failure_is_a_warning_not_an_error(
         raise RuntimeError("wandb-core exploded")
 
     monkeypatch.setattr(wandb, "init", broken_init)
-    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_tracker"):
+    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_client"):
         tracker = make_tracker(tmp_path)
         tracker.log_epoch({"epoch": 1, "train_loss": 1.0})
         tracker.set_summary({"test_acc": 0.5})
@@ -268,7 +268,7 @@ def test_online_init_failure_falls_back_to_offline(
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     monkeypatch.setattr(wandb, "init", no_network)
-    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_tracker"):
+    with caplog.at_level(logging.WARNING, logger="harness.tracking.wandb_client"):
         tracker = make_tracker(tmp_path, mode="online")
     tracker.log_epoch({"epoch": 1, "train_loss": 1.0})
     tracker.finish()

@@ -40,15 +40,15 @@ from harness.report import (
     figures,
     narrative,
     render,
-    rows,
-    stats,
+    table_rows,
     tables,
 )
-from harness.report.forked import run_tasks
 from harness.report.formatting import fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import build_index
+from harness.report.parallel_draw import run_tasks
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
+from harness.stats import compare as stats
 from harness.study.runs_table import runs_table
 from harness.version import __version__
 
@@ -202,7 +202,7 @@ def _figures(study: tables.Study, summary: pd.DataFrame, runs: pd.DataFrame,
     param = tables.sweep_parameter(study)
     reliability = {v: b for v in order if (b := _pooled_reliability(study.runs_of(v)))}
     markers = _markers(study, runs)
-    draw: list[Callable[[], figures.Figure | None]] = [  # the longest first (forked.py)
+    draw: list[Callable[[], figures.Figure | None]] = [  # the longest first (parallel_draw.py)
         lambda: figures.curves_figure(curves, order, study.baseline, "acc", label, markers),
         lambda: figures.curves_figure(curves, order, study.baseline, "loss", label, markers),
         lambda: figures.reliability_figure(reliability, order, study.baseline, label),
@@ -367,8 +367,8 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "baseline_label": label(study.baseline) if study.baseline else None,
         "n_runs": len(runs), "n_included": n_included,
         "n_planned": study.planned_count,
-        "compact": rows.compact_rows(summary, best, label),
-        "details": rows.detail_tables(summary, runs, best, label,
+        "compact": table_rows.compact_rows(summary, best, label),
+        "details": table_rows.detail_tables(summary, runs, best, label,
                                       (base.get("train") or {}).get("epochs")),
         "variants_detail": per_variant,
         "excluded": excluded,

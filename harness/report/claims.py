@@ -4,7 +4,7 @@ A claim (`claim:` in studies/NAME.yaml, harness.study.spec.ClaimConfig) says whi
 metric should move for some variants against a reference (the baseline by default), and the
 smallest effect that matters, its `margin`. The pair is chosen on the validation split of the
 screening seeds and tested on confirmation seeds (study/confirm.py says which and why); the
-group-sequential test (study/sequential.py) gives one of:
+group-sequential test (stats/sequential.py) gives one of:
 
 - held, "better": the interval of the difference excludes 0 in the claimed direction;
 - did not hold, "worse": it excludes 0 the other way;
@@ -29,21 +29,21 @@ import pandas as pd
 from scipy import integrate, optimize
 from scipy import stats as sps
 
-from harness.report import stats
-from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
-from harness.study.confirm import (
-    HELD,
-    NOT_HELD,
-    ClaimTest,
-    judge,
-)
-from harness.study.sequential import (
+from harness.stats import compare as stats
+from harness.stats.sequential import (
     AT_MAX,
     BETTER,
     NO_EFFECT,
     NO_GAIN,
     UNDECIDED,
     WORSE,
+)
+from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
+from harness.study.confirm import (
+    HELD,
+    NOT_HELD,
+    ClaimTest,
+    judge,
 )
 
 __all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]

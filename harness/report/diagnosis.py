@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report.stats import ALPHA, POWER, Comparison
+from harness.stats.compare import ALPHA, POWER, Comparison
 
 # Overfitting: after the epoch of minimum val loss, val loss ends higher by more than both
 # an absolute and a relative margin, while train loss keeps falling.

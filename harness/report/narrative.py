@@ -11,8 +11,8 @@ import pandas as pd
 
 from harness.record.numbers import finite
 from harness.record.params import display_label
-from harness.report import stats
 from harness.report.formatting import fmt, fmt_interval, fmt_p
+from harness.stats import compare as stats
 
 # Secondary metrics compared with the baseline: column -> (label, scale, unit, lower is better).
 # Accuracies read in percent / percentage points.

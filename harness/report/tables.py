@@ -14,7 +14,7 @@ from harness.record import StudyRecord, Variant
 from harness.record.numbers import number_or_nan
 from harness.record.params import sweep_axis
 from harness.record.schema import DEFAULT_COMPARE_METRIC
-from harness.report import stats
+from harness.stats import compare as stats
 from harness.study.runs_table import METRICS, train_cols
 from harness.train.analysis import load_predictions
 

@@ -19,7 +19,7 @@ from harness.record import StudyRecord
 from harness.record.disk import atomic_write_json, atomic_write_text
 from harness.record.layout import TUNING_JSON, TUNING_MD
 from harness.record.numbers import number
-from harness.report.stats import compare, mean_ci
+from harness.stats.compare import compare, mean_ci
 from harness.study.tune import TuneOutcome, trial_epochs
 from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param
 

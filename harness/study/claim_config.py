@@ -14,7 +14,7 @@ from harness.config import Strict
 class ConfirmConfig(Strict):
     """`confirm:` how a claim's variant, once chosen on the screening seeds, is tested on
     fresh confirmation seeds that are added look by look until the claim is decided or the
-    budget is spent (harness/study/sequential.py decides; harness/study/confirm.py runs the
+    budget is spent (harness/stats/sequential.py decides; harness/study/confirm.py runs the
     rounds). Every ablation study with a claim confirms by default; `confirm: false` keeps
     the fixed seeds (the choice is then paid for with a Bonferroni adjustment)."""
 
@@ -31,8 +31,8 @@ class ConfirmConfig(Strict):
             raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
         return self
 
-    def plan(self, margin: float):  # -> harness.study.sequential.SequentialPlan (scipy: lazily)
-        from harness.study.sequential import SequentialPlan
+    def plan(self, margin: float):  # -> harness.stats.sequential.SequentialPlan (scipy: lazily)
+        from harness.stats.sequential import SequentialPlan
 
         return SequentialPlan(self.min, self.max, self.step, self.alpha, margin, self.spending)
 

@@ -158,7 +158,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
 def decide_wandb_mode(specs: list[RunSpec]) -> None:
     """Resolve the W&B mode once for the study: when the server cannot be reached, that is
     found here, once, and every run (and worker process) goes offline without waiting."""
-    from harness.tracking.wandb_tracker import choose_mode
+    from harness.tracking.wandb_client import choose_mode
 
     for mode in dict.fromkeys(s.config.tracking.wandb for s in specs):
         choose_mode(mode)

@@ -41,7 +41,7 @@ from harness.study.tune_space import (
     parse_tune,
     trial_raw,
 )
-from harness.tracking.wandb_run import TRIAL_JOB_TYPE
+from harness.tracking.wandb_tracker import TRIAL_JOB_TYPE
 from harness.train.analysis import validation_ece
 from harness.version import __version__
 

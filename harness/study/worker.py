@@ -32,7 +32,7 @@ from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
 from harness.study.storage import mask_url, studies_in
 from harness.tracking.protocol import TrackerFactory
-from harness.tracking.wandb_run import wandb_run_tracker
+from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import RunResult, study_dir, train_run
 
 Emit = Callable[[tuple[Any, ...]], None]

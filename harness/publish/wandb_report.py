@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.record import StudyRecord
-from harness.record.disk import atomic_write_json
-from harness.record.layout import FIGURES
-from harness.record.params import param_label, swept_parameters
-from harness.record.schema import study_name
-from harness.tracking.wandb_run import TRIAL_JOB_TYPE
-from harness.tracking.wandb_study_run import (
+from harness.publish.study_run import (
     HEADLINE_SUMMARY_KEY,
     REPORT_JOB_TYPE,
     WANDB_LINKS,
@@ -30,7 +24,13 @@ from harness.tracking.wandb_study_run import (
     summarized,
     write_wandb_links,
 )
-from harness.tracking.wandb_tracker import choose_mode
+from harness.record import StudyRecord
+from harness.record.disk import atomic_write_json
+from harness.record.layout import FIGURES
+from harness.record.params import param_label, swept_parameters
+from harness.record.schema import study_name
+from harness.tracking.wandb_client import choose_mode
+from harness.tracking.wandb_tracker import TRIAL_JOB_TYPE
 
 log = logging.getLogger(__name__)
 

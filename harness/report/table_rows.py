@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from harness.record.numbers import finite
-from harness.report import stats
 from harness.report.formatting import (
     fmt,
     fmt_ci,
@@ -21,6 +20,7 @@ from harness.report.formatting import (
     fmt_pts,
     fmt_seconds,
 )
+from harness.stats import compare as stats
 
 Labeler = Callable[[str], str]
 

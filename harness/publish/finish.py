@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.publish.wandb import finish_study
 from harness.report.build import build_report
 from harness.report.tune_report import write_outputs
 from harness.study.tune import TuneOutcome
-from harness.tracking.wandb_study import finish_study
 
 
 def report_study(sdir: Path, say: Callable[[str], None]) -> Path:

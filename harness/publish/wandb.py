@@ -1,11 +1,12 @@
 """A study as a readable W&B dashboard, at the study's end (and the entry points the CLI
 and the executor call). The work lives by job in:
 
-- `wandb_study_run`: the study-level run (comparison table, figures, sweep plots);
+- `study_run`: the study-level run (comparison table, figures, sweep plots);
 - `wandb_report`: the W&B Report spec, saved when online;
-- `wandb_sync`: `wandb sync` of a study's offline runs.
+- `sync`: `wandb sync` of a study's offline runs.
 
-Per-run tracking (what every training run carries) is `wandb_run`, below the loop.
+Per-run tracking (what every training run carries) is `tracking/wandb_tracker.py`, below
+the loop.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from harness.tracking.wandb_report import create_wandb_report, write_report_spec
-from harness.tracking.wandb_study_run import (
+from harness.publish.study_run import (
     WANDB_LINKS,
     log_study_run,
     study_tracking,
     write_wandb_links,
 )
-from harness.tracking.wandb_sync import offline_run_dirs, sync_study
-from harness.tracking.wandb_tracker import choose_mode
+from harness.publish.sync import offline_run_dirs, sync_study
+from harness.publish.wandb_report import create_wandb_report, write_report_spec
+from harness.tracking.wandb_client import choose_mode
 
 # what the CLI imports from here (one place for the study-level W&B commands)
 __all__ = ["create_wandb_report", "finish_study", "offline_run_dirs", "sync_study",

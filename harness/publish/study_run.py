@@ -23,14 +23,14 @@ from harness.record.numbers import number
 from harness.record.params import param_label, swept_parameters
 from harness.record.schema import Manifest, read_manifest
 from harness.study.runs_table import runs_table
-from harness.tracking.wandb_run import variant_params
-from harness.tracking.wandb_tracker import WandbTracker
+from harness.tracking.wandb_client import WandbRun
+from harness.tracking.wandb_tracker import variant_params
 
 log = logging.getLogger(__name__)
 
 REPORT_JOB_TYPE = "report"
 HEADLINE_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (loop summary)
-HEADLINE_SUMMARY_KEY = "test_acc_at_best_val"  # the same, as WandbTracker writes it to W&B
+HEADLINE_SUMMARY_KEY = "test_acc_at_best_val"  # the same, as WandbRun writes it to W&B
 WANDB_LINKS = "wandb.json"  # results/<study>/wandb.json: study run, report URL, for the report
 # Double-descent curves: errors are 1 - accuracy; "test error" is the final model's (as the
 # report's double-descent section), train error is measured on the noisy training labels.
@@ -180,7 +180,7 @@ def study_curves(study_dir: Path, runs: list[RunRecord] | None = None,
 
 @dataclass
 class StudyRunInfo:
-    """What log_study_run did; `failed`/`error` follow WandbTracker's policy (warned once)."""
+    """What log_study_run did; `failed`/`error` follow WandbRun's policy (warned once)."""
 
     study: str
     mode: str
@@ -231,7 +231,7 @@ def log_study_run(study_dir: Path, *, mode: str, project: str, entity: str | Non
                   "design": manifest.design if manifest else None,
                   "description": manifest.description if manifest else None,
                   "n_runs": len(runs), "variants": sorted({r.variant for r in runs})}
-        tracker = (tracker_factory or WandbTracker)(
+        tracker = (tracker_factory or WandbRun)(
             mode=mode, project=project, entity=entity, group=name, job_type=REPORT_JOB_TYPE,
             name=f"{name}-report", tags=["study-report"], config=config,
             run_id=f"{name}-report", root=study_dir, epoch_metrics=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.record.layout import SEARCH, WANDB
 from harness.record.schema import study_name
-from harness.tracking.wandb_tracker import find_credentials, server_unreachable
+from harness.tracking.wandb_client import find_credentials, server_unreachable
 
 SYNC_TIMEOUT_S = 300.0
 
