@@ -6,6 +6,7 @@ import pytest
 pytest_plugins = ["pytester"]  # test_suite_settings runs small pytest sessions
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"  # the helper modules (faults, browser, wandb_offline) live here
 # Tests and CI read the shared datasets from HARNESS_DATA_DIR;
 # default: the folder beside the checkout.
 os.environ.setdefault("HARNESS_DATA_DIR", str(REPO.parent / "shared" / "datasets"))

@@ -25,7 +25,7 @@ look says BETTER when the true effect is <= 0 with probability <= alpha_k / 2, a
 NO_GAIN or NO_EFFECT when the true effect is >= margin with probability <= alpha_k / 2; by
 the union bound over the looks, neither error exceeds alpha / 2 in the whole sequence,
 whatever the looks' correlation (stopping early only removes chances). The bound is
-conservative (exact boundaries would integrate the looks' joint law); tests/test_sequential.py
+conservative (exact boundaries would integrate the looks' joint law); tests/stats/test_sequential.py
 checks both rates and the power by simulation. A plan with one look is the fixed-sample
 paired t-test at level alpha.
 """

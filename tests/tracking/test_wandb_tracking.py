@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, TESTS
 from wandb_offline import find_offline_runs, read_offline_run
 
 from harness.tracking.wandb_client import WandbRun, choose_mode, wandb_safe_id
@@ -326,7 +327,7 @@ def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply
         t.finish()
         print("applied for:", seen)
     """)
-    env = {**__import__("os").environ, "PYTHONPATH": f"{Path(__file__).parent}:{ROOT}",
+    env = {**__import__("os").environ, "PYTHONPATH": f"{TESTS}:{REPO}",
            "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path),
            "WANDB_CACHE_DIR": str(tmp_path), "WANDB_DATA_DIR": str(tmp_path),
            "NETRC": str(tmp_path / "none"), "WANDB_API_KEY": ""}
@@ -339,4 +340,3 @@ def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply
 
 
 LAUNCH = "wandb.sdk.launch.inputs.internal"
-ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 IGNORE = re.compile(r"#\s*type:\s*ignore(\[[^\]]*\])?(.*)$")
 
 

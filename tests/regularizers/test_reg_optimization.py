@@ -11,8 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_raw
 from torch import nn
 
+from harness.config import build_run_config
 from harness.errors import ConfigError
 from harness.regularizers import REGULARIZERS, Batch, RunContext
 from harness.regularizers.averaging import EMA, SWA
@@ -21,6 +23,7 @@ from harness.regularizers.early_stopping import EarlyStopping
 from harness.regularizers.grad_clip import GradClip
 from harness.regularizers.label_smoothing import LabelSmoothing
 from harness.regularizers.weight_decay import WeightDecay
+from harness.train.loop import train_run
 from harness.train.metrics import cross_entropy
 from harness.train.optim import default_param_groups
 
@@ -645,3 +648,40 @@ def test_end_to_end_resume_is_exact_with_early_stopping(tmp_path):
     summary = resume_matches(tmp_path, {"early_stopping": {"patience": 1, "min_delta": 10.0}},
                              ("stop_epoch", "es_best_epoch"))
     assert summary["stop_epoch"] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("averaging", [{"ema": {"decay": 0.9}}, {"swa": {"start_epoch": 1}}])
+def test_averaged_model_keeps_spectral_norm(tmp_path, averaging):
+    cfg = build_run_config(tiny_raw(study="sn", model={"width": 32}, train={"epochs": 3},
+                                     regularizers={"spectral_norm": {}, **averaging}))
+    res = train_run(cfg, results_dir=tmp_path)
+    model = res.model
+    from harness.regularizers import RegularizerStack  # noqa: F401  (the run used the stack)
+
+    evaluated = torch.load(res.run_dir.path / "model.pt", weights_only=True)
+    # The saved (evaluated) model: sigma(W / sigma_est) must be ~1 for every normalized layer.
+    names = [k[: -len(".parametrizations.weight.original")] for k in evaluated
+             if k.endswith(".parametrizations.weight.original")]
+    assert names, "no spectral-normalized layer in the saved model"
+    for name in names:
+        w = evaluated[f"{name}.parametrizations.weight.original"]
+        u = evaluated[f"{name}.parametrizations.weight.0._u"]
+        v = evaluated[f"{name}.parametrizations.weight.0._v"]
+        mat = w.reshape(w.shape[0], -1)
+        assert float(u.norm()) == pytest.approx(1.0, abs=1e-4)
+        sigma_est = float(u @ mat @ v)
+        true_sigma = float(torch.linalg.matrix_norm(mat, ord=2))
+        assert true_sigma / sigma_est == pytest.approx(1.0, abs=0.05), name
+    assert model is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.int64])
+def test_smooth_targets_takes_integer_labels_of_any_width(dtype):
+    from harness.regularizers.label_smoothing import smooth_targets
+
+    y = torch.tensor([0, 2, 1], dtype=dtype)
+    out = smooth_targets(y, 3, 0.3)
+    expected = torch.full((3, 3), 0.1)
+    expected[torch.arange(3), y.long()] = 0.8
+    assert torch.allclose(out, expected)

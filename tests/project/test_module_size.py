@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1] / "harness"
+from conftest import REPO
+
+ROOT = REPO / "harness"
 LIMIT = 420  # "about 400"
 
 

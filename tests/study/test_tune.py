@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
@@ -367,7 +367,7 @@ def test_a_search_whose_every_trial_fails_ends_and_exits_1(tmp_path, workers):
 def test_the_study_package_never_imports_the_report_package():
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "harness" / "study"
+    root = REPO / "harness" / "study"
     for path in root.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else

@@ -464,3 +464,23 @@ def test_mixup_branch_output_equals_timm_mixup():
         tx, tt = timm_mix(x.clone(), batch.y.clone())
         torch.testing.assert_close(out.x, tx, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(out.targets, tt, atol=1e-6, rtol=1e-6)
+
+
+def test_cutmix_box_side_is_exactly_the_cut_when_unclipped():
+    """Each side spans int(side * sqrt(1 - lam)) cells, odd cuts included (torchvision's
+    v2.CutMix box); only clipping at a border may shorten it."""
+    from harness.regularizers.mixing import cutmix_box
+
+    gen = torch.Generator().manual_seed(0)
+    checked = 0
+    for lam in (0.1, 0.3, 0.51, 0.75, 0.9):
+        for size in ((28, 28), (32, 17), (40,)):
+            ratio = (1.0 - lam) ** (1.0 / len(size))
+            for _ in range(30):
+                bounds, _ = cutmix_box(size, lam, generator=gen)
+                for (lo, hi), side in zip(bounds, size, strict=True):
+                    cut = int(side * ratio)
+                    if lo > 0 and hi < side:  # not clipped
+                        assert hi - lo == cut, (size, lam, lo, hi, cut)
+                        checked += 1
+    assert checked > 100

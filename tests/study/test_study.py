@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 from optuna.trial import TrialState
 
+from harness.config import build_run_config
 from harness.errors import ConfigError
 from harness.record.run_dir import list_run_dirs
 from harness.study.execute import run_study
@@ -82,7 +83,7 @@ def test_shipped_studies_are_valid() -> None:
     for name, line in shipped:
         assert not line.startswith("(invalid"), f"{name}: {line}"
         assert line, f"{name} has no description"
-        path = Path(__file__).resolve().parents[1] / "studies" / f"{name}.yaml"
+        path = REPO / "studies" / f"{name}.yaml"
         assert path.read_text().startswith("#"), f"{name}.yaml must start with a comment"
         cfg = load_study(path)
         if cfg.kind == "ablation":
@@ -209,3 +210,35 @@ def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
     seen = [(t.number, t.state.name, t.user_attrs.get("failure"), t.user_attrs.get("error"))
             for t in q.trials() if "spec" in t.user_attrs]
     assert sorted(str(t[2]) for t in seen) == ["final", "final"], seen
+
+
+@pytest.mark.slow
+def test_a_study_keeps_its_own_thread_count(tmp_path, monkeypatch):
+    """The worker's thread count fills in only when the run config leaves threads unset."""
+    from harness.study import worker
+
+    seen = []
+    monkeypatch.setattr(worker, "train_run",
+                        lambda cfg, **kw: seen.append(cfg.train.threads) or (_ for _ in ()).throw(
+                            RuntimeError("stop")))
+    monkeypatch.setattr(worker, "job_trackers", lambda *a, **k: (lambda cfg: None))
+
+    class Q:
+        def heartbeat(self, job):
+            import contextlib
+            return contextlib.nullcontext()
+
+        def fail(self, *a, **k):
+            pass
+
+    class Reporter:
+        def end(self, summary):
+            pass
+
+    from harness.study.plan import RunSpec
+
+    for threads, expected in ((1, 1), (None, 2)):
+        cfg = build_run_config({"study": "th", "train": {"threads": threads}})
+        job = worker.Job(trial=None, spec=RunSpec("v", 0, cfg, cfg.run_id(), {}, True))
+        assert worker.run_job(job, Q(), tmp_path, None, 2, Reporter()) == "failed"
+        assert seen[-1] == expected

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 from wandb_offline import read_offline_run
 
 from harness.config import build_run_config
@@ -28,7 +28,6 @@ from harness.tracking.wandb_client import wandb_safe_id
 from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import train_run
 
-REPO = Path(__file__).resolve().parents[1]
 WANDB = Path(sys.executable).with_name("wandb")
 FAKE_KEY = "a" * 40
 

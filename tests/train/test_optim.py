@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 SCRIPT = r"""
 import json, sys, tempfile
@@ -95,7 +95,7 @@ print(json.dumps(out))
 @pytest.mark.slow  # a fresh interpreter: torch, then torch._dynamo for the stock classes
 def test_a_run_imports_no_dynamo_and_its_pieces_match_torch() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+                          timeout=120, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["run_imported"] == {"torch._dynamo": False, "torchvision": False}

@@ -272,3 +272,14 @@ def test_a_transformer_refuses_an_unknown_model_kwarg_in_one_line(name, shape):
     with pytest.raises(ConfigError, match=rf"model.kwargs: {name} takes no argument 'foo'; "
                                           r"accepted: dropout, drop_path"):
         create_model(name, input_shape=shape, num_classes=10, extra={"foo": 1})
+
+
+def test_model_info_default_depth_matches_the_constructor():
+    import inspect
+
+    from harness.models import MODELS
+
+    for name, cls in MODELS.items():
+        default = inspect.signature(cls.__init__).parameters.get("depth")
+        if cls.info.residual and default is not None:
+            assert cls.info.default_depth == default.default, name

@@ -431,3 +431,14 @@ def test_training_loop_smoke(tmp_path: Path) -> None:
     assert any(isinstance(m, nn.Dropout) and m.p == 0.1 for m in modules)
     assert any(isinstance(m, nn.LayerNorm) for m in modules)
     assert any(hasattr(m, "parametrizations") for m in modules)
+
+
+def test_drop_path_refused_where_no_block_can_be_dropped():
+    from harness.errors import ConfigError
+
+    raw = {"model": {"name": "transformer1d", "depth": 1},
+           "regularizers": {"drop_path": {"rate": 0.3}}}
+    with pytest.raises(ConfigError, match="drop_path would do nothing"):
+        build_run_config(raw)
+    raw["model"]["depth"] = 2
+    build_run_config(raw)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 
 from harness.report import build_report
 from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 EXAMPLES = [ROOT / "results" / "example" / "report.html",
             ROOT / "results" / "example_one_at_a_time" / "report.html"]
 VIEWPORTS = [(1440, 900), (390, 844)]

@@ -15,13 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import REPO, tiny_raw
 
 import harness
 from harness.config import build_run_config
 from harness.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "plugin"
 
 PLUGIN_SOURCE = '''

@@ -1,7 +1,7 @@
 """Running studies where researchers run them: --set overrides, listings on stdout with
 --json, the dry-run plan and estimate, `harness status`, and the Slurm path's sbatch script
 (a fake `sbatch` on PATH, as submitit's own tests do). Real worker jobs against
-PostgreSQL are in tests/test_launch_pg.py (`make test-pg`)."""
+PostgreSQL are in tests/study/test_launch_pg.py (`make test-pg`)."""
 
 from __future__ import annotations
 

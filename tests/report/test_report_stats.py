@@ -137,3 +137,15 @@ def test_advice_never_repeats_what_the_variant_does() -> None:
     es = {f.kind: f for f in diagnosis.diagnose(over, regularizers={"early_stopping"})}
     assert "already" in es["overfitting"].advice
     assert "stopping at the best-val epoch" not in es["overfitting"].advice
+
+
+def test_constant_nonzero_paired_difference_has_p_zero():
+    a = {0: 0.5, 1: 0.6, 2: 0.7}
+    b = {0: 0.4, 1: 0.5, 2: 0.6}
+    c = stats.compare(a, b)
+    expected = sps.ttest_rel(np.array([0.5, 0.6, 0.7]), np.array([0.4, 0.5, 0.6])).pvalue
+    assert c.diff == pytest.approx(0.1)
+    assert c.p == expected == 0.0
+    assert c.significant is True
+    assert stats.compare({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6}).p == 1.0
+    assert math.isnan(stats.compare({0: 0.5}, {0: 0.4}).p)
