@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,71 @@ def tiny_raw(**sections) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+# The design of the study most tests share: dropout p 0.1 and 0.5 against p = 0.
+DROPOUT_SWEEP = {"kind": "sweep", "parameter": "regularizers.dropout.p", "values": [0.1, 0.5],
+                 "baseline_value": 0.0}
+SHARED_STUDY = "shared"  # the name of the one trained study (`trained_study`)
+
+
+def tiny_study_raw(name: str = "t", *, seeds: Any = 2, design: dict | None = None,
+                   description: str = "", base: dict | None = None,
+                   **sections: Any) -> dict[str, Any]:
+    """The one study builder, as the study file would hold it: `base` (default
+    `tiny_raw(**sections)`), by default the dropout sweep, and any study key (claim,
+    upstream, workers, kind: tune with its `tune` section, ...) given as a keyword."""
+    study_keys = {k: sections.pop(k) for k in list(sections) if k in STUDY_KEYS}
+    if study_keys.get("kind") != "tune":  # a tuning study: a search space, its own seeds
+        study_keys.update(design=design or DROPOUT_SWEEP, seeds=seeds)
+    return {"name": name, "description": description,
+            "base": base if base is not None else tiny_raw(**sections), **study_keys}
+
+
+def tiny_study(name: str = "t", **keys: Any) -> Any:
+    """`tiny_study_raw` validated: a StudyConfig."""
+    from harness.study.spec import StudyConfig
+
+    return StudyConfig.model_validate(tiny_study_raw(name, **keys))
+
+
+def study_file(folder: Path, name: str = "t", **keys: Any) -> Path:
+    """`tiny_study_raw` written as folder/<name>.yaml, for the command line."""
+    import yaml
+
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tiny_study_raw(name, **keys)))
+    return path
+
+
+STUDY_KEYS = ("claim", "compare", "upstream", "data_seeds", "analysis", "workers", "storage",
+              "confirm", "kind", "tune", "launcher", "plugins")
+
+
+@pytest.fixture(scope="session")
+def trained_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one trained study the tests that only read one share: the dropout sweep (3
+    variants x 2 seeds, 3 epochs) run through its queue by one worker with W&B offline, its
+    report and results/index.html built and its W&B study run logged offline. A test that
+    changes a study folder works on a copy (`shutil.copytree`)."""
+    from harness.publish.study_run import log_study_run
+    from harness.report.build import build_report
+    from harness.study.execute import run_study
+
+    base = tmp_path_factory.mktemp("shared-study")
+    sdir = base / "results" / SHARED_STUDY
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_wandb_env(mp, base)
+        study = tiny_study(SHARED_STUDY, description="dropout on a tiny MLP",
+                           train={"epochs": 3},
+                           tracking={"wandb": "offline", "project": "harness-test"})
+        run_study(study, source="shared.yaml", results_dir=base / "results", workers=1)
+        build_report(sdir, index=True)
+        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
+        import wandb
+
+        wandb.teardown()
+    return sdir
 
 
 @pytest.fixture(scope="session")

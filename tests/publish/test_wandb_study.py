@@ -59,7 +59,7 @@ def png(path: Path, color: tuple[int, int, int]) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
+def width_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
     """A width sweep (baseline width 16 + width=32) x 2 seeds, trained with W&B offline, plus
     study.json, a summary.csv and two figures, as run_study and the report would leave them.
 
@@ -104,10 +104,10 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyStudy]:
 
 
 @pytest.mark.slow
-def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) -> None:
-    result = tiny_study.results[0]
+def test_training_run_metric_definitions_and_summaries(width_study: TinyStudy) -> None:
+    result = width_study.results[0]
     run_dir = result.summary["wandb"]["run_dir"]
-    assert run_dir and Path(run_dir).parent == tiny_study.sdir / "wandb"
+    assert run_dir and Path(run_dir).parent == width_study.sdir / "wandb"
     run = read_offline_run(Path(run_dir))
     assert run.complete and run.group == STUDY and run.job_type == result.summary["variant"]
 
@@ -134,8 +134,8 @@ def test_training_run_metric_definitions_and_summaries(tiny_study: TinyStudy) ->
 
 
 @pytest.mark.slow
-def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
-    by_variant = {r.summary["variant"]: r for r in tiny_study.results}
+def test_training_run_flat_config_keys(width_study: TinyStudy) -> None:
+    by_variant = {r.summary["variant"]: r for r in width_study.results}
     result = by_variant["width=32"]
     run = read_offline_run(Path(result.summary["wandb"]["run_dir"]))
     cfg = run.config
@@ -149,13 +149,13 @@ def test_training_run_flat_config_keys(tiny_study: TinyStudy) -> None:
     assert cfg["model"]["width"] == 32  # the nested config is kept beside the flat keys
 
     # What flat_keys adds once wired into loop.wandb_config (swept values from study.json).
-    manifest = read_manifest(tiny_study.sdir)
+    manifest = read_manifest(width_study.sdir)
     swept = variant_params(manifest, "width=32")
     assert swept == {"model.width": 32}
     assert variant_params(manifest, "baseline") == {"model.width": 16}
     extra = flat_keys(result.run_dir.config, swept)
     assert extra["width"] == 32 and "lr" in extra and "epochs" in extra
-    assert variant_params(read_manifest(tiny_study.sdir / "no-such-study"), "x") == {}
+    assert variant_params(read_manifest(width_study.sdir / "no-such-study"), "x") == {}
 
 
 def test_gap_metrics_follow_the_report_definition() -> None:
@@ -170,8 +170,8 @@ def test_gap_metrics_follow_the_report_definition() -> None:
 
 
 @pytest.mark.slow
-def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> None:
-    sdir = tiny_study.sdir
+def test_study_run_holds_table_images_and_line_plots(width_study: TinyStudy) -> None:
+    sdir = width_study.sdir
     info = log_study_run(sdir, mode="offline", project="harness-test", entity=None)
     assert not info.failed, info.error
     assert info.mode == "offline" and info.run_dir and info.sync_command
@@ -188,9 +188,9 @@ def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> N
 
     (row,) = run.history
     table = row["comparison"]
-    assert table["_type"] == "table-file" and table["nrows"] == len(tiny_study.summary_csv)
+    assert table["_type"] == "table-file" and table["nrows"] == len(width_study.summary_csv)
     content = json.loads((run_dir / "files" / table["path"]).read_text())
-    assert content["columns"] == list(tiny_study.summary_csv.columns)
+    assert content["columns"] == list(width_study.summary_csv.columns)
     assert [r[0] for r in content["data"]] == ["width=32", "baseline"]
     assert content["data"][1][-1] is None  # NaN written as null
 
@@ -214,29 +214,29 @@ def test_study_run_holds_table_images_and_line_plots(tiny_study: TinyStudy) -> N
     assert dd["columns"] == ["width", "error", "curve"]
     assert {r[2] for r in dd["data"]} == {"test error", "train error (noisy labels)",
                                           "test error at best-val epoch"}
-    final = [r.summary["final_test_acc"] for r in tiny_study.results
+    final = [r.summary["final_test_acc"] for r in width_study.results
              if r.run_dir.config["model"]["width"] == 32]
     (dd32,) = [r for r in dd["data"] if r[0] == 32 and r[2] == "test error"]
     assert close(dd32[1], 1 - sum(final) / len(final))
 
 
 @pytest.mark.slow
-def test_study_curves_average_seeds(tiny_study: TinyStudy) -> None:
-    curves = {c.key: c for c in study_curves(tiny_study.sdir)}
+def test_study_curves_average_seeds(width_study: TinyStudy) -> None:
+    curves = {c.key: c for c in study_curves(width_study.sdir)}
     sweep = curves["sweep/best_test_acc_vs_width"]
     for width, mean_acc, n in sweep.rows:
-        accs = [r.summary["best_test_acc"] for r in tiny_study.results
+        accs = [r.summary["best_test_acc"] for r in width_study.results
                 if r.run_dir.config["model"]["width"] == width]
         assert n == 2 and close(mean_acc, sum(accs) / len(accs))
 
 
 @pytest.mark.slow
-def test_comparison_table_without_summary_csv_is_the_reports(tiny_study: TinyStudy,
+def test_comparison_table_without_summary_csv_is_the_reports(width_study: TinyStudy,
                                                               tmp_path: Path) -> None:
     """Without summary.csv the W&B table is computed by the report's own code from the study
     record: the same means, and a run folder that fails its integrity check is left out."""
-    copy = tmp_path / tiny_study.sdir.name
-    shutil.copytree(tiny_study.sdir, copy, symlinks=True)
+    copy = tmp_path / width_study.sdir.name
+    shutil.copytree(width_study.sdir, copy, symlinks=True)
     (copy / "summary.csv").unlink()
     foreign = copy / "runs" / "intruder-s0-000000000000"
     foreign.mkdir()
@@ -244,7 +244,7 @@ def test_comparison_table_without_summary_csv_is_the_reports(tiny_study: TinyStu
     atomic_write_json(foreign / "summary.json", {"status": "completed", "best_test_acc": 1.0})
     frame = comparison_frame(copy).set_index("variant")
     by_variant: dict[str, list[float]] = {}
-    for r in tiny_study.results:
+    for r in width_study.results:
         by_variant.setdefault(r.summary["variant"], []).append(r.summary["best_test_acc"])
     for variant, accs in by_variant.items():
         assert frame.loc[variant, "n_included"] == len(accs)
@@ -291,8 +291,8 @@ def test_study_run_failure_is_one_warning_not_an_error(
 
 
 @pytest.mark.slow
-def test_report_spec_panels_grouping_and_run_filter(tiny_study: TinyStudy) -> None:
-    spec = build_report_spec(tiny_study.sdir, project="harness-test", entity=None)
+def test_report_spec_panels_grouping_and_run_filter(width_study: TinyStudy) -> None:
+    spec = build_report_spec(width_study.sdir, project="harness-test", entity=None)
     assert spec["study"] == STUDY and spec["project"] == "harness-test"
     train, study_rs = spec["runsets"]["train"], spec["runsets"]["study"]
     assert train["where"] == {"group": STUDY, "job_type_not": ["report", "trial"]}
@@ -352,8 +352,8 @@ def test_report_spec_for_an_ablation_is_a_bar_per_variant(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_wandb_report_offline_says_how_to_create_it_later(tiny_study: TinyStudy) -> None:
-    outcome = create_wandb_report(tiny_study.sdir, mode="offline")
+def test_wandb_report_offline_says_how_to_create_it_later(width_study: TinyStudy) -> None:
+    outcome = create_wandb_report(width_study.sdir, mode="offline")
     assert outcome.ok and outcome.url is None
     assert f"harness wandb-report {STUDY}" in outcome.message
     assert "\n" not in outcome.message
@@ -430,11 +430,11 @@ def test_sync_timeout_and_missing_login_are_failures(
 
 
 @pytest.mark.slow
-def test_finish_study_logs_the_study_run_and_records_links(tiny_study: TinyStudy) -> None:
-    lines = wandb_study.finish_study(tiny_study.sdir)  # tracking.wandb: offline in study.json
+def test_finish_study_logs_the_study_run_and_records_links(width_study: TinyStudy) -> None:
+    lines = wandb_study.finish_study(width_study.sdir)  # tracking.wandb: offline in study.json
     assert lines[0].startswith("W&B study run saved offline: ")
     assert f"harness wandb-report {STUDY}" in lines[-1]
-    links = json.loads((tiny_study.sdir / "wandb.json").read_text())
+    links = json.loads((width_study.sdir / "wandb.json").read_text())
     assert links["study_run"]["mode"] == "offline" and not links["study_run"]["failed"]
     assert links["study_run"]["sync_command"].startswith("wandb sync ")
     assert "harness wandb-report" in links["report_hint"]
@@ -483,41 +483,14 @@ def nested(d: dict[str, Any], dotted: str) -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def dropout_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A dotted swept key (regularizers.dropout.p) x 1 seed, trained offline, plus its study
-    run: the case where dotted flat keys broke the Report's panels."""
-    base = tmp_path_factory.mktemp("wandb_dropout")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate_wandb_env(mp, base)
-        raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"},
-                       regularizers={"dropout": {"p": 0.1}})
-        study = StudyConfig(name="wb_drop", base=raw, seeds=1,
-                            design={"kind": "sweep", "parameter": "regularizers.dropout.p",
-                                    "values": [0.3]})
-        specs = expand(study)
-        sdir = base / "results" / study.name
-        atomic_write_json(sdir / "study.json", study_manifest(study, specs))
-        for s in specs:
-            train_run(s.config, results_dir=base / "results",
-                      data_dir=Path(os.environ["HARNESS_DATA_DIR"]),
-                      tracker=wandb_run_tracker(s.config, base / "results"))
-        png(sdir / "figures" / "sweep.png", (10, 10, 200))
-        log_study_run(sdir, mode="offline", project="harness-test", entity=None)
-        yield sdir
-        import wandb
-
-        wandb.teardown()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["width", "dropout"])
 def test_every_report_panel_key_exists_in_the_offline_runs(
-    which: str, tiny_study: TinyStudy, dropout_study: Path
+    which: str, width_study: TinyStudy, trained_study: Path
 ) -> None:
     """Built with wandb-workspaces, every panel's keys resolve in what the runs logged."""
     wr = pytest.importorskip("wandb_workspaces.reports.v2")
-    sdir = tiny_study.sdir if which == "width" else dropout_study
+    sdir = width_study.sdir if which == "width" else trained_study  # a dotted swept key
     if which == "width":
         log_study_run(sdir, mode="offline", project="harness-test", entity=None)
     spec = build_report_spec(sdir, project="harness-test", entity=None)
@@ -542,22 +515,22 @@ def test_every_report_panel_key_exists_in_the_offline_runs(
     if which == "dropout":
         assert ("config", "dropout_p") in [k for _, k in keys]
         values = sorted(r.config["dropout_p"] for r in training)
-        assert values == [0.1, 0.3]  # the baseline's value too, from the queue-free path
+        assert values == [0.0, 0.0, 0.1, 0.1, 0.5, 0.5]  # the baseline's value too
 
 
 @pytest.mark.slow
-def test_wandb_report_dry_run_writes_the_spec(tiny_study: TinyStudy, tmp_path: Path) -> None:
+def test_wandb_report_dry_run_writes_the_spec(width_study: TinyStudy, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from harness.cli import app
 
-    results = tiny_study.sdir.parent
+    results = width_study.sdir.parent
     out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results),
                                    "--dry-run"])
     assert out.exit_code == 0, out.output
-    spec = json.loads((tiny_study.sdir / "wandb_report.json").read_text())
+    spec = json.loads((width_study.sdir / "wandb_report.json").read_text())
     assert spec == json.loads(json.dumps(build_report_spec(
-        tiny_study.sdir, project="harness-test", entity=None)))
+        width_study.sdir, project="harness-test", entity=None)))
     # without --dry-run and offline: says what to change, not "run this command"
     out = CliRunner().invoke(app, ["wandb-report", STUDY, "--results-dir", str(results)])
     assert out.exit_code == 1 and "--dry-run" in out.output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import tiny_raw
+from conftest import tiny_raw, tiny_study
 from scipy import stats as sps
 
 from harness.record import StudyRecord
@@ -19,14 +19,14 @@ from harness.report.build import build_report
 from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
 
+TRUST_DESIGN = {"kind": "one_at_a_time", "variants": {
+    "dropout": {"regularizers": {"dropout": {"p": 0.3}}},
+    "missing_data": {"data": {"name": "fashion_mnist", "data_dir": "does-not-exist"},
+                     "model": {"name": "mlp"}}}}
+
 
 def _study(seeds: int, **extra) -> StudyConfig:
-    return StudyConfig(name="trust", seeds=seeds, base=tiny_raw(train={"epochs": 3}),
-                       design={"kind": "one_at_a_time", "variants": {
-                           "dropout": {"regularizers": {"dropout": {"p": 0.3}}},
-                           "missing_data": {"data": {"name": "fashion_mnist",
-                                                     "data_dir": "does-not-exist"},
-                                            "model": {"name": "mlp"}}}}, **extra)
+    return tiny_study("trust", seeds=seeds, train={"epochs": 3}, design=TRUST_DESIGN, **extra)
 
 
 @pytest.fixture(scope="module")

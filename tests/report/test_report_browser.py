@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
-from conftest import REPO, tiny_raw
-
-from harness.report import build_report
-from harness.study.execute import run_study
-from harness.study.spec import StudyConfig
+from conftest import REPO
 
 ROOT = REPO
 EXAMPLES = [ROOT / "results" / "example" / "report.html",
@@ -62,17 +58,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     b.close()
 
 
-@pytest.fixture(scope="module")
-def fresh_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("browser-study")
-    study = StudyConfig(name="fresh", description="dropout on a tiny MLP", seeds=3,
-                        base=tiny_raw(train={"epochs": 3}),
-                        design={"kind": "sweep", "parameter": "regularizers.dropout.p",
-                                "values": [0.1, 0.5], "baseline_value": 0.0})
-    run_study(study, source="t", results_dir=root, workers=1)
-    return build_report(root / "fresh").html
-
-
 def check_page(browser: Browser, html: Path, width: int, height: int, shots: Path) -> dict:
     page = browser.render(html.resolve().as_uri(), width, height, probe(width), shots)
     p = page.probe
@@ -104,16 +89,16 @@ def test_committed_example_reads_in_a_browser(browser, report: Path, width: int,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width,height", VIEWPORTS)
-def test_freshly_built_report_reads_in_a_browser(browser, fresh_report: Path, width: int,
+def test_freshly_built_report_reads_in_a_browser(browser, trained_study: Path, width: int,
                                                  height: int, tmp_path: Path) -> None:
-    check_page(browser, fresh_report, width, height, tmp_path / f"fresh-{width}")
+    check_page(browser, trained_study / "report.html", width, height, tmp_path / f"fresh-{width}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("width,height", VIEWPORTS)
-def test_index_has_no_overflow(browser, fresh_report: Path, width: int, height: int,
+def test_index_has_no_overflow(browser, trained_study: Path, width: int, height: int,
                                tmp_path: Path) -> None:
-    index = fresh_report.parent.parent / "index.html"
+    index = trained_study.parent / "index.html"
     page = browser.render(index.resolve().as_uri(), width, height, probe(width),
                           tmp_path / f"index-{width}")
     assert page.console_errors == [] and page.requests == []

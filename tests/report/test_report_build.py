@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import SHARED_STUDY, tiny_study
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
@@ -18,25 +18,12 @@ from harness.record.run_dir import list_run_dirs
 from harness.report import diagnosis
 from harness.report.build import build_report
 from harness.study.execute import run_study
-from harness.study.spec import StudyConfig
 from harness.train.analysis import (
     average_ranks,
     expected_calibration_error,
     load_predictions,
     loss_threshold_auc,
 )
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("report")
-    study = StudyConfig(name="rep", description="dropout on a tiny MLP", seeds=3,
-                        base=tiny_raw(train={"epochs": 4}),
-                        design={"kind": "sweep", "parameter": "regularizers.dropout.p",
-                                "values": [0.5]})
-    run_study(study, source="t", results_dir=root, workers=1)
-    build_report(root / "rep", index=True)
-    return root / "rep"
 
 
 def per_run(study_dir: Path) -> pd.DataFrame:
@@ -56,10 +43,10 @@ def per_run(study_dir: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_summary_csv_equals_an_independent_recomputation(study_dir: Path) -> None:
-    summary = pd.read_csv(study_dir / "summary.csv").set_index("variant")
-    runs = per_run(study_dir)
-    assert len(pd.read_csv(study_dir / "runs.csv")) == len(runs) == 6
+def test_summary_csv_equals_an_independent_recomputation(trained_study: Path) -> None:
+    summary = pd.read_csv(trained_study / "summary.csv").set_index("variant")
+    runs = per_run(trained_study)
+    assert len(pd.read_csv(trained_study / "runs.csv")) == len(runs) == 6  # 3 variants x 2
     for variant, g in runs.groupby("variant"):
         for metric in ("best_test_acc", "last_test_acc", "best_test_loss", "gap_loss",
                        "gap_acc"):
@@ -83,18 +70,18 @@ def test_summary_csv_equals_an_independent_recomputation(study_dir: Path) -> Non
 
 
 @pytest.mark.slow
-def test_html_is_self_contained_with_table_and_every_figure(study_dir: Path) -> None:
-    html = (study_dir / "report.html").read_text()
-    md = (study_dir / "report.md").read_text()
-    figures = sorted((study_dir / "figures").glob("*.png"))
+def test_html_is_self_contained_with_table_and_every_figure(trained_study: Path) -> None:
+    html = (trained_study / "report.html").read_text()
+    md = (trained_study / "report.md").read_text()
+    figures = sorted((trained_study / "figures").glob("*.png"))
     assert len(figures) >= 4
     assert html.count("data:image/png;base64,") == len(figures)
     assert "<table" in html and "dropout.p=0.5" in html and "baseline" in html
     assert not re.search(r"""(src|href)=["']https?://""", html), "no external resources"
     for fig in figures:
         assert f"figures/{fig.name}" in md
-    assert (study_dir.parent / "index.html").is_file()
-    assert "rep" in (study_dir.parent / "index.html").read_text()
+    assert (trained_study.parent / "index.html").is_file()
+    assert SHARED_STUDY in (trained_study.parent / "index.html").read_text()
 
 
 def curve(train: list[float], val: list[float], acc: list[float] | None = None) -> pd.DataFrame:
@@ -147,9 +134,8 @@ def test_average_ranks_match_scipy() -> None:
 
 @pytest.mark.slow
 def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
-    study = StudyConfig(name="bad", seeds=1, base=tiny_raw(train={"epochs": 3}),
-                        design={"kind": "one_at_a_time", "variants": {
-                            "huge_lr": {"optim": {"name": "sgd", "lr": 1.0e6}}}})
+    study = tiny_study("bad", seeds=1, train={"epochs": 3}, design={
+        "kind": "one_at_a_time", "variants": {"huge_lr": {"optim": {"name": "sgd", "lr": 1.0e6}}}})
     run_study(study, source="t", results_dir=tmp_path, workers=1)
     paths = build_report(tmp_path / "bad", index=False)
     md = paths.markdown.read_text()
@@ -158,11 +144,11 @@ def test_diverged_and_failed_runs_are_listed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_compact_table_statistics_match_scipy_and_statsmodels(study_dir: Path) -> None:
+def test_compact_table_statistics_match_scipy_and_statsmodels(trained_study: Path) -> None:
     from statsmodels.stats.multitest import multipletests
 
-    summary = pd.read_csv(study_dir / "summary.csv").set_index("variant")
-    runs = per_run(study_dir)
+    summary = pd.read_csv(trained_study / "summary.csv").set_index("variant")
+    runs = per_run(trained_study)
     base = runs[runs.variant == "baseline"].set_index("seed")["best_test_acc"].sort_index()
     var = runs[runs.variant == "dropout.p=0.5"].set_index("seed")["best_test_acc"].sort_index()
     ref = sps.ttest_rel(var, base)
@@ -172,7 +158,7 @@ def test_compact_table_statistics_match_scipy_and_statsmodels(study_dir: Path) -
     others = summary[~summary["is_baseline"]]
     assert list(others["p_holm"]) == pytest.approx(
         list(multipletests(others["p_value"], method="holm")[1]))
-    html = (study_dir / "report.html").read_text()
+    html = (trained_study / "report.html").read_text()
     compact = html.split('id="compact"', 1)[1].split("</table>", 1)[0]
     # 5 column heads + one row head per variant
     assert len(re.findall(r"<th[ >]", compact)) == 5 + len(summary)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import tiny_raw, tiny_study
 
 from harness.config import build_run_config
 from harness.data.load import load_data
@@ -19,9 +19,9 @@ from harness.train.loop import train_run
 
 
 def width_study(**keys) -> StudyConfig:
-    return StudyConfig(name="bv", base=tiny_raw(data={"num_samples": 600, "train_size": 200}),
-                       design={"kind": "one_at_a_time", "variants": {"w32": {"model": {
-                           "width": 32}}}}, **keys)
+    return tiny_study("bv", data={"num_samples": 600, "train_size": 200},
+                      design={"kind": "one_at_a_time", "variants": {"w32": {"model": {
+                          "width": 32}}}}, **keys)
 
 
 def test_data_seeds_cross_seeds_and_change_run_ids():

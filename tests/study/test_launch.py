@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_raw
+from conftest import study_file, tiny_raw
 from typer.testing import CliRunner
 
 from harness.cli import app
@@ -35,13 +35,9 @@ runner = CliRunner()
 
 
 def write_study(tmp_path: Path, name: str = "tiny", seeds: int = 2, **extra) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    study = {"description": "tiny dropout sweep", "base": tiny_raw(),
-             "design": {"kind": "sweep", "parameter": "regularizers.dropout.p",
-                        "values": [0.3]},
-             "seeds": seeds, "workers": 1, **extra}
-    path.write_text(yaml.safe_dump(study))
-    return path
+    return study_file(tmp_path, name, seeds=seeds, description="tiny dropout sweep",
+                      design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                              "values": [0.3]}, workers=1, **extra)
 
 
 def invoke(args: list[str]):

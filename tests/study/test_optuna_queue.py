@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import isolate_wandb_env, tiny_raw
+from conftest import SHARED_STUDY, tiny_study
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -29,35 +29,12 @@ from wandb_offline import read_offline_run
 from harness.cli import app
 from harness.errors import ConfigError
 from harness.record.run_dir import list_run_dirs
-from harness.study.execute import run_study
 from harness.study.plan import expand
 from harness.study.queue import RunQueue, queue_study_name
-from harness.study.spec import StudyConfig
 from harness.study.storage import studies_in
 from harness.study.worker import ProgressLines, wait_for_study
 
-NAME = "qsweep"
-
-
-def sweep_study(name: str = NAME, wandb: str = "offline") -> StudyConfig:
-    raw = tiny_raw(regularizers={"dropout": {"p": 0.1}},
-                   tracking={"wandb": wandb, "project": "harness-test"})
-    return StudyConfig(name=name, description="Dropout sweep for the queue tests.", base=raw,
-                       seeds=2, design={"kind": "sweep", "parameter": "regularizers.dropout.p",
-                                        "values": [0.3]})
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The sweep run through its queue (SQLite) by one local worker, W&B offline."""
-    base = tmp_path_factory.mktemp("queue")
-    with pytest.MonkeyPatch.context() as mp:
-        isolate_wandb_env(mp, base)
-        run_study(sweep_study(), source="q.yaml", results_dir=base / "results", workers=1)
-        yield base / "results" / NAME
-        import wandb
-
-        wandb.teardown()
+NAME = SHARED_STUDY  # conftest's `trained_study`: run through its queue, W&B offline
 
 
 def queue_of(sdir: Path) -> RunQueue:
@@ -65,46 +42,51 @@ def queue_of(sdir: Path) -> RunQueue:
 
 
 @pytest.mark.slow
-def test_trials_carry_params_distributions_host_and_wandb_link(ran: Path) -> None:
-    trials = queue_of(ran).trials(TrialState.COMPLETE)
-    assert len(trials) == 4
+def test_trials_carry_params_distributions_host_and_wandb_link(trained_study: Path) -> None:
+    trials = queue_of(trained_study).trials(TrialState.COMPLETE)
+    assert len(trials) == 6  # 3 variants x 2 seeds
     by_variant: dict[str, list[float]] = {}
     for t in trials:
         (value,) = t.params.values()
         by_variant.setdefault(t.user_attrs["variant"], []).append(value)
-        assert t.distributions == {"dropout_p": FloatDistribution(0.1, 0.3)}
+        assert t.distributions == {"dropout_p": FloatDistribution(0.0, 0.5)}
         assert t.user_attrs["host"] == socket.gethostname()
         link = t.user_attrs["wandb"]
         run = read_offline_run(Path(link["run_dir"]))
         assert run.config["optuna_trial"] == t.number  # and back from W&B to the trial
         assert run.config["optuna_study"] == queue_study_name(NAME)
         assert run.config["dropout_p"] == t.params["dropout_p"]
-        assert run.notes == "Dropout sweep for the queue tests."
-    assert by_variant == {"baseline": [0.1, 0.1], "dropout.p=0.3": [0.3, 0.3]}
+        assert run.notes == "dropout on a tiny MLP"
+    assert by_variant == {"baseline": [0.0, 0.0], "dropout.p=0.1": [0.1, 0.1],
+                          "dropout.p=0.5": [0.5, 0.5]}
 
 
 def test_queue_entry_carries_what_a_remote_run_needs() -> None:
-    specs = {s.variant: s for s in expand(sweep_study())}
+    study = tiny_study(design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                               "values": [0.3]}, regularizers={"dropout": {"p": 0.1}},
+                       description="dropout on a tiny MLP")
+    specs = {s.variant: s for s in expand(study)}
     # the baseline's swept value comes with the entry, not from the coordinator's study.json
     assert specs["baseline"].params == {"regularizers.dropout.p": 0.1}
     entry = json.loads(json.dumps(specs["baseline"].to_json()))
     assert entry["params"] == {"regularizers.dropout.p": 0.1}
-    assert entry["notes"] == "Dropout sweep for the queue tests."
+    assert entry["notes"] == "dropout on a tiny MLP"
 
 
 @pytest.mark.slow
-def test_report_from_storage_on_a_machine_that_ran_nothing(ran: Path, tmp_path: Path) -> None:
+def test_report_from_storage_on_a_machine_that_ran_nothing(trained_study: Path,
+                                                           tmp_path: Path) -> None:
     db = tmp_path / "copied.db"
-    shutil.copy(ran / "queue.db", db)
+    shutil.copy(trained_study / "queue.db", db)
     fresh = tmp_path / "results"
     out = CliRunner().invoke(app, ["report", NAME, "--storage", f"sqlite:///{db}",
                                    "--results-dir", str(fresh)])
     assert out.exit_code == 0, out.output
-    assert "imported 4 run(s)" in out.output
+    assert "imported 6 run(s)" in out.output
     sdir = fresh / NAME
     assert json.loads((sdir / "study.json").read_text())["name"] == NAME
     assert (sdir / "report.html").is_file()
-    original = {rd.path.name: rd for rd in list_run_dirs(ran)}
+    original = {rd.path.name: rd for rd in list_run_dirs(trained_study)}
     imported = list_run_dirs(sdir)
     assert sorted(rd.path.name for rd in imported) == sorted(original)
     for rd in imported:
@@ -117,15 +99,16 @@ def test_report_from_storage_on_a_machine_that_ran_nothing(ran: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_worker_refuses_an_unknown_study_and_creates_nothing(ran: Path, tmp_path: Path) -> None:
+def test_worker_refuses_an_unknown_study_and_creates_nothing(trained_study: Path,
+                                                             tmp_path: Path) -> None:
     runner = CliRunner()
     missing = tmp_path / "none.db"
     out = runner.invoke(app, ["worker", "--study", "nope", "--storage", f"sqlite:///{missing}"])
     assert out.exit_code == 2 and "no study 'nope'" in out.output
     assert len(out.output.strip().splitlines()) == 1 and not missing.exists()
-    url = f"sqlite:///{ran / 'queue.db'}"
+    url = f"sqlite:///{trained_study / 'queue.db'}"
     before = studies_in(url)
-    out = runner.invoke(app, ["worker", "--study", "qsweeep", "--storage", url])
+    out = runner.invoke(app, ["worker", "--study", "sharred", "--storage", url])
     assert out.exit_code == 2 and f"it holds: {NAME}" in out.output
     assert studies_in(url) == before
 
@@ -141,7 +124,7 @@ def test_wait_for_the_coordinator(tmp_path: Path) -> None:
     def coordinator() -> None:
         time.sleep(0.8)
         q = RunQueue.open(url, "late")
-        q.enqueue_missing(expand(sweep_study("late", "disabled"))[:1], set())
+        q.enqueue_missing(expand(tiny_study("late"))[:1], set())
 
     thread = threading.Thread(target=coordinator)
     thread.start()
@@ -223,8 +206,8 @@ def check_dashboard(base: str, study: str, params: set[str]) -> None:
 
 
 @pytest.mark.slow
-def test_dashboard_api_answers_for_an_ablation(ran: Path, dashboard: Any) -> None:
-    base = dashboard(f"sqlite:///{ran / 'queue.db'}")
+def test_dashboard_api_answers_for_an_ablation(trained_study: Path, dashboard: Any) -> None:
+    base = dashboard(f"sqlite:///{trained_study / 'queue.db'}")
     check_dashboard(base, queue_study_name(NAME), {"dropout_p"})
 
 
@@ -233,12 +216,9 @@ def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any
     from harness.study import tune
     from harness.study.search import optuna_study_name
 
-    study = StudyConfig.model_validate({
-        "name": "dtune", "kind": "tune", "base": tiny_raw(),
-        "tune": {"n_trials": 3, "confirm_seeds": 1, "pruner": "none",
-                 "sampler": {"name": "random"},
-                 "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0,
-                                                      "high": 0.5}}}})
+    study = tiny_study("dtune", kind="tune", tune={
+        "n_trials": 3, "confirm_seeds": 1, "pruner": "none", "sampler": {"name": "random"},
+        "space": {"regularizers.dropout.p": {"type": "float", "low": 0.0, "high": 0.5}}})
     out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
     assert out.complete == 3
     base = dashboard(f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")

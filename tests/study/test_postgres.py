@@ -15,7 +15,7 @@ import uuid
 
 import optuna
 import pytest
-from conftest import tiny_raw
+from conftest import tiny_raw, tiny_study
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -37,10 +37,9 @@ SPACE = {"regularizers.dropout.p": {"type": "float", "low": 0.0, "high": 0.5},
 
 def make_study(n_trials: int, **base) -> StudyConfig:
     name = f"pg{uuid.uuid4().hex[:8]}"  # the database outlives test runs: a fresh study each
-    return StudyConfig.model_validate({
-        "name": name, "kind": "tune", "base": tiny_raw(**base),
-        "tune": {"n_trials": n_trials, "confirm_seeds": 1, "pruner": "none",
-                 "sampler": {"name": "random"}, "space": SPACE}})
+    return tiny_study(name, kind="tune", tune={
+        "n_trials": n_trials, "confirm_seeds": 1, "pruner": "none",
+        "sampler": {"name": "random"}, "space": SPACE}, **base)
 
 
 def test_three_workers_share_one_study_without_running_a_trial_twice(tmp_path):

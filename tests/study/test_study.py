@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_raw
+from conftest import REPO, tiny_raw, tiny_study
 from optuna.trial import TrialState
 
 from harness.config import build_run_config
@@ -25,7 +25,7 @@ from harness.study.storage import default_storage_url, mask_url
 
 
 def study(design: dict, seeds: int | list[int] = 2, **base) -> StudyConfig:
-    return StudyConfig(name="t", base=tiny_raw(**base), design=design, seeds=seeds)
+    return tiny_study("t", design=design, seeds=seeds, **base)
 
 
 def test_sweep_includes_baseline_and_every_value_per_seed() -> None:

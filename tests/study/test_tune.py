@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, tiny_raw
+from conftest import REPO, tiny_raw, tiny_study
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
@@ -38,8 +38,7 @@ def make_study(name: str = "tq", space: dict | None = None, base: dict | None = 
                **tune_opts) -> StudyConfig:
     t = {"n_trials": 3, "confirm_seeds": 2, "sampler": {"name": "tpe", "n_startup_trials": 2},
          "pruner": "none", "space": space if space is not None else SPACE, **tune_opts}
-    return StudyConfig.model_validate({"name": name, "kind": "tune", "base": base or tiny_raw(),
-                                       "tune": t})
+    return tiny_study(name, kind="tune", tune=t, base=base)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_raw
+from conftest import tiny_raw, tiny_study
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
@@ -24,11 +24,11 @@ PRETRAIN = {"data": {"num_samples": 800}, "train": {"epochs": 1}}
 
 
 def finetune_study(upstream=None, seeds=2, **base) -> StudyConfig:
-    return StudyConfig(
-        name="ft", seeds=seeds, base=tiny_raw(**base),
-        upstream=upstream if upstream is not None else {"pretrain": PRETRAIN},
+    return tiny_study(
+        "ft", seeds=seeds, upstream=upstream if upstream is not None else {"pretrain": PRETRAIN},
         design={"kind": "grid", "parameters": {"model.init_from": {"scratch": None,
-                                                                   "pretrained": "pretrain"}}})
+                                                                   "pretrained": "pretrain"}}},
+        **base)
 
 
 def by_variant(specs):
