@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
-import time
 
 import pytest
 
 from harness.report.parallel_draw import run_tasks
 
+WAIT_S = 60  # bounds a failure only: each wait ends as soon as a child runs a task
+
 
 def test_results_come_back_in_task_order_from_every_process() -> None:
+    # each process's first task waits for the other two to take theirs: all three take part
+    all_started, first = mp.get_context("fork").Barrier(3), set()
+
     def square(i: int) -> tuple[int, int]:
-        time.sleep(0.3)  # long enough for the children to start and take some
+        if os.getpid() not in first:  # this process's own copy of `first`
+            first.add(os.getpid())
+            all_started.wait(WAIT_S)
         return i * i, os.getpid()
 
     tasks = [lambda i=i: square(i) for i in range(7)]
     out = run_tasks(tasks, processes=3)
     assert [v for v, _ in out] == [i * i for i in range(7)]
-    assert len({pid for _, pid in out}) > 1  # children did some of them
+    assert len({pid for _, pid in out}) == 3  # this process and both children
 
 
 def test_a_failing_task_raises_its_own_error_here() -> None:
@@ -31,12 +38,14 @@ def test_a_failing_task_raises_its_own_error_here() -> None:
 
 def test_a_child_that_dies_leaves_its_tasks_to_this_process(tmp_path) -> None:
     parent, marker = os.getpid(), tmp_path / "a child took a task"
+    child_ran = mp.get_context("fork").Event()
 
     def dies_in_a_child() -> str:
-        time.sleep(0.3)
         if os.getpid() != parent:
             marker.touch()
+            child_ran.set()
             os._exit(3)
+        assert child_ran.wait(WAIT_S)  # a child takes a task before this process runs out
         return "done here"
 
     assert run_tasks([dies_in_a_child] * 4, processes=2) == ["done here"] * 4
