@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION, UNVERSIONED
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
 # PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
@@ -233,8 +234,9 @@ class RunConfig(Strict):
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
-        execution details (device, threads)."""
-        return identity_of(self.model_dump(mode="json"))
+        execution details (device, threads), plus the version of the numerics that train it
+        (harness/numerics.py), so a run of other numerics never shares its id."""
+        return identity_of({**self.model_dump(mode="json"), "numerics": NUMERICS_VERSION})
 
     def run_id(self) -> str:
         return run_id_of(self.identity())
@@ -255,7 +257,19 @@ def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
         d[section].pop(key, None)
     d["data"].pop("data_dir", None)
     d["data"].pop("download", None)
+    if d.get("numerics", UNVERSIONED) == UNVERSIONED:  # saved before versioning: ids hold
+        d.pop("numerics", None)
     return d
+
+
+# Written into a run's config.json beside its config by the code that trains it: the run id
+# and the numerics version (tracking/store.py). Not settings: stripped before validation.
+STAMPS = ("run_id", "numerics")
+
+
+def strip_stamps(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.json as a config to validate."""
+    return {k: v for k, v in saved.items() if k not in STAMPS}
 
 
 def run_id_of(identity: dict[str, Any]) -> str:

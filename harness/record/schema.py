@@ -71,6 +71,7 @@ class Manifest(Loose):
     upstream: list[PlannedRun] = Field(default_factory=list)  # trained first, not compared
     compare: Comparison = Field(default_factory=Comparison)
     harness_version: str | None = None
+    numerics: int = 1  # the numerics version of the planned runs (1: before versioning)
     created_at: str | None = None
 
 

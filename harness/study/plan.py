@@ -20,6 +20,7 @@ from harness.config import (
 )
 from harness.dotted import flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
 
@@ -218,5 +219,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": harness.__version__,
+        "numerics": NUMERICS_VERSION,  # the version every planned run id hashes
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from harness.numerics import NUMERICS_VERSION
 from harness.tracking.store import RunDir
 
 Row = Mapping[str, Any]
@@ -68,7 +69,8 @@ class StoreTracker:
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
         self.rows = [dict(r) for r in resumed]
-        self.run_dir.write_config(dict(config))
+        # stamped with the numerics that train it: the run id hashes the same version
+        self.run_dir.write_config({**config, "numerics": NUMERICS_VERSION})
         self.run_dir.write_env(dict(env))
 
     def log_epoch(self, row: Row) -> None:
