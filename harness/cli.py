@@ -401,7 +401,7 @@ def tune(
         interrupted(f"make tune STUDY={study}")
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
-                  f"best {out.best_values} with {out.best_params}", soft_wrap=True)
+                  f"{out.best_text()}", soft_wrap=True)
     report = out.study_dir / "report.html"
     if report.is_file():
         console.print(f"report: {report}")

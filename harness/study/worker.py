@@ -86,7 +86,8 @@ def job_trackers(jobs: list[Job], source: WorkSource, results_dir: Path) -> Trac
         context = {**job.spec.wandb_context(), **job.wandb}
         context["config"] = {"optuna_study": source.study.study_name,
                              "optuna_trial": job.trial.number}
-        return wandb_run_tracker(config, results_dir, context)
+        return wandb_run_tracker(config, results_dir, context,
+                                 on_open=lambda info: source.link_wandb(job, info))
 
     return factory
 

@@ -27,12 +27,16 @@ TRIAL_JOB_TYPE = "trial"  # tuning search trials (validation only): not in the c
 class WandbRunTracker:
     """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises."""
 
-    def __init__(self, open_run: Callable[[], WandbTracker]) -> None:
+    def __init__(self, open_run: Callable[[], WandbTracker],
+                 on_open: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._open = open_run
+        self._on_open = on_open  # told where the W&B run is, as soon as it opens
         self.run: WandbTracker | None = None
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
         self.run = self._open()
+        if self._on_open is not None and self.run.mode != "disabled":
+            self._on_open(tracker_info(self.run))
         for row in resumed:  # a resumed run: its W&B run gets the restored epochs too
             self.run.log_epoch(dict(row))
 
@@ -57,9 +61,13 @@ class WandbRunTracker:
 
 
 def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
-                      context: Mapping[str, Any] | None = None) -> WandbRunTracker:
+                      context: Mapping[str, Any] | None = None,
+                      on_open: Callable[[dict[str, Any]], None] | None = None
+                      ) -> WandbRunTracker:
     """The run's W&B tracker (files under results/<study>/wandb). `context`: `swept` (dotted
-    key -> value), `notes`, `tags`, `job_type` and extra flat `config`."""
+    key -> value), `notes`, `tags`, `job_type` and extra flat `config`. `on_open` gets
+    `tracker_info` once the W&B run is open (a queue links its trial to it then, so a
+    pruned, failed or killed run's trial points at its W&B run too)."""
     root = Path(results_dir) / config.study
 
     def open_run() -> WandbTracker:
@@ -77,7 +85,7 @@ def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
                             tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
                             run_id=run_id, root=root, notes=ctx.get("notes"))
 
-    return WandbRunTracker(open_run)
+    return WandbRunTracker(open_run, on_open)
 
 
 def tracker_info(tracker: Any) -> dict[str, Any]:
