@@ -162,6 +162,8 @@ class TrackingConfig(Strict):
     project: str = "harness"
     entity: str | None = None
     tags: list[str] = Field(default_factory=list)
+    log_model: bool = True  # W&B model artifacts: best and final weights (aliases best, latest)
+    console: bool = True  # W&B captures what the run prints (its Logs tab)
 
 
 # Keys added after runs were stored: left out of the identity at their default, so the ids

@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("record, per-run tracking", ("harness.record", "harness.tracking.store",
                                   "harness.tracking.protocol", "harness.tracking.wandb_tracker",
                                   "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
-                                  "harness.tracking.wandb_run")),
+                                  "harness.tracking.wandb_run", "harness.tracking.wandb_model")),
     ("train", ("harness.train",)),
     ("study", ("harness.study",)),
     ("report, study-level tracking", ("harness.report", "harness.tracking")),

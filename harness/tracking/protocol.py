@@ -1,10 +1,12 @@
 """Where a training run's results go: the `Tracker` protocol the loop talks to.
 
 The loop calls five methods in a fixed order (start, log_epoch per epoch, log_summary, then
-finish or fail) and never asks which trackers are behind them. Three implementations: the
-local store (`StoreTracker`, the source of truth), W&B (`tracking.wandb_run`) and
-`NullTracker`; `FanOut` sends each call to several, the store first, so a store write that
-fails stops the run before any mirror has logged what the store does not hold.
+finish or fail) and never asks which trackers are behind them; a tracker that keeps model
+weights also takes `watch(weights)` (after start; FanOut passes it only to those). Three
+implementations: the local store (`StoreTracker`, the source of truth), W&B
+(`tracking.wandb_run`) and `NullTracker`; `FanOut` sends each call to several, the store
+first, so a store write that fails stops the run before any mirror has logged what the store
+does not hold.
 """
 
 from __future__ import annotations
@@ -118,3 +120,12 @@ class FanOut:
     def fail(self, status: str) -> None:
         for t in self.trackers:
             t.fail(status)
+
+    def watch(self, weights: Callable[[], Mapping[str, Any]]) -> None:
+        """Hand the evaluated model's weights (a state dict, read on demand) to the trackers
+        that keep models (W&B's model artifacts): an optional method, as Lightning's
+        `Logger.watch`; the others never see it."""
+        for t in self.trackers:
+            watch = getattr(t, "watch", None)
+            if watch is not None:
+                watch(weights)

@@ -18,6 +18,8 @@ from typing import Any
 from harness.config import RunConfig, flat_label
 from harness.dotted import get_dotted
 from harness.record.schema import Manifest, read_manifest
+from harness.tracking.store import RunDir
+from harness.tracking.wandb_model import BestWeights, Weights, log_model_artifacts
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
 Row = Mapping[str, Any]
@@ -25,12 +27,18 @@ TRIAL_JOB_TYPE = "trial"  # tuning search trials (validation only): not in the c
 
 
 class WandbRunTracker:
-    """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises."""
+    """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises. With
+    `models` (the run folder and the best-epoch rule), a finished run's weights become model
+    artifacts (harness/tracking/wandb_model.py)."""
 
     def __init__(self, open_run: Callable[[], WandbTracker],
-                 on_open: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_open: Callable[[dict[str, Any]], None] | None = None,
+                 models: tuple[Path, str] | None = None) -> None:
         self._open = open_run
         self._on_open = on_open  # told where the W&B run is, as soon as it opens
+        self._folder, select = models or (None, "val_acc")
+        self._best = BestWeights(select)
+        self._summary: dict[str, Any] = {}
         self.run: WandbTracker | None = None
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
@@ -38,21 +46,31 @@ class WandbRunTracker:
         if self._on_open is not None and self.run.mode != "disabled":
             self._on_open(tracker_info(self.run))
         for row in resumed:  # a resumed run: its W&B run gets the restored epochs too
-            self.run.log_epoch(dict(row))
+            self.log_epoch(row)
+
+    def watch(self, weights: Weights) -> None:
+        """The evaluated model's weights, read when an epoch is the best so far (only when
+        this run logs models)."""
+        if self._folder is not None and self.run is not None and self.run.mode != "disabled":
+            self._best.weights = weights
 
     def log_epoch(self, row: Row) -> None:
         if self.run is not None:
             self.run.log_epoch(dict(row))
+            self._best.see(row)
 
     def summary_entries(self) -> dict[str, Any]:
         return {"wandb": tracker_info(self.run)} if self.run is not None else {}
 
     def log_summary(self, summary: Row) -> None:
         if self.run is not None:  # also tags the run with how it ended (pruned, failed)
+            self._summary = dict(summary)
             self.run.set_summary(dict(summary))
 
     def finish(self) -> None:
         if self.run is not None:
+            if self._folder is not None and self.run.mode != "disabled":
+                log_model_artifacts(self.run, self._folder, self._best, self._summary)
             self.run.finish()
 
     def fail(self, status: str) -> None:
@@ -78,14 +96,17 @@ def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
         flat.update(flat_keys(config, ctx.get("swept") or {}))
         flat.update(ctx.get("config") or {})
         tags = [*config.tracking.tags, *sorted(config.regularizers), *(ctx.get("tags") or [])]
-        return WandbTracker(mode=mode, project=config.tracking.project,
+        return WandbTracker(mode=mode, console=config.tracking.console,
+                            project=config.tracking.project,
                             entity=config.tracking.entity, group=config.study,
                             job_type=ctx.get("job_type") or config.variant,
                             name=f"{config.variant}-s{config.seed}",
                             tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
                             run_id=run_id, root=root, notes=ctx.get("notes"))
 
-    return WandbRunTracker(open_run, on_open)
+    folder = RunDir.for_run(root, config.variant, config.seed, config.run_id()).path
+    models = (folder, config.train.select) if config.tracking.log_model else None
+    return WandbRunTracker(open_run, on_open, models)
 
 
 def tracker_info(tracker: Any) -> dict[str, Any]:

@@ -102,6 +102,7 @@ class WandbTracker:
         root: Path,
         epoch_metrics: bool = True,
         notes: str | None = None,
+        console: bool = False,
     ) -> None:
         if mode in ("online", "offline", "disabled"):
             self.mode, reason = mode, f"W&B mode {mode} (requested)"
@@ -113,6 +114,7 @@ class WandbTracker:
         self._run_dir: Path | None = None
         self._warned = False
         self._epoch_metrics = epoch_metrics  # False: a run without epochs (the study run).
+        self._console = console  # capture stdout/stderr into the run's Logs tab
         self.logged_epoch = 0  # the last epoch W&B holds (a resumed online run: the server's)
         if self.mode == "disabled":
             return  # wandb is not even imported: nothing written, no helper process.
@@ -172,7 +174,10 @@ class WandbTracker:
     def _settings(self, mode: str) -> Any:
         import wandb
 
-        opts: dict[str, Any] = {"console": "off", "silent": True, "quiet": True}
+        # "wrap": what the process prints while the run is open goes to its Logs tab (one
+        # capture per run, also with several runs per process: reinit="create_new")
+        opts: dict[str, Any] = {"console": "wrap" if self._console else "off",
+                                "silent": True, "quiet": True}
         if mode == "online":
             opts["init_timeout"] = ONLINE_INIT_TIMEOUT_S
         return wandb.Settings(**opts)
@@ -279,6 +284,24 @@ class WandbTracker:
             self._run.log(dict(data))
         except Exception as exc:
             self._fail(f"wandb log failed: {exc!r}")
+
+    def log_artifact(self, name: str, kind: str, files: list[tuple[Path, str]],
+                     aliases: list[str], metadata: dict[str, Any]) -> bool:
+        """One artifact version of `files` (path, name inside the artifact); False (and a
+        warning, logging goes on) when W&B refuses it."""
+        if not self._active:
+            return False
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+            for path, inside in files:
+                artifact.add_file(str(path), name=inside)
+            self._run.log_artifact(artifact, aliases=aliases)
+        except Exception as exc:
+            log.warning("W&B artifact %s not logged: %r", name, exc)
+            return False
+        return True
 
     def set_summary(self, summary: dict) -> None:
         """Write final values (flat or nested) into the run summary, plus clear headline keys
