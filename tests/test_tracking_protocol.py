@@ -132,7 +132,7 @@ class FakeRun:
 def test_wandb_run_opens_at_start_and_replays_resumed_epochs(status: str,
                                                              exit_code: int) -> None:
     opened: list[FakeRun] = []
-    tracker = WandbRunTracker(lambda: opened.append(FakeRun()) or opened[-1])
+    tracker = WandbRunTracker(lambda fresh: opened.append(FakeRun()) or opened[-1])
     assert tracker.summary_entries() == {} and not opened  # nothing opened before start
     tracker.start({}, {}, [{"epoch": 1}, {"epoch": 2}])
     tracker.log_epoch({"epoch": 3})

@@ -31,7 +31,7 @@ class WandbRunTracker:
     `models` (the run folder and the best-epoch rule), a finished run's weights become model
     artifacts (harness/tracking/wandb_model.py)."""
 
-    def __init__(self, open_run: Callable[[], WandbTracker],
+    def __init__(self, open_run: Callable[[bool], WandbTracker],
                  on_open: Callable[[dict[str, Any]], None] | None = None,
                  models: tuple[Path, str] | None = None) -> None:
         self._open = open_run
@@ -42,7 +42,7 @@ class WandbRunTracker:
         self.run: WandbTracker | None = None
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
-        self.run = self._open()
+        self.run = self._open(not resumed)  # nothing restored: a fresh attempt
         if self._on_open is not None and self.run.mode != "disabled":
             self._on_open(tracker_info(self.run))
         for row in resumed:  # a resumed run: its W&B run gets the restored epochs too
@@ -88,7 +88,7 @@ def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
     pruned, failed or killed run's trial points at its W&B run too)."""
     root = Path(results_dir) / config.study
 
-    def open_run() -> WandbTracker:
+    def open_run(fresh: bool) -> WandbTracker:
         ctx = dict(context) if context is not None else run_context(root, config)
         mode, _ = choose_mode(config.tracking.wandb)
         run_id = config.run_id()
@@ -96,7 +96,7 @@ def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
         flat.update(flat_keys(config, ctx.get("swept") or {}))
         flat.update(ctx.get("config") or {})
         tags = [*config.tracking.tags, *sorted(config.regularizers), *(ctx.get("tags") or [])]
-        return WandbTracker(mode=mode, console=config.tracking.console,
+        return WandbTracker(mode=mode, console=config.tracking.console, fresh=fresh,
                             project=config.tracking.project,
                             entity=config.tracking.entity, group=config.study,
                             job_type=ctx.get("job_type") or config.variant,
