@@ -200,6 +200,15 @@ class RunConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
+    def _drop_numerics_stamp(cls, raw: Any) -> Any:
+        """A saved config.json carries the numerics version that trained it (a stamp, not a
+        setting: the run id always hashes this harness's version): read it as absent."""
+        if isinstance(raw, dict) and "numerics" in raw:
+            raw = {k: v for k, v in raw.items() if k != "numerics"}
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
     def _import_plugins(cls, raw: Any) -> Any:
         """Import the named plug-in modules before any name in the config is looked up."""
         plugins = raw.get("plugins") if isinstance(raw, dict) else None

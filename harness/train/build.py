@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import RunConfig, build_run_config, strip_stamps
+from harness.config import RunConfig, build_run_config
 from harness.data import DataBundle, load_data
 from harness.errors import ConfigError
 from harness.models import create_model
@@ -95,8 +95,9 @@ def load_run_model(path: Path, data: DataBundle, device: torch.device,
     """A finished run's model rebuilt from its config.json with its regularizers (module
     surgery renames parameters) except `without`, then its model.pt loaded."""
     config_file, weights = path / "config.json", path / "model.pt"
-    config = build_run_config(strip_stamps(json.loads(config_file.read_text())),
-                              source=str(config_file))
+    raw = json.loads(config_file.read_text())
+    raw.pop("run_id", None)
+    config = build_run_config(raw, source=str(config_file))
     ctx = run_context(config, data, device)
     regs = RegularizerStack([cls(cls.Params.model_validate(v or {}), ctx)
                              for name, v in config.regularizers.items() if name != without
