@@ -106,7 +106,8 @@ def test_ablation_trials_have_learning_curves_and_flat_params(ablation: Path) ->
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A 3-trial search (W&B offline) whose trial 1 the pruner stops after its first epoch."""
+    """A 3-trial search (W&B offline) whose trial 1 the pruner stops after its first epoch
+    and whose trial 2 crashes there (a 4th trial then completes the budget)."""
     from harness.study import tune
 
     base = tmp_path_factory.mktemp("tuned")
@@ -120,7 +121,12 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                                                       "high": 0.5}}}})
     with pytest.MonkeyPatch.context() as mp:
         isolate_wandb_env(mp, base)
-        mp.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number == 1)
+        def should_prune(trial: optuna.trial.Trial) -> bool:
+            if trial.number == 2:
+                raise RuntimeError("simulated crash in trial 2")
+            return trial.number == 1
+
+        mp.setattr(optuna.trial.Trial, "should_prune", should_prune)
         out = tune.run_tuning(study, source="t.yaml", results_dir=base, workers=1)
         yield out
         import wandb
@@ -132,7 +138,8 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def test_every_trial_links_its_wandb_run_pruned_included(tuned: Any) -> None:
     trials = tuned.search.get_trials()
     states = {t.number: t.state for t in trials}
-    assert states[1] == TrialState.PRUNED and TrialState.COMPLETE in states.values()
+    assert states[1] == TrialState.PRUNED and states[2] == TrialState.FAIL
+    assert TrialState.COMPLETE in states.values()
     for trial in trials:
         link = trial.user_attrs["wandb"]
         run = read_offline_run(Path(link["run_dir"]))
