@@ -135,6 +135,7 @@ def test_golden_file_is_readable_and_covers_every_model_family():
     assert models == {"mlp", "cnn", "resnet", "vit", "transformer1d"}
 
 
+@pytest.mark.slow
 def test_a_worker_refuses_a_run_queued_by_other_numerics(tmp_path, monkeypatch):
     """A run queued by a coordinator of other numerics (its id hashes another version) is
     failed, saying why, and nothing is trained under an id that does not describe it."""
