@@ -32,6 +32,7 @@ from pydantic import (
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.record.identity import identity_of, run_id_of
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
@@ -209,6 +210,8 @@ class TrackingConfig(Strict):
     project: str = "harness"
     entity: str | None = None
     tags: list[str] = Field(default_factory=list)
+    log_model: bool = True  # W&B model artifacts: best and final weights (aliases best, latest)
+    console: bool = True  # W&B captures what the run prints (its Logs tab)
 
 
 class RunConfig(Strict):
@@ -226,6 +229,15 @@ class RunConfig(Strict):
     # Each regularizer's params, validated once (by the full validation, or carried by the
     # plan: `from_plan`): what the run's regularizers are built from and what is serialized.
     _params: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_numerics_stamp(cls, raw: Any) -> Any:
+        """A saved config.json carries the numerics version that trained it (a stamp, not a
+        setting: the run id always hashes this harness's version): read it as absent."""
+        if isinstance(raw, dict) and "numerics" in raw:
+            raw = {k: v for k, v in raw.items() if k != "numerics"}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -304,8 +316,9 @@ class RunConfig(Strict):
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
-        execution details (device, threads)."""
-        return identity_of(self.model_dump(mode="json"))
+        execution details (device, threads), plus the version of the numerics that train it
+        (harness/numerics.py), so a run of other numerics never shares its id."""
+        return identity_of({**self.model_dump(mode="json"), "numerics": NUMERICS_VERSION})
 
     def run_id(self) -> str:
         return run_id_of(self.identity())

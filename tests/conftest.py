@@ -85,6 +85,22 @@ STUDY_KEYS = ("claim", "compare", "upstream", "data_seeds", "analysis", "workers
               "confirm", "kind", "tune", "launcher", "plugins")
 
 
+def invoke_cli(args: list[str]) -> Any:
+    """`harness ARGS` in this process (typer's runner), exceptions raised as they are."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+def sweep_file(folder: Path, name: str = "tiny", seeds: int = 2, **extra: Any) -> Path:
+    """A one-value dropout sweep as a study file, one worker: what the command-line tests run."""
+    return study_file(folder, name, seeds=seeds, description="tiny dropout sweep",
+                      design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                              "values": [0.3]}, workers=1, **extra)
+
+
 @pytest.fixture(scope="session")
 def trained_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one trained study the tests that only read one share: the dropout sweep (3

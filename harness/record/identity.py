@@ -12,9 +12,11 @@ import hashlib
 import json
 from typing import Any
 
-NAMES = ("study", "variant", "tracking", "plugins", "run_id")  # where a run is filed, not what
+# where a run is filed, not what it computes (`numerics`, the version of the code's numerics
+# that trains it, stays: harness/numerics.py)
+NAMES = ("study", "variant", "tracking", "plugins", "run_id")
 # How a run executes and where its files come from, not what it computes (a run gives the
-# same numbers on any device count of threads, from any data folder).
+# same numbers on any device or thread count, from any data folder).
 EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s"),
                   ("data", "data_dir"), ("data", "download")}
 

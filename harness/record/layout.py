@@ -6,7 +6,7 @@ name a file only through these.
     results/<study>/
       study.json  queue.db  jobs.json  jobs/  confirm.json  timing.json  tuning.json
       claims.json  report.html  report.md  summary.csv  runs.csv  figures/  wandb/
-      search/<study>/
+      artifacts/  search/<study>/
       runs/<variant>-s<seed>-<run id>/
         config.json  env.json  metrics.csv  summary.json  failure.json  model.pt
         checkpoint.pt  test_predictions.pt  test_probs.npy  test_labels.npy
@@ -36,6 +36,7 @@ SUMMARY_CSV = "summary.csv"  # one row per variant
 RUNS_CSV = "runs.csv"  # one row per run
 FIGURES = "figures"
 WANDB = "wandb"  # W&B's own folder (offline runs)
+ARTIFACTS = "artifacts"  # the queue's Optuna artifact store: queued runs' result files
 INDEX_HTML = "index.html"  # results/index.html: every study
 
 # ----------------------------------------------------------------------------- a run folder

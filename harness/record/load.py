@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from harness.numerics import numerics_of
 from harness.record.disk import read_json
 from harness.record.identity import identity_of, run_id_of
 from harness.record.layout import (
@@ -202,7 +203,8 @@ class StudyRecord:
             rec = _read_run(folder, note)
             if rec is None:
                 continue
-            rec.problem = check_run(rec, study_dir, planned)
+            rec.problem = check_run(rec, study_dir, planned,
+                                    manifest.numerics if manifest else None)
             if rec.run_id in upstream and (rec.problem or "").startswith(NOT_PLANNED):
                 rec.problem = UPSTREAM_REASON
             if rec.problem is None and rec.run_id in seen:
@@ -222,8 +224,11 @@ class StudyRecord:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -> str | None:
-    """The first integrity problem of one run folder, as a sentence; None when it is sound."""
+def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None,
+              numerics: int | None = None) -> str | None:
+    """The first integrity problem of one run folder, as a sentence; None when it is sound.
+    `numerics`: the version the study's runs are planned for (a run of another is never
+    averaged with them)."""
     runs_root = runs_dir(study_dir).resolve()
     if rec.path.is_symlink() or rec.path.resolve().parent != runs_root:
         return "the folder is a link to outside the study folder"
@@ -237,6 +242,10 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -
         return "config.json is not a run config"
     if recomputed != run_id:
         return f"config.json hashes to {recomputed}, not its run id {run_id} (edited)"
+    trained_by = numerics_of(rec.config)
+    if numerics is not None and trained_by != numerics:
+        return (f"{NOT_PLANNED}: trained by numerics version {trained_by}, the plan by version "
+                f"{numerics} (another harness version; never averaged with them)")
     if planned is not None and run_id not in planned:
         return f"{NOT_PLANNED} (left from an earlier version of the study)"
     s = rec.summary

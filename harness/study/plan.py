@@ -15,6 +15,7 @@ from typing import Any
 from harness.config import RunConfig, build_run_config
 from harness.dotted import flatten_dotted, set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.record.params import param_label, swept_values
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
@@ -198,5 +199,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": __version__,
+        "numerics": NUMERICS_VERSION,  # the version every planned run id hashes
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

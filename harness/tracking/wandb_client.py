@@ -55,6 +55,10 @@ def wandb_safe_id(run_id: str) -> str:
     return f"{base}-{digest}"
 
 
+def first_line_of(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
 def headline_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary for W&B: the loop's `best_<metric>` (the row at the best-val epoch) renamed
     `<metric>_at_best_val`, so it never reads as W&B's own best-over-epochs summaries
@@ -97,6 +101,8 @@ class WandbRun:
         root: Path,
         epoch_metrics: bool = True,
         notes: str | None = None,
+        console: bool = False,
+        fresh: bool = False,
     ) -> None:
         """Open the run in `mode` (auto: chosen by choose_mode), or note why not and go on.
         Why long: each way W&B can fail to start (no folder, no key, no server, an id in
@@ -111,6 +117,10 @@ class WandbRun:
         self._run_dir: Path | None = None
         self._warned = False
         self._epoch_metrics = epoch_metrics  # False: a run without epochs (the study run).
+        self._console = console  # capture stdout/stderr into the run's Logs tab
+        # This attempt trains from epoch 1 (nothing restored): what W&B already holds under
+        # the id is an earlier attempt's (a forced rerun), not epochs to skip.
+        self._fresh = fresh
         self.logged_epoch = 0  # the last epoch W&B holds (a resumed online run: the server's)
         if self.mode == "disabled":
             return  # wandb is not even imported: nothing written, no helper process.
@@ -147,6 +157,8 @@ class WandbRun:
                 self.mode = "offline"
             else:
                 self._run = self._init("online", kwargs)
+                if self._run is not None and fresh:
+                    self._run = self._rewind(kwargs)
                 if self._run is None:
                     self.mode = "offline"
         if self._run is None and self.mode == "offline":
@@ -170,7 +182,10 @@ class WandbRun:
     def _settings(self, mode: str) -> Any:
         import wandb
 
-        opts: dict[str, Any] = {"console": "off", "silent": True, "quiet": True}
+        # "wrap": what the process prints while the run is open goes to its Logs tab (one
+        # capture per run, also with several runs per process: reinit="create_new")
+        opts: dict[str, Any] = {"console": "wrap" if self._console else "off",
+                                "silent": True, "quiet": True}
         if mode == "online":
             opts["init_timeout"] = ONLINE_INIT_TIMEOUT_S
         return wandb.Settings(**opts)
@@ -197,6 +212,33 @@ class WandbRun:
                 self.info["error"] = f"{type(exc).__name__}: {exc}"
             return None
 
+    def _rewind(self, kwargs: dict[str, Any]) -> Any:
+        """A fresh attempt whose W&B run holds an earlier attempt's epochs: rewind that run's
+        history to its start (W&B's `resume_from`, beta) so this attempt's epochs replace
+        them. Where W&B refuses, continue the run: every epoch is still logged (after the
+        earlier ones), never skipped."""
+        run = self._run
+        held = number(dict(run.summary).get("epoch")) if getattr(run, "resumed", False) else 0
+        if not held:
+            return run
+        wid = kwargs["id"]
+        try:
+            import wandb
+
+            run.finish(exit_code=0)  # the id must be free in this process to open it again
+            opts = {k: v for k, v in kwargs.items() if k not in ("id", "resume")}
+            rewound = wandb.init(mode="online", dir=str(self._root), reinit="create_new",
+                                 settings=self._settings("online"),
+                                 resume_from=f"{wid}?_step=0", **opts)
+        except Exception as exc:
+            log.warning("W&B run %s holds %d epochs of an earlier attempt and could not be "
+                        "rewound (%s): this attempt's epochs follow them", wid, held,
+                        first_line_of(exc))
+            self.info["rewind_error"] = first_line_of(exc)
+            return self._init("online", kwargs)
+        self.info["rewound_epochs"] = int(held)
+        return rewound
+
     def _warn_fallback(self, why: str) -> None:
         first_line = (why.strip().splitlines() or [""])[0]
         log.warning(
@@ -212,7 +254,8 @@ class WandbRun:
             # A metric defined by name does not inherit the glob's step_metric: repeat it.
             for metric, goal in SUMMARY_GOALS.items():
                 run.define_metric(metric, step_metric="epoch", summary=goal)
-        if getattr(run, "resumed", False):  # online: the server already holds these epochs
+        if getattr(run, "resumed", False) and not self._fresh:
+            # online, continuing after a checkpoint: the server already holds these epochs
             last = number(dict(run.summary).get("epoch"))
             self.logged_epoch = int(last) if last is not None else 0
         sync_dir = getattr(run.settings, "sync_dir", None)
@@ -277,6 +320,24 @@ class WandbRun:
             self._run.log(dict(data))
         except Exception as exc:
             self._fail(f"wandb log failed: {exc!r}")
+
+    def log_artifact(self, name: str, kind: str, files: list[tuple[Path, str]],
+                     aliases: list[str], metadata: dict[str, Any]) -> bool:
+        """One artifact version of `files` (path, name inside the artifact); False (and a
+        warning, logging goes on) when W&B refuses it."""
+        if not self._active:
+            return False
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+            for path, inside in files:
+                artifact.add_file(str(path), name=inside)
+            self._run.log_artifact(artifact, aliases=aliases)
+        except Exception as exc:
+            log.warning("W&B artifact %s not logged: %r", name, exc)
+            return False
+        return True
 
     def set_summary(self, summary: dict) -> None:
         """Write final values (flat or nested) into the run summary, plus clear headline keys

@@ -118,7 +118,7 @@ def test_edited_config_and_disagreeing_summary_are_caught(damaged: dict, tmp_pat
     s["best_test_acc"] = 0.99
     (base1 / "summary.json").write_text(json.dumps(s))
     record = StudyRecord.load(copy)
-    # by folder: the linked-in foreign run also says it is baseline seed 0
+    # by folder: the linked foreign run is a baseline seed 0 too
     reasons = {d["path"]: d["reason"] for d in record.left_out()}
     assert "edited" in reasons[base0.name]
     assert "summary and metrics disagree" in reasons[base1.name]
@@ -174,10 +174,12 @@ def test_a_run_is_checked_against_its_config_as_saved() -> None:
     """The id is recomputed from config.json as saved, without validating it (a plug-in model
     need not be installed where the study is read); an edit of the same file is caught."""
     from harness.config import RunConfig
+    from harness.numerics import NUMERICS_VERSION
     from harness.record.load import recompute_id
 
     config = RunConfig.model_validate(tiny_raw())
-    saved = {**config.model_dump(mode="json"), "run_id": config.run_id()}
+    saved = {**config.model_dump(mode="json"), "run_id": config.run_id(),  # as the store
+             "numerics": NUMERICS_VERSION}                               # writes it
     assert recompute_id(saved) == config.run_id()
     saved["model"]["name"] = "pkg.not_installed:Net"  # hashing never looks the model up
     assert recompute_id(saved) not in (None, config.run_id())

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import study_file, tiny_raw
+from conftest import invoke_cli as invoke
+from conftest import sweep_file as write_study
+from conftest import tiny_raw
 from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.config import RunConfig
 from harness.record.run_dir import RunDir
 from harness.study import estimate as estimate_mod
@@ -32,16 +33,6 @@ from harness.study.plan import expand
 from harness.study.spec import LauncherConfig, load_study
 
 runner = CliRunner()
-
-
-def write_study(tmp_path: Path, name: str = "tiny", seeds: int = 2, **extra) -> Path:
-    return study_file(tmp_path, name, seeds=seeds, description="tiny dropout sweep",
-                      design={"kind": "sweep", "parameter": "regularizers.dropout.p",
-                              "values": [0.3]}, workers=1, **extra)
-
-
-def invoke(args: list[str]):
-    return runner.invoke(app, args, catch_exceptions=False)
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
