@@ -12,7 +12,7 @@ from conftest import tiny_raw
 from test_wandb_resume import WANDB, leet_records
 
 from harness.config import build_run_config
-from harness.tracking import wandb_tracker
+from harness.tracking import wandb_client
 from harness.tracking.wandb_client import WandbRun, wandb_safe_id
 from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import train_run
@@ -73,8 +73,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return ServerResumed(run, state["held"]) if state["held"] else run
 
     monkeypatch.setattr(wandb, "init", init)
-    monkeypatch.setattr(wandb_tracker, "find_credentials", lambda: ("test", None))
-    monkeypatch.setattr(wandb_tracker, "server_unreachable", lambda: None)
+    monkeypatch.setattr(wandb_client, "find_credentials", lambda: ("test", None))
+    monkeypatch.setattr(wandb_client, "server_unreachable", lambda: None)
     return state
 
 

@@ -327,7 +327,7 @@ def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply
         t.finish()
         print("applied for:", seen)
     """)
-    env = {**__import__("os").environ, "PYTHONPATH": f"{TESTS}:{REPO}",
+    env = {**__import__("os").environ, "PYTHONPATH": f"{Path(__file__).parent}:{TESTS}:{REPO}",
            "WANDB_DIR": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path),
            "WANDB_CACHE_DIR": str(tmp_path), "WANDB_DATA_DIR": str(tmp_path),
            "NETRC": str(tmp_path / "none"), "WANDB_API_KEY": ""}
