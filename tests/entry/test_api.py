@@ -38,7 +38,10 @@ def test_import_harness_loads_no_torch():
 def test_run_with_dotted_overrides(tmp_path):
     out = harness.run(tiny_raw(), results_dir=tmp_path, regularizers__dropout__p=0.3,
                       train__epochs=3)
-    assert out.config["regularizers"] == {"dropout": {"p": 0.3}}
+    from harness.regularizers.dropout import DropoutParams
+
+    # the validated params, every default written out: the run's one spelling
+    assert out.config["regularizers"] == {"dropout": DropoutParams(p=0.3).model_dump()}
     assert out.summary["status"] == "completed" and list(out.metrics["epoch"]) == [1, 2, 3]
     saved = json.loads((out.path / "summary.json").read_text())
     assert saved["best_val_acc"] == out.summary["best_val_acc"] == out.metrics["val_acc"].max()

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.config import build_run_config
+from harness.numerics import NUMERICS_VERSION
 from harness.report import build_report
 from harness.report.claims import (
     HELD,
@@ -220,8 +221,9 @@ def _fake_study(sdir: Path, test: dict[str, list[float]], claims: list[dict]) ->
                 "regularizers": {} if name == "baseline" else {"dropout": {"p": 0.3}}}, "test")
             d = sdir / "runs" / f"{name}-s{seed}-{cfg.run_id()}"
             d.mkdir(parents=True)
-            (d / "config.json").write_text(json.dumps({"run_id": cfg.run_id(),
-                                                       **cfg.model_dump(mode="json")}))
+            (d / "config.json").write_text(json.dumps({  # stamped as the store stamps it
+                "run_id": cfg.run_id(), "numerics": NUMERICS_VERSION,
+                **cfg.model_dump(mode="json")}))
             (d / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,test_loss,"
                                            f"test_acc\n1,1.0,0.5,1.1,{acc},1.2,{acc}\n")
             (d / "summary.json").write_text(json.dumps({

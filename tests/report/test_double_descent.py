@@ -230,6 +230,7 @@ def test_tiny_real_width_sweep_end_to_end(tmp_path):
 def test_grid_series_from_a_constructed_regularized_study(tmp_path):
     """A regularizers x width grid: one curve per regularizer; the baseline run (which takes
     the place of the grid point with its config) lands in its own series."""
+    from harness.numerics import NUMERICS_VERSION
     from harness.record.disk import atomic_write_json
     from harness.record.run_dir import RunDir
     from harness.study.plan import expand, study_manifest
@@ -254,7 +255,8 @@ def test_grid_series_from_a_constructed_regularized_study(tmp_path):
         label = "regularizers=weight_decay" if s.config.regularizers else "regularizers=none"
         err = curve[label][s.config.model.width] + 0.01 * s.seed
         rd = RunDir.for_run(sdir, s.variant, s.seed, s.run_id)
-        rd.write_config({"run_id": s.run_id, **s.config.model_dump(mode="json")})
+        rd.write_config({"run_id": s.run_id, "numerics": NUMERICS_VERSION,  # as the store does
+                         **s.config.model_dump(mode="json")})
         rd.write_metrics([{"epoch": 1, "test_acc": 0.1}, {"epoch": 2, "test_acc": 1 - err}])
         rd.write_summary({"status": "completed", "params": 51 * s.config.model.width + 10,
                           "final_test_acc": 1 - err, "final_train_eval_acc": 1.0})
