@@ -85,6 +85,18 @@ STUDY_KEYS = ("claim", "compare", "upstream", "data_seeds", "analysis", "workers
               "confirm", "kind", "tune", "launcher", "plugins")
 
 
+def other_tests(name: str) -> Any:
+    """The test module `name` of another folder (a scenario that reruns its test): its folder
+    joins the import path first, as pytest's own import of it does."""
+    import importlib
+    import sys
+
+    (path,) = TESTS.glob(f"*/{name}.py")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    return importlib.import_module(name)
+
+
 def invoke_cli(args: list[str]) -> Any:
     """`harness ARGS` in this process (typer's runner), exceptions raised as they are."""
     from typer.testing import CliRunner

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import other_tests, tiny_study
 from faults import (
     REPO,
     as_terminal_job,
@@ -338,9 +339,8 @@ def ctrl_c(tmp: Path, request: pytest.FixtureRequest) -> None:
 
 @scenario("A worker or the machine dies")
 def killed(tmp: Path, request: pytest.FixtureRequest) -> None:
-    from test_study import test_killed_study_resumes_without_duplicates as kill_and_resume
-
-    kill_and_resume(tmp)  # resumes, nothing lost or run twice
+    # resumes, nothing lost or run twice
+    other_tests("test_study").test_killed_study_resumes_without_duplicates(tmp)
     # what a SIGKILL during a write leaves: a temp file that was never renamed
     run = list_run_dirs(tmp / "results" / "k")[0].path
     old, fresh = run / ".checkpoint.pt.abc123.tmp", run / ".summary.json.def456.tmp"
@@ -358,19 +358,15 @@ def killed(tmp: Path, request: pytest.FixtureRequest) -> None:
 
 @scenario("A run diverges")
 def diverges(tmp: Path, request: pytest.FixtureRequest) -> None:
-    from test_train import test_divergence_is_stored_and_stops_at_once
-
-    test_divergence_is_stored_and_stops_at_once(tmp)
+    other_tests("test_train").test_divergence_is_stored_and_stops_at_once(tmp)
 
 
 @scenario("A run raises an error")
 def run_error(tmp: Path, request: pytest.FixtureRequest) -> None:
-    from test_study import study
-
     from harness.study.plan import expand
 
-    (spec,) = expand(study({"kind": "sweep", "parameter": "model.width", "values": [8]},
-                           seeds=1))[:1]
+    (spec,) = expand(tiny_study(design={"kind": "sweep", "parameter": "model.width",
+                                        "values": [8]}, seeds=1))[:1]
     q = RunQueue.open(default_storage_url(tmp), "t")
     for failure in ("interrupted", "environment", "duplicate", "error", "error", "error"):
         assert q.enqueue_missing([spec], set()) == 1
@@ -382,8 +378,7 @@ def run_error(tmp: Path, request: pytest.FixtureRequest) -> None:
 
 @scenario("W&B fails")
 def wandb_fails(tmp: Path, request: pytest.FixtureRequest) -> None:
-    from test_wandb_tracking import test_init_failure_is_a_warning_not_an_error as check
-
+    check = other_tests("test_wandb_tracking").test_init_failure_is_a_warning_not_an_error
     check(tmp, request.getfixturevalue("monkeypatch"), request.getfixturevalue("caplog"))
 
 
