@@ -71,7 +71,7 @@ def test_evidence_names_what_moved_beyond_noise() -> None:
     assert (moved["ece"].comparison.ci_lo, moved["ece"].comparison.ci_hi) == pytest.approx(
         tuple(ref))
     lines = narrative.evidence_lines(list(moved.values()))
-    assert lines["moved"][0].startswith("calibration error (ECE), last epoch: 0.400 → 0.097")
+    assert lines["moved"][0].startswith("calibration error (ECE) at the last epoch: 0.400 → 0.097")
     assert "val − train loss gap" in lines["noise"][0]
 
 

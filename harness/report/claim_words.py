@@ -96,7 +96,7 @@ def judgement(verdict: Any, claim: Any, k: int) -> vocab.Judgement:
     # claims.py decided by a rule these numbers alone do not show (e.g. a sequential test's
     # spent alpha): its word stands, with the numbers as they are
     ci = e.unit.interval(e.lo, e.hi)
-    return vocab.Judgement(str(given), f"p = {vocab.fmt_p(verdict.p)}; {vocab.CI_TEXT} {ci}; "
+    return vocab.Judgement(str(given), f"p {vocab.p_is(verdict.p)}; {vocab.CI_TEXT} {ci}; "
                                        f"{e.n_pairs} seed pairs")
 
 

@@ -94,8 +94,12 @@ def _others(a: Inputs, comp: pd.DataFrame, chosen: pd.Series | None) -> str | No
             if finite(r.get("delta")) else f"{a.label(r['variant'])} n/a"
         if chosen is not None and finite(r.get(f"{a.metric}_mean")):
             rel = _value(r, a.metric) - _value(chosen, a.metric)
-            text += f" ({abs(rel) * 100:.1f} points {'above' if rel > 0 else 'below'} the " \
-                    "chosen variant" + (", which validation did not pick)" if rel > 0 else ")")
+            if round(abs(rel) * 100, 1) == 0:
+                text += " (level with the chosen variant)"
+            else:
+                text += f" ({abs(rel) * 100:.1f} points {'above' if rel > 0 else 'below'} the " \
+                        "chosen variant" + (", which validation did not pick)" if rel > 0
+                                            else ")")
         parts.append(text)
     more = len(rest) - OTHERS_LIMIT
     lead = "The other variants against the baseline: " if chosen is not None else \
@@ -148,6 +152,6 @@ def answer(a: Inputs) -> list[str]:
     others = _others(a, comp, chosen)
     if others:
         out.append(others)
-    out += [e[0].upper() + e[1:] + "." for e in a.choice.edges]
+    out += [f"Range edge: {e}." for e in a.choice.edges]
     out.append(_tally(a, comp))
     return out

@@ -20,7 +20,7 @@ EVIDENCE_METRICS: dict[str, tuple[str, float, str, bool, str]] = {
     "mia_advantage": ("membership-inference advantage", 1.0, "", True, "final"),
     "best_test_loss": ("test loss at the best-val checkpoint", 1.0, "", True, "best"),
     "shift_acc": ("accuracy under shift", 100.0, "%", False, "final"),
-    "last_test_acc": ("test accuracy at the last epoch", 100.0, "%", False, "last"),
+    "last_test_acc": ("test accuracy", 100.0, "%", False, "last"),
 }
 # In a study that compares final models, the gaps are the final model's too.
 FINAL_GAPS = {"gap_loss": "final_gap_loss", "gap_acc": "final_gap_acc"}
@@ -89,14 +89,19 @@ class Moved:
         return f"{c.diff * self.scale:+.{digits}f}{unit}{ci}".replace("-", "−")
 
 
+def _of(tag: str) -> str:
+    return "at the last epoch" if tag == "last epoch" else f"of the {tag}"
+
+
 def weights_label(metric: str, weights: str, tags: tuple[str, str]) -> str:
-    """Which weights a secondary metric describes, on both sides when they differ."""
+    """Which weights a secondary metric describes ('at the last epoch', 'of the restored
+    model (the baseline's: at the last epoch)'), on both sides when they differ."""
     if weights == "last":
         return "at the last epoch"
     if weights == "best":
         return ""
     mine, theirs = tags
-    return mine if mine == theirs else f"{mine} vs the baseline's {theirs}"
+    return _of(mine) if mine == theirs else f"{_of(mine)} (the baseline's: {_of(theirs)})"
 
 
 def _calibration_note(mine: pd.DataFrame, base: pd.DataFrame) -> str:
@@ -136,7 +141,7 @@ def evidence(runs: pd.DataFrame, variant: str, baseline: str | None,
             continue
         where = weights_label(metric, weights, tags)
         note = _calibration_note(mine, base) if metric == "ece" else ""
-        out.append(Moved(metric, f"{label}, {where}" if where else label, float(bm),
+        out.append(Moved(metric, f"{label} {where}" if where else label, float(bm),
                          float(vm), c, lower, scale, unit, note))
     return out
 

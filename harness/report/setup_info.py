@@ -10,8 +10,8 @@ import pandas as pd
 
 import harness
 from harness.record import Comparison
-from harness.report import narrative, tables
-from harness.report.formatting import finite, fmt_ci, fmt_p
+from harness.report import narrative, tables, vocabulary
+from harness.report.formatting import finite, fmt_ci
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 Labeler = Callable[[str], str]
@@ -103,7 +103,7 @@ def comparison_lines(summary: pd.DataFrame, compare: Comparison, baseline: str |
             prefix = "" if i == 0 else f"vs_{ref}_"
             d, p = row.get(f"{prefix}delta"), row.get(f"{prefix}p_value")
             diff = f"{float(d) * 100:+.1f} pts" if finite(d) else "difference n/a"
-            ptxt = f", p={fmt_p(p)}" if finite(p) else ""
+            ptxt = f", p {vocabulary.p_is(float(p))}" if finite(p) else ""
             parts.append(f"vs baseline {label(ref, ref)} {fmt_ci(base, ref)} ({diff}{ptxt})")
         epochs = row.get("epochs_run_mean")
         if finite(epochs):

@@ -98,6 +98,12 @@ def fmt_p(p: float) -> str:
     return text
 
 
+def p_is(p: float) -> str:
+    """'= 0.034' or '< 0.001', to follow 'p '."""
+    text = fmt_p(p)
+    return text.replace("<", "< ") if text.startswith("<") else f"= {text}"
+
+
 @dataclass(frozen=True)
 class Effect:
     """What a word is judged on: one paired difference and its tests."""
@@ -133,6 +139,11 @@ class Judgement:
         return f"{self.word} ({self.reason})"
 
 
+def _below(p: float) -> str:
+    """' < 0.05' after a p that is below α (unless it already reads '< 0.001')."""
+    return "" if fmt_p(p).startswith("<") else f" < {ALPHA}"
+
+
 def judge(e: Effect) -> Judgement:
     """The one word for a paired difference, with its reason."""
     if e.n_pairs < 2 or not finite(e.p_raw):
@@ -144,16 +155,16 @@ def judge(e: Effect) -> Judgement:
     if p_adj < ALPHA:
         good = (e.diff > 0) == e.higher_is_better
         return Judgement(BETTER if good else WORSE,
-                         f"{e.deciding_p} = {fmt_p(p_adj)} < {ALPHA}; {CI_TEXT} {ci}; {pairs}")
+                         f"{e.deciding_p} {p_is(p_adj)}{_below(p_adj)}; {CI_TEXT} {ci}; {pairs}")
     if e.p_raw < ALPHA:
         return Judgement(UNADJUSTED_ONLY,
-                         f"p = {fmt_p(e.p_raw)} < {ALPHA} before adjustment and the {CI_TEXT} "
-                         f"{ci} excludes 0, but {e.deciding_p} = {fmt_p(p_adj)}; {pairs}")
+                         f"p {p_is(e.p_raw)}{_below(e.p_raw)} before adjustment and the "
+                         f"{CI_TEXT} {ci} excludes 0, but {e.deciding_p} {p_is(p_adj)}; {pairs}")
     margin = e.unit.effect(e.margin).lstrip("+")
     if finite(e.lo) and finite(e.hi) and -e.margin < e.lo and e.hi < e.margin:
-        return Judgement(NO_EFFECT, f"p = {fmt_p(e.p_raw)}; {CI_TEXT} {ci} lies inside "
+        return Judgement(NO_EFFECT, f"p {p_is(e.p_raw)}; {CI_TEXT} {ci} lies inside "
                                     f"±{margin}; {pairs}")
-    text = f"p = {fmt_p(e.p_raw)}; {CI_TEXT} {ci} includes 0 and reaches beyond ±{margin}"
+    text = f"p {p_is(e.p_raw)}; {CI_TEXT} {ci} includes 0 and reaches beyond ±{margin}"
     if finite(e.mde):
         text += (f"; {e.n_pairs} seeds detect about {e.unit.effect(e.mde).lstrip('+')} "
                  f"({POWER:.0%} power)")
