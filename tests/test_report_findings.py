@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -229,3 +230,268 @@ def test_finding3_early_stopping_describes_the_restored_weights(tmp_path: Path) 
         in text
     assert ("Why with 20% label noise: over the full budget the baseline's val loss bottoms "
             "out at epoch 8 and its val accuracy peaks at epoch 18") in text
+
+
+# ----------------------------------------------------------------------------- finding 4
+
+
+def calibration_study(sdir: Path) -> Path:
+    """Label smoothing at epsilon 0.3 makes a calibrated model under-confident (confidence
+    0.30 below accuracy). The baseline's seeds miss in opposite directions (+0.1, -0.1,
+    +0.02), so its pooled bins look calibrated while its per-run ECE is not."""
+    base_over, ls_over = (0.10, -0.10, 0.02), (-0.29, -0.31, -0.30)
+    accs = (0.75, 0.76, 0.74)
+    runs = {"baseline": {s: run(a, calibration=(a, o), train=0.9)
+                         for s, (a, o) in enumerate(zip(accs, base_over, strict=True))},
+            "label_smoothing.epsilon=0.3": {
+                s: run(a + 0.01, calibration=(a + 0.01, o), train=0.9)
+                for s, (a, o) in enumerate(zip(accs, ls_over, strict=True))}}
+    name = "label_smoothing.epsilon=0.3"
+    return write_study(
+        sdir, runs, overrides={name: {"regularizers": {"label_smoothing": {"epsilon": 0.3}}}},
+        swept={name: {"regularizers.label_smoothing.epsilon": 0.3}},
+        design={"kind": "sweep", "parameter": "regularizers.label_smoothing.epsilon",
+                "values": [0.3], "baseline_value": 0.0},
+        claims=[{"metric": "ece", "direction": "down", "source": "Müller et al. 2019",
+                 "statement": "label smoothing lowers the calibration error"}])
+
+
+def svg_marks(html_text: str, title_start: str) -> dict:
+    """The reliability SVG whose title starts with `title_start`, read as XML."""
+    import xml.etree.ElementTree as ET
+
+    for svg in re.findall(r'<svg xmlns="http://www.w3.org/2000/svg" class="reliability".*?</svg>',
+                          html_text, re.S):
+        root = ET.fromstring(svg)
+        title = root.attrib["aria-label"]
+        if html.unescape(title).startswith(title_start):
+            els = list(root.iter())
+            return {"title": html.unescape(title),
+                    "bars": {e.attrib["data-bin"]: e for e in els
+                             if e.attrib.get("class") == "acc-bar"},
+                    "marks": {e.attrib["data-bin"]: e for e in els
+                              if e.attrib.get("class") == "conf-mark"},
+                    "legend": {c: e for e in els for c in e.attrib.get("class", "").split()
+                               if c.startswith("legend-")}}
+    raise AssertionError(f"no reliability diagram titled {title_start}")
+
+
+def test_finding4_calibration_direction_in_words_and_a_diagram_that_shows_it(
+        tmp_path: Path) -> None:
+    from harness.record import StudyRecord
+    from harness.report.reliability import pooled_bins
+    from harness.train.calibration import ece_from_bins
+
+    sdir = calibration_study(tmp_path / "label_smoothing")
+    paths = build_report(sdir)
+    page = sections(paths.html)
+    summary = pd.read_csv(sdir / "summary.csv").set_index("variant")
+    over = summary.loc["label_smoothing.epsilon=0.3", "overconfidence_mean"]
+    assert over == pytest.approx(-0.30)
+    for part in (page.text["answer"], page.text["claim"]):
+        assert "under-confident: mean confidence − accuracy −0.300" in part or \
+            "is under-confident: mean confidence − accuracy −0.300" in part, part
+    # The diagram: accuracy bars and confidence marks, each named by the legend, the marks
+    # below the bars for an under-confident model.
+    text = paths.html.read_text()
+    d = svg_marks(text, "label_smoothing epsilon = 0.3")
+    assert d["bars"] and set(d["bars"]) == set(d["marks"])
+    for b, bar in d["bars"].items():
+        mark = d["marks"][b]
+        assert float(mark.attrib["data-value"]) < float(bar.attrib["data-value"])
+        assert float(mark.attrib["y1"]) > float(bar.attrib["y"])  # drawn below the bar's top
+    assert d["legend"]["legend-acc"].attrib["fill"] == next(iter(d["bars"].values())).attrib[
+        "fill"]
+    assert d["legend"]["legend-conf"].attrib["stroke"] == next(iter(d["marks"].values())) \
+        .attrib["stroke"]
+    assert "accuracy" in d["legend"]["legend-acc-text"].text
+    assert "confidence" in d["legend"]["legend-conf-text"].text
+    # One ECE everywhere: the baseline's title shows the table's mean of per-run ECEs, not
+    # the ECE of its pooled bins (which cancel here).
+    study = StudyRecord.load(sdir)
+    pooled = ece_from_bins({k: list(v) for k, v in pooled_bins(study.runs_of("baseline"))
+                            .items()})
+    mean = summary.loc["baseline", "ece_mean"]
+    assert abs(pooled - mean) > 0.02
+    assert svg_marks(text, "baseline")["title"].startswith(
+        f"baseline (label_smoothing epsilon = 0): ECE {mean:.3f}")
+
+
+# ----------------------------------------------------------------------------- finding 5
+
+
+def test_finding5_diagnoses_do_not_contradict_themselves(tmp_path: Path) -> None:
+    """spectral_norm all_layers underfits (train accuracy 48.5%) and is under-confident; the
+    baseline memorizes. A healthy-looking label-smoothing variant with a wrecked calibration
+    is not called healthy."""
+    accs = (0.45, 0.44, 0.46)
+    runs = {"baseline": {s: run(a, train=0.99, calibration=(a, 0.3 + s / 100))
+                         for s, a in enumerate(accs)},
+            "all_layers": {s: run(0.30 + s / 100, train=0.485, train_loss_end=1.6,
+                                  gap_end=0.2, calibration=(0.3, -0.2 - s / 100))
+                           for s in range(3)},
+            "smooth": {s: run(a + 0.01, train=0.55, val_loss_min=8,
+                              calibration=(a + 0.01, -0.3 - s / 100))
+                       for s, a in enumerate(accs)}}
+    sdir = write_study(tmp_path / "spectral_norm", runs, overrides={
+        "all_layers": {"regularizers": {"spectral_norm": {"layers": "all"}}},
+        "smooth": {"regularizers": {"label_smoothing": {"epsilon": 0.3}}}})
+    paths = build_report(sdir)
+    text = html.unescape(paths.html.read_text())
+    block = text[text.index("<h3>all_layers"):]
+    block = block[:block.index("</section>")]
+    assert "underfitting" in block and "memorization" not in block
+    assert "more regularization" not in block and "weaker spectral_norm" in block
+    assert "under-confident" in block
+    moved = re.search(r'Moved beyond seed noise:</strong></p>\s*<ul class="evidence">(.*?)</ul>',
+                      block, re.S).group(1)
+    for metric in ("val − train loss gap", "calibration error (ECE)"):
+        item = next(x for x in re.findall(r"<li>(.*?)</li>", moved) if x.startswith(metric))
+        assert "better" not in item.replace("not called better or worse", ""), item
+        assert "the variant underfits (train accuracy 48.5%)" in item, item
+    smooth = text[text.index("<h3>smooth"):]
+    smooth = smooth[:smooth.index("</section>")]
+    assert "healthy" not in smooth and "under-confident" in smooth
+
+
+# ----------------------------------------------------------------------------- finding 7
+
+
+NO_VAL_BASE = {"data": {"name": "mnist1d", "label_noise": 0.2, "val_fraction": 0.0},
+               "model": {"name": "mlp", "width": 192, "depth": 1},
+               "train": {"epochs": 10}, "tracking": {"wandb": "disabled"}}
+SEED_NOISE = re.compile(r"seed noise|seed-to-seed|within seed|beyond seed", re.I)
+
+
+def no_validation_study(sdir: Path, seeds: int = 1) -> Path:
+    """Widths trained to interpolation without a validation split, one seed each: the wide
+    ones fit every noisy label (100% train accuracy) at 45-54% test accuracy."""
+    widths = {"baseline": (192, 0.50, 1.0), "mlp_w19": (19, 0.52, 0.80),
+              "mlp_w48": (48, 0.455, 1.0), "mlp_w300": (300, 0.54, 1.0)}
+    runs = {name: {s: run(test + s / 200, train=train, epochs=10, validation=False)
+                   for s in range(seeds)} for name, (_, test, train) in widths.items()}
+    return write_study(
+        sdir, runs, base=NO_VAL_BASE,
+        overrides={n: {"model": {"width": w}} for n, (w, _, _) in widths.items()
+                   if n != "baseline"},
+        claims=[{"metric": "test_acc", "direction": "down", "variants": ["mlp_w48"],
+                 "versus": ["mlp_w19"], "source": "Nakkiran et al. 2019",
+                 "statement": "the threshold width is worse"}])
+
+
+def test_finding7_a_study_without_a_validation_split_reads_its_last_epoch(
+        tmp_path: Path) -> None:
+    sdir = no_validation_study(tmp_path / "double_descent")
+    paths = build_report(sdir)
+    summary = pd.read_csv(sdir / "summary.csv").set_index("variant")
+    assert (summary["compare_metric"] == "last_test_acc").all()
+    assert summary.loc["mlp_w48", "last_test_acc_mean"] == pytest.approx(0.455)
+    assert "No completed runs" not in paths.headline
+    page = sections(paths.html)
+    for _, row in page.rows[1:]:
+        float([c for c in row.split("\n") if c][1])  # every accuracy shown, no interval
+    text = html.unescape(paths.html.read_text())
+    wide = text[text.index("<h3>mlp_w48"):]
+    wide = wide[:wide.index("</section>")]
+    assert "memorization: train accuracy 100.0% vs test 45.5%" in wide and "healthy" not in wide
+    for doc in (text, paths.markdown.read_text()):
+        assert not SEED_NOISE.search(doc), SEED_NOISE.search(doc)
+    assert "not tested" in page.text["answer"]
+    assert "Claim not evaluated" in page.text["claim"] and "no validation split" in \
+        page.text["claim"]
+    assert "no validation split: test accuracy at the last epoch is the metric" in text
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("shape", ["no_validation_3_seeds", "one_seed", "baseline_only",
+                                   "one_variant_no_baseline"])
+def test_every_study_shape_gets_a_true_report(tmp_path: Path, shape: str) -> None:
+    sdir = tmp_path / shape
+    if shape == "no_validation_3_seeds":
+        no_validation_study(sdir, seeds=3)
+    elif shape == "one_seed":
+        sweep(sdir, {v: g[:1] for v, g in GAINS.items()}, VAL, [CLAIM],
+              baseline_acc=BASE_ACC[:1])
+    elif shape == "baseline_only":
+        write_study(sdir, {"baseline": {s: run(a) for s, a in enumerate(BASE_ACC)}})
+    else:
+        write_study(sdir, {"dropout": {s: run(a) for s, a in enumerate(BASE_ACC)}},
+                    baseline=None)
+    paths = build_report(sdir)
+    text = html.unescape(paths.html.read_text())
+    answer = sections(paths.html).text["answer"]
+    assert "No completed runs" not in answer and answer.strip()
+    if shape == "one_seed":
+        assert not SEED_NOISE.search(text) and not SEED_NOISE.search(paths.markdown.read_text())
+        assert "not tested" in answer and "dropout p = 0.5, chosen on validation" in answer
+    if shape == "no_validation_3_seeds":
+        assert "No variant is chosen (no validation split to choose on)" in answer
+        assert "last epoch" in answer
+    if shape == "baseline_only":
+        assert answer.strip().startswith(f"Baseline only: {np.mean(BASE_ACC) * 100:.1f}%")
+        assert "best" not in [t.strip() for t in re.findall(r'class="tag best"[^>]*>([^<]*)<',
+                                                           text)]
+    if shape == "one_variant_no_baseline":
+        assert "no baseline to compare with" in answer
+
+
+# ----------------------------------------------------------------------------- finding 8
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_finding8_pairs_means_one_thing(dropout) -> None:
+    """'pairs' are seed pairs; the candidates validation chose among are 'candidates'."""
+    _, paths = dropout
+    for text in (html.unescape(paths.html.read_text()), paths.markdown.read_text()):
+        assert not re.search(r"\b\d+ pairs\b", text), re.search(r".{60}\b\d+ pairs\b", text)
+        assert "3 seed pairs" in text and "chosen on validation from 3 candidates" in text
+
+
+def test_finding8_report_md_keeps_each_setup_line_apart(dropout) -> None:
+    _, paths = dropout
+    md = paths.markdown.read_text()
+    setup = md[md.index("## Study setup"):md.index("<details>")]
+    items = [line for line in setup.splitlines() if line.startswith("- **")]
+    assert [i.split(":**")[0] for i in items] == [
+        "- **Design", "- **Baseline", "- **Dataset", "- **Split sizes", "- **Seeds",
+        "- **Runs", "- **Hardware", "- **Total compute", "- **Harness version",
+        "- **Report generated"]
+    assert not re.search(r"\S- \*\*", md)  # no item glued to the line before it
+
+
+def test_finding8_sweep_figures_draw_the_paired_differences(dropout) -> None:
+    """The sweep's first panel and the forest plot draw each seed pair's difference and the
+    paired CI (p = 0.3's excludes 0), not each side's own CI against a baseline band."""
+    from harness.record import StudyRecord
+    from harness.report.paper_figures import Pairing, forest_rows, sweep_figure
+    from harness.report.tables import runs_table
+
+    sdir, paths = dropout
+    runs = runs_table(StudyRecord.load(sdir))
+    summary = pd.read_csv(sdir / "summary.csv")
+    pairing = Pairing(runs, "best_test_acc", "best_test_acc", "baseline")
+    rows = forest_rows(summary, pairing).set_index("variant")
+    for v, gains in GAINS.items():
+        assert rows.loc[f"dropout.p={v}", "seeds"] == pytest.approx([g * 100 for g in gains])
+    lo = rows.loc["dropout.p=0.3", "lo"]
+    t = sps.t.ppf(0.975, 2) * np.std(GAINS[0.3], ddof=1) / np.sqrt(3)
+    assert lo == pytest.approx((np.mean(GAINS[0.3]) - t) * 100) and lo > 0
+    fig = sweep_figure(summary, pairing, "dropout p", 0.0, 0.01, "test accuracy")
+    assert [p.name for p in fig.panels] == ["sweep_paired", "sweep_seeds"]
+    assert "paired difference" in fig.caption and "at its own value" in fig.caption
+    assert (sdir / "figures" / "sweep_paired.png").is_file()
+
+
+def test_finding8_example_readmes_name_study_files_the_code_accepts() -> None:
+    from harness.study.spec import load_study
+
+    for readme in sorted(ROOT.glob("results/example*/README.md")):
+        names = re.findall(r"`([\w./-]+\.yaml)`", readme.read_text())
+        assert names, readme
+        for name in names:
+            path = ROOT / name if (ROOT / name).is_file() else readme.parent / name
+            assert path.is_file(), f"{readme}: {name} not found"
+            load_study(str(path))  # raises ConfigError for a file the code refuses

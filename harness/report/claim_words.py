@@ -75,7 +75,8 @@ def effect_of(verdict: Any, claim: Any, k: int) -> vocab.Effect:
     return vocab.Effect(verdict.diff, lo, hi, p_raw, verdict.p, verdict.n_pairs,
                         margin_of(verdict, claim), vocab.unit_of(verdict.metric),
                         higher_is_better(verdict.metric, claim.direction),
-                        "Bonferroni" if adjusted else "", k, verdict.mde)
+                        "Bonferroni" if adjusted else "", k, verdict.mde,
+                        " at the Bonferroni-adjusted α" if adjusted else "")
 
 
 def judgement(verdict: Any, claim: Any, k: int) -> vocab.Judgement:

@@ -75,10 +75,13 @@ def held_out(curve: pd.DataFrame) -> str:
         np.isfinite(_series(curve, "val_acc")).any() else "test"
 
 
-def _more_regularization(regularizers: Collection[str]) -> str:
-    """Advice against overfitting that the variant does not already follow."""
+def _more_regularization(regularizers: Collection[str], part: str = "val") -> str:
+    """Advice against overfitting that the variant does not already follow (and can: early
+    stopping needs a validation split)."""
     if "early_stopping" in regularizers:
         return "more regularization or data (early stopping already restores the best-val weights)"
+    if part != "val":
+        return "more regularization or data"
     return "more regularization or data, or early stopping at the best-val epoch"
 
 
@@ -101,7 +104,7 @@ def overfitting(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Find
             f"overfitting: {part} loss rose from {_f(val[k])} at epoch {int(epochs[k])} to "
             f"{_f(val[-1])} at epoch {int(epochs[-1])} while train loss fell "
             f"{_f(train[k])} -> {_f(train[-1])}",
-            _more_regularization(regularizers))
+            _more_regularization(regularizers, part))
     return None
 
 
@@ -119,7 +122,7 @@ def memorization(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Fin
     return Finding("memorization",
                    f"memorization: train accuracy {train[ok][-1]:.1%} vs {part} "
                    f"{val[ok][-1]:.1%} at the last epoch (gap {gap * 100:.1f} points > "
-                   f"{GAP_ACC_LARGE * 100:.0f})", _more_regularization(regularizers))
+                   f"{GAP_ACC_LARGE * 100:.0f})", _more_regularization(regularizers, part))
 
 
 def underfitting(curve: pd.DataFrame, classification: bool = True,
@@ -176,8 +179,8 @@ def miscalibration(overconfidence: float | None, ece: float | None = None,
     t_text = f" (T = {temperature:.2f} here)" if temperature is not None and \
         math.isfinite(temperature) else ""
     return Finding("miscalibration",
-                   f"{way}: mean confidence − accuracy {overconfidence:+.3f} on test"
-                   f"{ece_text} (|difference| > {MISCALIBRATED})".replace("-", "−"),
+                   f"{way}: mean confidence − accuracy {vocab.number(overconfidence, 3)} on "
+                   f"test{ece_text} (|difference| > {MISCALIBRATED})",
                    f"a temperature fitted on the validation split{t_text} rescales confidence")
 
 

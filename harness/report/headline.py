@@ -112,7 +112,7 @@ def _tally(a: Inputs, comp: pd.DataFrame) -> str:
     words = vocab.tally([str(w) for w in comp["verdict"]])
     n = len(comp)
     if a.n_seeds < 2:
-        how = "one seed per variant, so no test separates an effect from seed-to-seed luck"
+        how = "one seed per variant: a test needs at least 2"
     else:
         how = (f"paired t-tests over {a.n_seeds} seeds, {stats.MULTIPLE_TESTING}-adjusted across "
                f"{n} comparison{'s' * (n != 1)}; margin ±{vocab.POINTS.effect(a.margin)[1:]}")

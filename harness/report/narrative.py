@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.report import stats
+from harness.report import stats, vocabulary
 from harness.report.formatting import finite, fmt, fmt_interval
 
 # Secondary metrics compared with the baseline: column -> (label, scale, unit, lower is better,
@@ -113,8 +113,8 @@ def _calibration_note(mine: pd.DataFrame, base: pd.DataFrame) -> str:
             for x in (mine, base))
     if not (finite(v) and finite(b)):
         return ""
-    return (f"{direction(v)}: mean confidence − accuracy {v:+.3f}, baseline {b:+.3f}"
-            ).replace("-", "−")
+    return (f"{direction(v)}: mean confidence − accuracy {vocabulary.number(v, 3)}, "
+            f"baseline {vocabulary.number(b, 3)}")
 
 
 def evidence(runs: pd.DataFrame, variant: str, baseline: str | None,

@@ -49,7 +49,7 @@ def short_reason(r: pd.Series) -> str:
     if word == vocab.UNDECIDED:
         mde = r.get("mde")
         return f"seeds detect ±{float(mde) * 100:.1f} pts" if finite(mde) else \
-            f"CI reaches beyond ±{margin}"
+            f"CI not inside ±{margin}"
     if word == vocab.NOT_TESTED:
         return f"{int(r.get('n_pairs') or 0)} paired seed(s)"
     return ""
@@ -69,10 +69,11 @@ def compact_rows(summary: pd.DataFrame, best: str | None, label: Labeler, metric
             "acc": fmt_pct_ci(r, col),
             "acc_mean": fmt(r.get(f"{col}_mean") * 100, 1)
             if finite(r.get(f"{col}_mean")) else "n/a",
-            "acc_ci": "± " + (fmt(r.get(f"{col}_ci95") * 100, 1)
-                              if finite(r.get(f"{col}_ci95")) else "n/a"),
+            "acc_ci": "± " + fmt(r.get(f"{col}_ci95") * 100, 1)
+            if finite(r.get(f"{col}_ci95")) else "",  # one seed: no interval to show
             "delta": "—" if base else fmt_pts(r.get("delta")),
-            "delta_ci": "" if base else fmt_interval(r.get("delta_ci_lo"), r.get("delta_ci_hi")),
+            "delta_ci": "" if base or not finite(r.get("delta_ci_lo")) else
+            fmt_interval(r.get("delta_ci_lo"), r.get("delta_ci_hi")),
             "p": "—" if base else fmt_p(r.get("p_holm")),
             "p_raw": fmt_p(r.get("p_value")), "test": r.get("test") or "n/a",
             "dz": fmt(r.get("effect_dz"), 2),

@@ -35,7 +35,7 @@ MEANINGS = {
     NO_EFFECT: f"no difference at α = {ALPHA}, and the {CI_TEXT} of the difference lies inside "
                "± the margin (the smallest effect of interest): any effect is smaller than that",
     UNDECIDED: f"no difference at α = {ALPHA} even before adjustment, and the {CI_TEXT} "
-               "reaches beyond the margin: the seeds cannot tell an effect from none",
+               "is not inside ± the margin: the seeds cannot tell an effect from none",
     NOT_TESTED: "fewer than 2 paired seeds: no test is possible",
 }
 DEFAULT_MARGIN = 0.01  # accuracy, 1 point: the margin when no claim of the study sets one
@@ -70,6 +70,13 @@ def unit_of(metric: str) -> Unit:
     return POINTS if metric in ACCURACY_METRICS else PLAIN
 
 
+def _side(x: float, t: float) -> int:
+    """-1, 0 or 1: below, at (to float noise) or above t."""
+    if math.isclose(x, t, rel_tol=1e-9, abs_tol=1e-12):
+        return 0
+    return 1 if x > t else -1
+
+
 def number(x: float, digits: int, keep: tuple[float, ...] = (), signed: bool = True) -> str:
     """x with `digits` decimals, or more while rounding would move it onto or across one of
     the thresholds in `keep` (so "0.0496 < 0.05", not "0.05 < 0.05"). Never "-0.0"."""
@@ -77,8 +84,7 @@ def number(x: float, digits: int, keep: tuple[float, ...] = (), signed: bool = T
         return "n/a"
     for d in range(digits, MAX_DIGITS + 1):
         text = f"{x:+.{d}f}" if signed else f"{x:.{d}f}"
-        shown = float(text)
-        if all((shown > t) == (x > t) and (shown < t) == (x < t) for t in keep):
+        if all(_side(float(text), t) == _side(x, t) for t in keep):
             break
     if float(text) == 0:
         text = text.lstrip("+-")
@@ -120,6 +126,7 @@ class Effect:
     correction: str = ""  # "Holm", "Bonferroni"; "" when p_adj is not adjusted
     n_comparisons: int = 1  # what the correction adjusted for
     mde: float = math.nan  # smallest effect the seeds detect at POWER
+    mde_level: str = ""  # at which α mde was computed, when not ALPHA
 
     @property
     def deciding_p(self) -> str:
@@ -161,13 +168,14 @@ def judge(e: Effect) -> Judgement:
                          f"p {p_is(e.p_raw)}{_below(e.p_raw)} before adjustment and the "
                          f"{CI_TEXT} {ci} excludes 0, but {e.deciding_p} {p_is(p_adj)}; {pairs}")
     margin = e.unit.effect(e.margin).lstrip("+")
-    if finite(e.lo) and finite(e.hi) and -e.margin < e.lo and e.hi < e.margin:
+    if finite(e.lo) and finite(e.hi) and _side(e.lo, -e.margin) > 0 and \
+            _side(e.hi, e.margin) < 0:
         return Judgement(NO_EFFECT, f"p {p_is(e.p_raw)}; {CI_TEXT} {ci} lies inside "
                                     f"±{margin}; {pairs}")
-    text = f"p {p_is(e.p_raw)}; {CI_TEXT} {ci} includes 0 and reaches beyond ±{margin}"
+    text = f"p {p_is(e.p_raw)}; {CI_TEXT} {ci} includes 0 and is not inside ±{margin}"
     if finite(e.mde):
         text += (f"; {e.n_pairs} seeds detect about {e.unit.effect(e.mde).lstrip('+')} "
-                 f"({POWER:.0%} power)")
+                 f"({POWER:.0%} power{e.mde_level})")
     return Judgement(UNDECIDED, f"{text}; {pairs}")
 
 
