@@ -172,6 +172,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     record = claims.claims_record(verdicts) | {
         "regime": regime(base, setup_info.recorded_sizes(study)), "chosen": choice.variant,
         "words": [c["word"] for c in context["claim"]],
+        "directions": [c.direction for c in claim_list],
         "margins": [claim_words.margin_of(v, c) for v, c in zip(verdicts, claim_list,
                                                                  strict=True)]}
     atomic_write_text(study_dir / CLAIMS_JSON, json.dumps(record, indent=1))

@@ -90,7 +90,7 @@ def forest_figure(summary: pd.DataFrame, pairing: Pairing, margin: float, chosen
                         for v in reversed(list(rows["variant"]))])
     ax.set_ylim(-0.7, n - 0.3)
     png = _finish(fig, ax, "Paired difference from the baseline",
-                  f"Δ {phrase} (points; 95% CI)", "")
+                  "Δ vs the baseline (points; mean and 95% CI over seed pairs)", "")
     caption = (f"Each variant's difference from the baseline in {phrase}, in percentage points: "
                "the mean over seed pairs (marker) with its 95% CI (bar, paired t), every seed "
                "pair's own difference (grey dots), zero (black line) and the ± margin band. "
