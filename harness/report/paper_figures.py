@@ -69,7 +69,7 @@ def forest_figure(summary: pd.DataFrame, pairing: Pairing, margin: float, chosen
     if rows.empty:
         return None
     n = len(rows)
-    fig, ax = _axes((6.4, 1.2 + ROW_INCHES * n))
+    fig, ax = _axes((5.2, 1.2 + ROW_INCHES * n))
     m = margin * 100
     ax.axvspan(-m, m, color="#dfe7f3", lw=0, label=f"± margin ({m:g} pts)")
     ax.axvline(0, color="black", lw=0.9)
