@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from harness.config import build_run_config
 from harness.train.calibration import ECE_BINS, ece_from_bins
@@ -161,3 +162,26 @@ def write_study(sdir: Path, runs: dict[str, dict[int, Run]], *,
         meta["compare"] = compare
     (sdir / "study.json").write_text(json.dumps(meta))
     return sdir
+
+
+TINY_PNG = bytes.fromhex(  # a 1 x 1 white PNG
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a4760000000049454e44ae426082")
+
+
+@pytest.fixture(scope="module")
+def quick_figures():
+    """matplotlib figures drawn but not rendered (a 1 x 1 PNG each): for tests that read a
+    report's text, where rendering the PNGs would be most of the time. The figures' data and
+    captions are unchanged; the browser and example tests render them for real."""
+    import matplotlib.pyplot as plt
+
+    from harness.report import figures
+
+    def finish(fig, ax, *args, **kwargs) -> bytes:
+        plt.close(fig)
+        return TINY_PNG
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(figures, "_finish", finish)
+        yield

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from constructed import BASE as BASE_CFG
-from constructed import run, write_study
+from constructed import quick_figures, run, write_study
 from scipy import stats as sps
 
 from harness.report import build_report
@@ -25,6 +25,9 @@ GAINS = {0.1: [0.005, 0.045, 0.02], 0.3: [0.040, 0.045, 0.038], 0.5: [0.04, 0.08
 VAL = {0.0: 0.43, 0.1: 0.44, 0.3: 0.45, 0.5: 0.48}  # validation picks p = 0.5
 CLAIM = {"metric": "test_acc", "direction": "up", "source": "Srivastava et al. 2014",
          "statement": "dropout at its best p improves test accuracy"}
+# The text is what these tests read: figures are drawn, not rendered (constructed.py).
+pytestmark = pytest.mark.usefixtures("quick_figures")
+assert quick_figures  # imported for pytest to find
 
 
 def sweep(sdir: Path, values: dict[float, list[float]], val: dict[float, float],
@@ -44,7 +47,7 @@ def sweep(sdir: Path, values: dict[float, list[float]], val: dict[float, float],
 
 
 @pytest.fixture(scope="module")
-def dropout(tmp_path_factory: pytest.TempPathFactory):
+def dropout(tmp_path_factory: pytest.TempPathFactory, quick_figures):
     sdir = sweep(tmp_path_factory.mktemp("results") / "dropout", GAINS, VAL, [CLAIM])
     return sdir, build_report(sdir)
 

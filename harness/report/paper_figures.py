@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from harness.report import figures
 from harness.report import vocabulary as vocab
-from harness.report.figures import BASE_COLOR, Figure, Labeler, Panel, _axes, _finish
+from harness.report.figures import BASE_COLOR, Figure, Labeler, Panel, _axes
 
 WORD_COLORS = {vocab.BETTER: "#1b7a2f", vocab.WORSE: "#c62828",
                vocab.UNADJUSTED_ONLY: "#d97a00", vocab.NO_EFFECT: "#3465a4",
@@ -89,7 +90,7 @@ def forest_figure(summary: pd.DataFrame, pairing: Pairing, margin: float, chosen
     ax.set_yticklabels([label(v) + (" (chosen)" if v == chosen else "")
                         for v in reversed(list(rows["variant"]))])
     ax.set_ylim(-0.7, n - 0.3)
-    png = _finish(fig, ax, "Paired difference from the baseline",
+    png = figures._finish(fig, ax, "Paired difference from the baseline",
                   "Δ vs the baseline (points; mean and 95% CI over seed pairs)", "")
     caption = (f"Each variant's difference from the baseline in {phrase}, in percentage points: "
                "the mean over seed pairs (marker) with its 95% CI (bar, paired t), every seed "
@@ -126,7 +127,7 @@ def overlay_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: 
         ax.xaxis.get_major_locator().set_params(integer=True)
         what = f"{part} {'accuracy' if kind == 'acc' else 'loss'}"
         panels.append(Panel(f"overlay_{kind}", f"{what} of every variant",
-                            _finish(fig, ax, f"{what.capitalize()} per epoch", "epoch",
+                            figures._finish(fig, ax, f"{what.capitalize()} per epoch", "epoch",
                                     ylabel)))
     caption = (f"Mean over seeds of each variant's {part} curve; the baseline dashed, the "
                "chosen variant thick." + ("" if part == "val" else
@@ -197,7 +198,7 @@ def _paired_panel(s, pairing, x, xb, log, ticks, names, xlabel, margin, phrase) 
         ax.plot([xb], [0], "s", color=BASE_COLOR, ms=6, label="baseline")
     _axis(ax, log, ticks, names)
     return Panel("sweep_paired", f"paired Δ vs {xlabel}",
-                 _finish(fig, ax, f"Paired Δ vs {xlabel}", xlabel, "Δ vs baseline (points)",
+                 figures._finish(fig, ax, f"Paired Δ vs {xlabel}", xlabel, "Δ vs baseline (points)",
                          legend=False))
 
 
@@ -217,4 +218,4 @@ def _seeds_panel(s, pairing, x, xb, log, ticks, names, xlabel, phrase) -> Panel:
                 label="baseline mean")
     _axis(ax, log, ticks, names)
     return Panel("sweep_seeds", f"{phrase} vs {xlabel}, per seed",
-                 _finish(fig, ax, f"Per seed vs {xlabel}", xlabel, "test accuracy (%)"))
+                 figures._finish(fig, ax, f"Per seed vs {xlabel}", xlabel, "test accuracy (%)"))
