@@ -193,7 +193,6 @@ def early_stopping_study(sdir: Path) -> Path:
 
 def test_finding3_early_stopping_describes_the_restored_weights(tmp_path: Path) -> None:
     from harness.record import StudyRecord
-    from harness.report.figure_set import markers
     from harness.report.tables import runs_table
 
     sdir = early_stopping_study(tmp_path / "early_stopping")
@@ -221,6 +220,8 @@ def test_finding3_early_stopping_describes_the_restored_weights(tmp_path: Path) 
     if "loss gap" in answer:
         assert f"{gap_restored:.3f}" in answer and "of the restored model" in answer
     # the curves mark the restored epoch; the best-val line says what chose it
+    from harness.report.figure_set import markers
+
     marks = dict((label, epoch) for epoch, label in markers(
         StudyRecord.load(sdir), runs_table(StudyRecord.load(sdir)), "val_acc")["patience_3"])
     assert marks["restored epoch (early stopping)"] == 8
@@ -281,10 +282,6 @@ def svg_marks(html_text: str, title_start: str) -> dict:
 
 def test_finding4_calibration_direction_in_words_and_a_diagram_that_shows_it(
         tmp_path: Path) -> None:
-    from harness.record import StudyRecord
-    from harness.report.reliability import pooled_bins
-    from harness.train.calibration import ece_from_bins
-
     sdir = calibration_study(tmp_path / "label_smoothing")
     paths = build_report(sdir)
     page = sections(paths.html)
@@ -311,6 +308,10 @@ def test_finding4_calibration_direction_in_words_and_a_diagram_that_shows_it(
     assert "confidence" in d["legend"]["legend-conf-text"].text
     # One ECE everywhere: the baseline's title shows the table's mean of per-run ECEs, not
     # the ECE of its pooled bins (which cancel here).
+    from harness.record import StudyRecord
+    from harness.report.reliability import pooled_bins
+    from harness.train.calibration import ece_from_bins
+
     study = StudyRecord.load(sdir)
     pooled = ece_from_bins({k: list(v) for k, v in pooled_bins(study.runs_of("baseline"))
                             .items()})
