@@ -227,11 +227,31 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on s
 def studies(
     kind: Annotated[str | None, typer.Option(help="ablation or tune")] = None,
     json_: Json = False,
+    table: Annotated[bool, typer.Option(
+        "--table", help="The ablation studies' results as a Markdown table: minutes, load, "
+        "claim verdicts (from RESULTS_DIR).")] = False,
+    results_dir: ResultsDir = Path("results"),
+    write: Annotated[Path | None, typer.Option(
+        "--write", help="With --table: replace the table between the markers of this file "
+        "(docs/studies.md).")] = None,
 ) -> None:
     """List the shipped studies with what each shows (on stdout)."""
     from harness.console import console
     from harness.study.spec import list_studies
 
+    if table:
+        from harness.report import studies_table
+
+        try:
+            text = studies_table.markdown(studies_table.collect(results_dir,
+                                                                list_studies("ablation")))
+            if write is not None:
+                studies_table.write_between_markers(write, text)
+        except Exception as err:
+            fail(err, False, None)
+            return
+        typer.echo(text)
+        return
     rows = list_studies(kind)
     if json_:
         from harness.study.overview import emit_json
@@ -332,7 +352,9 @@ def ablation(
                              storage=storage, data_dir=data_dir, as_json=json_)
             return
         from harness.study.execute import run_study
+        from harness.study.timing import CommandClock
 
+        clock = CommandClock.start()
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir,
                         on_free_core=None if no_report else prefetch_report)
@@ -340,6 +362,8 @@ def ablation(
             from harness.report.finish import report_study
 
             report_study(out.study_dir, say)
+        clock.finish(out.study_dir, runs=out.total, ran_before=out.ran_before,
+                     workers=out.workers)
     except Exception as err:
         fail(err, debug, queue)
         return

@@ -76,11 +76,22 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # mnist1d: 5000 * 0.2 = standard 1000 test
     generator_seed: int = 42  # mnist1d's own generation seed (42 = the published dataset)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train, stratified
+    # Or an exact count, which then replaces val_fraction (a held-out set sized to the
+    # question: e.g. 4000 validation samples of a generated dataset, whatever the train_size)
+    val_size: int | None = Field(None, ge=1)
     train_size: int | None = Field(None, ge=10)  # stratified subset of train (small-data regime)
     label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
     seed: int = Field(0, ge=0, le=SEED_MAX)  # splits, subsets, label noise (fixed across run seeds)
     seq_len: int = Field(128, ge=2)  # text: characters per training sequence
     kwargs: dict[str, Any] = Field(default_factory=dict)  # the loader's own options (image_folder)
+
+    def val_count(self, pool: int) -> int:
+        """Samples carved from a training pool of `pool` for validation."""
+        return self.val_size if self.val_size is not None else int(round(self.val_fraction * pool))
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_size is not None or self.val_fraction > 0
 
     @model_validator(mode="after")
     def _loader_options(self) -> DataConfig:
@@ -167,7 +178,7 @@ class TrackingConfig(Strict):
 # of runs that never used them do not change.
 ADDED_LATER: tuple[tuple[str, str, Any], ...] = (
     ("model", "init_from", None), ("model", "freeze", []),
-    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
+    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0), ("data", "val_size", None))
 EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 
@@ -229,7 +240,8 @@ class RunConfig(Strict):
             raise ConfigError(
                 f"data.train_size = {self.data.train_size}: {self.data.name} has {available} "
                 f"training samples after the validation split (val_fraction "
-                f"{self.data.val_fraction}); use at most {available}")
+                f"{self.data.val_fraction}, val_size {self.data.val_size}); use at most "
+                f"{available}")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and

@@ -193,7 +193,7 @@ def early_stopping_study(sdir: Path) -> Path:
 
 def test_finding3_early_stopping_describes_the_restored_weights(tmp_path: Path) -> None:
     from harness.record import StudyRecord
-    from harness.report.tables import runs_table
+    from harness.study.runs_table import runs_table
 
     sdir = early_stopping_study(tmp_path / "early_stopping")
     paths = build_report(sdir)
@@ -257,7 +257,7 @@ def calibration_study(sdir: Path) -> Path:
         design={"kind": "sweep", "parameter": "regularizers.label_smoothing.epsilon",
                 "values": [0.3], "baseline_value": 0.0},
         claims=[{"metric": "ece", "direction": "down", "source": "Müller et al. 2019",
-                 "statement": "label smoothing lowers the calibration error"}])
+                 "margin": 0.02, "statement": "label smoothing lowers the calibration error"}])
 
 
 def svg_marks(html_text: str, title_start: str) -> dict:
@@ -471,7 +471,7 @@ def test_finding8_sweep_figures_draw_the_paired_differences(dropout) -> None:
     paired CI (p = 0.3's excludes 0), not each side's own CI against a baseline band."""
     from harness.record import StudyRecord
     from harness.report.paper_figures import Pairing, forest_rows, sweep_figure
-    from harness.report.tables import runs_table
+    from harness.study.runs_table import runs_table
 
     sdir, paths = dropout
     runs = runs_table(StudyRecord.load(sdir))

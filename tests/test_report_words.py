@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -96,7 +95,7 @@ def test_every_word_on_a_grid_of_results_states_numbers_that_make_it_true() -> N
             j = vocab.judge(e)
             check(j.word, j.reason, e)
             seen.add(j.word)
-    assert seen == set(vocab.WORDS)
+    assert seen == set(vocab.WORDS) - {vocab.NO_GAIN}  # a claims-only word
 
 
 @pytest.mark.parametrize("e", [
@@ -110,6 +109,11 @@ def test_numbers_on_a_threshold_get_the_digits_that_keep_them_on_their_side(
     j = vocab.judge(e)
     check(j.word, j.reason, e)
     assert "p = 0.05 < 0.05" not in j.reason and "[+0.0," not in j.reason
+
+
+def test_levels_read_as_they_are() -> None:
+    assert [claim_words.level_text(x) for x in (0.95, 1 - 0.05 / 3, 0.992, 0.99995)] == \
+        ["95%", "98.3%", "99.2%", "99.995%"]
 
 
 def test_fmt_p_and_p_is() -> None:
@@ -197,57 +201,80 @@ def test_one_seed_no_choice_baseline_only_and_no_baseline() -> None:
 # ----------------------------------------------------------------------------- claim box
 
 
-def _verdict(outcome: str, diff: float, sd: float, n: int, k: int, **extra) -> Verdict:
-    e = paired(diff, sd, n, k, 0.01)
-    p = e.p_adj if n >= 2 else math.nan
-    v = Verdict(outcome, "s", "src", "test_acc", "a", "baseline", diff, (e.lo, e.hi), p, n)
-    return SimpleNamespace(**v.__dict__, **extra) if extra else v  # type: ignore[return-value]
+def claim_check(word: str, sentence: str, margin: float, good_up: bool, up: bool) -> None:
+    """A claim's word holds for the interval, margin and p the sentence states."""
+    s = stated(sentence)
+    lo, hi = s["lo"], s["hi"]
+    if word in (vocab.BETTER, vocab.WORSE):
+        assert lo > 0 or hi < 0, sentence
+        assert ((lo > 0) == good_up) == (word == vocab.BETTER), sentence
+    elif word == vocab.NO_EFFECT:
+        assert -s["margin"] < lo and hi < s["margin"] == pytest.approx(margin), sentence
+    elif word == vocab.NO_GAIN:
+        assert (hi < margin) if up else (lo > -margin), sentence
+    elif word == vocab.UNDECIDED:
+        assert lo <= 0 <= hi and not (-margin < lo and hi < margin), sentence
+    elif word == vocab.UNADJUSTED_ONLY:
+        assert s["p"] < ALPHA <= s["p_adj"] and (lo > 0 or hi < 0), sentence
 
 
-CLAIM = SimpleNamespace(metric="test_acc", direction="up", variants=None,
-                        versus=["baseline"], min_effect=0.01)
+def claim(metric: str = "test_acc", direction: str = "up", margin: float = 0.01):
+    from harness.study.claim_config import ClaimConfig
+
+    return ClaimConfig.model_validate({"metric": metric, "direction": direction,
+                                       "source": "src", "margin": margin})
 
 
-@pytest.mark.parametrize("outcome,diff,sd,k,word", [
-    (HELD, 0.05, 0.005, 1, vocab.BETTER),
-    (NOT_HELD, -0.05, 0.005, 3, vocab.WORSE),
-    (UNDECIDED, 0.03, 0.012, 3, vocab.UNADJUSTED_ONLY),  # raw p 0.049, x3 0.148
-    (UNDECIDED, 0.03, 0.05, 3, vocab.UNDECIDED),
-    (NOT_HELD, 0.0005, 0.002, 1, vocab.NO_EFFECT),  # equivalence: CI inside ±1 pt
-    (NOT_HELD, -0.01, 0.006, 1, vocab.NO_EFFECT),  # one-sided: no gain of 1 pt or more
+def fixed_seed_verdict(diffs: list[float], pairs: int) -> Verdict:
+    """What claims.py reports for a choice tested on the same seeds at alpha / pairs."""
+    n = len(diffs)
+    mean, sd = sum(diffs) / n, float(pd.Series(diffs).std())
+    level = 1 - ALPHA / pairs
+    half = sps.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n)
+    raw = float(sps.ttest_1samp(diffs, 0).pvalue)
+    return Verdict(UNDECIDED, UNDECIDED, "s", "src", "test_acc", 0.01, "a", "baseline", mean,
+                   (mean - half, mean + half), level, min(1.0, raw * pairs), n, n, True,
+                   pairs, False)
+
+
+@pytest.mark.parametrize("metric,direction,reason,diff,ci,word", [
+    ("test_acc", "up", "better", 0.03, (0.01, 0.05), vocab.BETTER),
+    ("ece", "down", "worse", 0.2, (0.15, 0.25), vocab.WORSE),  # ECE rose: worse
+    ("test_acc", "down", "better", -0.03, (-0.05, -0.01), vocab.WORSE),  # held, accuracy fell
+    ("test_acc", "up", "no effect beyond the margin", 0.001, (-0.006, 0.008), vocab.NO_EFFECT),
+    ("test_acc", "up", "no gain as large as the margin", -0.01, (-0.03, 0.006),
+     vocab.NO_GAIN),
+    ("ece", "down", "no gain as large as the margin", 0.01, (-0.004, 0.03), vocab.NO_GAIN),
+    ("test_acc", "up", "undecided", 0.01, (-0.01, 0.03), vocab.UNDECIDED),
 ])
-def test_claim_words_follow_the_verdict_and_its_numbers(outcome, diff, sd, k, word) -> None:
-    v = _verdict(outcome, diff, sd, 3, k)
-    e = claim_words.effect_of(v, CLAIM, k)
-    assert (e.p_raw < ALPHA <= e.p_adj) == (word == vocab.UNADJUSTED_ONLY), e
-    j = claim_words.judgement(v, CLAIM, k)
+def test_claim_words_name_the_verdicts_reason_with_numbers_that_make_it_true(
+        metric, direction, reason, diff, ci, word) -> None:
+    margin = 0.01
+    outcome = HELD if reason == "better" else UNDECIDED if reason == "undecided" else NOT_HELD
+    v = Verdict(outcome, reason, "s", "src", metric, margin, "a", "baseline", diff, ci, 0.992,
+                math.nan, 7, 3, True, 4, True, 20, next_step="about 12 confirmation seeds "
+                "would decide the observed +1.0 pts")
+    j = claim_words.judgement(v, claim(metric, direction, margin))
     assert j.word == word, j
-    if "claimed direction" in j.reason:  # the one-sided "did not hold"
-        s = stated(j.reason)
-        assert s["hi"] < 0.01 and "below +1.0 pts" in j.reason
-    else:
-        check(j.word, j.reason)
-    # the raw p read back from the CI is the paired t's own
-    if k > 1 and v.p < 1:
-        assert e.p_raw == pytest.approx(v.p / k, rel=1e-6)
-
-
-def test_claim_words_read_the_fields_the_statistics_add() -> None:
-    """reason / margin / confirmation seeds (issue 29's Verdict): the word follows `reason`,
-    the margin is the verdict's, and a confirmed choice pays no Bonferroni factor."""
-    v = _verdict(NOT_HELD, 0.001, 0.002, 5, 3, reason=vocab.NO_EFFECT, margin=0.02,
-                 confirmation_seeds=5, screening_seeds=3)
-    e = claim_words.effect_of(v, CLAIM, 3)
-    assert e.margin == 0.02 and e.correction == "" and e.p_adj == e.p_raw == v.p
-    j = claim_words.judgement(v, CLAIM, 3)
-    assert j.word == vocab.NO_EFFECT and "±2.0 pts" in j.reason
-    assert claim_words.selection_text(v, 3, str) == (
-        "a, chosen on validation from 3 candidates on 3 screening seeds, tested on 5 fresh "
+    assert "99.2% CI" in j.reason and "7 confirmation seeds" in j.reason
+    claim_check(j.word, j.reason, margin, claim_words.higher_is_better(metric), direction == "up")
+    assert claim_words.selection_text(v, str) == (
+        "a, chosen on validation over 3 screening seeds from 4 candidates and tested on fresh "
         "seeds, vs baseline")
-    # a rule the numbers alone do not show (a sequential test's spent alpha) keeps its word
-    spent = _verdict(UNDECIDED, 0.03, 0.01, 3, 1, reason=vocab.UNDECIDED)
-    j = claim_words.judgement(spent, CLAIM, 1)
-    assert j.word == vocab.UNDECIDED and "p = " in j.reason
-    missing = Verdict(UNDECIDED, "s", "src", "test_acc", None, "baseline",
+
+
+def test_a_fixed_seed_choice_detected_before_its_bonferroni_adjustment_says_so() -> None:
+    diffs = [0.02, 0.06, 0.02, 0.04]  # p 0.035, x3 0.11
+    v = fixed_seed_verdict(diffs, 3)
+    raw = sps.ttest_1samp(diffs, 0)
+    assert raw.pvalue < ALPHA <= v.p  # the case: significant only before the x3
+    j = claim_words.judgement(v, claim())
+    assert j.word == vocab.UNADJUSTED_ONLY and "Bonferroni-adjusted p (3 comparisons)" in j.reason
+    claim_check(j.word, j.reason, 0.01, True, True)
+    lo, hi = raw.confidence_interval(0.95)
+    assert claim_words._interval_95(v) == pytest.approx((lo, hi))  # the paired t's own CI
+    assert claim_words.selection_text(v, str) == "a, chosen on validation from 3 candidates, " \
+        "vs baseline"
+    missing = Verdict(UNDECIDED, UNDECIDED, "s", "src", "test_acc", 0.01, None, "baseline",
                       text="no completed runs on one side of the comparison")
-    assert claim_words.judgement(missing, CLAIM, 1).word == vocab.NOT_TESTED
+    assert claim_words.judgement(missing, claim()).word == vocab.NOT_TESTED

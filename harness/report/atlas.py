@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report import vocabulary as vocab
+from harness.report.claim_words import level_text
 from harness.report.formatting import as_float, finite
 
 ROW_INCHES = 0.36
@@ -37,6 +38,7 @@ class Entry:
     outcome: str
     word: str
     regime: str
+    level: float = 0.95  # the interval's confidence level (a sequential look's may be wider)
 
     def scaled(self, x: float) -> float:
         return self.sign * x / self.margin
@@ -47,7 +49,8 @@ class Entry:
         undecided. Regime: ...'"""
         unit = vocab.unit_of(self.metric)
         effect = unit.num(self.diff) if finite(self.diff) else "n/a"
-        ci = f" {unit.interval(self.lo, self.hi)}" if finite(self.lo) else ""
+        ci = f" {unit.interval(self.lo, self.hi)} ({level_text(self.level)} CI)" \
+            if finite(self.lo) else ""
         return (f"{self.variant} vs {self.reference}: {effect}{ci} in {self.metric} (margin "
                 f"±{unit.effect(self.margin).lstrip('+')}): {self.outcome}, {self.word}. "
                 f"{self.regime}")
@@ -72,7 +75,8 @@ def entries(study_name: str, record: dict[str, Any]) -> list[Entry]:
             margin if finite(margin) and margin > 0 else vocab.DEFAULT_MARGIN,
             -1.0 if i < len(directions) and directions[i] == "down" else 1.0,
             str(c.get("outcome") or ""), str(words[i]) if i < len(words) else "",
-            str(record.get("regime") or "")))
+            str(record.get("regime") or ""),
+            as_float(c.get("level")) if finite(c.get("level")) else 0.95))
     return out
 
 

@@ -27,6 +27,7 @@ import yaml
 from harness.report import (
     claim_words,
     claims,
+    confirmation,
     figure_set,
     headline,
     narrative,
@@ -45,6 +46,7 @@ from harness.report.formatting import fmt_seconds
 from harness.report.index import CLAIMS_JSON, build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
+from harness.study.runs_table import runs_table
 
 FIGURE_DIR = figure_set.FIGURE_DIR
 
@@ -106,13 +108,19 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     """Read results/<study>/ and write the report files; returns their paths."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
-    runs = tables.runs_table(study)
+    runs = runs_table(study)
     compare = tables.effective_compare(study, runs)
     claim_list = claims.study_claims(study.meta, study.name)
     margin = study_margin(claim_list)
     summary = tables.summary_table(study, runs, compare, margin)
     settings = tables.variant_settings(study)
-    verdicts = claims.evaluate_claims(claim_list, summary, runs, settings, study.baseline)
+    meta = study.meta or {}
+    sizes = setup_info.recorded_sizes(study) or {}
+    verdicts = claims.evaluate_claims(
+        claim_list, runs, study.baseline,
+        meta.get("screen_seeds") or meta.get("seeds") or sorted({r.seed for r in study.runs}),
+        claims.study_confirm(study.meta), settings, [v.name for v in study.variants],
+        sizes.get("test") if isinstance(sizes.get("test"), int) else None)
     base = setup_info.base_config(study)
     label = setup_info.labeler(study)
     order = list(summary["variant"]) if len(summary) else [v.name for v in study.variants]
@@ -137,7 +145,9 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     lead_figs, more_figs = figure_set.draw(plan)
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = figure_set.write(lead_figs + more_figs, fig_dir)
-    sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
+    confirmed = confirmation.section(study_dir, verdicts)
+    sections = ([confirmed] if confirmed else []) + extra_sections(study_dir, fig_dir) \
+        + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
 

@@ -1,13 +1,17 @@
 """A claim's verdict (harness.report.claims.Verdict) in the report's words (vocabulary.py).
 
-The statistics stay in claims.py; this module only reads a Verdict's numbers and names them.
-It reads the fields a Verdict may carry beyond the original ones when they are there
-(`reason`, `margin`, `p_raw`, `screening_seeds`, `confirmation_seeds`, `candidates`), so
-the claim box follows the statistics as they grow.
+The statistics stay in claims.py and study/confirm.py: the verdict's `reason` decides (its
+group-sequential test may use an interval wider than 95%). This module names the reason with
+the report's word and writes the numbers that make it true: the interval at the verdict's own
+level, the margin, the seeds, and for a fixed-seed choice its Bonferroni adjustment.
+
+The word follows the metric's own good direction (higher accuracy, lower ECE is "better"),
+so a claim that expects a fall in accuracy and holds reads "held — worse".
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import Any
 
@@ -15,123 +19,11 @@ from scipy import stats as sps
 
 from harness.report import vocabulary as vocab
 from harness.report.formatting import as_float, finite
-from harness.report.stats import CONFIDENCE
+from harness.report.stats import ALPHA, CONFIDENCE
 
-HELD, NOT_HELD, UNDECIDED = "held", "did not hold", "undecided"  # claims.py's outcomes
 # Claim metrics where a lower value is the better one (the rest: higher is better).
 LOWER_IS_BETTER = ("test_loss", "ece", "ece_ts", "nll", "nll_ts", "gap_acc", "gap_loss",
                    "mia_advantage")
-# The column a claim metric reads (claims.METRIC_COLUMNS), for the weights it describes.
-CLAIM_COLUMNS = {"test_acc": "best_test_acc", "test_loss": "best_test_loss"}
-
-
-def higher_is_better(metric: str, direction: str = "up") -> bool:
-    if metric == "overconfidence":  # neither way is better: follow the claim
-        return direction == "up"
-    return metric not in LOWER_IS_BETTER
-
-
-def margin_of(verdict: Any, claim: Any) -> float:
-    """The claim's smallest effect of interest: the verdict's, else the claim's, else 1 pt."""
-    for value in (getattr(verdict, "margin", None), getattr(claim, "margin", None),
-                  getattr(claim, "min_effect", None)):
-        if as_float(value) > 0:
-            return as_float(value)
-    return vocab.DEFAULT_MARGIN
-
-
-def p_from_ci(diff: float, lo: float, hi: float, n: int) -> float:
-    """The two-sided paired-t p behind a t-based CI of the mean difference (the same t)."""
-    if n < 2 or not (finite(diff) and finite(lo) and finite(hi)):
-        return math.nan
-    half = (hi - lo) / 2
-    if half <= 0:
-        return 0.0 if diff != 0 else 1.0
-    se = half / sps.t.ppf((1 + CONFIDENCE) / 2, n - 1)
-    return float(2 * sps.t.sf(abs(diff) / se, n - 1))
-
-
-def candidates_of(verdict: Any, claim: Any, names: list[str], baseline: str | None) -> int:
-    """How many (variant, reference) pairs validation chose among: the Bonferroni factor."""
-    given = getattr(verdict, "candidates", None)
-    if isinstance(given, int) and given > 0:
-        return given
-    from harness.report.claims import matching
-
-    refs = matching(list(claim.versus), names, baseline)
-    cands = matching(list(claim.variants), names, baseline) if claim.variants else \
-        [n for n in names if n != baseline and n not in refs]
-    return max(1, len(cands)) * max(1, len(refs))
-
-
-def effect_of(verdict: Any, claim: Any, k: int) -> vocab.Effect:
-    """The Effect a claim is judged on. With confirmation seeds the test pays no x k."""
-    lo, hi = verdict.ci
-    confirmed = bool(getattr(verdict, "confirmation_seeds", None))
-    adjusted = k > 1 and not confirmed
-    p_raw = as_float(getattr(verdict, "p_raw", None))
-    if not finite(p_raw):
-        p_raw = p_from_ci(verdict.diff, lo, hi, verdict.n_pairs) if adjusted else verdict.p
-    return vocab.Effect(verdict.diff, lo, hi, p_raw, verdict.p, verdict.n_pairs,
-                        margin_of(verdict, claim), vocab.unit_of(verdict.metric),
-                        higher_is_better(verdict.metric, claim.direction),
-                        "Bonferroni" if adjusted else "", k, verdict.mde,
-                        " at the Bonferroni-adjusted α" if adjusted else "")
-
-
-def judgement(verdict: Any, claim: Any, k: int) -> vocab.Judgement:
-    """The word for a claim's verdict, and its reason. The word follows the verdict's own
-    `reason` when it gives one; the numbers fill in the rest."""
-    e = effect_of(verdict, claim, k)
-    given = getattr(verdict, "reason", None)
-    if verdict.variant is None or verdict.reference is None:
-        return vocab.Judgement(vocab.NOT_TESTED, verdict.text or "no runs on one side")
-    j = vocab.judge(e)
-    if given == vocab.NO_EFFECT or (given is None and verdict.outcome == NOT_HELD
-                                     and j.word == vocab.UNDECIDED):
-        return _no_effect(e, j)
-    refines = given == vocab.UNDECIDED and j.word in (vocab.UNADJUSTED_ONLY, vocab.NOT_TESTED)
-    both_decided = given in (vocab.BETTER, vocab.WORSE) and j.word in (vocab.BETTER, vocab.WORSE)
-    if given is None or given == j.word or refines or both_decided:
-        return j
-    # claims.py decided by a rule these numbers alone do not show (e.g. a sequential test's
-    # spent alpha): its word stands, with the numbers as they are
-    ci = e.unit.interval(e.lo, e.hi)
-    return vocab.Judgement(str(given), f"p {vocab.p_is(verdict.p)}; {vocab.CI_TEXT} {ci}; "
-                                       f"{e.n_pairs} seed pairs")
-
-
-def _no_effect(e: vocab.Effect, j: vocab.Judgement) -> vocab.Judgement:
-    """The CI rules out effects of the margin or more: both ways (equivalence), or only in
-    the claimed direction (a one-sided claim that did not hold)."""
-    if j.word == vocab.NO_EFFECT:
-        return j
-    ci = e.unit.interval(e.lo, e.hi, keep=(0.0, -e.margin, e.margin))
-    margin = e.unit.effect(e.margin).lstrip("+")
-    good = e.hi if e.higher_is_better else e.lo  # the bound in the claimed direction
-    side = "below +" if e.higher_is_better else "above −"
-    if not ((e.higher_is_better and good < e.margin) or
-            (not e.higher_is_better and good > -e.margin)):
-        return j  # the numbers do not show it: keep the word they do show
-    return vocab.Judgement(vocab.NO_EFFECT,
-                           f"the {vocab.CI_TEXT} {ci} lies {side}{margin}: no gain of the "
-                           f"margin or more in the claimed direction; {e.n_pairs} seed pairs")
-
-
-def selection_text(verdict: Any, k: int, label: Any) -> str:
-    """'dropout p = 0.5, chosen on validation from 3 candidates, vs baseline'."""
-    who = label(verdict.variant) if verdict.variant else "n/a"
-    if k > 1:
-        screen = getattr(verdict, "screening_seeds", None)
-        confirm = getattr(verdict, "confirmation_seeds", None)
-        how = f"chosen on validation from {k} candidates"
-        if screen and confirm:
-            how += f" on {screen} screening seeds, tested on {confirm} fresh seeds"
-        who += f", {how},"
-    ref = label(verdict.reference) if verdict.reference else "n/a"
-    return f"{who} vs {ref}"
-
-
 CLAIM_PHRASES = {"test_acc": "test accuracy at the best-val checkpoint",
                  "test_loss": "test loss at the best-val checkpoint",
                  "last_test_acc": "test accuracy at the last epoch",
@@ -142,17 +34,135 @@ CLAIM_PHRASES = {"test_acc": "test accuracy at the best-val checkpoint",
                  "mia_advantage": "membership-inference advantage (final model)",
                  "overconfidence": "mean confidence − accuracy (final model)"}
 CALIBRATION_METRICS = ("ece", "ece_ts", "nll", "nll_ts", "overconfidence")
+# The column a claim metric reads (claims.py), for the weights it describes.
+CLAIM_COLUMNS = {"test_acc": "best_test_acc", "test_loss": "best_test_loss"}
+
+
+def higher_is_better(metric: str, direction: str = "up") -> bool:
+    if metric == "overconfidence":  # neither way is better: follow the claim
+        return direction == "up"
+    return metric not in LOWER_IS_BETTER
+
+
+def margin_of(verdict: Any, claim: Any) -> float:
+    """The claim's smallest effect of interest: the verdict's, else the claim's."""
+    for value in (getattr(verdict, "margin", None), getattr(claim, "effect_margin", None),
+                  getattr(claim, "margin", None)):
+        if as_float(value) > 0:
+            return as_float(value)
+    return vocab.DEFAULT_MARGIN
+
+
+def level_text(level: float) -> str:
+    """'95%', '98.3%', '99.99%': whole percent when it is one, else one decimal, or as many
+    as it takes to tell it from 100%."""
+    if not finite(level):
+        return f"{CONFIDENCE:.0%}"
+    pct = 100 * level
+    if abs(pct - round(pct)) < 1e-9:
+        return f"{round(pct)}%"
+    for digits in range(1, 7):
+        text = f"{pct:.{digits}f}"
+        if float(text) < 100:
+            return f"{text}%"
+    return f"{pct}%"
+
+
+def adjusted(v: Any) -> bool:
+    """A choice on validation tested on the same (fixed) seeds at alpha / pairs."""
+    given = getattr(v, "adjusted", None)
+    if isinstance(given, bool):
+        return given
+    return bool(getattr(v, "chose", False)) and getattr(v, "pairs", 1) > 1 and \
+        not getattr(v, "sequential", False) and finite(getattr(v, "level", None)) and \
+        abs(float(v.level) - (1 - ALPHA / v.pairs)) < 1e-9
+
+
+def _seeds(v: Any) -> str:
+    n = v.n_pairs
+    fresh = getattr(v, "chose", False) and not adjusted(v)
+    return f"{n} confirmation seed{'s' * (n != 1)}" if fresh else \
+        f"{n} seed pair{'s' * (n != 1)}"
+
+
+def _interval_95(v: Any) -> tuple[float, float]:
+    """The unadjusted 95% CI behind a fixed-seed interval at a wider level (same t)."""
+    lo, hi = v.ci
+    n = v.n_pairs
+    if n < 2 or not (finite(lo) and finite(hi) and finite(v.level)):
+        return math.nan, math.nan
+    se = (hi - lo) / 2 / sps.t.ppf(1 - (1 - v.level) / 2, n - 1)
+    half = sps.t.ppf((1 + CONFIDENCE) / 2, n - 1) * se
+    return v.diff - half, v.diff + half
+
+
+def judgement(v: Any, claim: Any) -> vocab.Judgement:
+    """The word for a claim's verdict, and the numbers that make it true."""
+    if v.variant is None or v.reference is None or not finite(v.diff):
+        return vocab.Judgement(vocab.NOT_TESTED, v.text or "no runs on one side")
+    unit, m = vocab.unit_of(v.metric), margin_of(v, claim)
+    lo, hi = v.ci
+    level = level_text(v.level)
+    ci = unit.interval(lo, hi, keep=(0.0, -m, m))
+    margin = unit.effect(m).lstrip("+")
+    seeds = _seeds(v)
+    reason = str(getattr(v, "reason", "") or "")
+    good = higher_is_better(v.metric, claim.direction)
+    if reason in (vocab.BETTER, vocab.WORSE) and finite(lo) and finite(hi):
+        word = vocab.BETTER if (v.diff > 0) == good else vocab.WORSE
+        p = f"; {_p_text(v)}" if finite(v.p) else ""
+        return vocab.Judgement(word, f"the {level} CI {ci} excludes 0{p}; {seeds}")
+    if reason == vocab.NO_EFFECT:
+        return vocab.Judgement(vocab.NO_EFFECT, f"the {level} CI {ci} lies inside ±{margin}; "
+                                                f"{seeds}")
+    if reason == vocab.NO_GAIN:
+        up = claim.direction == "up"
+        return vocab.Judgement(vocab.NO_GAIN, f"the {level} CI {ci} lies "
+                               f"{'below +' if up else 'above −'}{margin}: no gain of the "
+                               f"margin in the claimed direction; {seeds}")
+    if adjusted(v) and finite(v.p) and v.p < 1 and v.p / v.pairs < ALPHA:
+        lo95, hi95 = _interval_95(v)
+        return vocab.Judgement(
+            vocab.UNADJUSTED_ONLY,
+            f"p {vocab.p_is(v.p / v.pairs)}{vocab.below(v.p / v.pairs)} "
+            f"before adjustment and the 95% CI {unit.interval(lo95, hi95, keep=(0.0,))} "
+            f"excludes 0, but {_p_text(v)}; {seeds}")
+    if v.n_pairs < 2:
+        return vocab.Judgement(vocab.NOT_TESTED, v.text or f"{seeds}: a test needs 2")
+    step = f"; {v.next_step}" if getattr(v, "next_step", "") else ""
+    return vocab.Judgement(vocab.UNDECIDED, f"the {level} CI {ci} includes 0 and is not "
+                                            f"inside ±{margin}; {seeds}{step}")
+
+
+def _p_text(v: Any) -> str:
+    if adjusted(v):
+        return f"Bonferroni-adjusted p ({v.pairs} comparisons) {vocab.p_is(v.p)}"
+    return f"p {vocab.p_is(v.p)}"
+
+
+def selection_text(v: Any, label: Any) -> str:
+    """'dropout p = 0.5, chosen on validation over 3 screening seeds from 4 candidates and
+    tested on fresh seeds, vs baseline'."""
+    who = label(v.variant) if v.variant else "n/a"
+    if getattr(v, "chose", False) and getattr(v, "pairs", 1) > 1:
+        how = f"chosen on validation from {v.pairs} candidates"
+        screen = getattr(v, "screen_seeds", 0)
+        if not adjusted(v) and screen:
+            how = (f"chosen on validation over {screen} screening seeds from {v.pairs} "
+                   "candidates and tested on fresh seeds")
+        who += f", {how},"
+    ref = label(v.reference) if v.reference else "n/a"
+    return f"{who} vs {ref}"
 
 
 def _calibration(summary: Any, variant: str, reference: str, label: Any) -> str:
-    """'dropout p = 0.5 is under-confident: mean confidence − accuracy −0.297 (baseline
-    +0.012).'"""
+    """' dropout p = 0.5 is under-confident: mean confidence − accuracy −0.297 (baseline
+    +0.012, calibrated).'"""
     from harness.train.calibration import direction
 
     def over(name: str) -> float:
         rows = summary[summary["variant"] == name]
-        v = rows.iloc[0].get("overconfidence_mean") if len(rows) else None
-        return as_float(v)
+        return as_float(rows.iloc[0].get("overconfidence_mean")) if len(rows) else math.nan
 
     mine, theirs = over(variant), over(reference)
     if not finite(mine):
@@ -163,31 +173,27 @@ def _calibration(summary: Any, variant: str, reference: str, label: Any) -> str:
             f"{vocab.number(mine, 3)}{ref}.")
 
 
-def box_entry(verdict: Any, claim: Any, summary: Any, baseline: str | None, label: Any,
+def box_entry(v: Any, claim: Any, summary: Any, baseline: str | None, label: Any,
               has_validation: bool, settings: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One claim as the claim box shows it: outcome, word, and one sentence of numbers."""
+    """One claim as the claim box shows it: outcome, word, and the sentences of numbers."""
     from harness.report.selection import range_edges
 
-    names = [str(n) for n in summary["variant"]] if len(summary) else []
-    k = candidates_of(verdict, claim, names, baseline)
-    entry = {"outcome": verdict.outcome, "statement": verdict.statement,
-             "source": verdict.source, "edges": []}
-    column = CLAIM_COLUMNS.get(verdict.metric, verdict.metric)
-    if not has_validation and (column.startswith("best_") or k > 1):
-        return {**entry, "outcome": "not evaluated", "word": vocab.NOT_TESTED,
+    entry = {"outcome": v.outcome, "statement": v.statement, "source": v.source,
+             "edges": [], "details": list(getattr(v, "details", []) or [])}
+    column = CLAIM_COLUMNS.get(v.metric, v.metric)
+    if not has_validation and (column.startswith("best_") or getattr(v, "chose", False)):
+        return {**entry, "outcome": "not evaluated", "word": vocab.NOT_TESTED, "details": [],
                 "text": "The study has no validation split: nothing can be chosen on it, and "
                         "this claim reads a validation-chosen metric."}
-    j = judgement(verdict, claim, k)
-    what = CLAIM_PHRASES.get(verdict.metric, f"{verdict.metric} of the final model")
-    effect = vocab.unit_of(verdict.metric).effect(verdict.diff) if finite(verdict.diff) \
-        else "n/a"
-    text = f"{selection_text(verdict, k, label)}: {effect} in {what}; {j.word} ({j.reason})."
-    if verdict.metric in CALIBRATION_METRICS and verdict.variant and verdict.reference:
-        text += _calibration(summary, verdict.variant, verdict.reference, label)
-    if verdict.variant:
-        from harness.report.claims import matching
-
-        cands = matching(list(claim.variants), names, baseline) if claim.variants else \
-            [n for n in names if n != baseline]
-        entry["edges"] = range_edges(verdict.variant, cands, settings, label)
+    j = judgement(v, claim)
+    what = CLAIM_PHRASES.get(v.metric, f"{v.metric} of the final model")
+    effect = vocab.unit_of(v.metric).effect(v.diff) if finite(v.diff) else "n/a"
+    text = f"{selection_text(v, label)}: {effect} in {what}; {j.word} ({j.reason})."
+    if v.metric in CALIBRATION_METRICS and v.variant and v.reference:
+        text += _calibration(summary, v.variant, v.reference, label)
+    if v.variant:
+        names = [str(n) for n in summary["variant"]] if len(summary) else []
+        side = [n for n in names if n != baseline and (not claim.variants or any(
+            fnmatch.fnmatch(n, pat) for pat in claim.variants))]
+        entry["edges"] = range_edges(v.variant, side, settings, label)
     return {**entry, "word": j.word, "text": text}

@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-import harness
 from harness.record import Comparison
 from harness.report import narrative, tables, vocabulary
 from harness.report.formatting import finite, fmt_ci
+from harness.version import __version__
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 Labeler = Callable[[str], str]
@@ -63,7 +63,7 @@ def harness_version(study: tables.Study) -> str:
         return str(study.meta["harness_version"])
     versions = sorted({str(r.env.get("harness")) for r in study.runs if r.env and
                        r.env.get("harness")})
-    return ", ".join(versions) or harness.__version__
+    return ", ".join(versions) or __version__
 
 
 def is_text(base: dict[str, Any]) -> bool:

@@ -19,16 +19,21 @@ from harness.report.stats import ALPHA, CONFIDENCE, POWER
 BETTER = "better"
 WORSE = "worse"
 NO_EFFECT = "no effect beyond the margin"
+NO_GAIN = "no gain as large as the margin"  # claims only: a one-sided "did not hold"
 UNADJUSTED_ONLY = "detected before adjustment only"
 UNDECIDED = "undecided"
 NOT_TESTED = "not tested"
-WORDS = (BETTER, WORSE, NO_EFFECT, UNADJUSTED_ONLY, UNDECIDED, NOT_TESTED)
+WORDS = (BETTER, WORSE, NO_EFFECT, NO_GAIN, UNADJUSTED_ONLY, UNDECIDED, NOT_TESTED)
 CI_TEXT = f"{CONFIDENCE:.0%} CI"
 MEANINGS = {
-    BETTER: f"the deciding test (adjusted for the number of comparisons) finds a difference at "
-            f"α = {ALPHA} in the good direction",
-    WORSE: f"the deciding test (adjusted for the number of comparisons) finds a difference at "
-           f"α = {ALPHA} in the bad direction",
+    BETTER: f"the deciding test (adjusted for the number of comparisons; for a claim, its "
+            f"confirmation test) finds a difference at α = {ALPHA} in the metric's good "
+            "direction (higher accuracy, lower loss or ECE)",
+    WORSE: f"the deciding test (adjusted for the number of comparisons; for a claim, its "
+           f"confirmation test) finds a difference at α = {ALPHA} in the metric's bad "
+           "direction",
+    NO_GAIN: "(a claim's verdict) the interval of the difference excludes a gain of the "
+             "margin or more in the direction the claim expects, while a loss is not ruled out",
     UNADJUSTED_ONLY: f"the paired test finds a difference at α = {ALPHA} before the adjustment "
                      f"for multiple comparisons (its {CI_TEXT} excludes 0) but not after it: "
                      "more seeds, or fewer comparisons, would settle it",
@@ -146,7 +151,7 @@ class Judgement:
         return f"{self.word} ({self.reason})"
 
 
-def _below(p: float) -> str:
+def below(p: float) -> str:
     """' < 0.05' after a p that is below α (unless it already reads '< 0.001')."""
     return "" if fmt_p(p).startswith("<") else f" < {ALPHA}"
 
@@ -162,10 +167,10 @@ def judge(e: Effect) -> Judgement:
     if p_adj < ALPHA:
         good = (e.diff > 0) == e.higher_is_better
         return Judgement(BETTER if good else WORSE,
-                         f"{e.deciding_p} {p_is(p_adj)}{_below(p_adj)}; {CI_TEXT} {ci}; {pairs}")
+                         f"{e.deciding_p} {p_is(p_adj)}{below(p_adj)}; {CI_TEXT} {ci}; {pairs}")
     if e.p_raw < ALPHA:
         return Judgement(UNADJUSTED_ONLY,
-                         f"p {p_is(e.p_raw)}{_below(e.p_raw)} before adjustment and the "
+                         f"p {p_is(e.p_raw)}{below(e.p_raw)} before adjustment and the "
                          f"{CI_TEXT} {ci} excludes 0, but {e.deciding_p} {p_is(p_adj)}; {pairs}")
     margin = e.unit.effect(e.margin).lstrip("+")
     if finite(e.lo) and finite(e.hi) and _side(e.lo, -e.margin) > 0 and \

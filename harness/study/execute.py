@@ -49,6 +49,7 @@ class StudyOutcome:
     failed: list[str]
     seconds: float
     imported: int = 0  # finished on other machines, rebuilt here from their queue trials
+    workers: int = 0  # local worker processes it ran on
 
 
 SMALL_MODEL_PARAMS = 2_000_000  # below this a step is too short for a second thread to help
@@ -103,17 +104,17 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
               on_free_core: Callable[[], None] | None = None) -> StudyOutcome:
     """`on_free_core` is called once, when worker processes train fewer runs than there are
     workers (a core is free): the CLI imports the report's modules then (harness.prefetch)."""
-    if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
+    if study.confirmation and not study.round_planned:  # screen, then confirm each claim
         # imported here: its sequential tests import scipy.stats, which no other study needs
-        from harness.study.adaptive import run_adaptive
+        from harness.study.rounds import run_confirmed
 
-        rounds = run_adaptive(study, lambda planned: run_study(
+        rounds = run_confirmed(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
             data_dir=data_dir, on_free_core=on_free_core))
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),
-                            sum(o.imported for o in rounds))
+                            sum(o.imported for o in rounds), last.workers)
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
@@ -154,7 +155,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
     return StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
-                        time.perf_counter() - started, imported)
+                        time.perf_counter() - started, imported, workers)
 
 
 def decide_wandb_mode(specs: list[RunSpec]) -> None:

@@ -93,6 +93,31 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     typer.echo(f"  total: {est.cpu_hours:.3f} CPU-hours; wall about "
                f"{fmt_duration(est.wall_seconds)} on {workers} worker(s) (an upper bound "
                "when early stopping ends runs sooner)")
+    if study.confirmation and study.kind == "ablation":
+        print_confirmation(study, specs, est.run_seconds, sdir, workers)
+
+
+def print_confirmation(study: StudyConfig, specs: list[RunSpec],
+                       run_seconds: dict[str, float], sdir: Path, workers: int) -> None:
+    """What the confirmation rounds may add after the screening runs above, per claim."""
+    from harness.record.load import StudyRecord
+    from harness.study.confirm import confirmation_cost
+    from harness.study.runs_table import runs_table
+
+    confirm = study.confirmation
+    assert confirm is not None
+    names = list(dict.fromkeys(s.variant for s in specs if not s.upstream))
+    baseline = next((s.variant for s in specs if s.is_baseline), None)
+    runs = runs_table(StudyRecord.load(sdir)) if (sdir / "study.json").is_file() else None
+    per_run = sum(run_seconds.values()) / len(run_seconds) if run_seconds else 0.0
+    typer.echo(f"then confirmation (looks at {confirm.plan(0.01).looks} seeds, at most "
+               f"{confirm.minutes:g} min), per claim:")
+    for c in [confirmation_cost(c, names, baseline, study.screen_seeds(), confirm, runs)
+              for c in study.claim]:
+        wall = [fmt_duration(n * per_run / workers) for n in (c.least, c.expected, c.most)]
+        typer.echo(f"  {c.statement}: at least {c.least} runs ({wall[0]}), expected about "
+                   f"{c.expected:.0f} ({wall[1]}; assuming {c.assumption}), at most {c.most} "
+                   f"({wall[2]})")
 
 
 def tuning_plan(study: StudyConfig, source: str) -> list[RunSpec]:
