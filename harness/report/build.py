@@ -104,6 +104,18 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _claim_on_choice(verdicts: list[Any], claim_list: list[Any], chosen: str | None,
+                     baseline: str | None, compare: Any) -> tuple[Any, float] | None:
+    """The first claim that tests the chosen variant against the baseline on the compared
+    metric, as (its judgement, its difference): the answer states it."""
+    for v, c in zip(verdicts, claim_list, strict=True):
+        column = claim_words.CLAIM_COLUMNS.get(v.metric, v.metric)
+        if (chosen and v.variant == chosen and v.reference == baseline
+                and column == compare.metric and math.isfinite(v.diff)):
+            return claim_words.judgement(v, c), float(v.diff)
+    return None
+
+
 def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     """Read results/<study>/ and write the report files; returns their paths."""
     study_dir = Path(study_dir)
@@ -151,9 +163,10 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
 
+    on_choice = _claim_on_choice(verdicts, claim_list, choice.variant, study.baseline, compare)
     answer = headline.answer(headline.Inputs(
         summary, study.baseline, choice, compare.metric, compare.reference_metric, phrase,
-        label, detail.evidence, detail.underfits, n_pairs, margin))
+        label, detail.evidence, detail.underfits, n_pairs, margin, on_choice))
     answer[0] = f"{answer[0]} {regime(base, setup_info.recorded_sizes(study))}".strip()
     noise = float((base.get("data") or {}).get("label_noise") or 0.0)
     context = _context(study, runs, summary, base, label, seeds, n_pairs) | {
@@ -169,6 +182,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "weights_facts": weights.early_stopping_facts(study, label, noise),
         "margin_text": vocabulary.POINTS.effect(margin).lstrip("+"),
         "meanings": vocabulary.MEANINGS, "has_validation": has_val,
+        "claim_answer": on_choice is not None,
         "compare_metric": setup_info.compare_label(compare),
         "comparison_lines": setup_info.comparison_lines(
             summary, compare, study.baseline, (base.get("train") or {}).get("epochs")),

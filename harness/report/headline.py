@@ -38,6 +38,10 @@ class Inputs:
     underfits: dict[str, str] = field(default_factory=dict)  # variant -> train accuracy text
     n_seeds: int = 0
     margin: float = vocab.DEFAULT_MARGIN
+    # The study's claim on the chosen variant against the baseline in this metric: its word
+    # and difference (its own seeds and test) state the answer, so the answer and the claim
+    # box never give one comparison two words.
+    claim: tuple[vocab.Judgement, float] | None = None
 
 
 def _pct(x: float) -> str:
@@ -52,15 +56,18 @@ def _value(row: pd.Series, column: str) -> float:
 def _chosen_sentence(a: Inputs, row: pd.Series, base: pd.Series) -> str:
     name, word = a.label(row["variant"]), str(row["verdict"])
     v, b, d = _value(row, a.metric), _value(base, a.reference), float(row["delta"])
+    reason = str(row["verdict_reason"])
     how = f", {a.choice.how}," if a.choice.how and len(a.choice.candidates) > 1 else ""
     change = f"({_pct(b)} → {_pct(v)})"
+    if a.claim is not None:
+        word, reason, d = a.claim[0].word, a.claim[0].reason, a.claim[1]
+        change = f"({_pct(b)} → {_pct(v)} over all their seeds)"
     if word in (vocab.BETTER, vocab.WORSE):
         verb = "raises" if d > 0 else "lowers"
         lead = f"{name}{how} {verb} {a.phrase} by {abs(d) * 100:.1f} points {change}"
     else:
         lead = f"{name}{how} changes {a.phrase} by {vocab.POINTS.effect(d)} {change}"
-    return f"{lead} compared with {a.label(str(base['variant']))}: {word} " \
-           f"({row['verdict_reason']})."
+    return f"{lead} compared with {a.label(str(base['variant']))}: {word} ({reason})."
 
 
 def _mechanism(a: Inputs, name: str) -> str | None:
