@@ -278,3 +278,19 @@ def test_a_fixed_seed_choice_detected_before_its_bonferroni_adjustment_says_so()
     missing = Verdict(UNDECIDED, UNDECIDED, "s", "src", "test_acc", 0.01, None, "baseline",
                       text="no completed runs on one side of the comparison")
     assert claim_words.judgement(missing, claim()).word == vocab.NOT_TESTED
+
+
+def test_the_answer_states_the_claims_own_test_of_the_chosen_variant() -> None:
+    """With a claim on the chosen variant, the answer gives the claim's word, difference and
+    interval (its own seeds), not the table's, so the two never disagree."""
+    summary = _summary({"a": (0.48, 0.002), "b": (0.45, 0.004)}, 0.419)
+    said = vocab.Judgement(vocab.UNDECIDED, "the 99.2% CI [−1.0, +9.0] pts includes 0 and is "
+                                            "not inside ±1.0 pts; 5 confirmation seeds")
+    inputs = _inputs(summary, "a")
+    inputs.claim = (said, 0.04)
+    first = headline.answer(inputs)[0]
+    assert f"{vocab.UNDECIDED} ({said.reason})" in first
+    assert "changes test accuracy at the best-val checkpoint by +4.0 pts" in first
+    assert "(41.9% → 48.0% over all their seeds)" in first
+    assert summary.set_index("variant").loc["a", "verdict"] == vocab.BETTER  # the table's own
+    claim_check(said.word, said.reason, 0.01, True, True)
