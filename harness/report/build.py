@@ -104,6 +104,16 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _relative_paths(runs: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
+    """runs.csv names run folders relative to the study folder, so it stays true when the
+    folder moves (the committed examples)."""
+    def rel(path: str) -> str:
+        p = Path(path)
+        return p.relative_to(study_dir).as_posix() if p.is_relative_to(study_dir) else path
+
+    return runs.assign(path=[rel(str(p)) for p in runs["path"]]) if len(runs) else runs
+
+
 def _claim_on_choice(verdicts: list[Any], claim_list: list[Any], chosen: str | None,
                      baseline: str | None, compare: Any) -> tuple[Any, float] | None:
     """The first claim that tests the chosen variant against the baseline on the compared
@@ -191,7 +201,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     paths = ReportPaths(html=study_dir / "report.html", markdown=study_dir / "report.md",
                         summary_csv=study_dir / "summary.csv", runs_csv=study_dir / "runs.csv",
                         index=None, figures=fig_paths, headline=answer[0])
-    atomic_write_text(paths.runs_csv, runs.to_csv(index=False))
+    atomic_write_text(paths.runs_csv, _relative_paths(runs, study_dir).to_csv(index=False))
     atomic_write_text(paths.summary_csv, summary.to_csv(index=False))
     record = claims.claims_record(verdicts) | {
         "regime": regime(base, setup_info.recorded_sizes(study)), "chosen": choice.variant,

@@ -5,7 +5,6 @@ Python API). It sits below the report because the study executor decides claims 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -112,10 +111,6 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
 def runs_table(study: StudyRecord) -> pd.DataFrame:
     """Every run folder read, trusted or not; `included` says which ones the means use."""
     rows = [run_row(r) for r in [*study.runs, *study.rejected]]
-    for row in rows:  # relative to the study folder: runs.csv stays true when it moves
-        path = Path(row["path"])
-        if path.is_relative_to(study.dir):
-            row["path"] = path.relative_to(study.dir).as_posix()
     cols = ["variant", "seed", "run_id", "status", "included", "reason", "trusted",
             "diverged_epoch", *METRICS, "wandb_url", "error", "path"]
     df = pd.DataFrame(rows, columns=cols)
