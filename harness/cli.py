@@ -18,8 +18,15 @@ from rich.markup import escape
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain help (click's): no markup to eat `[workspaces]` in `pip install 'harness[workspaces]'`,
+# on/off options shown as `--dry-run / --no-dry-run`, and nothing boxed at 80 columns in logs.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ablation harness for regularization in deep learning.")
+
+
+def flag(name: str, help: str) -> Any:
+    """An on/off option: `--NAME / --no-NAME`, no value."""
+    return typer.Option(f"--{name}/--no-{name}", help=help, show_default=False)
 
 # timm-style shortcut flags -> dotted config keys
 SHORTCUTS: dict[str, str] = {
@@ -99,7 +106,7 @@ def interrupted(again: str) -> None:
     raise typer.Exit(code=130)
 
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+Debug = Annotated[bool, flag("debug", "Show tracebacks for errors.")]
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="Dataset folder (default: $HARNESS_DATA_DIR, else a per-user cache).")]
 
@@ -133,14 +140,14 @@ def run(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any config key: --set regularizers.dropout.p=0.3")] = None,
     data_dir: DataDir = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch a missing dataset.")] = False,
+    download: Annotated[bool, flag("download", "Fetch a missing dataset.")] = False,
     wandb: Annotated[str | None, typer.Option(help="auto, online, offline, disabled")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where results go.")] = Path("results"),
     study: Annotated[str | None, typer.Option(help="Study name (results/<study>/).")] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-run even if finished.")] = False,
+    force: Annotated[bool, flag("force", "Re-run even if finished.")] = False,
     debug: Debug = False,
 ) -> None:
     """Train one run from flags and/or a YAML file, with a progress bar and a summary."""
@@ -209,7 +216,9 @@ def summary_text(s: dict[str, Any]) -> str:
 
 
 Workers = Annotated[int | None, typer.Option(
-    "--workers", "-w", help="Local worker processes (default: one per 2 cores).")]
+    "--workers", "-w", help="Local worker processes (default: by model size: one "
+    "single-threaded worker per core for small models, else one per 2 cores with 2 threads "
+    "each; printed when the study starts).")]
 Storage = Annotated[str | None, typer.Option(
     "--storage", help="Queue storage URL (default: SQLite file in results/<study>/; "
     "postgresql://... for workers on several machines).")]
@@ -217,10 +226,10 @@ ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where results g
 StudySet = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a study key without editing the file: --set base.train.epochs=5, "
     "--set seeds=1 (recorded in study.json and the report).")]
-DryRun = Annotated[bool, typer.Option(
-    "--dry-run", help="Print the plan and a compute estimate (two-epoch probes); "
-    "write nothing.")]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+DryRun = Annotated[bool, flag(
+    "dry-run", "Print the plan and a compute estimate (two-epoch probes of the shapes still "
+    "to run); write nothing.")]
+Json = Annotated[bool, flag("json", "Machine-readable output on stdout.")]
 
 
 @app.command()
@@ -270,7 +279,7 @@ def datasets(
     data_dir: DataDir = None,
     plugin: Annotated[list[str] | None, typer.Option(
         "--plugin", help="Import this module first (repeatable), like `plugins:`.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
+    as_json: Annotated[bool, flag("json", "One JSON list on stdout.")] = False,
     debug: Debug = False,
 ) -> None:
     """List datasets (built-in and plug-in): source, and whether their files are present."""
@@ -304,7 +313,9 @@ def ablation(
     storage: Storage = None,
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the report.")] = False,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report/--report", help="Skip the report (default: write it).",
+        show_default=False)] = False,
     set_: StudySet = None,
     dry_run: DryRun = False,
     json_: Json = False,
@@ -425,7 +436,7 @@ def tune(
         interrupted(f"make tune STUDY={study}")
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
-                  f"best {out.best_values} with {out.best_params}", soft_wrap=True)
+                  f"{out.best_text()}", soft_wrap=True)
     report = out.study_dir / "report.html"
     if report.is_file():
         console.print(f"report: {report}")
@@ -553,9 +564,9 @@ def wandb_report(
     results_dir: ResultsDir = Path("results"),
     project: Annotated[str | None, typer.Option(help="W&B project.")] = None,
     entity: Annotated[str | None, typer.Option(help="W&B entity.")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Write the Report spec to results/<study>/wandb_report.json "
-        "instead of creating the Report (works offline).")] = False,
+    dry_run: Annotated[bool, flag(
+        "dry-run", "Write the Report spec to results/<study>/wandb_report.json instead of "
+        "creating the Report (works offline).")] = False,
 ) -> None:
     """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
     from harness.console import console

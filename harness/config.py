@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION, UNVERSIONED
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
 # PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
@@ -172,6 +173,8 @@ class TrackingConfig(Strict):
     project: str = "harness"
     entity: str | None = None
     tags: list[str] = Field(default_factory=list)
+    log_model: bool = True  # W&B model artifacts: best and final weights (aliases best, latest)
+    console: bool = True  # W&B captures what the run prints (its Logs tab)
 
 
 # Keys added after runs were stored: left out of the identity at their default, so the ids
@@ -194,6 +197,15 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_numerics_stamp(cls, raw: Any) -> Any:
+        """A saved config.json carries the numerics version that trained it (a stamp, not a
+        setting: the run id always hashes this harness's version): read it as absent."""
+        if isinstance(raw, dict) and "numerics" in raw:
+            raw = {k: v for k, v in raw.items() if k != "numerics"}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -245,8 +257,9 @@ class RunConfig(Strict):
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
-        execution details (device, threads)."""
-        return identity_of(self.model_dump(mode="json"))
+        execution details (device, threads), plus the version of the numerics that train it
+        (harness/numerics.py), so a run of other numerics never shares its id."""
+        return identity_of({**self.model_dump(mode="json"), "numerics": NUMERICS_VERSION})
 
     def run_id(self) -> str:
         return run_id_of(self.identity())
@@ -267,7 +280,19 @@ def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
         d[section].pop(key, None)
     d["data"].pop("data_dir", None)
     d["data"].pop("download", None)
+    if d.get("numerics", UNVERSIONED) == UNVERSIONED:  # saved before versioning: ids hold
+        d.pop("numerics", None)
     return d
+
+
+# Written into a run's config.json beside its config by the code that trains it: the run id
+# and the numerics version (tracking/store.py). Not settings: stripped before validation.
+STAMPS = ("run_id", "numerics")
+
+
+def strip_stamps(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.json as a config to validate."""
+    return {k: v for k, v in saved.items() if k not in STAMPS}
 
 
 def run_id_of(identity: dict[str, Any]) -> str:

@@ -138,7 +138,8 @@ def test_confirmation_is_on_by_default_for_ablation_claims(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_rounds_add_confirmation_seeds_until_the_claim_is_decided(tmp_path: Path):
+def test_rounds_add_confirmation_seeds_until_the_claim_is_decided_and_reproduce(
+        tmp_path: Path):
     """broken_lr (lr 1e-6) cannot learn: the claim that it helps is decided as 'worse' at
     the first look (3 seeds: the 2 screening seeds confirm too, since nothing was chosen,
     plus 1 new), so only it and the baseline get seed 2; other_split keeps its 2."""
@@ -169,3 +170,7 @@ def test_rounds_add_confirmation_seeds_until_the_claim_is_decided(tmp_path: Path
     assert saved["looks"][0]["n"] == 3 and saved["sequential"]
     md = paths.markdown.read_text()
     assert "Confirmation" in md and "| 3 |" in md and "worse |" in md
+    # the same study again from an empty folder: the same runs, the same verdict and numbers
+    again = run_study(study, source="test", results_dir=tmp_path / "again", workers=1)
+    build_report(again.study_dir)
+    assert json.loads((again.study_dir / "claims.json").read_text())["claims"][0] == saved

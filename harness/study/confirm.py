@@ -105,14 +105,14 @@ def best_on_validation(candidates: list[str], runs: pd.DataFrame, select: str,
     return best
 
 
-def seed_order(screen: list[int]) -> list[int]:
-    """Every seed a study may use, in the order they are added: the screening seeds, then
-    fresh ones counting up from the largest."""
-    return [*screen, *range(max(screen) + 1, max(screen) + 1 + 10_000)]
-
-
 def fresh_seeds(screen: list[int], n: int) -> list[int]:
+    """The first n seeds that took no part in the screening: counting up from its largest."""
     return list(range(max(screen) + 1, max(screen) + 1 + n))
+
+
+def seed_order(screen: list[int], n: int) -> list[int]:
+    """The first n seeds in the order a study adds them: the screening seeds, then fresh ones."""
+    return [*screen, *fresh_seeds(screen, max(0, n - len(screen)))][:n]
 
 
 def paired(runs: pd.DataFrame, variant: str, reference: str, col: str,
@@ -193,7 +193,7 @@ class ClaimTest:
         """The seeds the pair trains on to have n confirmation seeds."""
         if self.chose:
             return self.screen_seeds + fresh_seeds(self.screen_seeds, n)
-        return sorted(set(self.screen_seeds) | set(seed_order(self.screen_seeds)[:n]))
+        return sorted(set(self.screen_seeds) | set(seed_order(self.screen_seeds, n)))
 
 
 def judge(claim: ClaimConfig, runs: pd.DataFrame, baseline: str | None, screen: list[int],
@@ -213,9 +213,9 @@ def judge(claim: ClaimConfig, runs: pd.DataFrame, baseline: str | None, screen: 
     margin = claim.effect_margin
     if confirm is not None:
         order = fresh_seeds(screen, confirm.max) if test.chose else \
-            seed_order(screen)[:max(confirm.max, len(screen))]
-    else:
-        order = seed_order(screen)
+            seed_order(screen, max(confirm.max, len(screen)))
+    else:  # fixed seeds: every seed the runs have, in order
+        order = sorted({int(s) for s in runs.get("seed", [])})
     test.seeds, test.diffs = paired(runs, test.variant, test.reference, col, order)
     if confirm is not None:
         plan = confirm.plan(margin)

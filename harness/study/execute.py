@@ -25,14 +25,14 @@ from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.processes import make_workers, supervise, warm_worker_server
-from harness.study.queue import TRAVELLING_FILES, RunQueue, queue_study_name, unpack_file
+from harness.study.queue import RunQueue, queue_study_name
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
+from harness.study.trial_files import ARTIFACT_DIR, TRAVELLING_FILES, fetch_files
 from harness.study.worker import worker_loop, worker_process
 from harness.tracking.store import (
     RunDir,
-    atomic_write_bytes,
     atomic_write_json,
     remove_stale_temp_files,
 )
@@ -275,12 +275,10 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
         run_dir = RunDir.for_run(sdir, spec.variant, spec.seed, rid)
         if run_dir.finished:
             continue
-        run_dir.write_config({"run_id": rid, **spec.config.model_dump(mode="json")})
+        run_dir.write_config({"run_id": rid, "numerics": t.user_attrs.get("numerics", 1),
+                              **spec.config.model_dump(mode="json")})
         run_dir.write_metrics(t.user_attrs.get("rows", []))
-        files = t.user_attrs.get("files") or {}
-        for name, text in files.items():
-            if name in TRAVELLING_FILES:
-                atomic_write_bytes(run_dir.path / name, unpack_file(text))
+        files = fetch_files(t, run_dir.path, [sdir / ARTIFACT_DIR])
         summary = dict(t.user_attrs["summary"])
         summary["imported"] = {"host": t.user_attrs.get("host"), "trial": t.number,
                                "missing": [n for n in TRAVELLING_FILES if n not in files]

@@ -20,6 +20,7 @@ from harness.config import (
 )
 from harness.dotted import flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
 from harness.version import __version__
@@ -219,5 +220,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
         "harness_version": __version__,
+        "numerics": NUMERICS_VERSION,  # the version every planned run id hashes
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
