@@ -232,9 +232,10 @@ def fixed_seed_verdict(diffs: list[float], pairs: int) -> Verdict:
     level = 1 - ALPHA / pairs
     half = sps.t.ppf(1 - (1 - level) / 2, n - 1) * sd / math.sqrt(n)
     raw = float(sps.ttest_1samp(diffs, 0).pvalue)
-    return Verdict(UNDECIDED, UNDECIDED, "s", "src", "test_acc", 0.01, "a", "baseline", mean,
-                   (mean - half, mean + half), level, min(1.0, raw * pairs), n, n, True,
-                   pairs, False)
+    return Verdict(UNDECIDED, UNDECIDED, "s", "src", "test_acc", 0.01, "a", "baseline",
+                   diff=mean, ci=(mean - half, mean + half), level=level,
+                   p=min(1.0, raw * pairs), n_pairs=n, screen_seeds=n, chose=True, pairs=pairs,
+                   sequential=False, adjusted=True)
 
 
 @pytest.mark.parametrize("metric,direction,reason,diff,ci,word", [
@@ -251,8 +252,9 @@ def test_claim_words_name_the_verdicts_reason_with_numbers_that_make_it_true(
         metric, direction, reason, diff, ci, word) -> None:
     margin = 0.01
     outcome = HELD if reason == "better" else UNDECIDED if reason == "undecided" else NOT_HELD
-    v = Verdict(outcome, reason, "s", "src", metric, margin, "a", "baseline", diff, ci, 0.992,
-                math.nan, 7, 3, True, 4, True, 20, next_step="about 12 confirmation seeds "
+    v = Verdict(outcome, reason, "s", "src", metric, margin, "a", "baseline", diff=diff, ci=ci,
+                level=0.992, p=math.nan, n_pairs=7, screen_seeds=3, chose=True, pairs=4,
+                sequential=True, max_seeds=20, next_step="about 12 confirmation seeds "
                 "would decide the observed +1.0 pts")
     j = claim_words.judgement(v, claim(metric, direction, margin))
     assert j.word == word, j

@@ -18,6 +18,7 @@ from typing import Any
 from scipy import stats as sps
 
 from harness.report import vocabulary as vocab
+from harness.report.claims import fmt_level
 from harness.report.formatting import as_float, finite
 from harness.report.stats import ALPHA, CONFIDENCE
 
@@ -54,28 +55,13 @@ def margin_of(verdict: Any, claim: Any) -> float:
 
 
 def level_text(level: float) -> str:
-    """'95%', '98.3%', '99.99%': whole percent when it is one, else one decimal, or as many
-    as it takes to tell it from 100%."""
-    if not finite(level):
-        return f"{CONFIDENCE:.0%}"
-    pct = 100 * level
-    if abs(pct - round(pct)) < 1e-9:
-        return f"{round(pct)}%"
-    for digits in range(1, 7):
-        text = f"{pct:.{digits}f}"
-        if float(text) < 100:
-            return f"{text}%"
-    return f"{pct}%"
+    """The interval's level as claims.fmt_level writes it (95% where none is known)."""
+    return fmt_level(level) if finite(level) else f"{CONFIDENCE:.0%}"
 
 
 def adjusted(v: Any) -> bool:
     """A choice on validation tested on the same (fixed) seeds at alpha / pairs."""
-    given = getattr(v, "adjusted", None)
-    if isinstance(given, bool):
-        return given
-    return bool(getattr(v, "chose", False)) and getattr(v, "pairs", 1) > 1 and \
-        not getattr(v, "sequential", False) and finite(getattr(v, "level", None)) and \
-        abs(float(v.level) - (1 - ALPHA / v.pairs)) < 1e-9
+    return bool(getattr(v, "adjusted", False))
 
 
 def _seeds(v: Any) -> str:
