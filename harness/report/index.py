@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from harness.record.disk import atomic_write_text
-from harness.record.layout import CLAIMS_JSON, INDEX_HTML, REPORT_HTML, run_folders, runs_dir
-from harness.report import render
+from harness.record.layout import CLAIMS_JSON, REPORT_HTML, run_folders, runs_dir
+from harness.report import atlas, render
 
 META = re.compile(r'<meta name="harness-([a-z]+)" content="([^"]*)"')
 
@@ -35,14 +35,19 @@ def _runs_text(meta: dict[str, str], study_dir: Path) -> str:
     return f"{n} run folder(s)"
 
 
-def read_claim_verdict(study_dir: Path) -> str:
-    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
-    'no claim'); '' when no report has evaluated it."""
+def read_claims(study_dir: Path) -> dict:
+    """claims.json as written by the study's report ({} when none)."""
     try:
         data = json.loads((study_dir / CLAIMS_JSON).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return ""
-    return str(data.get("overall", "")) if isinstance(data, dict) else ""
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_claim_verdict(study_dir: Path) -> str:
+    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
+    'no claim'); '' when no report has evaluated it."""
+    return str(read_claims(study_dir).get("overall", ""))
 
 
 def build_index(results_dir: Path | str) -> Path:
@@ -55,17 +60,21 @@ def build_index(results_dir: Path | str) -> Path:
         if not report.is_file() and not runs_dir(d).is_dir():
             continue
         meta = read_meta(report) if report.is_file() else {}
+        claims = read_claims(d)
         studies.append({
             "name": d.name,
-            "href": f"{d.name}/report.html" if report.is_file() else None,
+            "href": f"{d.name}/{REPORT_HTML}" if report.is_file() else None,
             "headline": meta.get("headline") or ("no report yet" if not report.is_file()
                                                  else ""),
             "generated": meta.get("generated", ""),
             "runs": _runs_text(meta, d),
-            "claim": read_claim_verdict(d),
+            "claim": str(claims.get("overall", "")),
+            "chosen": claims.get("chosen") or "",
         })
-    path = results_dir / INDEX_HTML
-    atomic_write_text(path, render.render("index.html.j2", studies=studies,
-                                          generated=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                  time.gmtime())))
+    rows = atlas.read(results_dir, [str(s["name"]) for s in studies])
+    path = results_dir / "index.html"
+    atomic_write_text(path, render.render(
+        "index.html.j2", studies=studies, atlas=atlas.forest_png(rows),
+        atlas_rows=[{"study": r.study, "line": r.line, "word": r.word} for r in rows],
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     return path

@@ -17,9 +17,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.record.disk import atomic_write_text
-from harness.record.layout import STUDY_JSON, TIMING_JSON
+from harness.record.layout import CLAIMS_JSON, STUDY_JSON, TIMING_JSON
 from harness.report.claims import fmt_effect, fmt_level
-from harness.report.index import CLAIMS_JSON
 
 BEGIN, END = "<!-- studies-table: begin", "<!-- studies-table: end -->"
 

@@ -46,7 +46,7 @@ def per_run(study_dir: Path) -> pd.DataFrame:
 def test_summary_csv_equals_an_independent_recomputation(trained_study: Path) -> None:
     summary = pd.read_csv(trained_study / "summary.csv").set_index("variant")
     runs = per_run(trained_study)
-    assert len(pd.read_csv(trained_study / "runs.csv")) == len(runs) == 6  # 3 variants x 2
+    assert len(pd.read_csv(trained_study / "runs.csv")) == len(runs) == 6  # 3 variants x 2 seeds
     for variant, g in runs.groupby("variant"):
         for metric in ("best_test_acc", "last_test_acc", "best_test_loss", "gap_loss",
                        "gap_acc"):
@@ -98,11 +98,14 @@ def test_verdicts_follow_from_the_curves() -> None:
     assert [f.kind for f in under] == ["underfitting"]
     spiky = diagnosis.diagnose(curve([1.0, 0.5, 0.4, 2.0, 0.3], [1.0, 0.6, 0.5, 0.5, 0.45]))
     assert spiky[0].kind == "instability" and "epoch 4" in spiky[0].message
+    from harness.report import vocabulary
     from harness.stats.compare import compare
 
-    noise = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
-    flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), comparison=noise)
-    assert any(f.kind == "no_effect" for f in flat)
+    c = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
+    words = vocabulary.judge(vocabulary.Effect(c.diff, c.ci_lo, c.ci_hi, c.p, c.p, c.n_pairs,
+                                               margin=0.05))
+    flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), judgement=words)
+    assert words.word == vocabulary.NO_EFFECT and any(f.kind == "no_effect" for f in flat)
     healthy = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]))
     assert [f.kind for f in healthy] == ["healthy"]
 
