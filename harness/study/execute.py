@@ -24,12 +24,12 @@ from harness.errors import ConfigError
 from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
-from harness.study.processes import make_workers, supervise, warm_worker_server
+from harness.study.processes import supervise, warm_worker_server, worker_server
 from harness.study.queue import TRAVELLING_FILES, RunQueue, queue_study_name, unpack_file
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
-from harness.study.worker import worker_loop, worker_process
+from harness.study.worker import worker_loop
 from harness.tracking.store import (
     RunDir,
     atomic_write_bytes,
@@ -195,9 +195,9 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
             worker_loop(**options, emit=hub.handle, worker=0, wait_for_running=True,
                         timeout=timeout)
         else:
-            procs, events = make_workers(
-                worker_process, lambda i: ({**options, "timeout": timeout},), workers)
-            supervise(procs, events, hub.handle, hub.refresh)
+            batch = worker_server().start("harness.study.worker:worker_process",
+                                          [{**options, "timeout": timeout}] * workers)
+            supervise(batch, hub.handle, hub.refresh)
             # remote or dead workers may still hold work: finish it here (one worker in this
             # process has just done that: it waited for running work)
             left = None if timeout is None else timeout - (time.monotonic() - started)
