@@ -109,3 +109,29 @@ def test_a_huge_value_is_quoted_short(tmp_path: Path) -> None:
     line = out.output.strip()
     assert "train.device = 'xxx" in line and "(500,002 chars)" in line
     assert len(line) < 300 and "\n" not in line
+
+
+# (a study file's text, expected message fragment): refused before anything is written
+STUDY_BASE = "name: s\nbase: {model: {name: mlp}, data: {name: mnist1d}}\n"
+STUDIES = [
+    (STUDY_BASE + "design: {kind: grid, parameters: {model.width: []}}",
+     "design: a grid axis without values: parameters.model.width = []"),
+    (STUDY_BASE + "design: {kind: grid, parameters: {model.width: [8], optim.lr: {}}}",
+     "parameters.optim.lr = {}"),
+    (STUDY_BASE + "design: {kind: leave_one_out}",
+     "leave_one_out removes regularizers of base.regularizers, which names none"),
+    (STUDY_BASE + "design: {kind: sweep, parameter: model.width, values: []}",
+     "design kind 'sweep' needs design.values"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), STUDIES)
+def test_malformed_study_design(text: str, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text + "\n")
+    results = tmp_path / "results"
+    out = runner.invoke(app, ["ablation", str(path), "--results-dir", str(results)])
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.split())
+    assert expected in message and str(path) in message, message
+    assert not results.exists(), "nothing is written for a bad design"
