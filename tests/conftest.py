@@ -9,6 +9,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests and CI read the shared datasets from HARNESS_DATA_DIR;
 # default: the folder beside the checkout.
 os.environ.setdefault("HARNESS_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+# The suite sees the built-ins only: a plug-in a user installed (its entry points) must not
+# register names the tests do not expect, in this process or any it starts. The tests of
+# entry points turn them on for the processes they start.
+os.environ["HARNESS_ENTRY_POINTS"] = "off"
 
 
 @pytest.fixture

@@ -247,8 +247,10 @@ def install_example(target: Path, work: Path) -> None:
 
 
 def harness_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    """`harness ARGS` with installed plug-ins loaded (the suite turns them off)."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd,
+                          env={**env, "HARNESS_ENTRY_POINTS": "on"}, capture_output=True,
+                          text=True, timeout=900)
 
 
 @pytest.mark.slow
@@ -284,6 +286,35 @@ def test_example_plugin_package_runs_a_study_from_outside_the_repository(tmp_pat
     by_run = runs.set_index("variant")["best_test_acc"]
     for _, row in study.summary.iterrows():
         assert row["best_test_acc_mean"] == pytest.approx(by_run[row["variant"]])
+
+
+def fake_distribution(site: Path, group: str, module: str, source: str) -> None:
+    """An installed package as pip leaves it: a module and a dist-info with one entry point."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\nclash = {module}\n")
+
+
+def test_the_suite_loads_no_installed_plugin(tmp_path, monkeypatch):
+    """A plug-in installed where the tests run (here: one registering a regularizer under a
+    built-in's name, which broke 8 tests) is not loaded: HARNESS_ENTRY_POINTS=off, set by
+    conftest.py for this process and every process a test starts."""
+    from harness import plugins
+
+    module = f"clash_plug_{os.getpid()}"
+    fake_distribution(tmp_path, "harness.regularizers", module,
+                      "raise RuntimeError('an installed plug-in was imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_loaded", {})
+    assert os.environ["HARNESS_ENTRY_POINTS"] == "off"
+    assert plugins.load_entry_points("regularizer") == [] and module not in sys.modules
+    monkeypatch.setenv("HARNESS_ENTRY_POINTS", "on")  # the same package, seen when on
+    monkeypatch.setattr(plugins, "_loaded", {})
+    (load,) = plugins.load_entry_points("regularizer")
+    assert (load.name, load.dist) == ("clash", module)
+    assert load.error == "RuntimeError: an installed plug-in was imported"
 
 
 @pytest.mark.slow
