@@ -70,12 +70,17 @@ def study_to_run(name: str, kind: str, results_dir: Path,
     overrides = parse_overrides(sets)
     cfg = load_study(path, overrides)
     source = override_source(path, overrides)
-    if cfg.kind == "ablation":
-        from harness.config import structure_only
-        from harness.study.plan import expand
+    from harness.config import structure_only
 
-        with structure_only():  # keys, types, ranges of every run: before PyTorch loads
+    with structure_only():  # keys, types, names, ranges of every run: before PyTorch loads
+        if cfg.kind == "ablation":
+            from harness.study.plan import expand
+
             expand(cfg, source)
+        else:
+            from harness.study.tune_space import parse_tune
+
+            parse_tune(cfg, source)
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
@@ -313,13 +318,13 @@ def ablation(
             dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
                           data_dir=data_dir, as_json=json_)
             return
+        source, cfg = study_to_run(study, "ablation", results_dir, set_)
         if launcher is None or launcher == "none":
-            # the worker server imports torch and wandb while this process reads, checks
-            # and plans the study (a refused study stops it at exit)
+            # the worker server imports torch and wandb while this process checks the study
+            # fully and plans it (a study refused then stops it at exit)
             from harness.study.processes import warm_worker_server
 
-            warm_worker_server(workers)
-        source, cfg = study_to_run(study, "ablation", results_dir, set_)
+            warm_worker_server(workers or cfg.workers)
         queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
         if launcher != "none" and (launcher or cfg.launcher):
             from harness.study.overview import launch_and_print

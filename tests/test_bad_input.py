@@ -135,3 +135,53 @@ def test_malformed_study_design(text: str, expected: str, tmp_path: Path) -> Non
     message = " ".join(out.output.split())
     assert expected in message and str(path) in message, message
     assert not results.exists(), "nothing is written for a bad design"
+
+
+TUNE = """name: t
+kind: tune
+base: {model: {name: mlp}, data: {name: mnist1d}}
+tune:
+  objective: val_acc
+  n_trials: 2
+  space: {regularizers.dropout.p: {type: float, low: 0.0, high: 0.5}}
+"""
+# (command, file text, expected fragment): answered in a fresh process before torch loads
+QUICK = [
+    ("run", "data: {name: mnist3d}", "unknown dataset 'mnist3d' (did you mean 'mnist1d'?)"),
+    ("run", "model: {name: cnnn}", "unknown model 'cnnn' (did you mean 'cnn'?)"),
+    ("run", "regularizers: {dropuot: {p: 0.1}}", "unknown regularizer 'dropuot'"),
+    ("run", "regularizers: {dropout: {p: 1.5}}", "regularizers.dropout.p = 1.5"),
+    ("run", "data: {name: cifar100, kwargs: {lables: coarse}}", "data.kwargs.lables"),
+    ("ablation", STUDY_BASE + "design: {kind: sweep, parameter: regularizers.dropout.p, "
+                              "values: [0.1, 1.5]}", "regularizers.dropout.p = 1.5"),
+    ("ablation", STUDY_BASE.replace("mnist1d", "mnist3d")
+     + "design: {kind: sweep, parameter: model.width, values: [8]}", "unknown dataset"),
+    ("ablation", STUDY_BASE + "design: {kind: grid, parameters: {model.width: [8, 0]}}",
+     "model.width = 0"),
+    ("tune", TUNE.replace("name: mlp", "name: cnnn"), "unknown model 'cnnn'"),
+    ("tune", TUNE.replace("high: 0.5", "high: 1.5"), "regularizers.dropout.p = 1.5"),
+]
+
+
+@pytest.mark.parametrize(("command", "text", "expected"), QUICK)
+def test_bad_values_are_answered_before_torch_is_imported(command: str, text: str,
+                                                          expected: str, tmp_path: Path) -> None:
+    """Names and ranges come from harness/builtin_names.py: no registry, no PyTorch (whose
+    import alone took 2-4 s of the answer)."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text + "\n")
+    args = ["run", "--config", str(path)] if command == "run" else [command, str(path)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness.cli", *args,
+                           "--results-dir", str(tmp_path / "results")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "torch" not in imported and "harness.models" not in imported
+    assert not (tmp_path / "results").exists()

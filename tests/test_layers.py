@@ -5,7 +5,8 @@ A module may import its own layer and the layers before it:
 
   layer                         modules
   0 foundation                  harness (the package), errors, config_errors, yaml_load,
-                                plugins, registry, console, failures
+                                plugins, registry, console, failures, builtin_names and
+                                quick_check (names and ranges without the registries)
   1 data, models                harness.data, harness.models
   2 config                      harness.config (run config: validates names against 1)
   3 regularizers                harness.regularizers
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
-                    "harness.failures", "harness.run_folder", "harness.prefetch")),
+                    "harness.failures", "harness.run_folder", "harness.prefetch",
+                    "harness.builtin_names", "harness.quick_check")),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),
     ("config", ("harness.config",)),

@@ -22,7 +22,6 @@ from typing import Any
 from harness.config import RunConfig, build_run_config
 from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
-from harness.regularizers.distillation import teacher_run_config
 from harness.tracking.store import slug
 
 MAX_DEPTH = 8  # upstream of upstream of ...: deeper than this is a cycle
@@ -85,7 +84,7 @@ class Linker:
         if teacher.get("upstream") is not None:
             make = lambda: self.upstream_of(teacher["upstream"], config)  # noqa: E731
         elif teacher.get("config") is not None:
-            make = lambda: teacher_run_config(config, teacher["config"])  # noqa: E731
+            make = lambda: teacher_config(config, teacher["config"])  # noqa: E731
         if make is not None:
             raw["regularizers"]["distillation"]["teacher"] = {"run": self.plan(make(), needs,
                                                                                depth)}
@@ -125,3 +124,12 @@ def train_with_upstream(config: RunConfig, train: Callable[..., Any], *,
     if tracker_for is not None:
         kwargs["tracker"] = tracker_for(linked)
     return train(linked, results_dir=results_dir, **kwargs)
+
+
+def teacher_config(student: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """The distillation teacher's run config; its module (PyTorch) is imported only for a
+    study that has one, so planning and the first pass of checks stay free of it."""
+    from harness.regularizers.distillation import teacher_run_config
+
+    config: RunConfig = teacher_run_config(student, overrides)
+    return config
