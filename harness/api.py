@@ -53,6 +53,7 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     """Train one run. `config`: a RunConfig, a mapping, a YAML path or None (defaults);
     `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
     from harness.config import RunConfig, build_run_config, load_run_config
+    from harness.data.presence import check_data_present
     from harness.study.upstream import train_with_upstream
     from harness.tracking.store import ensure_writable
     from harness.tracking.wandb_run import wandb_run_tracker
@@ -68,6 +69,7 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     else:
         raise ConfigError(f"harness.run: config must be a RunConfig, a mapping or a YAML path, "
                           f"got {type(config).__name__}")
+    check_data_present([cfg], data_dir)
     ensure_writable(Path(results_dir))
     result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
                                  force=force,  # a distillation teacher.config trains first

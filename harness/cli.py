@@ -173,6 +173,9 @@ def run(
         from harness.train.preflight import check_model_sizes
 
         check_model_sizes([cfg], str(config) if config else "flags")
+        from harness.data.presence import check_data_present
+
+        check_data_present([cfg], data_dir)
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
@@ -520,6 +523,8 @@ def sync(
                       f"{study}")
         result = sync_study(sdir, timeout_s=timeout,
                             progress=lambda line: console.print(line, soft_wrap=True))
+        if result.not_logged_in:  # the user's to fix: exit 2, like any other bad input
+            raise HarnessError(f"{study}: nothing synced: {result.not_logged_in}")
     except Exception as err:
         fail(err, debug)
         return

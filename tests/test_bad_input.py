@@ -185,3 +185,78 @@ def test_bad_values_are_answered_before_torch_is_imported(command: str, text: st
                 if line.startswith("import time:")}
     assert "torch" not in imported and "harness.models" not in imported
     assert not (tmp_path / "results").exists()
+
+
+# -------------------------------------------- conditions the user fixes: exit 2, nothing written
+
+
+def tiny_study(tmp_path: Path, **base: object) -> Path:
+    import yaml
+    from conftest import tiny_raw
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": tiny_raw(**base), "seeds": 1,
+        "design": {"kind": "sweep", "parameter": "model.width", "values": [8]}}))
+    return path
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--storage", "postgresql+psycopg2://u:pw@127.0.0.1:1/db"],
+     "queue storage unreachable (connection to server at \"127.0.0.1\", port 1 failed"),
+    (["--storage", "sqlite:////nonexistent-folder/q.db"],
+     "storage sqlite:////nonexistent-folder/q.db: folder /nonexistent-folder does not exist; "
+     "create it or pass another --storage"),
+    (["--launcher", "slurm", "--storage", "postgresql+psycopg2://u:pw@127.0.0.1:1/db"],
+     '--launcher slurm: Could not detect "srun"'),
+])
+def test_storage_and_launcher_problems_are_exit_2_before_any_write(args, expected, tmp_path,
+                                                                   monkeypatch) -> None:
+    import os
+
+    monkeypatch.setenv("PATH", os.pathsep.join(  # no Slurm here, whatever the machine has
+        p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "srun").exists()))
+    results = tmp_path / "results"
+    out = runner.invoke(app, ["ablation", str(tiny_study(tmp_path)), "--workers", "1",
+                              "--results-dir", str(results), *args])
+    assert out.exit_code == 2, out.output
+    assert expected in " ".join(out.output.split()), out.output
+    assert ":pw@" not in out.output  # the password is never shown
+    assert not results.exists()
+
+
+def test_a_corrupt_local_queue_is_exit_2_and_nothing_else_is_written(tmp_path) -> None:
+    results = tmp_path / "results"
+    (results / "tiny").mkdir(parents=True)
+    (results / "tiny" / "queue.db").write_text("not a database")
+    out = runner.invoke(app, ["ablation", str(tiny_study(tmp_path)), "--workers", "1",
+                              "--results-dir", str(results)])
+    assert out.exit_code == 2 and "the study's queue is corrupt" in out.output, out.output
+    assert sorted(p.name for p in (results / "tiny").iterdir()) == ["queue.db"]
+
+
+@pytest.mark.parametrize("command", ["ablation", "run", "tune"])
+def test_missing_dataset_files_are_one_line_before_anything_is_written(command, tmp_path,
+                                                                       monkeypatch) -> None:
+    """HARNESS_DATA_DIR at an empty folder: one line naming the dataset, the folder and the
+    fix; no study folder, queue, run folder or W&B run (all live under --results-dir)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(empty))
+    results = tmp_path / "results"
+    if command == "run":
+        args = ["run", "--dataset", "fashion_mnist", "--model", "mlp", "--epochs", "1"]
+    elif command == "ablation":
+        args = ["ablation", str(tiny_study(tmp_path, data={"name": "fashion_mnist",
+                                                           "train_size": 100})), "--workers", "1"]
+    else:
+        tune = tmp_path / "t.yaml"
+        tune.write_text(TUNE.replace("mnist1d", "fashion_mnist"))
+        args = ["tune", str(tune), "--workers", "1"]
+    out = runner.invoke(app, [*args, "--results-dir", str(results)])
+    assert out.exit_code == 2, out.output
+    line = " ".join(out.output.split())
+    assert line.startswith(f"error: dataset fashion_mnist: 4 file(s) missing in {empty} (first: "
+                           f"{empty}/FashionMNIST/raw/"), line
+    assert "--data-dir" in line and "data.download: true" in line
+    assert not results.exists()

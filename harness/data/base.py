@@ -27,6 +27,9 @@ class DatasetInfo:
     files: Callable[[Path], list[Path]] | None = None  # what it reads under the data dir
     options: type[BaseModel] | None = None  # model of data.kwargs; None: takes none
     download: bool = False  # whether --download can fetch it
+    # a check that the data is there for one config (names only, no reading), where `files`
+    # cannot say: raises DataError; run with `files` before anything is written
+    present: Callable[[Any, Path], Any] | None = None
 
 
 def dataset_info(**facts: Any) -> Callable[[Callable], Callable]:

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from harness.console import console, make_progress
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError
 from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
@@ -118,6 +119,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
     check_model_sizes([s.config for s in specs], source)
+    check_data_present([s.config for s in specs], data_dir)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     local_queue = url == default_storage_url(sdir)
