@@ -44,7 +44,7 @@ def check_raw(name: str, raw: object) -> None:
     """A plug-in loader's result, checked so a mistake is one line, not a shape error later."""
     if not isinstance(raw, RawData):
         raise DataError(f"dataset {name}: the loader returned {type(raw).__name__}; it must "
-                        "return harness.data.RawData (see the README, 'Bring your own')")
+                        "return harness.data.RawData (see docs/extending.md, 'Bring your own')")
     if raw.kind not in ("image", "signal", "text"):
         raise DataError(f"dataset {name}: RawData.kind = {raw.kind!r}; expected image, signal "
                         "or text")

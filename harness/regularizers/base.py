@@ -110,7 +110,7 @@ class Regularizer(Generic[P]):
     Params: ClassVar[type[Params]] = Params
     phase: ClassVar[Phase] = Phase.DEFAULT
     requires: ClassVar[Requires] = Requires()  # checked once, in harness/regularizers/requires.py
-    reference: ClassVar[str] = ""  # the paper or doc it follows (README table)
+    reference: ClassVar[str] = ""  # the paper or doc it follows (docs/regularizers.md table)
     applies_to: ClassVar[str] = "all models"
     # For the registry-wide end-to-end test: params that turn it on, and config overrides
     # (dotted keys) giving it a model/dataset it fits, e.g. {"model.name": "resnet"}.

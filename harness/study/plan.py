@@ -22,6 +22,7 @@ from harness.dotted import flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
+from harness.version import __version__
 
 BASELINE = "baseline"
 
@@ -199,8 +200,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     """What the report reads about the study (results/<study>/study.json)."""
     import time
 
-    import harness
-
     names: dict[str, dict[str, Any]] = {}
     upstream = [s for s in specs if s.upstream]
     specs = [s for s in specs if not s.upstream]
@@ -224,6 +223,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
                      for s in upstream],
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
-        "harness_version": harness.__version__,
+        "harness_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -42,6 +42,7 @@ from harness.study.tune_space import (
     trial_raw,
 )
 from harness.tracking.wandb_run import TRIAL_JOB_TYPE
+from harness.version import __version__
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 2  # a trial whose worker died is run again at most this many times
@@ -73,10 +74,8 @@ def fingerprint(study: StudyConfig, spec: TuneSpec) -> str:
 
 
 def definition(study: StudyConfig, spec: TuneSpec, source: str) -> dict[str, Any]:
-    import harness
-
     return {"study": study.model_dump(mode="json", exclude_unset=True), "source": source,
-            "fingerprint": fingerprint(study, spec), "harness_version": harness.__version__}
+            "fingerprint": fingerprint(study, spec), "harness_version": __version__}
 
 
 def create_search(url: str, study: StudyConfig, spec: TuneSpec, source: str) -> optuna.Study:

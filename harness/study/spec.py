@@ -22,13 +22,13 @@ from pydantic import (
     model_validator,
 )
 
-import harness
 from harness.config import SEED_MAX, Strict, load_yaml, parse_override
 from harness.config_errors import format_validation_error
 from harness.dotted import set_dotted
 from harness.errors import ConfigError, one_line
 from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
+from harness.version import PACKAGE_DIR
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -319,7 +319,7 @@ class StudyConfig(Strict):
 def studies_dirs() -> list[Path]:
     """Where study names are looked up: ./studies, then the repository's studies/."""
     here = Path.cwd() / "studies"
-    repo = Path(harness.__file__).resolve().parents[1] / "studies"
+    repo = PACKAGE_DIR.parent / "studies"
     return [here] if here.resolve() == repo.resolve() else [here, repo]
 
 
