@@ -318,8 +318,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
         "headline": head,
         "answer": answer,
         "claim": [v.to_json() for v in verdicts],
-        "description": (study.meta or {}).get("description")
-        or "Ad-hoc runs (no study.json): variants come from the runs' configs.",
+        "description": subtitle(study),
         "design": study.design,
         "sweep_parameter": tables.sweep_parameter(study),
         "base_yaml": yaml.safe_dump(base, sort_keys=False, default_flow_style=False).rstrip(),
@@ -382,3 +381,18 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     if index:
         paths.index = build_index(study_dir.parent)
     return paths
+
+
+def subtitle(study: Any) -> str:
+    """The study file's description; without one, what study.json says the study is (the
+    ad-hoc line only where there is no study.json: runs gathered without a study file)."""
+    meta = study.meta or {}
+    if meta.get("description"):
+        return str(meta["description"])
+    if not meta:
+        return "Ad-hoc runs (no study.json): variants come from the runs' configs."
+    kind = study.design.get("kind") or "study"
+    param = tables.sweep_parameter(study)
+    of = f" of `{param}`" if param else ""
+    return (f"A {kind.replace('_', '-')} study{of}: {len(study.variants)} variants "
+            "(the study file has no description).")
