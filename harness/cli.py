@@ -170,12 +170,11 @@ def run(
         with structure_only():  # keys, types, ranges: answered before PyTorch loads
             load_run_config(config, overrides)
         cfg = load_run_config(config, overrides)
+        from harness.data.presence import check_data_present
         from harness.train.preflight import check_model_sizes
 
-        check_model_sizes([cfg], str(config) if config else "flags")
-        from harness.data.presence import check_data_present
-
         check_data_present([cfg], data_dir)
+        check_model_sizes([cfg], str(config) if config else "flags", data_dir)
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
@@ -274,8 +273,15 @@ def datasets(
         rows = dataset_rows(root)
     except HarnessError as err:
         fail(err, debug)
+    from harness.console import console
+    from harness.plugins import failed_loads
+
+    failed = failed_loads("dataset")  # an installed plug-in that is not listed: say why
+    for line in failed:
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     if as_json:
-        print(json.dumps({"data_dir": str(root), "datasets": rows}, indent=2))
+        print(json.dumps({"data_dir": str(root), "datasets": rows, "failed_plugins": failed},
+                         indent=2))
         return
     print(f"datasets (data folder {root}; fetch missing files with --download):")
     cols = [("name", "name"), ("kind", "kind"), ("source", "source"), ("files", "files")]

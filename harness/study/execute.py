@@ -60,7 +60,8 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def choose_workers(specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """Workers for a study when the user named none, and why (printed).
 
     A small model's step is too short to split across threads (OpenMP start-up and, on a
@@ -71,7 +72,7 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
     for s in specs:
         key = repr((s.config.model.model_dump(), s.config.data.name))
         if key not in counts:
-            counts[key] = parameter_count(s.config)
+            counts[key] = parameter_count(s.config, data_dir)
     known = [n for n in counts.values() if n is not None]
     if known and max(known) <= SMALL_MODEL_PARAMS and len(known) == len(counts):
         workers = max(1, min(cores, todo))
@@ -82,12 +83,13 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
         "larger models use the cores inside each step"
 
 
-def decide_workers(named: int | None, specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def decide_workers(named: int | None, specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """The workers a study runs on (the user's number, else chosen by model size) and why;
     one decision for the run and for its dry-run estimate."""
     if named:
         return named, ""
-    return choose_workers(specs, todo)
+    return choose_workers(specs, todo, data_dir)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -118,13 +120,14 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
-    check_model_sizes([s.config for s in specs], source)
     check_data_present([s.config for s in specs], data_dir)
+    check_model_sizes([s.config for s in specs], source, data_dir)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     local_queue = url == default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
-    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now))
+    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now),
+                                  data_dir)
     # storage checks before anything is written: a shared queue is opened now, the local
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)

@@ -123,8 +123,8 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
     queue): the runs' configs and data, the storage, and the launcher itself (a Slurm
     launcher where there is no Slurm used to leave a replaced manifest and queued runs)."""
     specs = expand(study, source)
-    check_model_sizes([s.config for s in specs], source)
     check_data_present([s.config for s in specs], data_dir)
+    check_model_sizes([s.config for s in specs], source, data_dir)
     sdir = study_dir(Path(results_dir).resolve(), study.name)
     url = storage_for_jobs(launcher, storage or study.storage, sdir)
     executor = make_executor(launcher, sdir / JOBS_FOLDER)  # creates no folder
