@@ -102,11 +102,15 @@ def installed_entry_points(kind: str) -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=GROUPS[kind]))
 
 
+def failed_loads(kind: str) -> list[str]:
+    """One line per installed plug-in of `kind` that failed to load (loaded ones: none)."""
+    return [f"plug-in {e.name!r} ({e.dist}, {e.value}) failed to load: {e.error}"
+            for e in _loaded.get(GROUPS[kind], []) if e.error]
+
+
 def failed_plugins_note(kind: str) -> str:
     """'; plug-in X (dist) failed to load: ...' for an unknown-name message, or ''."""
-    failed = [e for e in _loaded.get(GROUPS[kind], []) if e.error]
-    return "".join(f"; plug-in {e.name!r} ({e.dist}, {e.value}) failed to load: {e.error}"
-                   for e in failed)
+    return "".join(f"; {line}" for line in failed_loads(kind))
 
 
 def plugin_source(obj: Any) -> str:
