@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.interrupts import terminate_as_interrupt
 
 
 @dataclass
@@ -71,9 +72,10 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
                           f"got {type(config).__name__}")
     check_data_present([cfg], data_dir)
     ensure_writable(Path(results_dir))
-    result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
-                                 force=force,  # a distillation teacher.config trains first
-                                 tracker_for=lambda c: wandb_run_tracker(c, results_dir))
+    with terminate_as_interrupt():  # SIGTERM records the run as interrupted, as Ctrl-C does
+        result = train_with_upstream(cfg, train_run, results_dir=results_dir,
+                                     data_dir=data_dir, force=force,  # a teacher trains first
+                                     tracker_for=lambda c: wandb_run_tracker(c, results_dir))
     rd = result.run_dir
     return RunOutput(rd.path, cfg.run_id(), cfg.model_dump(mode="json"), dict(result.summary),
                      pd.DataFrame(rd.metrics()))
@@ -102,9 +104,10 @@ def ablation(study: str | Path, *, workers: int | None = None,
     if cfg.kind != "ablation":
         raise ConfigError(f"{path}: kind is {cfg.kind!r}; harness.ablation runs ablation studies")
     ensure_writable(Path(results_dir))
-    outcome = run_study(cfg, source=override_source(path, sets), results_dir=Path(results_dir),
-                        workers=workers, storage=storage,
-                        data_dir=None if data_dir is None else Path(data_dir))
+    with terminate_as_interrupt():  # SIGTERM stops the workers as Ctrl-C does
+        outcome = run_study(cfg, source=override_source(path, sets),
+                            results_dir=Path(results_dir), workers=workers, storage=storage,
+                            data_dir=None if data_dir is None else Path(data_dir))
     if report:
         from harness.console import console
         from harness.report.finish import report_study

@@ -96,12 +96,27 @@ def say(line: str) -> None:
     console.print(line, soft_wrap=True)
 
 
-def interrupted(again: str) -> None:
+def interrupted(err: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: what is kept, and the command as it was typed (its --results-dir,
+    --set and every other option), which resumes the same study."""
     from harness.console import console
+    from harness.interrupts import Terminated, exit_code
 
-    console.print(f"\n[yellow]interrupted[/]: finished runs and the last epoch checkpoint are "
-                  f"kept; run {again} again to resume")
-    raise typer.Exit(code=130)
+    what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    console.print(f"\n[yellow]{what}[/]: finished runs and the last epoch checkpoint are "
+                  f"kept; to resume, run again: {escape(typed_command())}", soft_wrap=True,
+                  highlight=False)
+    raise typer.Exit(code=exit_code(err))
+
+
+def typed_command() -> str:
+    """This process's command line, as the user could type it again."""
+    import shlex
+    import sys
+
+    program = [sys.argv[0]] if Path(sys.argv[0]).name == "harness" else \
+        ["python", "-m", "harness.cli"]
+    return shlex.join([*program, *sys.argv[1:]])
 
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
@@ -178,8 +193,8 @@ def run(
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
-    except KeyboardInterrupt:
-        interrupted("the same `harness run` command")
+    except KeyboardInterrupt as err:
+        interrupted(err)
 
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
@@ -357,8 +372,8 @@ def ablation(
     except Exception as err:
         fail(err, debug, queue)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make ablation STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before - out.imported} trained here"
                   + (f", {out.imported} imported from other workers" if out.imported else "")
@@ -411,8 +426,8 @@ def tune(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make tune STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
                   f"best {out.best_values} with {out.best_params}", soft_wrap=True)
@@ -454,8 +469,8 @@ def worker(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"harness worker --study {study} --storage ...")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"nothing left to take; this worker ran {n} run(s)")
 
 
@@ -567,8 +582,11 @@ def wandb_report(
 
 
 def main() -> None:  # pragma: no cover - console entry
+    from harness.interrupts import terminate_as_interrupt
+
     os.environ.setdefault("WANDB_SILENT", "true")
-    app()
+    with terminate_as_interrupt():
+        app()
 
 
 if __name__ == "__main__":  # pragma: no cover

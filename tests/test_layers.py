@@ -6,7 +6,7 @@ A module may import its own layer and the layers before it:
   layer                         modules
   0 foundation                  version, errors, config_errors, yaml_load, plugins,
                                 registry, console, failures, builtin_names and quick_check
-                                (names and ranges without the registries)
+                                (names and ranges without the registries), interrupts
   1 data, models                harness.data, harness.models
   2 config                      harness.config (run config: validates names against 1)
   3 regularizers                harness.regularizers
@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness.version", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
                     "harness.failures", "harness.run_folder", "harness.prefetch",
-                    "harness.builtin_names", "harness.quick_check")),
+                    "harness.builtin_names", "harness.quick_check", "harness.interrupts")),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),
     ("config", ("harness.config",)),

@@ -75,10 +75,11 @@ class WorkerServer:
         self.proc.stdin.flush()
         return Batch(self, self.batches, len(options))
 
-    def close(self, now: bool = False) -> None:
-        """End of input: the server exits once its workers have. `now`: it is not needed
-        (a refused study), so it need not finish its imports."""
-        if now and self.alive():
+    def close(self) -> None:
+        """End of input: the server exits once its workers have (any still running are
+        stopped as on Ctrl-C). One that never started a worker (a refused study) need not
+        finish its imports: it is killed."""
+        if not self.batches and self.alive():
             self.proc.kill()
         try:
             if self.proc.stdin is not None:
@@ -111,7 +112,7 @@ def stop_worker_server() -> None:
     holding the caller's stdout/stderr open (a pipe reader waits for it)."""
     global _server
     if _server is not None:
-        _server.close(now=True)
+        _server.close()
         _server = None
 
 

@@ -99,8 +99,10 @@ def reap(channel: int, children: dict[int, tuple[int, int]], block: bool) -> Non
 
 
 def serve(commands: int, channel: int) -> None:
-    """Fork each batch as it arrives, report exits as they happen; at end of input wait
-    for the last workers."""
+    """Fork each batch as it arrives, report exits as they happen. End of input with workers
+    still running means the coordinator is gone (killed, or failing): they are asked to
+    stop as on Ctrl-C (SIGTERM: their runs are recorded as interrupted and released), and
+    waited for."""
     children: dict[int, tuple[int, int]] = {}
     pending = b""
     while True:
@@ -116,6 +118,12 @@ def serve(commands: int, channel: int) -> None:
             line, pending = pending.split(b"\n", 1)
             if line.strip():
                 fork_batch(channel, json.loads(line), children)
+    reap(channel, children, block=False)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     reap(channel, children, block=True)
 
 
