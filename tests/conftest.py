@@ -59,6 +59,17 @@ def text_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def unreadable_fashion_mnist(root: Path) -> Path:
+    """A data folder whose Fashion-MNIST files are there but are not IDX files: a study
+    starts (its files are found before anything is written) and each run fails reading them."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / stem).write_bytes(b"not an idx file")
+    return root
+
+
 TIMING = {"samples_per_sec", "seconds"}  # metrics.csv columns that differ between equal runs
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import unreadable_fashion_mnist
 from faults import (
     REPO,
     as_terminal_job,
@@ -121,12 +122,9 @@ def fails_while_training(tmp: Path, request: pytest.FixtureRequest) -> None:
     when it loads them."""
     path = write_study(tmp, name="failing")
     raw = yaml.safe_load(path.read_text())
-    raw["base"]["data"] = {"name": "fashion_mnist", "data_dir": str(tmp / "bad-data")}
+    raw["base"]["data"] = {"name": "fashion_mnist",
+                           "data_dir": str(unreadable_fashion_mnist(tmp / "bad-data"))}
     path.write_text(yaml.safe_dump(raw))
-    (tmp / "bad-data" / "FashionMNIST" / "raw").mkdir(parents=True)
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (tmp / "bad-data" / "FashionMNIST" / "raw" / stem).write_bytes(b"not an idx file")
     done = harness("ablation", str(path), "--results-dir", str(tmp / "r"))
     assert done.returncode == 1, done.stderr
     out = " ".join((done.stdout + done.stderr).split())
