@@ -522,7 +522,8 @@ def timm_run(**model: object) -> dict:
     return plugin_raw(data={"name": "digits"}, model={"name": "timm:test_resnet", **model})
 
 
-def test_a_timm_model_is_one_line_and_counted_on_the_meta_device():
+@pytest.mark.slow
+def test_a_timm_model_is_counted_on_the_meta_device():
     """The adapter maps the data's (C, H, W) and class count onto timm's arguments; the
     count is timm's own model's, built with those arguments by hand."""
     timm = pytest.importorskip("timm")
