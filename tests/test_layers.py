@@ -5,8 +5,9 @@ A module may import its own layer and the layers before it:
 
   layer                         modules
   0 foundation                  version, errors, config_errors, yaml_load, plugins,
-                                registry, console, failures, builtin_names and quick_check
-                                (names and ranges without the registries), interrupts
+                                registry, console, failures, numerics, builtin_names and
+                                quick_check (names and ranges without the registries),
+                                interrupts
   1 data, models                harness.data, harness.models
   2 config                      harness.config (run config: validates names against 1)
   3 regularizers                harness.regularizers
@@ -39,14 +40,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness.version", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
                     "harness.failures", "harness.run_folder", "harness.prefetch",
-                    "harness.builtin_names", "harness.quick_check", "harness.interrupts")),
+                    "harness.numerics", "harness.builtin_names", "harness.quick_check",
+                    "harness.interrupts")),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),
     ("config", ("harness.config",)),
     ("record, per-run tracking", ("harness.record", "harness.tracking.store",
                                   "harness.tracking.protocol", "harness.tracking.wandb_tracker",
                                   "harness.tracking.wandb_mode", "harness.tracking.wandb_log",
-                                  "harness.tracking.wandb_run")),
+                                  "harness.tracking.wandb_run", "harness.tracking.wandb_model")),
     ("train", ("harness.train",)),
     ("study", ("harness.study",)),
     ("report, study-level tracking", ("harness.report", "harness.tracking")),

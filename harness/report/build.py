@@ -22,7 +22,17 @@ import pandas as pd
 import yaml
 
 from harness.record import Comparison
-from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
+from harness.report import (
+    claims,
+    confirmation,
+    diagnosis,
+    figures,
+    narrative,
+    render,
+    rows,
+    stats,
+    tables,
+)
 from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.forked import run_tasks
 from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
@@ -298,9 +308,16 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = _write_figures(figs, fig_dir)
     settings = tables.variant_settings(study)
-    verdicts = claims.evaluate_claims(claims.study_claims(study.meta, study.name), summary, runs,
-                                      settings, study.baseline)
-    sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
+    meta = study.meta or {}
+    sizes = _recorded_sizes(study) or {}
+    verdicts = claims.evaluate_claims(
+        claims.study_claims(study.meta, study.name), runs, study.baseline,
+        meta.get("screen_seeds") or meta.get("seeds") or sorted({r.seed for r in study.runs}),
+        claims.study_confirm(study.meta), settings, [v.name for v in study.variants],
+        sizes.get("test") if isinstance(sizes.get("test"), int) else None)
+    confirmed = confirmation.section(study_dir, verdicts)
+    sections = ([confirmed] if confirmed else []) + extra_sections(study_dir, fig_dir) \
+        + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
 

@@ -24,6 +24,7 @@ import optuna
 from harness.console import error_line
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL, describe
+from harness.numerics import NUMERICS_VERSION
 from harness.record.schema import FAILURE, first_line
 from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
@@ -84,7 +85,8 @@ def job_trackers(jobs: list[Job], source: WorkSource, results_dir: Path) -> Trac
         context = {**job.spec.wandb_context(), **job.wandb}
         context["config"] = {"optuna_study": source.study.study_name,
                              "optuna_trial": job.trial.number}
-        return wandb_run_tracker(config, results_dir, context)
+        return wandb_run_tracker(config, results_dir, context,
+                                 on_open=lambda info: source.link_wandb(job, info))
 
     return factory
 
@@ -160,6 +162,14 @@ def run_job(job: Job, queue: WorkSource, results_dir: Path, data_dir: Path | Non
         cfg.train.threads = threads
     root = Path(results_dir) / job.results_subdir
     run_dir = RunDir.for_run(study_dir(root, cfg.study), cfg.variant, cfg.seed, job.spec.run_id)
+    if cfg.run_id() != job.spec.run_id:  # queued by a harness of other numerics or identity
+        reason = (f"run {job.spec.run_id} was queued by another harness version (this one "
+                  f"hashes its config to {cfg.run_id()}, numerics version {NUMERICS_VERSION}); "
+                  "run the workers with the coordinator's harness version")
+        queue.fail(job, reason, "final")
+        reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                      "seed": job.spec.seed})
+        return "failed"
     with queue.heartbeat(job), run_lock(run_dir.path, job.wait_if_busy) as held:
         if not held:  # a duplicate of a run another local worker is training
             queue.fail(job, "duplicate: the run is being trained by another worker",

@@ -114,6 +114,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     tracked = FanOut(StoreTracker(run_dir), tracker or NullTracker())
     tracked.start({"run_id": run_id, **config.model_dump(mode="json")},
                   environment(device, config.seed), rows)
+    tracked.watch(lambda: regs.eval_model(model).state_dict())  # W&B's best-model artifact
     forward = model_forward(model, config, device)
     status, diverged_epoch, started = "completed", None, time.perf_counter()
     last_checkpoint = started
