@@ -117,13 +117,18 @@ def interrupted(err: KeyboardInterrupt) -> None:
 
 
 def typed_command() -> str:
-    """This process's command line, as the user could type it again."""
+    """This process's command line, as the user could type it again (a storage URL's
+    password masked, as everywhere else)."""
     import shlex
     import sys
 
+    from harness.study.storage import mask_url
+
     program = [sys.argv[0]] if Path(sys.argv[0]).name == "harness" else \
         ["python", "-m", "harness.cli"]
-    return shlex.join([*program, *sys.argv[1:]])
+    args = [mask_url(a) for a in sys.argv[1:]]
+    masked = " (the storage password where *** is)" if args != sys.argv[1:] else ""
+    return shlex.join([*program, *args]) + masked
 
 
 Debug = Annotated[bool, flag("debug", "Show tracebacks for errors.")]
