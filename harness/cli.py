@@ -1,6 +1,6 @@
 """The `harness` command line: parse, call, print. The work lives in the modules.
 
-Why one module of about 550 lines: one typer app, one function per command with its options
+Why one module of about 630 lines: one typer app, one function per command with its options
 declared in its signature (that is the --help text); each command body only calls one module
 and prints, and the modules are imported inside the commands so `harness --help` and a
 refused input never import torch.
