@@ -19,7 +19,8 @@ from harness.config import RunConfig, build_run_config
 from harness.regularizers.base import REGULARIZERS
 from harness.report import build_index, build_report
 from harness.report import diagnosis as dg
-from harness.report.stats import Comparison, compare, mean_ci, pairwise_disagreement
+from harness.report.stats import compare, mean_ci, pairwise_disagreement
+from harness.report.vocabulary import Effect, judge
 from harness.train import build
 from harness.train.analysis import (
     expected_calibration_error,
@@ -173,8 +174,12 @@ def test_html_is_self_contained(study):
     html = paths.html.read_text()
     assert 'id="compact"' in html and "baseline" in html and "dropout" in html
     assert len(paths.figures) >= 4  # loss, accuracy, gap, reliability
-    assert html.count("data:image/png;base64,") == len(paths.figures)
-    assert len(re.findall(r"<img ", html)) == len(paths.figures)
+    png = [f for f in paths.figures if f.suffix == ".png"]
+    svg = [f for f in paths.figures if f.suffix == ".svg"]
+    assert len(png) + len(svg) == len(paths.figures) and svg  # reliability diagrams inline
+    assert html.count("data:image/png;base64,") == len(png)
+    assert len(re.findall(r"<img ", html)) == len(png)
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="reliability"') == len(svg)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "@import" not in html and "url(http" not in html and "<script" not in html
     assert "@media print" in html
@@ -188,7 +193,7 @@ def test_markdown_references_existing_pngs(study):
     refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert len(refs) == len(paths.figures)
     for ref in refs:
-        assert ref.endswith(".png") and (sdir / ref).is_file()
+        assert ref.endswith((".png", ".svg")) and (sdir / ref).is_file()
     assert "| baseline" in md or "**baseline**" in md
 
 
@@ -273,11 +278,12 @@ def test_diagnosis_no_significant_effect_and_healthy():
     good = _curve([1.0, 0.5, 0.3, 0.2], [1.0, 0.6, 0.45, 0.4])
     c = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
     assert c.p >= 0.05
-    kinds = [f.kind for f in dg.diagnose(good, comparison=c)]
-    assert kinds == ["no_effect"]
+    undecided = judge(Effect(c.diff, c.ci_lo, c.ci_hi, c.p, c.p, c.n_pairs, margin=0.01))
+    kinds = [f.kind for f in dg.diagnose(good, judgement=undecided)]
+    assert undecided.word == "undecided" and kinds == ["healthy", "undecided"]
     assert [f.kind for f in dg.diagnose(good)] == ["healthy"]
-    sig = Comparison(diff=0.05, p=0.001, test="paired t", n_pairs=3)
-    assert [f.kind for f in dg.diagnose(good, comparison=sig)] == ["healthy", "effect"]
+    sig = judge(Effect(0.05, 0.03, 0.07, 0.001, 0.001, 3))
+    assert [f.kind for f in dg.diagnose(good, judgement=sig)] == ["healthy", "effect"]
 
 
 # ----------------------------------------------------------------------------- statistics

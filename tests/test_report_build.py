@@ -111,11 +111,14 @@ def test_verdicts_follow_from_the_curves() -> None:
     assert [f.kind for f in under] == ["underfitting"]
     spiky = diagnosis.diagnose(curve([1.0, 0.5, 0.4, 2.0, 0.3], [1.0, 0.6, 0.5, 0.5, 0.45]))
     assert spiky[0].kind == "instability" and "epoch 4" in spiky[0].message
+    from harness.report import vocabulary
     from harness.report.stats import compare
 
-    noise = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
-    flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), comparison=noise)
-    assert any(f.kind == "no_effect" for f in flat)
+    c = compare({0: 0.80, 1: 0.82, 2: 0.79}, {0: 0.81, 1: 0.80, 2: 0.80})
+    words = vocabulary.judge(vocabulary.Effect(c.diff, c.ci_lo, c.ci_hi, c.p, c.p, c.n_pairs,
+                                               margin=0.05))
+    flat = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]), judgement=words)
+    assert words.word == vocabulary.NO_EFFECT and any(f.kind == "no_effect" for f in flat)
     healthy = diagnosis.diagnose(curve([1.0, 0.5, 0.3], [1.0, 0.6, 0.5]))
     assert [f.kind for f in healthy] == ["healthy"]
 

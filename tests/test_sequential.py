@@ -59,18 +59,22 @@ def test_error_rates_stay_at_alpha_over_all_looks(spending):
     assert at_margin[NO_GAIN] + at_margin[NO_EFFECT] <= 0.025 + 3 * se(0.025)
 
 
-@pytest.mark.slow  # 8000 simulated sequential studies (~3 s)
-def test_power_and_seeds_saved_against_a_fixed_design():
-    plan = SequentialPlan(5, 20, step=5, alpha=0.05, margin=0.5)
+@pytest.mark.slow  # 8000 simulated sequential studies per spending function (~3 s)
+@pytest.mark.parametrize("spending, power, seeds", [("obrien_fleming", 0.96, 14.5),
+                                                    ("pocock", 0.92, 12.5)])
+def test_power_and_seeds_saved_against_a_fixed_design(spending, power, seeds):
+    """A true effect of 1 sd: measured power 0.975 (O'Brien-Fleming) and 0.938 (Pocock) with
+    13.7 and 11.9 of the 20 seeds on average. No effect with a margin of 1 sd: decided as
+    no effect (or no gain) in 96% and 92%, again before the last look on average."""
+    plan = SequentialPlan(5, 20, step=5, alpha=0.05, margin=0.5, spending=spending)
     shares, mean_seeds = simulate(plan, 1.0, seed=13)
     # a fixed 20-seed paired t-test at alpha 0.05 (two-sided) has power 0.99 at effect 1 sd
     fixed = 1 - stats.nct.cdf(stats.t.ppf(0.975, 19), 19, 1.0 * math.sqrt(20))
     assert fixed > 0.98
-    assert shares[BETTER] > 0.95  # measured 0.99 with a quarter of the seeds saved
-    assert mean_seeds < 16
-    # no effect and a wide margin: decided as no effect (or no gain), and early
-    shares, mean_seeds = simulate(SequentialPlan(5, 20, step=5, margin=1.0), 0.0, seed=14)
-    assert shares[NO_EFFECT] + shares[NO_GAIN] > 0.9 and mean_seeds < 20
+    assert shares[BETTER] > power and mean_seeds < seeds
+    plan = SequentialPlan(5, 20, step=5, margin=1.0, spending=spending)
+    shares, mean_seeds = simulate(plan, 0.0, seed=14)
+    assert shares[NO_EFFECT] + shares[NO_GAIN] > power - 0.02 and mean_seeds < seeds
 
 
 def test_spending_functions_by_formula():
@@ -122,7 +126,7 @@ def test_one_look_is_the_paired_t_test_and_tost():
 
 
 def test_decisions_by_hand():
-    plan = SequentialPlan(2, 4, alpha=0.05, margin=0.1)
+    plan = SequentialPlan(2, 4, alpha=0.05, margin=0.1, spending="obrien_fleming")
     d = decide([1.0, 1.2, 0.8, 1.0], plan)
     a = plan.alphas[-1]
     half = stats.t.ppf(1 - a / 2, 3) * np.std([1.0, 1.2, 0.8, 1.0], ddof=1) / 2

@@ -78,6 +78,7 @@ class Verdict:
     pairs: int = 1  # (variant, reference) pairs the choice was made from
     sequential: bool = True  # confirmation seeds added look by look (else fixed seeds)
     max_seeds: int | None = None  # the budget in confirmation seeds
+    adjusted: bool = False  # fixed seeds with a choice: tested at alpha / pairs (Bonferroni)
     looks: list[dict[str, Any]] = field(default_factory=list)
     also: list[dict[str, Any]] = field(default_factory=list)  # both checkpoints' test acc
     seeds_needed: int | None = None  # undecided: seeds that would decide the observed effect
@@ -174,15 +175,16 @@ def fmt_size(metric: str, x: float) -> str:
 
 
 def fmt_level(level: float) -> str:
-    """95% / 99.2% / 99.99%: enough digits to tell the level from 100%."""
+    """95% / 98.2% / 99.99%: one decimal, dropped when it is 0, and more where one decimal
+    would read as 100%."""
     if not math.isfinite(level):
         return "n/a"
     pct = 100 * level
-    for digits in range(0, 6):
-        text = f"{pct:.{digits}f}"
-        if float(text) < 100 and abs(float(text) - pct) < 0.5 * 10 ** -digits + 1e-12:
-            return f"{text}%"
-    return f"{pct:.6f}%"
+    digits = 1
+    while float(f"{pct:.{digits}f}") >= 100 and pct < 100 and digits < 6:
+        digits += 1
+    text = f"{pct:.{digits}f}"
+    return f"{text.removesuffix('.0')}%"
 
 
 def default_statement(claim: Any) -> str:
@@ -279,8 +281,8 @@ def verdict(t: ClaimTest, runs: pd.DataFrame, settings: dict[str, dict[str, Any]
         "statement": claim.statement or default_statement(claim), "source": claim.source,
         "metric": metric, "margin": claim.effect_margin, "variant": t.variant,
         "reference": t.reference, "screen_seeds": len(t.screen_seeds), "chose": t.chose,
-        "pairs": t.pairs, "sequential": not t.adjusted and t.plan is not None
-        and len(t.plan.looks) > 1,
+        "pairs": t.pairs, "adjusted": t.adjusted,
+        "sequential": not t.adjusted and t.plan is not None and len(t.plan.looks) > 1,
         "max_seeds": t.plan.max_seeds if t.plan else None,
         "edges": (range_edges(t.variant, t.candidates, settings)
                   + range_edges(t.reference, t.references, settings)) if t.variant

@@ -16,6 +16,11 @@ def finite(x: Any) -> bool:
         return False
 
 
+def as_float(x: Any) -> float:
+    """x as a float, nan when it is missing or not a finite number."""
+    return float(x) if finite(x) else math.nan
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     if not finite(x):
         return "n/a"

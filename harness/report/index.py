@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from harness.report import render
+from harness.report import atlas, render
 from harness.report.files import atomic_write_text
 
 META = re.compile(r'<meta name="harness-([a-z]+)" content="([^"]*)"')
@@ -36,14 +36,19 @@ def _runs_text(meta: dict[str, str], study_dir: Path) -> str:
     return f"{n} run folder(s)"
 
 
-def read_claim_verdict(study_dir: Path) -> str:
-    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
-    'no claim'); '' when no report has evaluated it."""
+def read_claims(study_dir: Path) -> dict:
+    """claims.json as written by the study's report ({} when none)."""
     try:
         data = json.loads((study_dir / CLAIMS_JSON).read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return ""
-    return str(data.get("overall", "")) if isinstance(data, dict) else ""
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_claim_verdict(study_dir: Path) -> str:
+    """The study's overall claim verdict ('held', 'did not hold', 'undecided', 'mixed (...)',
+    'no claim'); '' when no report has evaluated it."""
+    return str(read_claims(study_dir).get("overall", ""))
 
 
 def build_index(results_dir: Path | str) -> Path:
@@ -56,6 +61,7 @@ def build_index(results_dir: Path | str) -> Path:
         if not report.is_file() and not (d / "runs").is_dir():
             continue
         meta = read_meta(report) if report.is_file() else {}
+        claims = read_claims(d)
         studies.append({
             "name": d.name,
             "href": f"{d.name}/report.html" if report.is_file() else None,
@@ -63,10 +69,13 @@ def build_index(results_dir: Path | str) -> Path:
                                                  else ""),
             "generated": meta.get("generated", ""),
             "runs": _runs_text(meta, d),
-            "claim": read_claim_verdict(d),
+            "claim": str(claims.get("overall", "")),
+            "chosen": claims.get("chosen") or "",
         })
+    rows = atlas.read(results_dir, [str(s["name"]) for s in studies])
     path = results_dir / "index.html"
-    atomic_write_text(path, render.render("index.html.j2", studies=studies,
-                                          generated=time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                  time.gmtime())))
+    atomic_write_text(path, render.render(
+        "index.html.j2", studies=studies, atlas=atlas.forest_png(rows),
+        atlas_rows=[{"study": r.study, "line": r.line, "word": r.word} for r in rows],
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     return path

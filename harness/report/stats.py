@@ -147,16 +147,6 @@ def holm(pvalues: Iterable[float | None]) -> list[float]:
     return out.tolist()
 
 
-def verdict(diff: float, p_adjusted: float, alpha: float = ALPHA) -> str:
-    """better | worse (adjusted p < alpha) | no detectable effect | n/a (untestable)."""
-    if diff is None or p_adjusted is None or not (math.isfinite(diff)
-                                                  and math.isfinite(p_adjusted)):
-        return "n/a"
-    if p_adjusted < alpha:
-        return "better" if diff > 0 else "worse"
-    return "no detectable effect"
-
-
 def paired_t_power(dz: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test with n pairs when the true effect is d_z.
 

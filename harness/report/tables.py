@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.dotted import flatten_dotted, get_dotted
+from harness.record import Comparison, StudyRecord, Variant
 from harness.record import RunRecord as RunRecordType
-from harness.record import StudyRecord, Variant
 from harness.record.schema import DEFAULT_COMPARE_METRIC
-from harness.report import stats
+from harness.report import stats, vocabulary
 from harness.study.runs_table import METRICS, train_cols
 from harness.study.runs_table import number as _num
 from harness.train.analysis import load_predictions
@@ -75,13 +76,39 @@ def variant_disagreement(study: Study, variant: str) -> tuple[float, int]:
     return stats.pairwise_disagreement(preds), len(preds)
 
 
-def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
+def has_validation(runs: pd.DataFrame) -> bool:
+    """Did any included run measure a validation split (a best-val checkpoint exists)?"""
+    inc = runs[runs["included"].astype(bool)] if len(runs) else runs
+    return bool(len(inc)) and bool(pd.to_numeric(inc["best_val_acc"], errors="coerce")
+                                   .notna().any())
+
+
+def effective_compare(study: Study, runs: pd.DataFrame) -> Comparison:
+    """The comparison the study declares; without a validation split there is no best-val
+    checkpoint, so test accuracy at the last epoch stands in for it (what such a study, e.g.
+    one trained to interpolation, measures)."""
+    compare = study.compare
+    if has_validation(runs) or not len(runs):
+        return compare
+
+    def last(metric: str) -> str:
+        return "last_" + metric[len("best_"):] if metric.startswith("best_") else metric
+
+    also = [m for m in dict.fromkeys(last(m) for m in compare.also_against)
+            if m != last(compare.reference_metric)]
+    return Comparison(metric=last(compare.metric), reference=last(compare.reference_metric),
+                      also_against=also, report=list(compare.report))
+
+
+def summary_table(study: Study, runs: pd.DataFrame, compare: Comparison | None = None,
+                  margin: float = vocabulary.DEFAULT_MARGIN) -> pd.DataFrame:
     """One row per variant: counts, mean / CI half-width / n per metric, and the comparison
-    the study declares (default: test acc at the best-val epoch, both sides)."""
+    the study declares (default: test acc at the best-val epoch, both sides), judged in the
+    report's words (vocabulary.py) with `margin` as the smallest effect of interest."""
     inc = runs[runs["included"].astype(bool)]
     trusted = runs[runs["trusted"].astype(bool)]
     param = sweep_parameter(study)
-    compare = study.compare
+    compare = compare or effective_compare(study, runs)
     base = inc[inc["variant"] == study.baseline] if study.baseline else inc.iloc[0:0]
     references = [compare.reference_metric, *compare.also_against]
     base_by_seed = {ref: dict(zip(base["seed"], base[ref], strict=True)) for ref in references
@@ -132,7 +159,14 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     df["p_holm"] = stats.holm(df["p_value"])  # across this study's comparisons
-    df["verdict"] = [stats.verdict(d, p) for d, p in zip(df["delta"], df["p_holm"], strict=True)]
+    n_comparisons = int(np.isfinite(df["p_value"].to_numpy(dtype=float)).sum())
+    unit = vocabulary.unit_of(compare.metric)
+    words = [vocabulary.judge(vocabulary.row_effect(r, margin, n_comparisons,
+                                                   stats.MULTIPLE_TESTING, unit))
+             if not r["is_baseline"] else None for _, r in df.iterrows()]
+    df["verdict"] = [j.word if j else "baseline" for j in words]
+    df["verdict_reason"] = [j.reason if j else "" for j in words]
+    df["margin"] = margin
     key = f"{compare.metric}_mean" if f"{compare.metric}_mean" in df else \
         f"{COMPARE_METRIC}_mean"
     return df.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(
@@ -141,7 +175,8 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- curves
 
-CURVE_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc", "gap_loss")
+CURVE_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc", "gap_loss", "test_loss",
+                 "test_acc")
 
 
 def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -155,6 +190,8 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
     out["val_loss"] = metrics.get("val_loss")
     out["val_acc"] = metrics.get("val_acc")
     out["gap_loss"] = out["val_loss"] - out["train_loss"]
+    out["test_loss"] = metrics.get("test_loss")
+    out["test_acc"] = metrics.get("test_acc")
     return out.apply(pd.to_numeric, errors="coerce")
 
 

@@ -23,7 +23,7 @@ class ConfirmConfig(Strict):
     step: int = Field(5, ge=1)  # seeds added between looks
     minutes: float = Field(60.0, gt=0)  # the budget in wall minutes of this command
     alpha: float = Field(0.05, gt=0.0, lt=1.0)  # two-sided, over all looks of a claim
-    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    spending: Literal["obrien_fleming", "pocock"] = "pocock"  # spends about evenly per look
 
     @model_validator(mode="after")
     def _min_below_max(self) -> ConfirmConfig:

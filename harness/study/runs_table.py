@@ -22,6 +22,11 @@ METRICS: dict[str, str] = {
     "epochs_run": "epochs run",
     "gap_loss": "gap (val - train loss)",
     "gap_acc": "gap (train - val acc)",
+    "final_gap_loss": "gap (val - train loss) of the final model",
+    "final_gap_acc": "gap (train - val acc) of the final model",
+    "last_train_acc": "train acc @ last epoch",
+    "final_train_acc": "train acc of the final model",
+    "restored_epoch": "epoch early stopping restored",
     "best_epoch": "best-val epoch",
     "best_val_acc": "val acc @ best val",
     "best_val_loss": "val loss @ best val",
@@ -78,6 +83,13 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
     tl, ta = train_cols(last)
     row["gap_loss"] = number(last.get("val_loss")) - number(last.get(tl))
     row["gap_acc"] = number(last.get(ta)) - number(last.get("val_acc"))
+    row["last_train_acc"] = number(last.get(ta))
+    # The final model (restored / averaged / last epoch): its own eval-mode pass.
+    ftl, fta = train_cols(k[6:] for k in s if k.startswith("final_"))
+    row["final_gap_loss"] = number(s.get("final_val_loss")) - number(s.get(f"final_{ftl}"))
+    row["final_gap_acc"] = number(s.get(f"final_{fta}")) - number(s.get("final_val_acc"))
+    row["final_train_acc"] = number(s.get(f"final_{fta}"))
+    row["restored_epoch"] = number(s.get("es_best_epoch"))
     row["best_epoch"] = number(s.get("best_epoch"))
     row["ece"] = number(s.get("final_ece"))
     for k in CALIBRATION_KEYS:
@@ -103,5 +115,3 @@ def runs_table(study: StudyRecord) -> pd.DataFrame:
             "diverged_epoch", *METRICS, "wandb_url", "error", "path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
-
-

@@ -67,7 +67,7 @@ class SequentialPlan:
     step: int = 1
     alpha: float = 0.05
     margin: float = 0.01  # in the compared metric's units
-    spending: Spending = "obrien_fleming"
+    spending: Spending = "pocock"
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_seeds <= self.max_seeds:
