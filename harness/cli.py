@@ -1,6 +1,6 @@
 """The `harness` command line: parse, call, print. The work lives in the modules.
 
-Why one module of about 550 lines: one typer app, one function per command with its options
+Why one module of about 630 lines: one typer app, one function per command with its options
 declared in its signature (that is the --help text); each command body only calls one module
 and prints, and the modules are imported inside the commands so `harness --help` and a
 refused input never import torch.
@@ -78,12 +78,17 @@ def study_to_run(name: str, kind: str, results_dir: Path,
     overrides = parse_overrides(sets)
     cfg = load_study(path, overrides)
     source = override_source(path, overrides)
-    if cfg.kind == "ablation":
-        from harness.config import structure_only
-        from harness.study.plan import expand
+    from harness.config import structure_only
 
-        with structure_only():  # keys, types, ranges of every run: before PyTorch loads
+    with structure_only():  # keys, types, names, ranges of every run: before PyTorch loads
+        if cfg.kind == "ablation":
+            from harness.study.plan import expand
+
             expand(cfg, source)
+        else:
+            from harness.study.tune_space import parse_tune
+
+            parse_tune(cfg, source)
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
@@ -99,12 +104,32 @@ def say(line: str) -> None:
     console.print(line, soft_wrap=True)
 
 
-def interrupted(again: str) -> None:
+def interrupted(err: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: what is kept, and the command as it was typed (its --results-dir,
+    --set and every other option), which resumes the same study."""
     from harness.console import console
+    from harness.interrupts import Terminated, exit_code
 
-    console.print(f"\n[yellow]interrupted[/]: finished runs and the last epoch checkpoint are "
-                  f"kept; run {again} again to resume")
-    raise typer.Exit(code=130)
+    what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    console.print(f"\n[yellow]{what}[/]: finished runs and the last epoch checkpoint are "
+                  f"kept; to resume, run again: {escape(typed_command())}", soft_wrap=True,
+                  highlight=False)
+    raise typer.Exit(code=exit_code(err))
+
+
+def typed_command() -> str:
+    """This process's command line, as the user could type it again (a storage URL's
+    password masked, as everywhere else)."""
+    import shlex
+    import sys
+
+    from harness.study.storage import mask_url
+
+    program = [sys.argv[0]] if Path(sys.argv[0]).name == "harness" else \
+        ["python", "-m", "harness.cli"]
+    args = [mask_url(a) for a in sys.argv[1:]]
+    masked = " (the storage password where *** is)" if args != sys.argv[1:] else ""
+    return shlex.join([*program, *args]) + masked
 
 
 Debug = Annotated[bool, flag("debug", "Show tracebacks for errors.")]
@@ -175,14 +200,16 @@ def run(
         with structure_only():  # keys, types, ranges: answered before PyTorch loads
             load_run_config(config, overrides)
         cfg = load_run_config(config, overrides)
+        from harness.data.presence import check_data_present
         from harness.train.preflight import check_model_sizes
 
-        check_model_sizes([cfg], str(config) if config else "flags")
+        check_data_present([cfg], data_dir)
+        check_model_sizes([cfg], str(config) if config else "flags", data_dir)
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
-    except KeyboardInterrupt:
-        interrupted("the same `harness run` command")
+    except KeyboardInterrupt as err:
+        interrupted(err)
 
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
@@ -298,8 +325,15 @@ def datasets(
         rows = dataset_rows(root)
     except HarnessError as err:
         fail(err, debug)
+    from harness.console import console
+    from harness.plugins import failed_loads
+
+    failed = failed_loads("dataset")  # an installed plug-in that is not listed: say why
+    for line in failed:
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     if as_json:
-        print(json.dumps({"data_dir": str(root), "datasets": rows}, indent=2))
+        print(json.dumps({"data_dir": str(root), "datasets": rows, "failed_plugins": failed},
+                         indent=2))
         return
     print(f"datasets (data folder {root}; fetch missing files with --download):")
     cols = [("name", "name"), ("kind", "kind"), ("source", "source"), ("files", "files")]
@@ -347,13 +381,13 @@ def ablation(
             dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
                           data_dir=data_dir, as_json=json_)
             return
+        source, cfg = study_to_run(study, "ablation", results_dir, set_)
         if launcher is None or launcher == "none":
-            # the worker server imports torch and wandb while this process reads, checks
-            # and plans the study (a refused study stops it at exit)
+            # the worker server imports torch and wandb while this process checks the study
+            # fully and plans it (a study refused then stops it at exit)
             from harness.study.processes import warm_worker_server
 
-            warm_worker_server(workers)
-        source, cfg = study_to_run(study, "ablation", results_dir, set_)
+            warm_worker_server(workers or cfg.workers)
         queue = None if storage or cfg.storage else str(results_dir / cfg.name / QUEUE_DB)
         if launcher != "none" and (launcher or cfg.launcher):
             from harness.study.overview import launch_and_print
@@ -381,8 +415,8 @@ def ablation(
     except Exception as err:
         fail(err, debug, queue)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make ablation STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before - out.imported} trained here"
                   + (f", {out.imported} imported from other workers" if out.imported else "")
@@ -435,8 +469,8 @@ def tune(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make tune STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
                   f"{out.best_text()}", soft_wrap=True)
@@ -478,8 +512,8 @@ def worker(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"harness worker --study {study} --storage ...")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"nothing left to take; this worker ran {n} run(s)")
 
 
@@ -553,6 +587,8 @@ def sync(
                       f"{study}")
         result = sync_study(sdir, timeout_s=timeout,
                             progress=lambda line: console.print(line, soft_wrap=True))
+        if result.not_logged_in:  # the user's to fix: exit 2, like any other bad input
+            raise HarnessError(f"{study}: nothing synced: {result.not_logged_in}")
     except Exception as err:
         fail(err, debug)
         return
@@ -589,8 +625,11 @@ def wandb_report(
 
 
 def main() -> None:  # pragma: no cover - console entry
+    from harness.interrupts import terminate_as_interrupt
+
     os.environ.setdefault("WANDB_SILENT", "true")
-    app()
+    with terminate_as_interrupt():
+        app()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,14 +29,16 @@ from pydantic import (
     model_validator,
 )
 
+from harness import quick_check
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
 from harness.numerics import NUMERICS_VERSION
 from harness.record.identity import identity_of, run_id_of
 
-# While set, validation checks keys, types and ranges only: no registry lookups, which import
-# PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
+# While set, validation checks keys, types and ranges, and names and option ranges against
+# the table of built-ins (harness/quick_check.py): no registry is imported (PyTorch: seconds).
+# The CLI answers most mistakes this way first, then validates fully.
 STRUCTURE_ONLY: ContextVar[bool] = ContextVar("STRUCTURE_ONLY", default=False)
 
 
@@ -104,6 +106,7 @@ class DataConfig(Strict):
     @classmethod
     def _known_dataset(cls, v: str) -> str:
         if STRUCTURE_ONLY.get():
+            quick_check.check_name("dataset", v)
             return v
         from harness.data import DATASETS
 
@@ -134,6 +137,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _loader_options(self) -> DataConfig:
+        if STRUCTURE_ONLY.get():
+            quick_check.check_dataset_options(self.name, self.kwargs)
+            return self
         from harness.data.base import check_dataset_options
 
         check_dataset_options(self.name, self.kwargs)
@@ -147,6 +153,8 @@ class ModelConfig(Strict):
     @classmethod
     def _known_model(cls, v: str) -> str:
         if STRUCTURE_ONLY.get():
+            if ":" not in v:  # an import path is imported by the full pass
+                quick_check.check_name("model", v)
             return v
         from harness.models import MODELS
         from harness.models.contract import is_import_path, resolve_model
@@ -255,7 +263,10 @@ class RunConfig(Strict):
     @field_validator("regularizers", mode="before")
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
-        return {} if v is None else v
+        v = {} if v is None else v
+        if isinstance(v, dict) and STRUCTURE_ONLY.get():
+            quick_check.check_regularizers(v)
+        return v
 
     @field_serializer("regularizers")
     def _validated_params(self, regularizers: dict[str, dict[str, Any]]) -> dict[str, Any]:

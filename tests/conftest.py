@@ -11,6 +11,10 @@ TESTS = REPO / "tests"  # the helper modules (faults, browser, wandb_offline) li
 # Tests and CI read the shared datasets from HARNESS_DATA_DIR;
 # default: the folder beside the checkout.
 os.environ.setdefault("HARNESS_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+# The suite sees the built-ins only: a plug-in a user installed (its entry points) must not
+# register names the tests do not expect, in this process or any it starts. The tests of
+# entry points turn them on for the processes they start.
+os.environ["HARNESS_ENTRY_POINTS"] = "off"
 
 
 @pytest.fixture
@@ -147,6 +151,17 @@ def text_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("text_slice")
     (root / "tinyshakespeare").mkdir()
     (root / "tinyshakespeare" / "input.txt").write_text(source.read_text()[:30_000])
+    return root
+
+
+def unreadable_fashion_mnist(root: Path) -> Path:
+    """A data folder whose Fashion-MNIST files are there but are not IDX files: a study
+    starts (its files are found before anything is written) and each run fails reading them."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / stem).write_bytes(b"not an idx file")
     return root
 
 

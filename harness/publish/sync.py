@@ -29,6 +29,7 @@ class SyncResult:
     failed: dict[Path, str] = field(default_factory=dict)
     skipped: dict[Path, str] = field(default_factory=dict)
     seconds: float = 0.0
+    not_logged_in: str = ""  # why nothing was tried, when the user can fix it (no credentials)
 
     @property
     def ok(self) -> bool:
@@ -124,7 +125,9 @@ def sync_study(study_dir: Path, *, timeout_s: float = SYNC_TIMEOUT_S,
                           if source is None else server_unreachable())
         if why:
             result.failed = dict.fromkeys(dirs, why)
-            say(f"nothing synced: {why}")
+            result.not_logged_in = why if source is None or problem else ""
+            if not result.not_logged_in:  # the caller says that one (`harness sync`: exit 2)
+                say(f"nothing synced: {why}")
             return result
     later = superseded(dirs)
     cmd = wandb_command()

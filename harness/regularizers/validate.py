@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from harness.config_errors import first_error
+from harness.config_errors import params_error
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
 from harness.models import MODELS, model_capabilities, model_info
@@ -52,16 +52,7 @@ def validate_params(params_cls: type[T], name: str, raw: Any) -> T:
     try:
         return params_cls.model_validate(raw or {})
     except ValidationError as err:
-        e = first_error(err)
-        key = ".".join(str(p) for p in ("regularizers", name, *e["loc"]))
-        if e["type"] == "extra_forbidden":
-            allowed = ", ".join(params_cls.model_fields) or "(none)"
-            raise ConfigError(f"unknown key {key!r}; allowed: {allowed}") from None
-        if e["type"] == "missing":
-            raise ConfigError(f"{key}: required") from None
-        msg, value = e["msg"].removeprefix("Value error, "), e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"  # a whole section: no echo
-        raise ConfigError(f"{key}{shown}: {msg}") from None
+        raise ConfigError(params_error(err, name, params_cls)) from None
 
 
 def check_requires(reg_cls: type[Regularizer[Any]], params: Params, config: Any) -> None:

@@ -231,8 +231,7 @@ def _context(study: tables.Study, runs: pd.DataFrame, summary: pd.DataFrame,
     meta = study.meta or {}
     return {
         "name": study.name,
-        "description": meta.get("description")
-        or "Ad-hoc runs (no study.json): variants come from the runs' configs.",
+        "description": subtitle(study),
         "design": study.design,
         "sweep_parameter": tables.sweep_parameter(study),
         "base_yaml": yaml.safe_dump(base, sort_keys=False, default_flow_style=False).rstrip(),
@@ -258,3 +257,18 @@ def _context(study: tables.Study, runs: pd.DataFrame, summary: pd.DataFrame,
         "confidence": stats.CONFIDENCE,
         "n_comparisons": int(summary["p_value"].notna().sum()) if len(summary) else 0,
     }
+
+
+def subtitle(study: tables.Study) -> str:
+    """The study file's description; without one, what study.json says the study is (the
+    ad-hoc line only where there is no study.json: runs gathered without a study file)."""
+    meta = study.meta or {}
+    if meta.get("description"):
+        return str(meta["description"])
+    if not meta:
+        return "Ad-hoc runs (no study.json): variants come from the runs' configs."
+    kind = study.design.get("kind") or "study"
+    param = tables.sweep_parameter(study)
+    of = f" of `{param}`" if param else ""
+    return (f"A {kind.replace('_', '-')} study{of}: {len(study.variants)} variants "
+            "(the study file has no description).")

@@ -29,7 +29,6 @@ from typing import Any
 
 from harness.config import RunConfig
 from harness.record.run_dir import RunDir
-from harness.regularizers.base import REGULARIZERS, reads_other_runs
 from harness.study.plan import RunSpec
 
 # After the last run: report, figures, index, the W&B study run and exit. A line fitted to
@@ -150,6 +149,7 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None,
     one-off costs: on a tiny model about twice a later one), and how much longer the first
     run took (a fresh worker's cost). `between` runs after the first run (a barrier, so
     that copies probing together time their second runs side by side)."""
+    from harness.regularizers.base import REGULARIZERS, reads_other_runs
     from harness.train.loop import train_run
 
     raw = copy.deepcopy(cfg.model_dump(mode="json"))

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from harness.console import console, make_progress
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError
 from harness.record import StudyRecord
 from harness.record.disk import atomic_write_json, remove_stale_temp_files
@@ -27,13 +28,13 @@ from harness.record.layout import MODEL, STUDY_JSON
 from harness.record.run_dir import RunDir
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
-from harness.study.processes import make_workers, supervise, warm_worker_server
+from harness.study.processes import supervise, warm_worker_server, worker_server
 from harness.study.queue import RunQueue, queue_study_name
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
 from harness.study.trial_files import ARTIFACT_DIR, TRAVELLING_FILES, fetch_files
-from harness.study.worker import worker_loop, worker_process
+from harness.study.worker import worker_loop
 from harness.train.loop import study_dir
 from harness.train.preflight import check_model_sizes, parameter_count
 
@@ -58,7 +59,8 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def choose_workers(specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """Workers for a study when the user named none, and why (printed).
 
     A small model's step is too short to split across threads (OpenMP start-up and, on a
@@ -69,7 +71,7 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
     for s in specs:
         key = repr((s.config.model.model_dump(), s.config.data.name))
         if key not in counts:
-            counts[key] = parameter_count(s.config)
+            counts[key] = parameter_count(s.config, data_dir)
     known = [n for n in counts.values() if n is not None]
     if known and max(known) <= SMALL_MODEL_PARAMS and len(known) == len(counts):
         workers = max(1, min(cores, todo))
@@ -80,12 +82,13 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
         "larger models use the cores inside each step"
 
 
-def decide_workers(named: int | None, specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def decide_workers(named: int | None, specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """The workers a study runs on (the user's number, else chosen by model size) and why;
     one decision for the run and for its dry-run estimate."""
     if named:
         return named, ""
-    return choose_workers(specs, todo)
+    return choose_workers(specs, todo, data_dir)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -116,12 +119,14 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
-    check_model_sizes([s.config for s in specs], source)
+    check_data_present([s.config for s in specs], data_dir)
+    check_model_sizes([s.config for s in specs], source, data_dir)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     local_queue = url == default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
-    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now))
+    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now),
+                                  data_dir)
     # storage checks before anything is written: a shared queue is opened now, the local
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)
@@ -194,9 +199,9 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
             worker_loop(**options, emit=hub.handle, worker=0, wait_for_running=True,
                         timeout=timeout)
         else:
-            procs, events = make_workers(
-                worker_process, lambda i: ({**options, "timeout": timeout},), workers)
-            supervise(procs, events, hub.handle, hub.refresh)
+            batch = worker_server().start("harness.study.worker:worker_process",
+                                          [{**options, "timeout": timeout}] * workers)
+            supervise(batch, hub.handle, hub.refresh)
             # remote or dead workers may still hold work: finish it here (one worker in this
             # process has just done that: it waited for running work)
             left = None if timeout is None else timeout - (time.monotonic() - started)

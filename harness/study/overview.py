@@ -69,7 +69,8 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     sdir = Path(results_dir) / study.name
     done = finished_ids(sdir, specs) if sdir.is_dir() else set()
     jobs = study.launcher.array_parallelism if study.launcher else None
-    workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done))
+    workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done),
+                                data_dir)
     threads = threads_per_worker(workers)
     if len(done) < len(specs):
         console.print(f"dry run of {study.name}: probing each model/data shape for two "

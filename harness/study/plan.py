@@ -102,6 +102,9 @@ def variants(study: StudyConfig) -> list[Variant]:
             out.append(Variant(name, flatten("", over)))
     elif d.kind == "leave_one_out":
         recipe = list((study.base.get("regularizers") or {}).keys())
+        if not recipe:
+            raise ConfigError("design: leave_one_out removes regularizers of "
+                              "base.regularizers, which names none")
         for reg in d.remove or recipe:
             if reg not in recipe:
                 raise ConfigError(f"design.remove: {reg!r} is not in base.regularizers "
@@ -146,7 +149,11 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
     specs: list[RunSpec] = []
     seen: set[str] = set()
     linker = Linker(study.upstream, study.base, source)
-    for variant in variants(study):
+    try:
+        planned = variants(study)
+    except ConfigError as err:  # the design's own words, with the file they are about
+        raise ConfigError(f"{source}: {err}") from None
+    for variant in planned:
         for data_seed, seed in seed_pairs(study, variant.name):
             cfg, needs = linker.link(resolve(study, variant, seed, source, data_seed))
             run_id = cfg.run_id()
@@ -156,7 +163,7 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline, swept_params(study, variant, cfg),
                                  study.description or None, needs))
-    names = [v.name for v in variants(study)]
+    names = [v.name for v in planned]
     clash = sorted({u.name for u in linker.runs.values()} & set(names))
     if clash:
         raise ConfigError(f"{source}: upstream run {clash[0]!r} has the name of a variant; "

@@ -50,6 +50,10 @@ class DesignConfig(Strict):
         for field in need:
             if not getattr(self, field):
                 raise ValueError(f"design kind {self.kind!r} needs design.{field}")
+        for key, axis in (self.parameters or {}).items() if self.kind == "grid" else ():
+            if not axis:  # an empty axis makes the grid empty: only the baseline would train
+                raise ValueError(f"a grid axis without values: parameters.{key} = {axis!r} "
+                                 "(give it at least one value)")
         return self
 
 

@@ -31,7 +31,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.markup import escape
 
+from harness.config import build_run_config
 from harness.console import console
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError
 from harness.record.numbers import finite
 from harness.study.execute import (
@@ -142,6 +144,8 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     if study.kind != "tune":
         raise ConfigError(f"{source}: kind {study.kind!r} is not a tuning study (kind: tune)")
     spec = parse_tune(study, source)
+    check_data_present([build_run_config({**study.base, "study": study.name}, source)],
+                       data_dir)
     results_dir = Path(results_dir)
     sdir = study_dir(results_dir, study.name)
     workers = workers or study.workers or default_workers()

@@ -24,7 +24,6 @@ from harness.config import STRUCTURE_ONLY, RunConfig, build_run_config
 from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
 from harness.record.layout import RUNS, run_folder_name
-from harness.regularizers import REGULARIZERS
 
 MAX_DEPTH = 8  # upstream of upstream of ...: deeper than this is a cycle
 # left out of an upstream run (it trains from scratch unless its overrides say otherwise)
@@ -69,6 +68,14 @@ def upstream_config(base: dict[str, Any], overrides: dict[str, Any], study: str,
     return build_run_config(raw, source)
 
 
+def regularizer_class(name: str) -> Any:
+    """A regularizer by name. Its package imports PyTorch, so it is imported here, when a
+    run's regularizers are asked, never by the structure-only first pass of the checks."""
+    from harness.regularizers import REGULARIZERS
+
+    return REGULARIZERS.get(name)
+
+
 class Linker:
     """Links the runs of one study (or one `harness run`) to their upstream runs: a study's
     declared ones named in `model.init_from`, and those a regularizer declares (its
@@ -91,7 +98,7 @@ class Linker:
         # a structure-only check (before PyTorch loads) cannot ask the regularizers yet
         declared = {} if STRUCTURE_ONLY.get() else config.regularizer_params()
         for name, params in declared.items():
-            reg = REGULARIZERS.get(name)
+            reg = regularizer_class(name)
             for need in reg.upstream(params):
                 key = f"regularizers.{name}.{need.key}"
                 up = (self.declared_run(need.name, config, key) if need.name is not None else

@@ -28,7 +28,6 @@ from harness.record.layout import FAILURE
 from harness.record.run_dir import RunDir
 from harness.record.schema import first_line
 from harness.study.lock import run_lock
-from harness.study.processes import install_worker_signals
 from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
 from harness.study.storage import mask_url, studies_in
@@ -275,14 +274,16 @@ def upstream_blocker(job: Job, queue: RunQueue, results_dir: Path) -> str | None
     return None
 
 
-def worker_process(options: dict[str, Any], events: Any, worker: int) -> None:
-    """Entry point of a local worker process (processes.make_workers):
-    `worker_loop(**options)`. An error that stops the worker is printed as one line and the
-    process exits 1 (the coordinator goes on)."""
+def worker_process(options: dict[str, Any], emit: Emit, worker: int) -> None:
+    """Entry point of a local worker process (forked by harness/study/worker_server.py,
+    its options read from JSON): `worker_loop(**options)`. An error that stops the worker is
+    printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
-    install_worker_signals()
+    options = {**options, "results_dir": Path(options["results_dir"]),
+               "data_dir": Path(options["data_dir"]) if options.get("data_dir") else None,
+               "kinds": tuple(options.get("kinds", KINDS))}
     try:
-        worker_loop(**options, worker=worker, emit=events.put)
+        worker_loop(**options, worker=worker, emit=emit)
     except KeyboardInterrupt:
         pass
     except Exception as err:

@@ -4,6 +4,7 @@ run files they summarize and against scipy's paired t-test."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,39 @@ def test_ablation_and_load_study_tables(tmp_path):
 def test_load_study_of_a_missing_folder(tmp_path):
     with pytest.raises(ConfigError, match="no such study folder"):
         harness.load_study(tmp_path / "nothing_here")
+
+
+UNGUARDED = """\
+import harness
+
+print("script body ran", flush=True)
+study = harness.ablation({study!r}, workers=2, results_dir={results!r}, report=False,
+                         overrides={{"seeds": [0]}}, base__train__epochs=1)
+print("runs", len(study.runs), sorted(study.runs["status"]), flush=True)
+print("epochs", sorted(set(study.metrics["epoch"])), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_ablation_from_a_script_without_a_main_guard(tmp_path, how):
+    """As the README shows it: no `if __name__ == "__main__":`. Workers must not run the
+    caller's main again (a script body ran once per worker, bootstrapping errors); the
+    overrides reach the study like the CLI's --set."""
+    path = tmp_path / "api_sweep.yaml"
+    path.write_text(STUDY)
+    code = UNGUARDED.format(study=str(path), results=str(tmp_path / "results"))
+    script = tmp_path / "plain.py"
+    script.write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [sys.executable, str(script)] if how == "script" else [sys.executable, "-"]
+    done = subprocess.run(args, input=None if how == "script" else code, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert done.stdout.count("script body ran") == 1, out[-3000:]
+    assert "bootstrapping phase" not in out and "Traceback" not in out
+    assert "runs 2 ['completed', 'completed']" in done.stdout  # seeds [0]: 2 variants x 1 seed
+    assert "epochs [1]" in done.stdout  # base.train.epochs=1 reached every run
+    saved = json.loads((tmp_path / "results" / "api_sweep" / "study.json").read_text())
+    assert saved["overrides"] == {"seeds": [0], "base.train.epochs": 1}

@@ -60,3 +60,21 @@ def test_missing_dataset_names_folder_and_flag(tmp_path: Path) -> None:
                      str(tmp_path / "empty")], tmp_path)
     assert result.exit_code == 2
     assert "empty" in result.output and "--data-dir" in result.output
+
+
+def test_the_resume_hint_is_the_command_as_typed(monkeypatch) -> None:
+    """Ctrl-C's hint repeats every option (a study resumed without its --results-dir or
+    --set is another study), quoted for the shell, a storage password masked."""
+    import shlex
+
+    from harness.cli import typed_command
+
+    argv = ["/v/bin/harness", "ablation", "dropout", "--set", "seeds=[0, 1]", "--results-dir",
+            "my results", "--storage", "postgresql://u:secret@h/db"]
+    monkeypatch.setattr("sys.argv", argv)
+    hint = typed_command()
+    assert "secret" not in hint and hint.endswith(" (the storage password where *** is)")
+    words = shlex.split(hint.removesuffix(" (the storage password where *** is)"))
+    assert words == [*argv[:-1], "postgresql://u:***@h/db"]
+    monkeypatch.setattr("sys.argv", ["/repo/harness/cli.py", "run", "--epochs", "3"])
+    assert typed_command() == "python -m harness.cli run --epochs 3"

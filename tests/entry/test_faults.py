@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import other_tests, tiny_study
+from conftest import other_tests, tiny_study, unreadable_fashion_mnist
 from faults import (
     REPO,
     as_terminal_job,
@@ -118,19 +119,53 @@ def known_before_training(tmp: Path, request: pytest.FixtureRequest) -> None:
 
 @scenario("A run fails while training")
 def fails_while_training(tmp: Path, request: pytest.FixtureRequest) -> None:
+    """The dataset's files are there (so the study starts) but not readable: each run fails
+    when it loads them."""
     path = write_study(tmp, name="failing")
     raw = yaml.safe_load(path.read_text())
-    raw["base"]["data"] = {"name": "fashion_mnist", "data_dir": str(tmp / "no-data")}
+    raw["base"]["data"] = {"name": "fashion_mnist",
+                           "data_dir": str(unreadable_fashion_mnist(tmp / "bad-data"))}
     path.write_text(yaml.safe_dump(raw))
     done = harness("ablation", str(path), "--results-dir", str(tmp / "r"))
     assert done.returncode == 1, done.stderr
-    out = done.stdout + done.stderr
-    assert "failed baseline seed 0: fashion_mnist: files not found" in out  # as it happens
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "failed baseline seed 0: " in out and "not an IDX file" in out  # as it happens
     assert out.count("failed baseline seed 0:") == 1  # a user's mistake is not retried
-    assert "not finished (2)" in out and "width=8 seed 0: failed: fashion_mnist" in out
+    assert "not finished (2)" in out and "width=8 seed 0: failed: " in out
     notes = list((tmp / "r" / "failing" / "runs").glob("*/failure.json"))
-    assert len(notes) == 2 and "files not found" in json.loads(notes[0].read_text())["reason"]
-    assert "files not found" in (tmp / "r" / "failing" / "report.html").read_text()
+    assert len(notes) == 2 and "not an IDX file" in json.loads(notes[0].read_text())["reason"]
+    assert "not an IDX file" in (tmp / "r" / "failing" / "report.html").read_text()
+
+
+@scenario("A dataset's files are missing")
+def dataset_missing(tmp: Path, request: pytest.FixtureRequest) -> None:
+    """HARNESS_DATA_DIR at an empty folder: it used to fail all 12 runs of the study after
+    34 s and write 39 files, a W&B study run among them."""
+    empty = tmp / "empty"
+    empty.mkdir()
+    path = write_study(tmp)
+    raw = yaml.safe_load(path.read_text())
+    raw["base"]["data"] = {"name": "fashion_mnist"}
+    path.write_text(yaml.safe_dump(raw))
+    for args in (["ablation", str(path)], ["ablation", "augmentation"]):
+        done = harness(*args, "--results-dir", str(tmp / "r"), HARNESS_DATA_DIR=str(empty))
+        line = error_of(done)
+        assert done.returncode == 2 and line.startswith(
+            f"error: dataset fashion_mnist: 4 file(s) missing in {empty}"), line
+    assert not (tmp / "r").exists()
+
+
+@scenario("A launcher that is not there")
+def launcher_missing(tmp: Path, request: pytest.FixtureRequest) -> None:
+    path = write_study(tmp)
+    path_without_srun = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                        if not (Path(p) / "srun").exists())
+    done = harness("ablation", str(path), "--launcher", "slurm", "--results-dir",
+                   str(tmp / "r"), "--storage", "postgresql+psycopg2://u:pw@127.0.0.1:1/x",
+                   PATH=path_without_srun)
+    line = error_of(done)
+    assert done.returncode == 2 and 'Could not detect "srun"' in line, line
+    assert not (tmp / "r").exists()
 
 
 HOSTILE = {
@@ -237,7 +272,7 @@ def corrupt_queue(tmp: Path, request: pytest.FixtureRequest) -> None:
     (sdir / "queue.db").write_bytes(b"this is not sqlite" * 100)
     done = harness("ablation", str(path), "--results-dir", str(tmp / "r"))
     line = error_of(done)
-    assert done.returncode == 1 and "queue.db" in line and "deleting it is safe" in line
+    assert done.returncode == 2 and "queue.db" in line and "deleting it is safe" in line
     assert files_under(sdir) == ["queue.db"]  # no study.json, no runs
 
 
@@ -255,19 +290,44 @@ def bad_storage(tmp: Path, request: pytest.FixtureRequest) -> None:
     done = harness("ablation", str(path), "--results-dir", str(results), "--storage",
                    f"postgresql+psycopg2://u:secret@127.0.0.1:{port}/x")
     line = error_of(done)
-    assert done.returncode == 1 and "secret" not in line and "queue storage failed" in line
+    assert done.returncode == 2 and "secret" not in line, line
+    assert "queue storage unreachable" in line and "check --storage" in line
+    done = harness("ablation", str(path), "--results-dir", str(results), "--storage",
+                   f"sqlite:///{tmp / 'no-such-folder' / 'q.db'}")
+    assert done.returncode == 2 and f"folder {tmp / 'no-such-folder'} does not exist; create " \
+        "it or pass another --storage" in error_of(done)
     assert not results.exists()
 
 
 # ------------------------------------------------------------------ concurrency and signals
 
-def start(path: Path, results: Path, workers: int = 1) -> subprocess.Popen[str]:
+def start(path: Path, results: Path, workers: int = 1, *extra: str,
+          preexec: Callable[[], None] = as_terminal_job) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "ablation", str(path),
-                             "--workers", str(workers), "--results-dir", str(results),
-                             "--no-report"], env=env, start_new_session=True,
-                            preexec_fn=as_terminal_job,
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *typed(path, results, workers,
+                                                                         *extra)],
+                            env=env, start_new_session=True, preexec_fn=preexec,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def typed(path: Path, results: Path, workers: int, *extra: str) -> list[str]:
+    """The arguments `start` gives `harness` (what its resume hint must repeat)."""
+    return ["ablation", str(path), "--workers", str(workers), "--results-dir", str(results),
+            "--no-report", *extra]
+
+
+def resume_hint(out: str) -> list[str]:
+    """The arguments of the command the interrupted study says to run again."""
+    line = " ".join(out.split()).split("to resume, run again: ", 1)[1]
+    words = shlex.split(line)
+    assert words[:3] == ["python", "-m", "harness.cli"], line
+    return words[3:]
+
+
+def in_background() -> None:
+    """preexec_fn of a study started as `harness ablation ... &` by a shell without job
+    control: SIGINT ignored, which the process and its workers inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def signal_state(pid: int) -> str:
@@ -318,7 +378,8 @@ def started_twice(tmp: Path, request: pytest.FixtureRequest) -> None:
 def ctrl_c(tmp: Path, request: pytest.FixtureRequest) -> None:
     path = write_study(tmp, seeds=2, epochs=200)
     results = tmp / "r"
-    proc = start(path, results, workers=2)
+    extra = ("--set", "base.train.batch_size=64")  # the hint must repeat it (and --results-dir)
+    proc = start(path, results, 2, *extra)
     request.addfinalizer(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
     runs = results / "f" / "runs"
     wait_for(lambda: len(list(runs.glob("*/metrics.csv"))) == 2, timeout=400)
@@ -327,6 +388,7 @@ def ctrl_c(tmp: Path, request: pytest.FixtureRequest) -> None:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out, \
         state + "\n" + out
+    assert resume_hint(out) == typed(path, results, 2, *extra)  # not `make ablation STUDY=..`
     in_flight = [r for r in list_run_dirs(results / "f") if r.metrics()]
     assert len(in_flight) == 2
     assert [r.summary["status"] for r in in_flight] == ["interrupted", "interrupted"]
@@ -335,6 +397,54 @@ def ctrl_c(tmp: Path, request: pytest.FixtureRequest) -> None:
     interrupted = q.trials(TrialState.FAIL)
     assert len(interrupted) == 2
     assert all(t.user_attrs["failure"] == "interrupted" for t in interrupted)
+
+
+def stopped_runs(results: Path) -> list[str]:
+    """The status of each run that had started (interrupted when stopped right)."""
+    return [r.summary["status"] for r in list_run_dirs(results / "f") if r.metrics()]
+
+
+@scenario("SIGTERM")
+def sigterm(tmp: Path, request: pytest.FixtureRequest) -> None:
+    """`kill PID` (a batch system's time limit, a container's stop) does what Ctrl-C does;
+    it used to end the coordinator on the spot, its workers left running."""
+    path = write_study(tmp, seeds=2, epochs=200)
+    results = tmp / "r"
+    proc = start(path, results, 2)
+    request.addfinalizer(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+    wait_for(lambda: len(list((results / "f" / "runs").glob("*/metrics.csv"))) == 2, 400)
+    proc.send_signal(signal.SIGTERM)  # to the coordinator only: it stops its workers
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in out, out
+    assert "Traceback" not in out and resume_hint(out) == typed(path, results, 2)
+    assert stopped_runs(results) == ["interrupted", "interrupted"]
+    q = RunQueue.open(default_storage_url(results / "f"), "f")
+    assert not q.trials(TrialState.RUNNING)
+    assert [t.user_attrs["failure"] for t in q.trials(TrialState.FAIL)] == ["interrupted"] * 2
+
+
+@scenario("Started in the background")
+def background(tmp: Path, request: pytest.FixtureRequest) -> None:
+    """`harness ablation x &` from a script: SIGINT ignored, as the shell asks, by the
+    coordinator and its workers alike (the workers used to stop their runs, which the
+    coordinator then ran again without a word); SIGTERM stops it."""
+    path = write_study(tmp, seeds=2, epochs=200)
+    results = tmp / "r"
+    proc = start(path, results, 2, preexec=in_background)
+    request.addfinalizer(lambda: proc.poll() is None and os.killpg(proc.pid, signal.SIGKILL))
+    runs = results / "f" / "runs"
+    wait_for(lambda: len(list(runs.glob("*/metrics.csv"))) == 2, timeout=400)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group: coordinator and workers
+    before = {p.name: len(p.read_text()) for p in runs.glob("*/metrics.csv")}
+    wait_for(lambda: any(len(p.read_text()) > before.get(p.name, 0)
+                         for p in runs.glob("*/metrics.csv")), timeout=120)
+    assert proc.poll() is None and not list(runs.glob("*/summary.json")), "SIGINT stopped runs"
+    q = RunQueue.open(default_storage_url(results / "f"), "f")
+    assert not q.trials(TrialState.FAIL)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in out, out
+    assert stopped_runs(results) == ["interrupted", "interrupted"]
 
 
 @scenario("A worker or the machine dies")

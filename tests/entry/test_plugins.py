@@ -3,9 +3,9 @@ contract, entry points of an installed package, and the example package end to e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,7 +75,7 @@ def registries_restored():
     for registry, entries in saved:
         registry._entries.clear()
         registry._entries.update(entries)
-    for name in [m for m in sys.modules if m.endswith("_plug") or m.startswith("harness_example")]:
+    for name in [m for m in sys.modules if m.endswith("_plug") or m.startswith("my_project")]:
         del sys.modules[name]
 
 
@@ -175,7 +175,7 @@ def test_plugin_dataset_must_return_raw_data(plugin_module, tmp_path):
 
 def test_example_regularizer_adds_the_mean_squared_logit(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE))
-    from harness_example.regularizers import LogitPenalty
+    from my_project.harness_plugins import LogitPenalty
 
     logits = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
     reg = LogitPenalty(LogitPenalty.Params(value=0.1), ctx=None)
@@ -209,80 +209,145 @@ def test_study_level_plugins_reach_the_workers_from_the_working_directory(tmp_pa
 # ----------------------------------------------------------------------------- installed
 
 
-def can_build_wheels() -> bool:
-    """setuptools >= 70.1 builds wheels itself; older ones need the `wheel` package."""
-    if importlib.util.find_spec("setuptools") is None:
-        return False
-    import setuptools
-
-    major, minor = (int(p) for p in setuptools.__version__.split(".")[:2])
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+DOCS = REPO / "docs" / "extending.md"
+SECTION = "## Bring your own model, dataset and regularizer"
 
 
-def install_example(target: Path, work: Path) -> None:
-    """pip-install a copy of examples/plugin into `target` (a copy: pip writes build/ beside
-    the sources). Without setuptools (no network to fetch it) write the same dist-info that
-    pip would: the entry points are what harness reads."""
-    src = work / "plugin-src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    if can_build_wheels():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--no-build-isolation", "--no-index", "--target", str(target), str(src)],
-                       check=True, timeout=300)
-        return
-    shutil.copytree(src / "harness_example", target / "harness_example")
-    info = target / "harness_example_plugin-0.1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-example-plugin\n"
-                                   "Version: 0.1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""\
-        [harness.models]
-        tiny_mlp = harness_example.models
-        [harness.datasets]
-        blobs = harness_example.data
-        [harness.regularizers]
-        logit_penalty = harness_example.regularizers
-        """))
+def docs_section() -> tuple[dict[str, str], list[str]]:
+    """The plug-in section of the docs as written: its files (code blocks whose first line
+    is `# <path>`) and its shell commands (the bash block, comments cut)."""
+    text = DOCS.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
+    files, commands = {}, []
+    for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, flags=re.S):
+        first, _, rest = body.partition("\n")
+        if lang == "bash":
+            commands += [line.split("#")[0].strip() for line in body.splitlines()
+                         if line.split("#")[0].strip()]
+        elif first.startswith("# ") and lang in ("python", "toml", "yaml"):
+            files[first[2:].strip()] = rest
+    return files, commands
 
 
-def harness_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+def test_the_docs_package_is_examples_plugin_file_for_file():
+    files, commands = docs_section()
+    assert sorted(files) == ["my_project/my_project/__init__.py",
+                             "my_project/my_project/harness_plugins.py",
+                             "my_project/pyproject.toml", "my_study.yaml"]
+    for path, text in files.items():
+        assert (EXAMPLE / path.removeprefix("my_project/")).read_text() == text, path
+    assert commands == ["pip install -e ./my_project", "harness datasets",
+                        "harness ablation my_study.yaml"]
+
+
+def fresh_venv(root: Path) -> Path:
+    """A new virtual environment that sees the project's installed packages (torch, wandb,
+    optuna, ...: a .pth line naming this interpreter's site-packages) instead of installing
+    them again: installing torch, even from this machine's wheels, takes minutes and
+    gigabytes. Only plain paths are added, so the project's own editable harness is not."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
+                   timeout=120)
+    site = next((root / "lib").glob("python*/site-packages"))
+    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (site / "project_packages.pth").write_text("".join(f"{p}\n" for p in paths))
+    return root / "bin"
+
+
+def pip_install(bin_dir: Path, *args: str, cwd: Path | None = None) -> None:
+    """pip install without network (this machine's setuptools, no index)."""
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-index",
+                    "--no-build-isolation", *args], check=True, cwd=cwd, timeout=600)
 
 
 @pytest.mark.slow
-def test_example_plugin_package_runs_a_study_from_outside_the_repository(tmp_path):
-    target, work = tmp_path / "site", tmp_path / "elsewhere"
-    work.mkdir()
-    install_example(target, tmp_path)
-    shutil.copy(EXAMPLE / "studies" / "example_plugin.yaml", work / "my_study.yaml")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(REPO)]),
-           "OMP_NUM_THREADS": "1"}
+def test_the_docs_plugin_section_works_as_written(tmp_path):
+    """docs/extending.md, followed exactly, from a folder outside the repository in a fresh
+    virtual environment: its files written as shown, harness installed from this checkout
+    (a copy: pip writes build/ beside the sources), then its commands, `pip` and `harness`
+    being the fresh environment's (pip offline here: --no-index --no-build-isolation)."""
+    pytest.importorskip("setuptools")
+    files, commands = docs_section()
+    work = tmp_path / "elsewhere"
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    bin_dir = fresh_venv(tmp_path / "venv")
+    source = tmp_path / "harness-src"
+    shutil.copytree(REPO / "harness", source / "harness",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    pip_install(bin_dir, "--no-deps", str(source))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HARNESS_ENTRY_POINTS="on", OMP_NUM_THREADS="1")
+    outputs = []
+    for command in commands:
+        program, *args = command.split()
+        if program == "pip":
+            pip_install(bin_dir, *args[1:], cwd=work)
+            continue
+        done = subprocess.run([str(bin_dir / program), *args], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
+        outputs.append(done.stdout + done.stderr)
 
-    listing = harness_cli(["datasets", "--json"], work, env)
-    assert listing.returncode == 0, listing.stderr
-    rows = {r["name"]: r for r in json.loads(listing.stdout)["datasets"]}
-    assert rows["blobs"]["source"] == "harness_example.data (harness-example-plugin)"
-    assert rows["blobs"]["kind"] == "signal" and rows["mnist1d"]["source"] == "built-in"
-
-    done = harness_cli(["ablation", "my_study.yaml"], work, env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    listing = next(o for o in outputs if "blobs" in o)
+    assert re.search(r"^  blobs\s+signal\s+my_project\.harness_plugins \(my-project\)", listing,
+                     flags=re.M), listing
     sdir = work / "results" / "my_study"
     assert (sdir / "report.html").is_file() and (sdir / "report.md").is_file()
     runs = pd.read_csv(sdir / "runs.csv")
-    assert sorted(runs["status"]) == ["completed"] * 3
+    assert sorted(runs["status"]) == ["completed"] * 6  # 3 variants x 2 seeds
     study = harness.load_study(sdir)  # here, where the plug-in is not installed
-    assert sorted(study.runs["variant"]) == sorted(runs["variant"]) and study.left_out.empty
-    assert len(study.metrics) == 3 * 2 and set(study.metrics["epoch"]) == {1, 2}
+    assert study.left_out.empty and len(study.metrics) == 6 * 3
     configs = [json.loads(p.read_text()) for p in sdir.glob("runs/*/config.json")]
-    assert {c["model"]["name"] for c in configs} == {"tiny_mlp"}
-    assert {c["data"]["name"] for c in configs} == {"blobs"}
+    assert {(c["model"]["name"], c["data"]["name"]) for c in configs} == {("tiny_mlp", "blobs")}
     assert sorted(str(c["regularizers"].get("logit_penalty")) for c in configs) == \
-        ["None", "{'value': 0.01}", "{'value': 0.1}"]
-    # the summary's mean per variant is the mean of its runs (one seed: the run's value)
-    by_run = runs.set_index("variant")["best_test_acc"]
+        ["None", "None", "{'value': 0.01}", "{'value': 0.01}", "{'value': 0.1}", "{'value': 0.1}"]
+    by_variant = runs.groupby("variant")["best_test_acc"].mean()
     for _, row in study.summary.iterrows():
-        assert row["best_test_acc_mean"] == pytest.approx(by_run[row["variant"]])
+        assert row["best_test_acc_mean"] == pytest.approx(by_variant[row["variant"]])
+    # 16 * 16 + 16 + 16 * 4 + 4 parameters: the plug-in model was counted (small: a worker
+    # per core), where it used to fall back to "larger models" and half the throughput
+    assert set(runs["params"]) == {340}
+    assert "small models (<= 340 parameters) run one per core" in outputs[-1]
+
+
+def harness_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`harness ARGS` with installed plug-ins loaded (the suite turns them off)."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd,
+                          env={**env, "HARNESS_ENTRY_POINTS": "on"}, capture_output=True,
+                          text=True, timeout=900)
+
+
+def fake_distribution(site: Path, group: str, module: str, source: str) -> None:
+    """An installed package as pip leaves it: a module and a dist-info with one entry point."""
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\nclash = {module}\n")
+
+
+def test_the_suite_loads_no_installed_plugin(tmp_path, monkeypatch):
+    """A plug-in installed where the tests run (here: one registering a regularizer under a
+    built-in's name, which broke 8 tests) is not loaded: HARNESS_ENTRY_POINTS=off, set by
+    conftest.py for this process and every process a test starts."""
+    from harness import plugins
+
+    module = f"clash_plug_{os.getpid()}"
+    fake_distribution(tmp_path, "harness.regularizers", module,
+                      "raise RuntimeError('an installed plug-in was imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "_loaded", {})
+    assert os.environ["HARNESS_ENTRY_POINTS"] == "off"
+    assert plugins.load_entry_points("regularizer") == [] and module not in sys.modules
+    monkeypatch.setenv("HARNESS_ENTRY_POINTS", "on")  # the same package, seen when on
+    monkeypatch.setattr(plugins, "_loaded", {})
+    (load,) = plugins.load_entry_points("regularizer")
+    assert (load.name, load.dist) == ("clash", module)
+    assert load.error == "RuntimeError: an installed plug-in was imported"
 
 
 @pytest.mark.slow
@@ -389,3 +454,119 @@ def test_a_regularizer_written_in_one_file_of_a_temp_package_trains(tmp_path, mo
                                   regularizers={name: {}}))
     with pytest.raises(ConfigError, match=rf"regularizers.{name}.scale = 0"):
         build_run_config(tiny_raw(plugins=plugins, regularizers={name: {"scale": 0}}))
+
+
+# ------------------------------------------------------------------ worker choice, datasets
+
+
+def test_a_plugin_model_is_counted_for_the_worker_choice(plugin_module, tmp_path):
+    """A plug-in model on a plug-in dataset (whose shape only loading tells): its parameters
+    are counted, so a small one gets a single-threaded worker per core; it used to get the
+    'larger models' choice: half the workers."""
+    from harness.study.execute import choose_workers
+    from harness.study.plan import expand
+    from harness.study.spec import StudyConfig
+
+    p = plugin_module
+    (tmp_path / f"{p}_data_plug.py").write_text(textwrap.dedent(f"""\
+        import numpy as np
+        from harness.data import DATASETS, RawData
+
+        @DATASETS.register("{p}_signals")
+        def load(cfg, data_dir, download):
+            y = np.arange(300) % 3
+            x = np.ones((300, 1, 12), dtype=np.float32) * y[:, None, None]
+            return RawData(kind="signal", x_train=x[:200], y_train=y[:200], x_test=x[200:],
+                           y_test=y[200:], num_classes=3, classes=["a", "b", "c"], source="t")
+        """))
+    study = StudyConfig.model_validate({
+        "name": "w", "plugins": [f"{p}_plug", f"{p}_data_plug"], "seeds": 2,
+        "base": plugin_raw(data={"name": f"{p}_signals"}, model={"name": f"{p}_net"}),
+        "design": {"kind": "sweep", "parameter": "model.kwargs.hidden", "values": [4, 6]}})
+    specs = expand(study, "w.yaml")
+    workers, why = choose_workers(specs, len(specs))
+    largest = 12 * 8 + 8 + 8 * 3 + 3  # Linear(12, hidden=8) + Linear(8, 3): the default hidden
+    assert why.endswith(f"small models (<= {largest:,} parameters) run one per core")
+    assert workers == min(os.cpu_count() or 1, len(specs))
+
+
+def test_datasets_lists_an_installed_plugin_that_failed_to_load(tmp_path, monkeypatch):
+    """It used to leave the plug-in out without a word (only `harness run` said why)."""
+    from typer.testing import CliRunner
+
+    from harness import plugins
+    from harness.cli import app
+    from harness.data import DATASETS
+
+    module = f"broken_data_plug_{os.getpid()}"
+    fake_distribution(tmp_path, "harness.datasets", module,
+                      "raise ImportError('No module named my_project')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_ENTRY_POINTS", "on")
+    monkeypatch.setattr(plugins, "_loaded", {})
+    monkeypatch.setattr(DATASETS, "_discovered", False)
+    out = CliRunner().invoke(app, ["datasets", "--json"])
+    assert out.exit_code == 0, out.output
+    line = (f"plug-in 'clash' ({module}, {module}) failed to load: ImportError: No module "
+            "named my_project")
+    assert f"warning: {line}" in " ".join(out.stderr.split())
+    assert json.loads(out.stdout)["failed_plugins"] == [line]
+
+
+# ----------------------------------------------------------------------------- timm
+
+
+def timm_run(**model: object) -> dict:
+    """tiny_raw on digits (8x8 images, bundled with scikit-learn) with a small timm model."""
+    return plugin_raw(data={"name": "digits"}, model={"name": "timm:test_resnet", **model})
+
+
+@pytest.mark.slow
+def test_a_timm_model_is_counted_on_the_meta_device():
+    """The adapter maps the data's (C, H, W) and class count onto timm's arguments; the
+    count is timm's own model's, built with those arguments by hand."""
+    timm = pytest.importorskip("timm")
+    from harness.train.preflight import parameter_count
+
+    cfg = build_run_config(timm_run())
+    reference = timm.create_model("test_resnet", num_classes=10, in_chans=1, pretrained=False)
+    assert parameter_count(cfg) == sum(p.numel() for p in reference.parameters())
+    vit = build_run_config(timm_run(name="timm:test_vit", patch_size=4))
+    reference = timm.create_model("test_vit", num_classes=10, in_chans=1, img_size=(8, 8),
+                                  patch_size=4, pretrained=False)
+    assert parameter_count(vit) == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize(("model", "data", "match"), [
+    ({"name": "timm:test_resnett"}, "digits",
+     r"timm has no model 'test_resnett' \(did you mean 'timm:test_resnet'"),
+    ({"kwargs": {"num_classes": 3}}, "digits",
+     r"model.kwargs.num_classes: set by the harness from the data"),
+    ({"kwargs": {"in_chans": 3}}, "digits",
+     r"model.kwargs.in_chans: set by the harness for timm:test_resnet"),
+    ({"kwargs": {"drop_rat": 0.1}}, "digits",
+     r"model timm:test_resnet: building it for input_shape \(1, 8, 8\) and num_classes 10 "
+     r"failed: TypeError: .*unexpected keyword argument 'drop_rat'"),
+    ({}, "mnist1d", r"model.name = 'timm:test_resnet': takes images; dataset mnist1d holds "
+                    r"1-D signals"),
+])
+def test_timm_mistakes_are_one_line_before_anything_is_written(model, data, match):
+    pytest.importorskip("timm")
+    from harness.train.preflight import check_model_sizes
+
+    with pytest.raises(ConfigError, match=match) as e:
+        raw = timm_run(**model)
+        raw["data"] = {"name": data}
+        check_model_sizes([build_run_config(raw)], "x.yaml")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_a_timm_model_trains_with_a_one_line_spec(tmp_path):
+    timm = pytest.importorskip("timm")
+    out = harness.run(timm_run(), results_dir=tmp_path / "results",
+                      regularizers__dropout__p=0.2)  # reaches timm as drop_rate
+    assert out.summary["status"] == "completed" and len(out.metrics) == 2
+    reference = timm.create_model("test_resnet", num_classes=10, in_chans=1, drop_rate=0.2)
+    assert out.summary["params"] == sum(p.numel() for p in reference.parameters())
+    assert out.summary["best_val_acc"] == pytest.approx(out.metrics["val_acc"].max())

@@ -5,7 +5,9 @@ A module may import its own layer and the layers before it:
 
   layer                         modules
   0 foundation                  version, errors, config_errors, dotted, yaml_load, plugins,
-                                registry, console, failures, prefetch, numerics
+                                registry, console, failures, prefetch, numerics,
+                                builtin_names and quick_check (names and ranges without the
+                                registries), interrupts
   1 record, stats               harness.record (the study record: layout, run identity, the
                                 run folder, the one reader), harness.stats (numbers only)
   2 data, models                harness.data, harness.models
@@ -40,7 +42,8 @@ ROOT = REPO / "harness"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("harness.version", "harness.errors", "harness.config_errors", "harness.dotted",
                     "harness.yaml_load", "harness.plugins", "harness.registry", "harness.console",
-                    "harness.failures", "harness.prefetch", "harness.numerics")),
+                    "harness.failures", "harness.prefetch", "harness.numerics",
+                    "harness.builtin_names", "harness.quick_check", "harness.interrupts")),
     ("record, stats", ("harness.record", "harness.stats")),
     ("data, models", ("harness.data", "harness.models")),
     ("regularizers", ("harness.regularizers",)),

@@ -545,8 +545,8 @@ def test_sync_command_says_why_nothing_synced_in_one_line(tmp_path: Path) -> Non
     fake_study(tmp_path)  # results dir tmp_path, study "s", three offline folders, no login
     out = CliRunner().invoke(app, ["sync", "s", "--results-dir", str(tmp_path),
                                    "--timeout", "5"])
-    assert out.exit_code == 1
+    assert out.exit_code == 2  # the user can fix it: `wandb login`
     lines = out.output.strip().splitlines()
     assert lines[0] == "syncing 3 offline W&B run folder(s) of s"
-    assert "nothing synced: not logged in" in lines[1]
-    assert lines[-1] == "W&B sync of s: 0 synced, 3 failed"
+    assert lines[1].startswith("error: s: nothing synced: not logged in to W&B: run `wandb "
+                               "login` or set WANDB_API_KEY") and len(lines) == 2

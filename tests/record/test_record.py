@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import tiny_raw, tiny_study
+from conftest import tiny_raw, tiny_study, unreadable_fashion_mnist
 from scipy import stats as sps
 
 from harness.record import StudyRecord
@@ -19,14 +19,15 @@ from harness.report.build import build_report
 from harness.study.execute import run_study
 from harness.study.spec import StudyConfig
 
-TRUST_DESIGN = {"kind": "one_at_a_time", "variants": {
-    "dropout": {"regularizers": {"dropout": {"p": 0.3}}},
-    "missing_data": {"data": {"name": "fashion_mnist", "data_dir": "does-not-exist"},
-                     "model": {"name": "mlp"}}}}
+UNREADABLE = "not an IDX file"  # why each run of the unreadable_data variant fails
 
 
-def _study(seeds: int, **extra) -> StudyConfig:
-    return tiny_study("trust", seeds=seeds, train={"epochs": 3}, design=TRUST_DESIGN, **extra)
+def _study(seeds: int, data_dir: Path, **extra) -> StudyConfig:
+    return tiny_study("trust", seeds=seeds, train={"epochs": 3}, design={
+        "kind": "one_at_a_time", "variants": {
+            "dropout": {"regularizers": {"dropout": {"p": 0.3}}},
+            "unreadable_data": {"data": {"name": "fashion_mnist", "data_dir": str(data_dir)},
+                                "model": {"name": "mlp"}}}}, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,9 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A study run with 3 seeds, then re-planned with 2 (seed 2 becomes stale), one run's
     metrics truncated, a foreign run folder linked in, and a variant that fails at run time."""
     root = tmp_path_factory.mktemp("record")
-    run_study(_study(3), source="t", results_dir=root, workers=1)
-    out = run_study(_study(2), source="t", results_dir=root, workers=1)
+    bad = unreadable_fashion_mnist(root / "unreadable")
+    run_study(_study(3, bad), source="t", results_dir=root, workers=1)
+    out = run_study(_study(2, bad), source="t", results_dir=root, workers=1)
     sdir = root / "trust"
     runs = sdir / "runs"
     truncated = next(runs.glob("dropout-s1-*"))
@@ -53,8 +55,8 @@ def damaged(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_failed_runs_are_reported_with_their_reason(damaged: dict) -> None:
     failed = damaged["outcome"].failed
-    assert len(failed) == 2 and all(line.startswith("missing_data seed ") for line in failed)
-    assert all("does-not-exist" in line for line in failed), failed
+    assert len(failed) == 2 and all(line.startswith("unreadable_data seed ") for line in failed)
+    assert all(UNREADABLE in line for line in failed), failed
 
 
 def test_means_use_only_trusted_planned_finished_runs(damaged: dict) -> None:
@@ -81,7 +83,7 @@ def test_means_use_only_trusted_planned_finished_runs(damaged: dict) -> None:
             half = sps.t.ppf(0.975, len(accs) - 1) * pd.Series(accs).std(ddof=1) / math.sqrt(
                 len(accs))
             assert row["best_test_acc_ci95"] == pytest.approx(half, rel=1e-9)
-    assert summary.loc["missing_data", "n_included"] == 0
+    assert summary.loc["unreadable_data", "n_included"] == 0
 
 
 def test_each_left_out_run_is_listed_with_why(damaged: dict) -> None:
@@ -92,10 +94,10 @@ def test_each_left_out_run_is_listed_with_why(damaged: dict) -> None:
     assert "truncated" in reasons[("dropout", 1)]
     assert "link to outside the study folder" in reasons[("baseline", 0)] or any(
         "link to outside" in r for r in reasons.values())
-    assert "does-not-exist" in reasons[("missing_data", 0)]
+    assert UNREADABLE in reasons[("unreadable_data", 0)]
     html = damaged["paths"].html.read_text()
     for text in ("not in the current plan", "truncated", "link to outside the study folder",
-                 "does-not-exist"):
+                 UNREADABLE):
         assert text in html, text
     assert "every run completed" not in html and "passed the integrity checks" not in html
 

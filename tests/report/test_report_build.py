@@ -167,3 +167,18 @@ def test_compact_table_statistics_match_scipy_and_statsmodels(trained_study: Pat
     assert len(re.findall(r"<th[ >]", compact)) == 5 + len(summary)
     assert f"{row['best_test_acc_mean'] * 100:.1f}" in compact  # accuracy in percent
     assert "± 0.000" not in html
+
+
+@pytest.mark.slow
+def test_a_study_without_description_is_not_called_ad_hoc(tmp_path: Path) -> None:
+    """study.json there, `description:` not: the subtitle says what the study is (it said
+    "Ad-hoc runs (no study.json)"); without study.json it says ad-hoc runs."""
+    study = tiny_study("nodesc", seeds=1, train={"epochs": 1}, description="",
+                       design={"kind": "sweep", "parameter": "model.width", "values": [8]})
+    run_study(study, source="t", results_dir=tmp_path, workers=1)
+    subtitle = build_report(tmp_path / "nodesc", index=False).markdown.read_text().split("\n")[2]
+    assert subtitle == ("A sweep study of `model.width`: 2 variants (the study file has no "
+                        "description).")
+    (tmp_path / "nodesc" / "study.json").unlink()
+    subtitle = build_report(tmp_path / "nodesc", index=False).markdown.read_text().split("\n")[2]
+    assert subtitle == "Ad-hoc runs (no study.json): variants come from the runs' configs."

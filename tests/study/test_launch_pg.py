@@ -130,3 +130,35 @@ def test_slurm_command_submits_a_job_array_and_status_shows_it_queued(
     data = json.loads(again.stdout)
     assert data["queued"] == 0 and data["runs"] == 2 and len(data["job_ids"]) == 2
     assert RunQueue.existing(URL, name).waiting() == 2
+
+
+def test_a_refused_launch_changes_nothing_and_finished_runs_stay_in_the_means(
+        tmp_path: Path, monkeypatch) -> None:
+    """A study finished by local jobs; then `--launcher slurm` with other seeds where there
+    is no Slurm. The refusal used to come after study.json, the manifest in the database and
+    4 queued runs had been written, and the report then left every finished run out."""
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ.get("PATH", "").split(
+        os.pathsep) if p and not (Path(p) / "srun").exists()))  # no Slurm, whatever the machine
+    path = study_file(tmp_path, epochs=2)
+    study = load_study(path)
+    results = tmp_path / "results"
+    launcher = LauncherConfig(name="local", array_parallelism=1, timeout_min=10)
+    out, jobs = launch_study(study, launcher, source=str(path), results_dir=results,
+                             storage=URL)
+    assert [j.result() for j in jobs] == [2]  # the local job ran both runs
+    q = RunQueue.existing(URL, study.name)
+    before = (q.manifest(), len(q.trials()), (results / study.name / "study.json").read_bytes())
+
+    refused = invoke(["ablation", str(path), "--launcher", "slurm", "--storage", URL,
+                      "--set", "seeds=[1]", "--results-dir", str(results)])
+    assert refused.exit_code == 2 and 'Could not detect "srun"' in refused.stderr
+    after = (q.manifest(), len(q.trials()), (results / study.name / "study.json").read_bytes())
+    assert after == before  # no manifest replaced, nothing queued, study.json as it was
+
+    elsewhere = tmp_path / "elsewhere"
+    assert invoke(["report", study.name, "--storage", URL, "--results-dir",
+                   str(elsewhere)]).exit_code == 0
+    import harness
+
+    tables = harness.load_study(elsewhere / study.name)
+    assert len(tables.runs[tables.runs["included"]]) == 2 and tables.left_out.empty

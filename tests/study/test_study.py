@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, tiny_raw, tiny_study
+from conftest import REPO, tiny_raw, tiny_study, unreadable_fashion_mnist
 from optuna.trial import TrialState
 
 from harness.config import build_run_config
@@ -178,9 +178,11 @@ def test_a_design_that_gained_values_is_refused_with_the_way_out(tmp_path: Path)
     assert (again.ran_before, again.finished) == (ran, ran + 1) and not again.failed
 
 
-def missing_data_base(tmp_path: Path) -> dict:
-    """A run config whose every run fails with a final error: its data files are missing."""
-    return {**tiny_raw(), "data": {"name": "fashion_mnist", "data_dir": str(tmp_path / "none")}}
+def unreadable_data_base(tmp_path: Path) -> dict:
+    """A run config whose every run fails with a final error: its data files are not
+    readable (missing ones are refused before the study starts)."""
+    folder = unreadable_fashion_mnist(tmp_path / "unreadable")
+    return {**tiny_raw(), "data": {"name": "fashion_mnist", "data_dir": str(folder)}}
 
 
 @pytest.mark.slow
@@ -196,14 +198,14 @@ def test_a_study_whose_every_run_fails_ends_with_the_reasons_and_exit_code_1(
 
     path = tmp_path / "nofiles.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "nofiles", "seeds": 1, "base": missing_data_base(tmp_path),
+        "name": "nofiles", "seeds": 1, "base": unreadable_data_base(tmp_path),
         "design": {"kind": "sweep", "parameter": "model.width", "values": [8]}}))
     out = CliRunner().invoke(app, ["ablation", str(path), "--workers", "2", "--no-report",
                                    "--results-dir", str(tmp_path / "r")])
     assert out.exit_code == 1, out.output
     assert "0/2 runs finished" in out.output and "not finished (2)" in out.output
     for run in ("baseline seed 0", "width=8 seed 0"):
-        assert f"{run}: failed: fashion_mnist: files not found" in out.output, out.output
+        assert f"{run}: failed: " in out.output and "not an IDX file" in out.output, out.output
     q = RunQueue.open(default_storage_url(tmp_path / "r" / "nofiles"), "nofiles")
     # runs only: a worker that asked as the queue emptied gets a trial with no run in it,
     # pruned at once (RunQueue.pop)

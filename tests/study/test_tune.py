@@ -339,20 +339,20 @@ def test_a_search_whose_every_trial_fails_ends_and_exits_1(tmp_path, workers):
     at its first failed trial instead of failing through the budget, nothing is retrained,
     the summary says why, and the CLI exits 1."""
     import yaml
-    from test_study import missing_data_base
+    from test_study import unreadable_data_base
     from typer.testing import CliRunner
 
     from harness.cli import app
 
     study = make_study(n_trials=6, space={"regularizers.dropout.p": F},
-                       base=missing_data_base(tmp_path))
+                       base=unreadable_data_base(tmp_path))
     path = tmp_path / "tq.yaml"
     path.write_text(yaml.safe_dump(study.model_dump(mode="json", exclude_unset=True)))
     out = CliRunner().invoke(app, ["tune", str(path), "--workers", str(workers),
                                    "--results-dir", str(tmp_path / "r")])
     assert out.exit_code == 1, out.output
     assert "no trial completed: nothing to retrain" in out.output
-    assert "fashion_mnist: files not found" in out.output
+    assert "not an IDX file" in out.output
     url = f"sqlite:///{tmp_path / 'r' / 'tq' / 'queue.db'}"
     trials = optuna.load_study(study_name="tq:tune", storage=url).get_trials()
     # one trial per worker process, and one more by the coordinator for what they left
