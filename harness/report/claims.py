@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import integrate, optimize
 from scipy import stats as sps
 
+from harness.report.selection import range_edges
 from harness.stats import compare as stats
 from harness.stats.sequential import (
     AT_MAX,
@@ -46,7 +47,7 @@ from harness.study.confirm import (
     judge,
 )
 
-__all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]
+__all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims", "range_edges"]
 POWER = 0.8  # power of the seeds-to-decide estimate
 MAX_SEEDS = 1000  # seeds_needed gives up beyond this
 CHECKPOINT_WORDS = {"best_test_acc": "best-val checkpoint", "last_test_acc": "last epoch"}
@@ -191,27 +192,6 @@ def default_statement(claim: Any) -> str:
     verb = "rises" if claim.direction == "up" else "falls"
     who = ", ".join(claim.variants) if claim.variants else "the regularized variants"
     return f"{claim.metric} {verb} for {who} vs {', '.join(claim.versus)}"
-
-
-def range_edges(chosen: str, candidates: list[str],
-                settings: dict[str, dict[str, Any]]) -> list[str]:
-    """For each numeric setting that varies over >= 3 values among the candidates: a line
-    when the chosen variant's value is the smallest or largest of them."""
-    mine = settings.get(chosen) or {}
-    out = []
-    for key, value in mine.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        values = {v for c in candidates if isinstance(v := (settings.get(c) or {}).get(key),
-                                                      (int, float)) and not isinstance(v, bool)}
-        if len(values) < 3:
-            continue
-        lo, hi = min(values), max(values)
-        if value in (lo, hi):
-            side = "lower" if value == lo else "upper"
-            out.append(f"{chosen}: {key} = {value:g} is at the {side} edge of its range "
-                       f"[{lo:g}, {hi:g}]; the best setting may lie outside it")
-    return out
 
 
 def measurement_floor(metric: str, runs: pd.DataFrame, test: ClaimTest,

@@ -175,8 +175,8 @@ def test_a_best_setting_at_the_edge_of_its_range_is_flagged():
                 for i, x in enumerate([0.01, 0.1, 1.0])}
     assert range_edges("wd1", list(settings), settings) == []
     [line] = range_edges("wd2", list(settings), settings)
-    assert "upper edge" in line and "[0.01, 1]" in line
-    assert "lower edge" in range_edges("wd0", list(settings), settings)[0]
+    assert "largest value tried (0.01 to 1)" in line
+    assert "smallest value tried" in range_edges("wd0", list(settings), settings)[0]
     assert range_edges("wd0", ["wd0", "wd1"], settings) == []  # two values: no range to judge
 
 
