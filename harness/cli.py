@@ -8,6 +8,7 @@ refused input never import torch.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
-from harness.record.layout import QUEUE_DB, REPORT_HTML, runs_dir
+from harness.record.layout import CLAIMS_JSON, QUEUE_DB, REPORT_HTML, runs_dir
 
 # Plain help (click's): no markup to eat `[workspaces]` in `pip install 'harness[workspaces]'`,
 # on/off options shown as `--dry-run / --no-dry-run`, and nothing boxed at 80 columns in logs.
@@ -405,7 +406,7 @@ def ablation(
         clock = CommandClock.start()
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir,
-                        on_free_core=None if no_report else prefetch_report)
+                        on_free_core=None if no_report else prefetch_report, say=say)
         if not no_report:
             from harness.publish.finish import report_study
 
@@ -429,8 +430,24 @@ def ablation(
     report = out.study_dir / REPORT_HTML
     if report.is_file():
         console.print(f"report: {report}")
+        say_verdicts(out.study_dir)
     if out.failed:
         raise typer.Exit(code=1)
+
+
+def say_verdicts(study_dir: Path) -> None:
+    """The claims' verdicts as the report states them, one line each: the answer a user ran
+    the study for, without opening the report."""
+    try:
+        claims = json.loads((study_dir / CLAIMS_JSON).read_text())["claims"]
+    except (OSError, ValueError, KeyError):
+        return
+    from harness.console import console
+
+    for c in claims:
+        words = f"{c['outcome']} ({c['reason']})" if c.get("reason") else c["outcome"]
+        console.print(f"claim {words}: {escape(c.get('text', ''))}", soft_wrap=True,
+                      highlight=False)
 
 
 @app.command()

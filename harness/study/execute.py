@@ -102,16 +102,18 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
               storage: str | None = None, data_dir: Path | None = None,
-              on_free_core: Callable[[], None] | None = None) -> StudyOutcome:
+              on_free_core: Callable[[], None] | None = None,
+              say: Callable[[str], None] | None = None) -> StudyOutcome:
     """`on_free_core` is called once, when worker processes train fewer runs than there are
-    workers (a core is free): the CLI imports the report's modules then (harness.prefetch)."""
+    workers (a core is free): the CLI imports the report's modules then (harness.prefetch).
+    `say` gets a line per claim after each confirmation look."""
     if study.confirmation and not study.round_planned:  # screen, then confirm each claim
         # imported here: its sequential tests import scipy.stats, which no other study needs
         from harness.study.rounds import run_confirmed
 
         rounds = run_confirmed(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
-            data_dir=data_dir, on_free_core=on_free_core))
+            data_dir=data_dir, on_free_core=on_free_core), say=say)
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 from harness.record.disk import atomic_write_json
 from harness.record.layout import CONFIRM_JSON
 from harness.record.load import StudyRecord
-from harness.study.claim_config import ConfirmConfig
+from harness.study.claim_config import ACCURACY_METRICS, ConfirmConfig
 from harness.study.confirm import ClaimTest, judge_all, record_entry, round_seeds
 from harness.study.plan import variants
 from harness.study.runs_table import runs_table
@@ -64,10 +64,42 @@ def write_record(sdir: Path, confirm: ConfirmConfig, rounds: list[dict[str, int]
         "minutes": round(seconds / 60, 2)})
 
 
+def seeds_word(n: int, kind: str = "") -> str:
+    return f"{n} {kind}seed{'' if n == 1 else 's'}"
+
+
+def look_line(test: ClaimTest, wanted: dict[str, list[int]], seeds: dict[str, list[int]]) -> str:
+    """What the last look of a claim found, and what the study does next: the line a user
+    reads between rounds (the report shows every look)."""
+    look = test.final
+    if test.variant is None:
+        return f"claim {test.claim.statement[:60]!r}: no pair to test ({test.problem or 'none'})"
+    more = len(wanted.get(test.variant, [])) - len(seeds.get(test.variant, []))
+    if look is None:
+        chosen = " (chosen on validation)" if test.chose else ""
+        return (f"screened: {test.variant}{chosen} vs {test.reference}; "
+                + (f"{seeds_word(more, 'confirmation ')} next" if more else "no look possible"))
+    pts = test.claim.metric in ACCURACY_METRICS
+    unit, scale, digits = (" pts", 100.0, 1) if pts else ("", 1.0, 3)
+
+    def num(x: float) -> str:
+        return f"{x * scale:+.{digits}f}"
+
+    verdict = (test.outcome if test.outcome != "undecided" or not more
+               else f"undecided, {seeds_word(more, 'more ')} for the next look")
+    state = f" ({look.state})" if test.state not in ("undecided", verdict) else ""
+    plan = f" of {len(test.plan.looks)}" if test.plan is not None else ""
+    return (f"look {len(test.looks)}{plan}: {test.variant} vs {test.reference} over {look.n} "
+            f"confirmation seeds: {num(look.diff)}{unit} [{num(look.lo)}, {num(look.hi)}]: "
+            f"{verdict}{state}")
+
+
 def run_confirmed(study: StudyConfig, run_round: Callable[[StudyConfig], Outcome],
-                  clock: Callable[[], float] = time.monotonic) -> list[Outcome]:
+                  clock: Callable[[], float] = time.monotonic,
+                  say: Callable[[str], None] | None = None) -> list[Outcome]:
     """Rounds (`run_round`: the executor's run of one planned round) until every claim is
-    decided or the budget is spent; the outcome of each round, in order."""
+    decided or the budget is spent; the outcome of each round, in order. `say` gets a line
+    per claim after each look."""
     confirm = study.confirmation
     assert confirm is not None  # run_study sends only confirming studies here
     started = clock()
@@ -95,6 +127,9 @@ def run_confirmed(study: StudyConfig, run_round: Callable[[StudyConfig], Outcome
               > confirm.minutes * 60):
             stop = STOP_MINUTES
         write_record(outcome.study_dir, confirm, rounds, tests, stop, clock() - started)
+        if say is not None:
+            for test in tests:
+                say(look_line(test, wanted, seeds))
         if stop:
             return outcomes
         seeds = wanted

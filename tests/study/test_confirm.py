@@ -139,7 +139,7 @@ def test_confirmation_is_on_by_default_for_ablation_claims(tmp_path: Path):
 
 @pytest.mark.slow
 def test_rounds_add_confirmation_seeds_until_the_claim_is_decided_and_reproduce(
-        tmp_path: Path):
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """broken_lr (lr 1e-6) cannot learn: the claim that it helps is decided as 'worse' at
     the first look (3 seeds: the 2 screening seeds confirm too, since nothing was chosen,
     plus 1 new), so only it and the baseline get seed 2; other_split keeps its 2."""
@@ -157,7 +157,8 @@ def test_rounds_add_confirmation_seeds_until_the_claim_is_decided_and_reproduce(
         claim={"metric": "test_acc", "direction": "up", "source": "constructed",
                "variants": ["broken_lr"], "statement": "a broken lr helps"},
         confirm={"min": 3, "max": 4, "step": 1, "spending": "pocock"})
-    out = run_study(study, source="test", results_dir=tmp_path, workers=1)
+    lines: list[str] = []
+    out = run_study(study, source="test", results_dir=tmp_path, workers=1, say=lines.append)
     record = StudyRecord.load(out.study_dir)
     counts = {v: len(record.runs_of(v)) for v in ("baseline", "broken_lr", "other_split")}
     assert counts == {"baseline": 3, "broken_lr": 3, "other_split": 2}
@@ -165,10 +166,21 @@ def test_rounds_add_confirmation_seeds_until_the_claim_is_decided_and_reproduce(
     assert info["rounds"] == [{"baseline": 2, "broken_lr": 2, "other_split": 2},
                               {"baseline": 3, "broken_lr": 3, "other_split": 2}]
     assert info["stopped"] == STOP_DECIDED and info["claims"][0]["state"] == "worse"
+    look = info["claims"][0]["looks"][0]
+    assert lines == [  # what the user reads after each round
+        "screened: broken_lr vs baseline; 1 confirmation seed next",
+        f"look 1 of 2: broken_lr vs baseline over 3 confirmation seeds: "
+        f"{100 * look['diff']:+.1f} pts [{100 * look['lo']:+.1f}, {100 * look['hi']:+.1f}]: "
+        "did not hold (worse)"]
     paths = build_report(out.study_dir)
     saved = json.loads((out.study_dir / "claims.json").read_text())["claims"][0]
     assert (saved["outcome"], saved["reason"], saved["n_pairs"]) == ("did not hold", "worse", 3)
     assert saved["looks"][0]["n"] == 3 and saved["sequential"]
+    from harness.cli import say_verdicts
+
+    capsys.readouterr()
+    say_verdicts(out.study_dir)  # the command's last line: the report's own verdict sentence
+    assert capsys.readouterr().err.strip() == f"claim did not hold (worse): {saved['text']}"
     md = paths.markdown.read_text()
     assert "Confirmation" in md and "| 3 |" in md and "worse |" in md
     # the same study again from an empty folder: the same runs, the same verdict and numbers
