@@ -8,9 +8,11 @@ from harness.regularizers.base import (
     ModelSpec,
     Params,
     Phase,
+    PopulationSupport,
     Regularizer,
     Requires,
     RunContext,
+    TrainState,
     register,
 )
 from harness.regularizers.stack import RegularizerStack
@@ -29,7 +31,9 @@ __all__ = [
     "Regularizer",
     "Requires",
     "RegularizerStack",
+    "PopulationSupport",
     "RunContext",
+    "TrainState",
     "register",
     "validate_regularizers",
 ]

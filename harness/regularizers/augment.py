@@ -21,7 +21,15 @@ from pydantic import Field
 
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Phase,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 KIND_OPTION = {"image": "an image", "signal": "a 1-D signal", "text": "a text"}
 
@@ -248,7 +256,7 @@ class Augment(Regularizer[AugmentParams]):
                     f"regularizers.augment.{key}: {KIND_OPTION[OPTION_KINDS[key]]} "
                     f"augmentation; dataset {dataset} holds {KIND_HOLDS[kind]}")
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         p, x = self.params, batch.x
         kind = self.ctx.data.kind
         if kind == "image":

@@ -11,7 +11,16 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Phase, Regularizer, Requires, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    Phase,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    RunContext,
+    TrainState,
+    register,
+)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -58,7 +67,7 @@ def _spectral_parametrization(module: nn.Module | None) -> Any:
     return next((p for p in plist if hasattr(p, "_power_method")), None)
 
 
-AverageParams = TypeVar("AverageParams", "EMAParams", "SWAParams")
+AverageParams = TypeVar("AverageParams", bound=Params)
 
 
 class _Averaging(Regularizer[AverageParams]):
@@ -134,6 +143,7 @@ class EMA(_Averaging[EMAParams]):
     step (torch's AveragedModel convention: the first update copies)."""
 
     name = "ema"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # each member's average
     reference = "Polyak & Juditsky 1992; torch.optim.swa_utils.AveragedModel"
     applies_to = "all models"
     example: ClassVar[dict] = {"decay": 0.99}
@@ -145,9 +155,9 @@ class EMA(_Averaging[EMAParams]):
                              use_buffers=p.use_buffers)
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int) -> None:
-        self.averaged_update(model)
-        self.next_step = step + 1
+    def after_step(self, state: TrainState) -> None:
+        self.averaged_update(state.model)
+        self.next_step = state.step + 1
 
 
 class SWAParams(Params):
@@ -164,6 +174,8 @@ class SWA(_Averaging[SWAParams]):
     BatchNorm statistics are recomputed over the training split (update_bn)."""
 
     name = "swa"
+    # its lr is the optimizer's, which the members share
+    population: ClassVar[PopulationSupport | None] = PopulationSupport(same_for_all=True)
     # each evaluates its own average of the weights
     requires: ClassVar[Requires] = Requires(excludes=frozenset({"ema"}))
     reference = "Izmailov et al. 2018"
@@ -193,7 +205,7 @@ class SWA(_Averaging[SWAParams]):
     def epoch_of(self, step: int) -> int:
         return step // max(1, self.ctx.steps_per_epoch) + 1
 
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def before_step(self, state: TrainState) -> None:
         p = self.params
         if p.lr is None or self.epoch_of(self.next_step) < self.start_epoch:
             return
@@ -201,16 +213,17 @@ class SWA(_Averaging[SWAParams]):
         if p.anneal_epochs:
             done = self.next_step - (self.start_epoch - 1) * self.ctx.steps_per_epoch + 1
             alpha = min(1.0, done / (p.anneal_epochs * self.ctx.steps_per_epoch))
-        for g in optimizer.param_groups:
+        for g in state.optimizer.param_groups:
             swa_lr = p.lr * g.get("lr_scale", 1.0)
             g["lr"] = (1.0 - alpha) * g["lr"] + alpha * swa_lr
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, state: TrainState) -> None:
+        step = state.step
         self.next_step = step + 1
         last_of_epoch = (step + 1) % max(1, self.ctx.steps_per_epoch) == 0
         if last_of_epoch and self.epoch_of(step) >= self.start_epoch:
-            self.averaged_update(model)
+            self.averaged_update(state.model)
             self.bn_fresh = False
             self.recompute_bn()
 
@@ -222,7 +235,7 @@ class SWA(_Averaging[SWAParams]):
             update_bn(train_batches(self.ctx.data, self.ctx.config.train.batch_size), module)
         self.bn_fresh = True
 
-    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
+    def end_training(self, state: TrainState) -> None:
         self.recompute_bn()
 
     def summary(self) -> dict[str, Any]:

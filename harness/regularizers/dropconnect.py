@@ -82,9 +82,8 @@ def _has_targets(name: str, model_kwargs: tuple[tuple[str, int], ...], layers: s
     kind = sorted(model_capabilities(name).kinds)[0]
     try:
         with torch.random.fork_rng(devices=[]):
-            model = create_model(
-                name, input_shape=shapes[kind], num_classes=10, **dict(model_kwargs)
-            )
+            options: dict[str, Any] = dict(model_kwargs)
+            model = create_model(name, input_shape=shapes[kind], num_classes=10, **options)
     except Exception:
         return None
     return bool(linear_targets(model, layers))

@@ -9,13 +9,23 @@ from pydantic import Field, field_validator
 
 from harness.models.options import NEUTRAL
 from harness.models.transformer import RESIDUAL_SITES
-from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
+from harness.regularizers.base import (
+    ModelSpec,
+    Params,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    register,
+)
 from harness.regularizers.validate import register_regularizers_rewrite
 
 # Placement params -> the transformer option each sets (passed only when not neutral, so a
 # model without the option accepts the default and a run that never names them is unchanged).
 PLACEMENTS = {"embed_p": "embed_dropout", "attn_p": "attn_dropout", "head_p": "head_dropout",
               "sites": "dropout_sites"}
+
+SITES: tuple[Literal["attn", "ffn"], ...] = ("attn", "ffn")  # RESIDUAL_SITES, typed
+assert SITES == RESIDUAL_SITES
 
 # Added after runs were stored: written at their default they are dropped from the config
 # (so from the run id), as if not written; embed_p keeps its older ids as they are.
@@ -28,7 +38,7 @@ class DropoutParams(Params):
     attn_p: float = Field(0.0, ge=0.0, lt=1.0)  # attention probabilities (transformers)
     head_p: float = Field(0.0, ge=0.0, lt=1.0)  # before the classifier / LM head (transformers)
     sites: list[Literal["attn", "ffn"]] = Field(  # the sublayers `p` follows (transformers)
-        default_factory=lambda: list(RESIDUAL_SITES))
+        default_factory=lambda: list(SITES))
 
     @field_validator("sites")
     @classmethod
@@ -48,6 +58,9 @@ class Dropout(Regularizer[DropoutParams]):
     features entering the head, `embed_p` the embeddings (timm's attn_drop, drop, pos_drop)."""
 
     name: ClassVar[str] = "dropout"
+    # members may differ in every rate: each builds its own model (the stacked dropout
+    # layer keeps each member's rate)
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()
     requires: ClassVar[Requires] = Requires(options=PLACEMENTS)
     reference: ClassVar[str] = "Srivastava et al. 2014"
     applies_to: ClassVar[str] = ("all models (embed_p, attn_p, head_p, sites: vit, "

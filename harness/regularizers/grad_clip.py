@@ -8,7 +8,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.regularizers.base import Params, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    PopulationSupport,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 DEFAULT_THRESHOLD = {"norm": 1.0, "value": 1.0, "agc": 0.01}
 
@@ -36,12 +43,14 @@ def head_parameters(model: nn.Module) -> set[int]:
 
 
 @torch.no_grad()
-def adaptive_clip_(params: list[nn.Parameter], clip: float, eps: float) -> tuple[int, int]:
+def adaptive_clip_(params: list[nn.Parameter], clip: float,
+                   eps: float) -> tuple[torch.Tensor | int, int]:
     """G_i <- G_i * max_norm / ||G_i|| where ||G_i|| > max_norm = max(||W_i||, eps) * clip.
     Returns (units clipped, units) as device tensors summed (no host sync)."""
     clipped = torch.zeros((), dtype=torch.long, device=params[0].device) if params else 0
     units = 0
     for p in params:
+        assert p.grad is not None  # the caller passes parameters with gradients
         g = p.grad.detach()
         max_norm = unitwise_norm(p.detach()).clamp(min=eps).mul_(clip)
         g_norm = unitwise_norm(g)
@@ -59,6 +68,7 @@ class GradClip(Regularizer[GradClipParams]):
     loop is measured before clipping."""
 
     name = "grad_clip"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # each member's norms
     reference = "Pascanu et al. 2013 (norm); Brock et al. 2021 (AGC)"
     applies_to = "all models (agc: every layer but `model.head`)"
     example: ClassVar[dict] = {"mode": "norm", "threshold": 1.0}
@@ -73,8 +83,8 @@ class GradClip(Regularizer[GradClipParams]):
         self.units = 0
         self.units_clipped: torch.Tensor | int = 0
 
-    def after_backward(self, model: nn.Module) -> None:
-        p = self.params
+    def after_backward(self, state: TrainState) -> None:
+        p, model = self.params, state.model
         params = [q for q in model.parameters() if q.grad is not None]
         if not params:
             return
@@ -83,7 +93,7 @@ class GradClip(Regularizer[GradClipParams]):
             total = torch.nn.utils.clip_grad_norm_(params, self.threshold, foreach=True)
             self.steps_clipped = self.steps_clipped + (total > self.threshold).long()
         elif p.mode == "value":
-            grads = [q.grad for q in params]
+            grads = [q.grad for q in params if q.grad is not None]
             top = torch.stack(torch._foreach_norm(grads, float("inf"))).max()
             self.steps_clipped = self.steps_clipped + (top > self.threshold).long()
             torch.nn.utils.clip_grad_value_(params, self.threshold, foreach=True)
@@ -95,7 +105,7 @@ class GradClip(Regularizer[GradClipParams]):
             clipped, units = adaptive_clip_(body, self.threshold, p.eps)
             self.units += units
             self.units_clipped = self.units_clipped + clipped
-            self.steps_clipped = self.steps_clipped + (clipped > 0).long()
+            self.steps_clipped = self.steps_clipped + (torch.as_tensor(clipped) > 0).long()
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

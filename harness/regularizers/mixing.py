@@ -28,7 +28,15 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Regularizer, Requires, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    TrainState,
+    register,
+)
 from harness.regularizers.validate import register_regularizers_rewrite, validate_params
 
 # ------------------------------------------------------------------ pure batch functions
@@ -90,7 +98,7 @@ def cutmix_batch(x: torch.Tensor, targets: torch.Tensor,
                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste the partner's (x.flip(0)) box `bounds` over the trailing dims of x; mix targets
     with lam (the kept fraction, as returned by `cutmix_box`)."""
-    region = (..., *(slice(lo, hi) for lo, hi in bounds))
+    region: tuple[Any, ...] = (..., *(slice(lo, hi) for lo, hi in bounds))
     out = x.clone()
     out[region] = x.flip(0)[region]
     return out, mix_targets(targets, lam, num_classes)
@@ -138,6 +146,7 @@ class Mix(Regularizer[MixParams]):
     """Mixup or CutMix per batch, switching as timm's Mixup (see module doc)."""
 
     name = "mix"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # draws: member's own
     requires: ClassVar[Requires] = Requires(data=frozenset({"image", "signal"}))
     reference = ("Zhang et al. 2018 (mixup); Yun et al. 2019 (CutMix); switching as "
                  "timm.data.Mixup")
@@ -145,7 +154,7 @@ class Mix(Regularizer[MixParams]):
     example: ClassVar[dict[str, Any]] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
     example_overrides: ClassVar[dict[str, Any]] = {}
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         lam, use_cutmix = mix_decision(self.params)
         if lam == 1.0:  # as timm: nothing to mix
             return batch

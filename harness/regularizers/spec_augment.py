@@ -17,7 +17,14 @@ from pydantic import Field
 
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 
 class MaskParams(Params):
@@ -51,21 +58,20 @@ def frequency_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=x.shape[-1], dim=-1).to(x.dtype)
 
 
-class SignalMask(Regularizer):
+class SignalMask(Regularizer[MaskParams]):
     """Shared by time and frequency masking: signals only, checked before training."""
 
-    Params: ClassVar[type[Params]] = MaskParams
     order = 10  # with the other augmentations, before mixup (50) and label smoothing (80)
     reference = "Park et al. 2019"
     applies_to = "1-D signals (mnist1d)"
     example: ClassVar[dict[str, Any]] = {"width": 8}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: MaskParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
         self.require_signal(getattr(ctx.data, "kind", None), getattr(ctx.data, "name", "?"))
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
+    def check(cls, params: MaskParams, config: Any) -> None:
         cls.require_signal(dataset_kind(config.data.name), config.data.name)
 
     @classmethod
@@ -79,8 +85,8 @@ class SignalMask(Regularizer):
 class TimeMask(SignalMask):
     name = "time_mask"
 
-    def transform_batch(self, batch: Batch) -> Batch:
-        p: MaskParams = self.params  # type: ignore[assignment]
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
+        p = self.params
         n, _, length = batch.x.shape
         mask = span_mask(n, length, p.width, p.count, batch.x.device)
         return Batch(x=time_mask(batch.x, mask), y=batch.y, targets=batch.targets)
@@ -91,8 +97,8 @@ class FrequencyMask(SignalMask):
     name = "freq_mask"
     example: ClassVar[dict[str, Any]] = {"width": 4}
 
-    def transform_batch(self, batch: Batch) -> Batch:
-        p: MaskParams = self.params  # type: ignore[assignment]
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
+        p = self.params
         n, _, length = batch.x.shape
         mask = span_mask(n, length // 2 + 1, p.width, p.count, batch.x.device)
         return Batch(x=frequency_mask(batch.x, mask), y=batch.y, targets=batch.targets)

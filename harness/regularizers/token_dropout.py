@@ -17,7 +17,14 @@ from pydantic import Field
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
 from harness.regularizers.augment import token_mask
-from harness.regularizers.base import Batch, Params, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 
 class TokenDropoutParams(Params):
@@ -33,9 +40,8 @@ def token_dropout(x: torch.Tensor, p: float, mask_id: int) -> torch.Tensor:
 
 
 @register
-class TokenDropout(Regularizer):
+class TokenDropout(Regularizer[TokenDropoutParams]):
     name = "token_dropout"
-    Params: ClassVar[type[Params]] = TokenDropoutParams
     order = 10  # with the other input augmentations
     reference = "Gal & Ghahramani 2016; Devlin et al. 2019"
     applies_to = "text (language models: gpt)"
@@ -43,16 +49,16 @@ class TokenDropout(Regularizer):
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "gpt",
                                                    "data.name": "tiny_shakespeare"}
 
-    def __init__(self, params: Params, ctx: RunContext) -> None:
+    def __init__(self, params: TokenDropoutParams, ctx: RunContext) -> None:
         super().__init__(params, ctx)
-        p: TokenDropoutParams = params  # type: ignore[assignment]
+        p = params
         self.require_text(getattr(ctx.data, "kind", None), getattr(ctx.data, "name", "?"))
         if p.replace == "mask" and p.mask_id >= ctx.num_classes:
             raise ConfigError(f"regularizers.token_dropout.mask_id = {p.mask_id}: the vocabulary "
                               f"of {ctx.data.name} has ids 0..{ctx.num_classes - 1}")
 
     @classmethod
-    def check(cls, params: Params, config: Any) -> None:
+    def check(cls, params: TokenDropoutParams, config: Any) -> None:
         cls.require_text(dataset_kind(config.data.name), config.data.name)
 
     @staticmethod
@@ -61,8 +67,8 @@ class TokenDropout(Regularizer):
             raise ConfigError(f"regularizers.token_dropout: drops text tokens; dataset "
                               f"{dataset} holds {KIND_HOLDS[kind]}")
 
-    def transform_batch(self, batch: Batch) -> Batch:
-        p: TokenDropoutParams = self.params  # type: ignore[assignment]
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
+        p = self.params
         if p.replace == "random":
             x = token_mask(batch.x, p.p, self.ctx.num_classes)
         else:

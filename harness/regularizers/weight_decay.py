@@ -6,9 +6,15 @@ from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 
-from harness.regularizers.base import Params, Phase, Regularizer, register
+from harness.regularizers.base import (
+    Params,
+    Phase,
+    PopulationSupport,
+    Regularizer,
+    TrainState,
+    register,
+)
 
 
 def decays(p: torch.Tensor, exclude_bias_and_norm: bool) -> bool:
@@ -37,6 +43,7 @@ class WeightDecay(Regularizer[WeightDecayParams]):
     """
 
     name = "weight_decay"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()
     phase = Phase.DECAY  # last in before_step: any plug-in that changes the lr (SWA) has run
     reference = "Loshchilov & Hutter 2019 (AdamW); Krogh & Hertz 1992 (L2)"
     applies_to = "all models (no decay on biases and norm parameters by default)"
@@ -44,11 +51,11 @@ class WeightDecay(Regularizer[WeightDecayParams]):
     example_overrides: ClassVar[dict] = {}
 
     @torch.no_grad()
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def before_step(self, state: TrainState) -> None:
         p_ = self.params
         if p_.value == 0.0:
             return
-        for group in optimizer.param_groups:
+        for group in state.optimizer.param_groups:
             params = [p for p in group["params"]
                       if p.grad is not None and decays(p, p_.exclude_bias_and_norm)]
             if not params:

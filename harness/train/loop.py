@@ -21,7 +21,7 @@ from torch import nn
 from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models import count_parameters
-from harness.regularizers import Batch, RegularizerStack
+from harness.regularizers import Batch, RegularizerStack, TrainState
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
 from harness.tracking.store import RunDir
 from harness.train import build, transfer
@@ -89,8 +89,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     device = build.pick_device(config.train.device)
     build.seed_everything(config.seed)
     data = build.build_data(config, data_dir, device)
-    ctx = build.run_context(config, data, device)
-    ctx.extra.update(results_dir=Path(results_dir), data_dir=data_dir)
+    ctx = build.run_context(config, data, device, results_dir=Path(results_dir),
+                            data_dir=None if data_dir is None else Path(data_dir))
     regs = RegularizerStack.from_config(config, ctx)
     model = build.build_model(config, data, regs, results_dir=results_dir)
     transfer.freeze(model, config)  # fine-tuning: model.freeze / freeze_body
@@ -100,6 +100,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     optimizer = build_optimizer(config.optim,
                                 transfer.param_groups(model, config.optim.body_lr_scale))
     lr_at = lr_schedule(config.schedule, config.optim.lr, ctx.steps_per_epoch, ctx.epochs)
+    state = TrainState(run=ctx, model=model, optimizer=optimizer)
     order = torch.Generator().manual_seed(config.seed)
 
     rows: list[dict[str, Any]] = []
@@ -121,9 +122,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
     try:
         for epoch in range(first_epoch, ctx.epochs + 1):
             t0 = time.perf_counter()
-            stats = train_one_epoch(forward, model, data, regs, optimizer, lr_at, order,
-                                    epoch, ctx.steps_per_epoch, config.train.batch_size,
-                                    autocast(config, device))
+            stats = train_one_epoch(forward, state, data, regs, lr_at, order, epoch,
+                                    config.train.batch_size, autocast(config, device))
             if not stats.finite():
                 status, diverged_epoch = "diverged", epoch
                 break
@@ -131,7 +131,8 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
             rows.append(row)
             tracked.log_epoch(row)
             reporter.epoch(row)
-            stop = regs.end_epoch(epoch, row, model)  # before the checkpoint: exact resume
+            state.metrics = row
+            stop = regs.end_epoch(state)  # before the checkpoint: exact resume
             if checkpoint_due(config, last_checkpoint, stop):
                 run_dir.save_checkpoint(checkpoint_state(run_id, epoch, rows, model,
                                                          optimizer, regs, order, stop))
@@ -140,7 +141,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
                 callback(epoch, row)
             if stop:
                 break
-        regs.end_training(model)
+        regs.end_training(state)
         final = final_evaluation(regs.eval_model(model), data, config)
         final.update(analyse(regs.eval_model(model), data, config, run_dir))
     except BaseException as err:
@@ -180,31 +181,33 @@ def autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
-def train_one_epoch(forward: nn.Module, model: nn.Module, data: DataBundle,
-                    regs: RegularizerStack, optimizer: torch.optim.Optimizer,
-                    lr_at: Callable[[int], float], order: torch.Generator, epoch: int,
-                    steps: int, batch_size: int,
+def train_one_epoch(forward: nn.Module, state: TrainState, data: DataBundle,
+                    regs: RegularizerStack, lr_at: Callable[[int], float],
+                    order: torch.Generator, epoch: int, batch_size: int,
                     amp: contextlib.AbstractContextManager) -> RunningStats:
+    model, optimizer, steps = state.model, state.optimizer, state.run.steps_per_epoch
+    state.epoch = epoch
     model.train()
     device = data.train.y.device
     stats = RunningStats(device)
     perm = torch.randperm(len(data.train.y), generator=order).to(device)
     for i in range(steps):
-        step = (epoch - 1) * steps + i
+        step = state.step = (epoch - 1) * steps + i
         idx = perm[i * batch_size:(i + 1) * batch_size]
         y = data.train.y[idx]
-        batch = regs.transform_batch(Batch(x=data.to_float(data.train.x[idx]), y=y, targets=y))
+        batch = regs.transform_batch(state, Batch(x=data.to_float(data.train.x[idx]), y=y,
+                                                  targets=y))
         with amp:
             logits = forward(data.normalize(batch.x))
-            loss = regs.loss(cross_entropy(logits.float(), batch.targets), batch, logits, model)
+            loss = regs.loss(state, cross_entropy(logits.float(), batch.targets), batch, logits)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = global_grad_norm(model)  # before clipping: what the data asked for
-        regs.after_backward(model)
+        regs.after_backward(state)
         set_lr(optimizer, lr_at(step))
-        regs.before_step(optimizer, model)
+        regs.before_step(state)
         optimizer.step()
-        regs.after_step(model, step)
+        regs.after_step(state)
         stats.add(loss, logits, batch.y, grad_norm)
         if (device.type == "cpu" or i % 25 == 0) and not stats.finite():
             break  # diverged: stop at once (on CUDA every 25 steps, to avoid a sync a step)

@@ -14,5 +14,5 @@ class LogitPenalty(Regularizer[LogitPenaltyParams]):  # self.params is a LogitPe
     name = "logit_penalty"
     reference = "Kannan et al. 2018"
 
-    def loss(self, loss, batch, logits, model):
+    def loss(self, state, loss, batch, logits):
         return loss + self.params.value * logits.pow(2).mean()
