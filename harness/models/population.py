@@ -79,11 +79,16 @@ class MemberDropout(nn.Module):
         return f"rates={self.rates}"
 
 
+def stack_linear(modules: list[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:
+    return StackedLinear([m for m in modules if isinstance(m, nn.Linear)])
+
+
+def stack_dropout(modules: list[nn.Module], generators: Sequence[torch.Generator]) -> nn.Module:
+    return MemberDropout([float(m.p) for m in modules if isinstance(m, nn.Dropout)], generators)
+
+
 Stacker = Callable[[list[nn.Module], Sequence[torch.Generator]], nn.Module]
-STACKERS: dict[type[nn.Module], Stacker] = {
-    nn.Linear: lambda mods, gens: StackedLinear(mods),  # type: ignore[arg-type]  # Linear
-    nn.Dropout: lambda mods, gens: MemberDropout([m.p for m in mods], gens),  # type: ignore[attr-defined]  # Dropout
-}
+STACKERS: dict[type[nn.Module], Stacker] = {nn.Linear: stack_linear, nn.Dropout: stack_dropout}
 
 
 def population_blocker(model: nn.Module) -> str | None:
@@ -95,7 +100,8 @@ def population_blocker(model: nn.Module) -> str | None:
             continue
         if not isinstance(module, PER_SAMPLE) and module is not model:
             return f"module {name} ({type(module).__name__}) has no stacked form"
-        if list(module.parameters(recurse=False)) or list(module.buffers(recurse=False)):
+        if (next(module.parameters(recurse=False), None) is not None
+                or next(module.buffers(recurse=False), None) is not None):
             return f"module {name or 'the model'} holds parameters of its own"
     return None
 

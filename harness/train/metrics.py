@@ -131,9 +131,10 @@ class MemberStats:
     def finite(self, member: int) -> bool:
         return bool(torch.isfinite(self.loss[member]))
 
-    def any_finite(self, active: torch.Tensor) -> bool:
+    def any_finite(self, active: torch.Tensor | None = None) -> bool:
         """Some member still training (`active`, a (K,) mask) has a finite loss."""
-        return bool((torch.isfinite(self.loss) & active).any())
+        finite = torch.isfinite(self.loss)
+        return bool((finite if active is None else finite & active).any())
 
     def read(self, member: int) -> dict[str, float]:
         n = max(1, self.n)
