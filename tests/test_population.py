@@ -1,0 +1,249 @@
+"""Population training: runs of one shape trained as one vectorized model must each write
+what they would write alone.
+
+Tolerance: every recorded number (epoch rows, summary, the saved weights) within 1e-5
+relative (1e-6 absolute) of the run trained alone. The population computes each member's
+layers with one batched matrix product where a run alone uses one matrix product per
+layer; on this CPU both give the same floats or differ in the last bits (measured worst
+relative difference over these cases: about 4e-8), and the dropout masks, mixing draws and
+data order are each member's own, drawn from its own generators exactly as alone. Timing
+fields (seconds, samples per second, wall and setup time) are not compared.
+
+One case per regularizer family that declares population support: a population of
+members differing in the family's strength (and one member without it), each compared
+with its run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import tiny_raw
+from torch import nn
+
+from harness.config import build_run_config
+from harness.models import create_model
+from harness.models.population import (
+    alias_members,
+    bind_member_grads,
+    population_blocker,
+    stack_members,
+)
+from harness.regularizers import REGULARIZERS, Regularizer
+from harness.train.grouping import alone_reason, group, population_key
+from harness.train.loop import RunRequest, train_run, train_runs
+
+TIMING = ("seconds", "samples_per_sec", "wall_time", "setup_time")
+REL, ABS = 1e-5, 1e-6
+
+
+def mlp(dropout: float = 0.0, width: int = 16) -> nn.Module:
+    return create_model("mlp", input_shape=(1, 40), num_classes=10, width=width, depth=2,
+                        dropout=dropout)
+
+
+# ------------------------------------------------------------------ the stacked model
+
+
+def test_the_stacked_model_computes_each_member_as_alone() -> None:
+    torch.manual_seed(0)
+    members = [mlp(p) for p in (0.0, 0.2, 0.5)]
+    gens = [torch.Generator().manual_seed(k) for k in range(3)]
+    starts = [g.get_state() for g in gens]
+    population = stack_members(members, gens)
+    alias_members(population, members)
+    x = torch.randn(3 * 8, 1, 40)
+    out = population(x)  # training mode: each member's own dropout masks
+    alone = []
+    for k, m in enumerate(members):
+        torch.set_rng_state(starts[k])  # the run alone draws from its global generator
+        alone.append(m(x[8 * k:8 * (k + 1)]))
+    torch.testing.assert_close(out, torch.cat(alone), rtol=0, atol=0)
+    population.eval()
+    torch.testing.assert_close(population(x), torch.cat(
+        [m.eval()(x[8 * k:8 * (k + 1)]) for k, m in enumerate(members)]), rtol=0, atol=0)
+    # gradients: the population's, sliced per member, are each member's own
+    population.zero_grad()
+    population(x).square().sum().backward()
+    bind_member_grads(population, members)
+    for k, m in enumerate(members):
+        ref = mlp(0.0)
+        ref.load_state_dict(m.state_dict())
+        ref.eval()(x[8 * k:8 * (k + 1)]).square().sum().backward()
+        for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_members_alias_their_slice_of_the_population() -> None:
+    members = [mlp(), mlp()]
+    population = stack_members(members, [torch.Generator(), torch.Generator()])
+    alias_members(population, members)
+    with torch.no_grad():
+        members[1].head.weight.zero_()  # in place on a member: its slice changes
+    assert population.head.weight[1].abs().sum() == 0
+    assert population.head.weight[0].abs().sum() > 0
+    state = members[0].state_dict()  # a run alone's layout
+    assert {k: tuple(v.shape) for k, v in state.items()} == \
+        {k: tuple(v.shape) for k, v in mlp().state_dict().items()}
+
+
+def test_what_cannot_be_stacked_says_why() -> None:
+    assert population_blocker(mlp()) is None
+    cnn = create_model("cnn", input_shape=(1, 40), num_classes=10)
+    assert "does not declare info.population" in population_blocker(cnn)
+    normed = create_model("mlp", input_shape=(1, 40), num_classes=10, width=8, norm="batchnorm")
+    assert "BatchNorm1d" in population_blocker(normed)
+    with pytest.raises(ValueError, match="differs in structure"):
+        stack_members([mlp(width=8), mlp(width=16)], [torch.Generator()] * 2)
+
+
+# ------------------------------------------------------------------ grouping
+
+
+def test_runs_share_a_key_when_only_seed_and_regularizer_settings_differ() -> None:
+    def key(**sections: Any) -> str | None:
+        return population_key(build_run_config(tiny_raw(**sections)))
+
+    base = key()
+    assert base is not None
+    assert key(seed=3) == base
+    assert key(regularizers={"dropout": {"p": 0.3}}) == base
+    assert key(regularizers={"weight_decay": {"value": 0.1}, "ema": {"decay": 0.9}}) == base
+    assert key(model={"width": 32}) != base
+    assert key(optim={"lr": 0.01}) != base
+    assert key(train={"epochs": 3}) != base
+    # SWA sets the lr the members share: only equal SWA settings share a population
+    swa = key(regularizers={"swa": {"start_epoch": 2, "lr": 0.01}})
+    assert swa not in (None, base)
+    assert key(regularizers={"swa": {"start_epoch": 2, "lr": 0.01}}, seed=4) == swa
+    assert key(regularizers={"swa": {"start_epoch": 2, "lr": 0.02}}) != swa
+    assert alone_reason(build_run_config(tiny_raw(regularizers={"l1": {}}))) == \
+        "regularizer l1 does not declare population support"
+    assert "does not declare info.population" in alone_reason(
+        build_run_config(tiny_raw(model={"name": "cnn"})))
+
+
+def test_group_makes_consecutive_populations_of_at_most_size() -> None:
+    items = ["a1", "b1", "a2", "x", "a3", "b2", "a4"]
+    key = {"a": "A", "b": "B", "x": None}
+    groups = group(items, lambda s: key[s[0]], 3)
+    assert groups == [["a1", "a2", "a3"], ["b1", "b2"], ["x"], ["a4"]]
+    assert group(items, lambda s: key[s[0]], 1) == [[i] for i in items]
+
+
+def test_only_hooks_a_member_can_run_alone_are_declared() -> None:
+    """A population calls each member's hooks on its own module: a loss hook (its penalty
+    would not reach the stacked gradients) or module surgery cannot be supported."""
+    for name in REGULARIZERS.names():
+        cls = REGULARIZERS.get(name)
+        if cls.population is not None:
+            assert cls.loss is Regularizer.loss, name
+            assert cls.on_model is Regularizer.on_model, name
+
+
+# ------------------------------------------------------------------ members vs alone
+
+# Per family: each member's regularizers (a population of three), epochs.
+CASES: dict[str, tuple[list[dict[str, Any]], int]] = {
+    "dropout": ([{"dropout": {"p": 0.1}}, {"dropout": {"p": 0.5}}, {}], 3),
+    "label_smoothing": ([{"label_smoothing": {"epsilon": 0.1}},
+                         {"label_smoothing": {"epsilon": 0.3}}, {}], 3),
+    "weight_decay": ([{"weight_decay": {"value": 0.05}},
+                      {"weight_decay": {"value": 0.5, "mode": "l2"}}, {}], 3),
+    "mix": ([{"mix": {"mixup_alpha": 0.4}},
+             {"mix": {"mixup_alpha": 1.0, "cutmix_alpha": 1.0}}, {}], 3),
+    "grad_clip": ([{"grad_clip": {"threshold": 0.05}},
+                   {"grad_clip": {"mode": "value", "threshold": 0.001}},
+                   {"grad_clip": {"mode": "agc", "threshold": 0.005}}], 3),
+    "ema": ([{"ema": {"decay": 0.9}}, {"ema": {"decay": 0.5, "use_buffers": False}}, {}], 3),
+    "swa": ([{"swa": {"start_epoch": 2, "lr": 0.001}}] * 3, 4),
+    "early_stopping": ([{"early_stopping": {"patience": 1}},
+                        {"early_stopping": {"patience": 2, "monitor": "val_acc"}},
+                        {"early_stopping": {"patience": 3, "restore_best": False}}], 10),
+}
+FAST = {"dropout", "early_stopping"}
+
+
+def test_every_family_declaring_population_support_has_a_case() -> None:
+    declared = {n for n in REGULARIZERS.names() if REGULARIZERS.get(n).population is not None}
+    assert declared == set(CASES)
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL,
+                                                                 abs_tol=ABS)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def without_timing(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not any(t in k for t in TIMING)}
+
+
+def assert_same_run(member: Path, alone: Path) -> None:
+    assert sorted(p.name for p in member.iterdir()) == sorted(p.name for p in alone.iterdir())
+    for name in ("config.json", "summary.json"):
+        got, want = (json.loads((d / name).read_text()) for d in (member, alone))
+        assert close(without_timing(got), without_timing(want)), name
+    rows = [[without_timing(r) for r in json.loads(json.dumps(d))]
+            for d in (read_rows(member), read_rows(alone))]
+    assert close(rows[0], rows[1])
+    got, want = (torch.load(d / "model.pt", weights_only=True) for d in (member, alone))
+    assert got.keys() == want.keys()
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], rtol=REL, atol=ABS, msg=k)
+
+
+def read_rows(run: Path) -> list[dict[str, Any]]:
+    from harness.tracking.store import RunDir
+
+    return RunDir(run).metrics()
+
+
+@pytest.mark.parametrize("family", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow)
+                                    for n in CASES])
+def test_a_member_writes_what_its_run_writes_alone(family: str, tmp_path: Path) -> None:
+    regularizers, epochs = CASES[family]
+    configs = [build_run_config(tiny_raw(variant=f"m{i}", seed=i, regularizers=regs,
+                                         train={"epochs": epochs}))
+               for i, regs in enumerate(regularizers)]
+    assert len({population_key(c) for c in configs} - {None}) == 1
+    together = train_runs([RunRequest(c) for c in configs], results_dir=tmp_path / "pop")
+    alone = [train_run(c, results_dir=tmp_path / "alone") for c in configs]
+    for member, run in zip(together, alone, strict=True):
+        assert member.run_dir.path.name == run.run_dir.path.name  # same run id, same folder
+        assert_same_run(member.run_dir.path, run.run_dir.path)
+    if family == "early_stopping":  # each stops on its own curve, at its own epoch
+        stops = [r.summary["stop_epoch"] for r in alone]
+        assert [m.summary["stop_epoch"] for m in together] == stops
+        assert len(set(stops)) > 1, stops
+
+
+def test_a_member_resumes_alone_from_its_own_checkpoint(tmp_path: Path) -> None:
+    """Interrupted after its second epoch, each member's checkpoint is the one its run would
+    have written alone: resumed alone, it ends where the uninterrupted run ends."""
+    configs = [build_run_config(tiny_raw(variant=f"m{i}", seed=i, train={"epochs": 4},
+                                         regularizers={"dropout": {"p": p}, "ema": {}}))
+               for i, p in enumerate((0.1, 0.4))]
+
+    def interrupt(epoch: int, row: dict[str, Any]) -> None:
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_runs([RunRequest(configs[0]), RunRequest(configs[1], on_epoch=[interrupt])],
+                   results_dir=tmp_path / "pop")
+    resumed = train_runs([RunRequest(c) for c in configs], results_dir=tmp_path / "pop")
+    assert [len(r.rows) for r in resumed] == [4, 4]
+    for member, config in zip(resumed, configs, strict=True):
+        run = train_run(config, results_dir=tmp_path / "alone")
+        assert_same_run(member.run_dir.path, run.run_dir.path)
