@@ -247,3 +247,73 @@ def test_a_member_resumes_alone_from_its_own_checkpoint(tmp_path: Path) -> None:
     for member, config in zip(resumed, configs, strict=True):
         run = train_run(config, results_dir=tmp_path / "alone")
         assert_same_run(member.run_dir.path, run.run_dir.path)
+
+
+# ------------------------------------------------------------------ a study, end to end
+
+
+def study_record(results_dir: Path, population: int,
+                 monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Train a tiny dropout study (2 variants x 2 seeds, W&B offline) with populations of
+    `population`; what each run left in its folder, its queue trial and its W&B run."""
+    from harness.study import worker
+    from harness.study.execute import run_study
+
+    sizes: list[int] = []
+
+    def counted(requests: list[RunRequest], **kwargs: Any) -> Any:
+        sizes.append(len(requests))
+        return train_runs(requests, **kwargs)
+
+    monkeypatch.setattr(worker, "train_runs", counted)
+    from harness.study.queue import RunQueue
+    from harness.study.spec import StudyConfig
+    from wandb_offline import read_offline_run
+
+    raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"})
+    study = StudyConfig(name="pop", base=raw, seeds=2,
+                        design={"kind": "sweep", "parameter": "regularizers.dropout.p",
+                                "values": [0.3], "baseline_value": 0.0})
+    out = run_study(study, source="test", results_dir=results_dir, workers=1,
+                    population=population)
+    assert out.finished == out.total == 4 and not out.failed
+    assert sizes == [population] * (4 // population)  # in-process worker: every run queued
+    queue = RunQueue.open(f"sqlite:///{out.study_dir / 'queue.db'}", "pop")
+    record: dict[str, Any] = {}
+    for trial in queue.trials():
+        attrs = trial.user_attrs
+        summary = attrs["summary"]
+        wandb_run = read_offline_run(Path(summary["wandb"]["run_dir"]))
+        record[attrs["run_id"]] = {
+            "state": trial.state.name, "params": trial.params, "attrs": sorted(attrs),
+            "summary": without_timing(summary), "rows": [without_timing(r) for r in
+                                                          attrs["rows"]],
+            "files": sorted(attrs.get("files", {})),
+            "wandb": {"id": wandb_run.run_id, "name": wandb_run.name,
+                      "group": wandb_run.group, "job_type": wandb_run.job_type,
+                      "config": wandb_run.config, "complete": wandb_run.complete,
+                      "summary": sorted(wandb_run.summary),
+                      "history": [sorted(r) for r in wandb_run.history]}}
+    return record
+
+
+@pytest.mark.slow
+def test_a_study_trained_in_populations_records_what_it_records_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run folders aside (compared above), the queue's results and the W&B runs of a study
+    trained in populations are those of the study trained run by run."""
+    together = study_record(tmp_path / "together", 4, monkeypatch)
+    alone = study_record(tmp_path / "alone", 1, monkeypatch)
+    assert together.keys() == alone.keys() and len(together) == 4
+    for run_id, want in alone.items():
+        got = together[run_id]
+        for part in ("state", "params", "attrs", "files", "wandb"):
+            got_part, want_part = got[part], want[part]
+            if part == "wandb":  # the W&B run's folder (and so its path) holds a timestamp
+                got_part = {k: v for k, v in got_part.items() if k != "path"}
+                want_part = {k: v for k, v in want_part.items() if k != "path"}
+            assert close(got_part, want_part), (run_id, part)
+        summary_got = {k: v for k, v in got["summary"].items() if k != "wandb"}
+        summary_want = {k: v for k, v in want["summary"].items() if k != "wandb"}
+        assert close(summary_got, summary_want), run_id
+        assert close(got["rows"], want["rows"]), run_id
