@@ -317,3 +317,13 @@ def test_a_study_trained_in_populations_records_what_it_records_alone(
         summary_want = {k: v for k, v in want["summary"].items() if k != "wandb"}
         assert close(summary_got, summary_want), run_id
         assert close(got["rows"], want["rows"]), run_id
+
+
+def test_runs_that_cannot_share_a_model_train_one_by_one(tmp_path: Path) -> None:
+    configs = [build_run_config(tiny_raw(variant=f"w{w}", model={"width": w}))
+               for w in (8, 16)]
+    assert population_key(configs[0]) != population_key(configs[1])
+    together = train_runs([RunRequest(c) for c in configs], results_dir=tmp_path / "pop")
+    for member, config in zip(together, configs, strict=True):
+        assert_same_run(member.run_dir.path,
+                        train_run(config, results_dir=tmp_path / "alone").run_dir.path)

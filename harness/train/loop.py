@@ -124,10 +124,20 @@ def train_together(requests: list[RunRequest], dirs: list[RunDir], results_dir: 
     build.set_threads(config.train.threads)
     device = build.pick_device(config.train.device)
     build.seed_everything(config.seed)
+    seeded = torch.get_rng_state()
     data = build.build_data(config, data_dir, device)
+    # a member is built from its seed as alone, after the data: a loader that drew from the
+    # global generator would change that for all but the first, so those train one by one
+    drew = not torch.equal(seeded, torch.get_rng_state())
     members = [build_member(r.config, d, data, device, results_dir, data_dir, seeded=i == 0)
                for i, (r, d) in enumerate(zip(requests, dirs, strict=True))]
-    crew = make_crew(members, device)
+    try:
+        if len(members) > 1 and drew:
+            raise ValueError("loading the data drew from torch's global generator")
+        crew = make_crew(members, device)
+    except ValueError:  # models that cannot be stacked after all: one by one, as alone
+        return [train_together([r], [d], results_dir, data_dir, reporter, force)[0]
+                for r, d in zip(requests, dirs, strict=True)]
     first_epoch = 1
     for member, request in zip(members, requests, strict=True):
         checkpoint = None if force else member.run_dir.load_checkpoint()

@@ -59,12 +59,13 @@ def score(logits: torch.Tensor, y: torch.Tensor) -> EvalResult:
 def predict_member_logits(population: nn.Module, members: int, x: torch.Tensor, prepare,
                           batch_size: int) -> list[torch.Tensor]:
     """Eval-mode logits of every member of a population for a whole split: each batch is
-    given to all members at once (folded member-major), batch_size samples per member."""
+    given to all members at once (folded member-major), batch_size samples in all."""
     was_training = population.training
     population.eval()
     out: list[list[torch.Tensor]] = [[] for _ in range(members)]
-    for i in range(0, len(x), batch_size):
-        chunk = prepare(x[i:i + batch_size])
+    per_member = max(1, batch_size // members)
+    for i in range(0, len(x), per_member):
+        chunk = prepare(x[i:i + per_member])
         folded = chunk.unsqueeze(0).expand(members, *chunk.shape).reshape(-1, *chunk.shape[1:])
         for k, part in enumerate(population(folded).float().chunk(members)):
             out[k].append(part)
