@@ -26,7 +26,7 @@ TRAIN = '''
 import sys, time
 from harness.study.plan import expand
 from harness.study.spec import find_study_file, load_study
-from harness.train.loop import RunRequest, train_runs
+from harness.train.loop import RunRequest, train_run, train_runs
 study = load_study(find_study_file("dropout"))
 configs = [s.config for s in expand(study)]
 for c in configs:
@@ -35,8 +35,13 @@ for c in configs:
     c.train.epochs = int(sys.argv[2])
     c.train.device = sys.argv[3]
 t0 = time.perf_counter()
-train_runs([RunRequest(c) for c in configs], results_dir=sys.argv[4])
-print(f"{len(configs)} runs as one population: {time.perf_counter() - t0:.1f} s")
+if sys.argv[5] == "population":
+    train_runs([RunRequest(c) for c in configs], results_dir=sys.argv[4])
+    print(f"{len(configs)} runs as one population: {time.perf_counter() - t0:.1f} s")
+else:
+    for c in configs:
+        train_run(c, results_dir=sys.argv[4])
+    print(f"{len(configs)} runs one by one: {time.perf_counter() - t0:.1f} s")
 '''
 
 # A sample's phase is the innermost of these frames on its stack (py-spy names frames
@@ -93,13 +98,21 @@ def main() -> int:
     t0 = time.perf_counter()
     spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
            "--function", "--rate", "200", "-o", str(raw), "--"]
-    done = subprocess.run([*spy, sys.executable, str(script), str(args.threads),
-                           str(args.epochs), args.device, str(work / "results")],
+    train = [sys.executable, str(script), str(args.threads), str(args.epochs), args.device]
+    done = subprocess.run([*spy, *train, str(work / "profiled"), "population"],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if done.returncode:
         print(done.stdout, done.stderr, file=sys.stderr)
         return done.returncode
+    # the same work without the sampler, as one population and one by one, in turn
+    timed = {}
+    for way in ("population", "one by one", "population again"):
+        t1 = time.perf_counter()
+        subprocess.run([*train, str(work / way.replace(" ", "_")), way.split()[0]],
+                       check=True, capture_output=True)
+        timed[way] = time.perf_counter() - t1
+    population = (timed["population"] + timed["population again"]) / 2
     load_after = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     counts: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
@@ -115,7 +128,11 @@ def main() -> int:
         f"--threads {args.threads} --epochs {args.epochs}` ({machine()}); load average "
         f"(1/5/15 min) before {load_before}, after {load_after}. py-spy at 200 Hz over the "
         f"whole process ({wall:.1f} s under the sampler; {said}).",
-        "", *table])
+        "", *table, "",
+        f"The same 12 runs without the sampler, whole processes, {args.threads} thread(s): "
+        f"as one population {timed['population']:.1f} s and {timed['population again']:.1f} "
+        f"s, one by one (a `train_run` each) {timed['one by one']:.1f} s: "
+        f"**{timed['one by one'] / population:.2f}x** the throughput."])
     print(body)
     write_section("Population profile", body)
     return 0
