@@ -197,6 +197,8 @@ def assert_same_run(member: Path, alone: Path) -> None:
     rows = [[without_timing(r) for r in json.loads(json.dumps(d))]
             for d in (read_rows(member), read_rows(alone))]
     assert close(rows[0], rows[1])
+    sizes = [(d / "model.pt").stat().st_size for d in (member, alone)]
+    assert sizes[0] == sizes[1]  # the member's weights alone, not the population's tensors
     got, want = (torch.load(d / "model.pt", weights_only=True) for d in (member, alone))
     assert got.keys() == want.keys()
     for k in got:

@@ -136,7 +136,20 @@ def stack_members(members: Sequence[nn.Module],
         if stacker is not None:
             twins = [m.get_submodule(name) for m in members]
             _set_submodule(population, name, stacker(twins, generators))
+        elif getattr(module, "inplace", False) and name:
+            _set_submodule(population, name, out_of_place(module))
     return population
+
+
+def out_of_place(module: nn.Module) -> nn.Module:
+    """The same activation, not in place: a stacked layer's output is a view of its batched
+    product, and autograd turns an in-place op on a view into copies of the whole tensor.
+    The values are the same."""
+    import copy
+
+    twin = copy.copy(module)
+    twin.inplace = False  # type: ignore[assignment]  # ReLU & co. read it in forward
+    return twin
 
 
 def alias_members(population: nn.Module, members: Sequence[nn.Module]) -> None:

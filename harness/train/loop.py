@@ -218,7 +218,7 @@ class Training:
             stop = m.regs.end_epoch(m.state)  # before the checkpoint: exact resume
             if checkpoint_due(m.config, m.last_checkpoint, stop):
                 m.run_dir.save_checkpoint(checkpoint_state(
-                    m.run_id, epoch, m.rows, m.state.model.state_dict(),
+                    m.run_id, epoch, m.rows, own_copy(m.state.model.state_dict()),
                     crew.optimizer_state(k), m.regs, crew.rng_state(k), m.order, stop))
                 m.last_checkpoint = time.perf_counter()
             for callback in m.on_epoch:
@@ -239,14 +239,19 @@ class Training:
                             m.regs)
         summary.update(m.tracked.summary_entries())
         summary["setup_time"] = self.started - self.entered  # data, model, tracker: for costs
-        torch.save({k: v.detach().cpu() for k, v in evaluated.state_dict().items()},
-                   m.run_dir.path / "model.pt")
+        torch.save(own_copy(evaluated.state_dict()), m.run_dir.path / "model.pt")
         (m.run_dir.path / CHECKPOINT).unlink(missing_ok=True)
         m.tracked.log_summary(summary)
         m.tracked.finish()
         m.summary = summary
         self.crew.finish(k)
         self.reporter.end(summary)
+
+
+def own_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each tensor copied to the CPU on its own: a population member's parameters are views
+    of the stacked tensors, which torch.save would otherwise write whole."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def training(crew: Alone | Population) -> Iterable[tuple[int, Member]]:
