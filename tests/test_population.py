@@ -268,9 +268,10 @@ def study_record(results_dir: Path, population: int,
         return train_runs(requests, **kwargs)
 
     monkeypatch.setattr(worker, "train_runs", counted)
+    from wandb_offline import read_offline_run
+
     from harness.study.queue import RunQueue
     from harness.study.spec import StudyConfig
-    from wandb_offline import read_offline_run
 
     raw = tiny_raw(tracking={"wandb": "offline", "project": "harness-test"})
     study = StudyConfig(name="pop", base=raw, seeds=2,
@@ -329,3 +330,62 @@ def test_runs_that_cannot_share_a_model_train_one_by_one(tmp_path: Path) -> None
     for member, config in zip(together, configs, strict=True):
         assert_same_run(member.run_dir.path,
                         train_run(config, results_dir=tmp_path / "alone").run_dir.path)
+
+
+def test_the_study_chooses_the_population_size_and_says_why() -> None:
+    from harness.study.execute import decide_population
+    from harness.study.plan import expand
+    from harness.study.spec import StudyConfig
+
+    def plan(base: dict[str, Any], seeds: int = 3) -> list[Any]:
+        return expand(StudyConfig(name="k", base=base, seeds=seeds, design={
+            "kind": "sweep", "parameter": "regularizers.dropout.p", "values": [0.1, 0.3],
+            "baseline_value": 0.0}))
+
+    specs = plan(tiny_raw())  # 9 runs of one shape
+    chosen = decide_population(None, specs, workers=2)
+    assert (chosen.size, chosen.workers) == (5, 2)  # ceil(9 / 2) per worker
+    assert "populations of up to 5 runs" in chosen.lines[0]
+    assert decide_population(None, specs, workers=16).workers == 9  # one run per population
+    alone = decide_population(1, specs, workers=2)
+    assert alone.size == 1 and "every run trains alone" in alone.lines[0]
+    mixed = decide_population(None, plan(tiny_raw(regularizers={"l1": {}})), workers=2)
+    assert mixed.size == 1
+    assert mixed.lines == ["trains alone: regularizer l1 does not declare population support "
+                           "(9 runs)"]
+    # a model too big for a population on the CPU: a step's work caps the size
+    params = 40 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
+    wide = decide_population(None, plan(tiny_raw(model={"width": 1024}), seeds=10), workers=1)
+    assert wide.size == 2**28 // (64 * params) == 3
+    wider = decide_population(None, plan(tiny_raw(model={"width": 4096})), workers=1)
+    assert wider.size == 1 and wider.lines[0].startswith("every run trains alone (a ")
+
+
+def test_a_worker_takes_the_next_queued_runs_of_its_shape(tmp_path: Path) -> None:
+    """gather pops runs while the next queued one shares the first one's key, and never
+    more than the size; a run of another shape stays queued for the next population."""
+    from harness.study.plan import expand
+    from harness.study.populate import gather
+    from harness.study.queue import RunQueue
+    from harness.study.spec import StudyConfig
+
+    specs = expand(StudyConfig(name="g", base=tiny_raw(), seeds=2, design={
+        "kind": "one_at_a_time", "variants": {"p3": {"regularizers": {"dropout": {"p": 0.3}}},
+                                              "wide": {"model": {"width": 32}},
+                                              "p5": {"regularizers": {"dropout": {"p": 0.5}}}}}))
+    queue = RunQueue.open(f"sqlite:///{tmp_path / 'q.db'}", "g")
+    queue.distributions(specs)
+    queue.enqueue_missing(specs, set())  # in plan order: variant by variant
+    variants = []
+    while (job := queue.pop()) is not None:
+        crew, carried = gather(queue, job, 3)
+        assert carried is None  # nobody else pops here
+        variants.append([j.spec.variant for j in crew])
+    assert variants == [["baseline", "baseline", "p3"], ["p3"], ["wide", "wide"],
+                        ["p5", "p5"]]
+
+    # queued with the runs of one shape next to each other, the same runs make full ones
+    from harness.study.populate import queue_order
+
+    assert [s.variant for s in queue_order(specs)] == [
+        "baseline", "baseline", "p3", "p3", "p5", "p5", "wide", "wide"]

@@ -24,7 +24,7 @@ from harness.errors import ConfigError
 from harness.record import StudyRecord
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
-from harness.study.populate import save_population, spec_key
+from harness.study.populate import queue_order, save_population, spec_key
 from harness.study.processes import make_workers, supervise, warm_worker_server
 from harness.study.queue import TRAVELLING_FILES, RunQueue, queue_study_name, unpack_file
 from harness.study.search import optuna_study_name
@@ -116,9 +116,11 @@ def decide_population(named: int | None, specs: list[RunSpec], workers: int) -> 
         device = device_kind(config.train.device)
         limit = population_limit(config, params, device)
         size = max(1, min(limit, -(-len(largest) // workers)))
+        model = (f"a {params or 0:,}-parameter model at batch {config.train.batch_size}: "
+                 f"up to {limit} per step on {device}")
         why = (f"populations of up to {size} runs trained as one model ({len(largest)} runs "
-               f"of one shape on {workers} worker(s); a {params or 0:,}-parameter model at "
-               f"batch {config.train.batch_size}: up to {limit} per step on {device})")
+               f"of one shape on {workers} worker(s); {model})" if size > 1 else
+               f"every run trains alone ({model})")
     crews = sum(-(-len(g) // size) for g in groups.values()) + sum(alone.values())
     return PopulationPlan(size, max(1, min(workers, crews)),
                       [f"{why} (--population K to choose)", *lines])
@@ -196,7 +198,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         q.distributions(specs)
         q.fail_stale(all_running=local_queue)
         done_before = finished_ids(sdir, specs)
-        q.enqueue_missing(specs, done_before)
+        q.enqueue_missing(queue_order(specs) if crews.size > 1 else specs, done_before)
         todo = len(specs) - len(done_before)
         console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
                       f"({len(done_before)} already finished, {todo} to run) "

@@ -56,3 +56,15 @@ def gather(queue: RunQueue, first: Job, size: int) -> tuple[list[Job], Job | Non
             return crew, job
         crew.append(job)
     return crew, None
+
+
+def queue_order(specs: list[RunSpec]) -> list[RunSpec]:
+    """The plan's runs with those of one shape next to each other (in the order each shape
+    first appears; runs that train alone keep their place among them, upstream runs first),
+    so that workers, taking queued runs in order, find full populations."""
+    first: dict[str | None, int] = {}
+    rank = []
+    for i, spec in enumerate(specs):
+        key = spec_key(spec)
+        rank.append(first.setdefault(key, i) if key is not None else i)
+    return [spec for _, spec in sorted(zip(rank, specs, strict=True), key=lambda t: t[0])]
