@@ -27,6 +27,7 @@ from harness.regularizers.base import (
     Phase,
     Regularizer,
     RunContext,
+    RunSettings,
     TrainState,
     register,
 )
@@ -237,7 +238,7 @@ class Augment(Regularizer[AugmentParams]):
                                         params.randaugment_m))
 
     @classmethod
-    def check(cls, params: AugmentParams, config: Any) -> None:
+    def check(cls, params: AugmentParams, config: RunSettings) -> None:
         on = active_options(params)
         if not on:
             raise ConfigError(f"regularizers.augment: no augmentation turned on; set one of "

@@ -18,6 +18,7 @@ from harness.regularizers.base import (
     Regularizer,
     Requires,
     RunContext,
+    RunSettings,
     TrainState,
     register,
 )
@@ -190,7 +191,7 @@ class SWA(_Averaging[SWAParams]):
         self.bn_fresh = True
 
     @classmethod
-    def check(cls, params: SWAParams, config: Any) -> None:
+    def check(cls, params: SWAParams, config: RunSettings) -> None:
         p = params
         if p.start_epoch is not None and p.start_epoch > config.train.epochs:
             raise ConfigError(f"regularizers.swa.start_epoch = {p.start_epoch}: after the last "

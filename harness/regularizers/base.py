@@ -95,6 +95,10 @@ class ModelSettings(Protocol):
     def depth(self) -> int | None: ...
     @property
     def width(self) -> int | None: ...
+    @property
+    def patch_size(self) -> int | None: ...
+    @property
+    def heads(self) -> int | None: ...
 
 
 class RunSettings(Protocol):
@@ -221,7 +225,7 @@ class Regularizer(Generic[P]):
         self.ctx = ctx
 
     @classmethod
-    def check(cls, params: P, config: Any) -> None:  # Any: the full RunConfig (above us)
+    def check(cls, params: P, config: RunSettings) -> None:
         """Raise ConfigError for what `requires` cannot say (a value against the config)."""
 
     # --- build hooks: they make the model, before any training state exists ------------

@@ -14,6 +14,7 @@ from harness.regularizers.base import (
     PopulationSupport,
     Regularizer,
     RunContext,
+    RunSettings,
     TrainState,
     register,
 )
@@ -48,7 +49,7 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
     example_overrides: ClassVar[dict] = {}
 
     @classmethod
-    def check(cls, params: EarlyStoppingParams, config: Any) -> None:
+    def check(cls, params: EarlyStoppingParams, config: RunSettings) -> None:
         if config.data.val_fraction == 0:
             raise ConfigError("regularizers.early_stopping: needs a validation split to watch; "
                               "data.val_fraction is 0 (set it above 0, e.g. 0.1)")

@@ -22,6 +22,7 @@ from harness.regularizers.base import (
     Params,
     Regularizer,
     RunContext,
+    RunSettings,
     TrainState,
     register,
 )
@@ -71,7 +72,7 @@ class SignalMask(Regularizer[MaskParams]):
         self.require_signal(getattr(ctx.data, "kind", None), getattr(ctx.data, "name", "?"))
 
     @classmethod
-    def check(cls, params: MaskParams, config: Any) -> None:
+    def check(cls, params: MaskParams, config: RunSettings) -> None:
         cls.require_signal(dataset_kind(config.data.name), config.data.name)
 
     @classmethod

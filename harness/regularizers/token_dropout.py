@@ -22,6 +22,7 @@ from harness.regularizers.base import (
     Params,
     Regularizer,
     RunContext,
+    RunSettings,
     TrainState,
     register,
 )
@@ -58,7 +59,7 @@ class TokenDropout(Regularizer[TokenDropoutParams]):
                               f"of {ctx.data.name} has ids 0..{ctx.num_classes - 1}")
 
     @classmethod
-    def check(cls, params: TokenDropoutParams, config: Any) -> None:
+    def check(cls, params: TokenDropoutParams, config: RunSettings) -> None:
         cls.require_text(dataset_kind(config.data.name), config.data.name)
 
     @staticmethod
