@@ -24,6 +24,7 @@ from harness.models.population import population_blocker, structure
 from harness.regularizers import REGULARIZERS, ModelSpec
 from harness.regularizers.validate import probe_model_spec
 from harness.train.build import model_options
+from harness.train.preflight import BYTES_PER_PARAM, MEMORY_SHARE, physical_memory
 
 # Work per step (parameters x samples) a population may reach: above it a step is long
 # enough that batching more members gains little over training them one after another.
@@ -91,12 +92,17 @@ def _structure(name: str, options: str, extra: str, input_shape: tuple[int, ...]
 
 def population_limit(config: RunConfig, params: int | None, device: str) -> int:
     """The largest population worth forming for this run's model on `device` (cpu or cuda):
-    members until a step's work (parameters x batch size per member) reaches STEP_WORK."""
+    members until a step's work (parameters x batch size per member) reaches STEP_WORK, and
+    (on the CPU) as many as fit in the memory a run may plan for its parameters."""
     if params is None or params <= 0:
         return 1
     work = params * config.train.batch_size
     budget = STEP_WORK["cuda" if device.startswith("cuda") else "cpu"]
-    return max(1, min(MAX_POPULATION, budget // work))
+    limit = min(MAX_POPULATION, budget // work)
+    memory = physical_memory()
+    if memory and not device.startswith("cuda"):
+        limit = min(limit, int(MEMORY_SHARE * memory) // (params * BYTES_PER_PARAM))
+    return max(1, limit)
 
 
 def describe_alone(configs: list[RunConfig]) -> dict[str, int]:
