@@ -389,3 +389,25 @@ def test_a_worker_takes_the_next_queued_runs_of_its_shape(tmp_path: Path) -> Non
 
     assert [s.variant for s in queue_order(specs)] == [
         "baseline", "baseline", "p3", "p3", "p5", "p5", "wide", "wide"]
+
+
+@pytest.mark.slow
+def test_the_gpu_mask_generators_train_on_the_cpu_too(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU each member's masks come from a generator of the device seeded with its
+    seed (the only device-specific step of a population): run that choice on the CPU. A
+    member without dropout is still its run alone; members with dropout train, each with
+    its own masks, the same on every repetition."""
+    from harness.train import setup
+
+    monkeypatch.setattr(setup, "dropout_generators", setup.device_generators)
+    configs = [build_run_config(tiny_raw(variant=f"m{i}", seed=i, regularizers=regs))
+               for i, regs in enumerate(({}, {"dropout": {"p": 0.3}}, {"dropout": {"p": 0.3}}))]
+    first = train_runs([RunRequest(c) for c in configs], results_dir=tmp_path / "a")
+    again = train_runs([RunRequest(c) for c in configs], results_dir=tmp_path / "b")
+    assert_same_run(first[0].run_dir.path,
+                    train_run(configs[0], results_dir=tmp_path / "alone").run_dir.path)
+    for a, b in zip(first, again, strict=True):
+        assert_same_run(a.run_dir.path, b.run_dir.path)
+        assert a.summary["status"] == "completed" and math.isfinite(a.summary["final_test_loss"])
+    assert first[1].rows[-1]["train_loss"] != first[2].rows[-1]["train_loss"]

@@ -66,6 +66,10 @@ def dropout_generators(members: list[Member], device: torch.device) -> list[torc
     alone, whose fused CUDA kernel draws differently)."""
     if device.type == "cpu":
         return [m.rng for m in members]
+    return device_generators(members, device)
+
+
+def device_generators(members: list[Member], device: torch.device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(m.config.seed) for m in members]
 
 
