@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["ablation", "load_study", "run"]
+from harness.version import __version__
+
+__all__ = ["__version__", "ablation", "load_study", "run"]
+API = ("ablation", "load_study", "run")
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in API:
         from harness import api
 
         return getattr(api, name)

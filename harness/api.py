@@ -104,7 +104,8 @@ def ablation(study: str | Path, *, workers: int | None = None,
 def load_study(study: str | Path, *, results_dir: str | Path = "results") -> StudyTables:
     """A study folder (or a study name under `results_dir`) as DataFrames."""
     from harness.record import StudyRecord
-    from harness.report.tables import runs_table, summary_table
+    from harness.report.tables import summary_table
+    from harness.study.runs_table import runs_table
 
     folder = Path(study)
     if not folder.is_dir():

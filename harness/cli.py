@@ -18,8 +18,15 @@ from rich.markup import escape
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Plain help (click's): no markup to eat `[workspaces]` in `pip install 'harness[workspaces]'`,
+# on/off options shown as `--dry-run / --no-dry-run`, and nothing boxed at 80 columns in logs.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Ablation harness for regularization in deep learning.")
+
+
+def flag(name: str, help: str) -> Any:
+    """An on/off option: `--NAME / --no-NAME`, no value."""
+    return typer.Option(f"--{name}/--no-{name}", help=help, show_default=False)
 
 # timm-style shortcut flags -> dotted config keys
 SHORTCUTS: dict[str, str] = {
@@ -99,7 +106,7 @@ def interrupted(again: str) -> None:
     raise typer.Exit(code=130)
 
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+Debug = Annotated[bool, flag("debug", "Show tracebacks for errors.")]
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", help="Dataset folder (default: $HARNESS_DATA_DIR, else a per-user cache).")]
 
@@ -133,14 +140,14 @@ def run(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any config key: --set regularizers.dropout.p=0.3")] = None,
     data_dir: DataDir = None,
-    download: Annotated[bool, typer.Option("--download", help="Fetch a missing dataset.")] = False,
+    download: Annotated[bool, flag("download", "Fetch a missing dataset.")] = False,
     wandb: Annotated[str | None, typer.Option(help="auto, online, offline, disabled")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where results go.")] = Path("results"),
     study: Annotated[str | None, typer.Option(help="Study name (results/<study>/).")] = None,
     variant: Annotated[str | None, typer.Option(help="Variant name.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-run even if finished.")] = False,
+    force: Annotated[bool, flag("force", "Re-run even if finished.")] = False,
     debug: Debug = False,
 ) -> None:
     """Train one run from flags and/or a YAML file, with a progress bar and a summary."""
@@ -209,7 +216,9 @@ def summary_text(s: dict[str, Any]) -> str:
 
 
 Workers = Annotated[int | None, typer.Option(
-    "--workers", "-w", help="Local worker processes (default: one per 2 cores).")]
+    "--workers", "-w", help="Local worker processes (default: by model size: one "
+    "single-threaded worker per core for small models, else one per 2 cores with 2 threads "
+    "each; printed when the study starts).")]
 PopulationSize = Annotated[int | None, typer.Option(
     "--population", min=1, help="Queued runs of one shape a worker trains together as one "
     "model (default: chosen from the model size and the machine; 1: every run alone).")]
@@ -220,21 +229,41 @@ ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where results g
 StudySet = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a study key without editing the file: --set base.train.epochs=5, "
     "--set seeds=1 (recorded in study.json and the report).")]
-DryRun = Annotated[bool, typer.Option(
-    "--dry-run", help="Print the plan and a compute estimate (two-epoch probes); "
-    "write nothing.")]
-Json = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+DryRun = Annotated[bool, flag(
+    "dry-run", "Print the plan and a compute estimate (two-epoch probes of the shapes still "
+    "to run); write nothing.")]
+Json = Annotated[bool, flag("json", "Machine-readable output on stdout.")]
 
 
 @app.command()
 def studies(
     kind: Annotated[str | None, typer.Option(help="ablation or tune")] = None,
     json_: Json = False,
+    table: Annotated[bool, typer.Option(
+        "--table", help="The ablation studies' results as a Markdown table: minutes, load, "
+        "claim verdicts (from RESULTS_DIR).")] = False,
+    results_dir: ResultsDir = Path("results"),
+    write: Annotated[Path | None, typer.Option(
+        "--write", help="With --table: replace the table between the markers of this file "
+        "(docs/studies.md).")] = None,
 ) -> None:
     """List the shipped studies with what each shows (on stdout)."""
     from harness.console import console
     from harness.study.spec import list_studies
 
+    if table:
+        from harness.report import studies_table
+
+        try:
+            text = studies_table.markdown(studies_table.collect(results_dir,
+                                                                list_studies("ablation")))
+            if write is not None:
+                studies_table.write_between_markers(write, text)
+        except Exception as err:
+            fail(err, False, None)
+            return
+        typer.echo(text)
+        return
     rows = list_studies(kind)
     if json_:
         from harness.study.overview import emit_json
@@ -253,7 +282,7 @@ def datasets(
     data_dir: DataDir = None,
     plugin: Annotated[list[str] | None, typer.Option(
         "--plugin", help="Import this module first (repeatable), like `plugins:`.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
+    as_json: Annotated[bool, flag("json", "One JSON list on stdout.")] = False,
     debug: Debug = False,
 ) -> None:
     """List datasets (built-in and plug-in): source, and whether their files are present."""
@@ -288,7 +317,9 @@ def ablation(
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     population: PopulationSize = None,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the report.")] = False,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report/--report", help="Skip the report (default: write it).",
+        show_default=False)] = False,
     set_: StudySet = None,
     dry_run: DryRun = False,
     json_: Json = False,
@@ -336,7 +367,9 @@ def ablation(
                              storage=storage, data_dir=data_dir, as_json=json_)
             return
         from harness.study.execute import run_study
+        from harness.study.timing import CommandClock
 
+        clock = CommandClock.start()
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir,
                         on_free_core=None if no_report else prefetch_report,
@@ -345,6 +378,8 @@ def ablation(
             from harness.report.finish import report_study
 
             report_study(out.study_dir, say)
+        clock.finish(out.study_dir, runs=out.total, ran_before=out.ran_before,
+                     workers=out.workers)
     except Exception as err:
         fail(err, debug, queue)
         return
@@ -406,7 +441,7 @@ def tune(
         interrupted(f"make tune STUDY={study}")
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
-                  f"best {out.best_values} with {out.best_params}", soft_wrap=True)
+                  f"{out.best_text()}", soft_wrap=True)
     report = out.study_dir / "report.html"
     if report.is_file():
         console.print(f"report: {report}")
@@ -538,9 +573,9 @@ def wandb_report(
     results_dir: ResultsDir = Path("results"),
     project: Annotated[str | None, typer.Option(help="W&B project.")] = None,
     entity: Annotated[str | None, typer.Option(help="W&B entity.")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Write the Report spec to results/<study>/wandb_report.json "
-        "instead of creating the Report (works offline).")] = False,
+    dry_run: Annotated[bool, flag(
+        "dry-run", "Write the Report spec to results/<study>/wandb_report.json instead of "
+        "creating the Report (works offline).")] = False,
 ) -> None:
     """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
     from harness.console import console

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION, UNVERSIONED
 
 # While set, validation checks keys, types and ranges only: no registry lookups, which import
 # PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
@@ -76,11 +77,22 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # mnist1d: 5000 * 0.2 = standard 1000 test
     generator_seed: int = 42  # mnist1d's own generation seed (42 = the published dataset)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train, stratified
+    # Or an exact count, which then replaces val_fraction (a held-out set sized to the
+    # question: e.g. 4000 validation samples of a generated dataset, whatever the train_size)
+    val_size: int | None = Field(None, ge=1)
     train_size: int | None = Field(None, ge=10)  # stratified subset of train (small-data regime)
     label_noise: float = Field(0.0, ge=0.0, le=1.0)  # fraction of train labels made random
     seed: int = Field(0, ge=0, le=SEED_MAX)  # splits, subsets, label noise (fixed across run seeds)
     seq_len: int = Field(128, ge=2)  # text: characters per training sequence
     kwargs: dict[str, Any] = Field(default_factory=dict)  # the loader's own options (image_folder)
+
+    def val_count(self, pool: int) -> int:
+        """Samples carved from a training pool of `pool` for validation."""
+        return self.val_size if self.val_size is not None else int(round(self.val_fraction * pool))
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_size is not None or self.val_fraction > 0
 
     @model_validator(mode="after")
     def _loader_options(self) -> DataConfig:
@@ -161,13 +173,15 @@ class TrackingConfig(Strict):
     project: str = "harness"
     entity: str | None = None
     tags: list[str] = Field(default_factory=list)
+    log_model: bool = True  # W&B model artifacts: best and final weights (aliases best, latest)
+    console: bool = True  # W&B captures what the run prints (its Logs tab)
 
 
 # Keys added after runs were stored: left out of the identity at their default, so the ids
 # of runs that never used them do not change.
 ADDED_LATER: tuple[tuple[str, str, Any], ...] = (
     ("model", "init_from", None), ("model", "freeze", []),
-    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0))
+    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0), ("data", "val_size", None))
 EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
 
 
@@ -183,6 +197,15 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_numerics_stamp(cls, raw: Any) -> Any:
+        """A saved config.json carries the numerics version that trained it (a stamp, not a
+        setting: the run id always hashes this harness's version): read it as absent."""
+        if isinstance(raw, dict) and "numerics" in raw:
+            raw = {k: v for k, v in raw.items() if k != "numerics"}
+        return raw
 
     @model_validator(mode="before")
     @classmethod
@@ -229,12 +252,14 @@ class RunConfig(Strict):
             raise ConfigError(
                 f"data.train_size = {self.data.train_size}: {self.data.name} has {available} "
                 f"training samples after the validation split (val_fraction "
-                f"{self.data.val_fraction}); use at most {available}")
+                f"{self.data.val_fraction}, val_size {self.data.val_size}); use at most "
+                f"{available}")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same experiment: everything but names, tracking and
-        execution details (device, threads)."""
-        return identity_of(self.model_dump(mode="json"))
+        execution details (device, threads), plus the version of the numerics that train it
+        (harness/numerics.py), so a run of other numerics never shares its id."""
+        return identity_of({**self.model_dump(mode="json"), "numerics": NUMERICS_VERSION})
 
     def run_id(self) -> str:
         return run_id_of(self.identity())
@@ -255,7 +280,19 @@ def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
         d[section].pop(key, None)
     d["data"].pop("data_dir", None)
     d["data"].pop("download", None)
+    if d.get("numerics", UNVERSIONED) == UNVERSIONED:  # saved before versioning: ids hold
+        d.pop("numerics", None)
     return d
+
+
+# Written into a run's config.json beside its config by the code that trains it: the run id
+# and the numerics version (tracking/store.py). Not settings: stripped before validation.
+STAMPS = ("run_id", "numerics")
+
+
+def strip_stamps(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.json as a config to validate."""
+    return {k: v for k, v in saved.items() if k not in STAMPS}
 
 
 def run_id_of(identity: dict[str, Any]) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -15,7 +16,32 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True, highlight=False)
+# Width of output that is not a terminal (a log file, CI, a pipe): long enough that no line
+# wraps and no progress column (elapsed time, eta) is cut to fit.
+LOG_WIDTH = 1000
+
+
+class HarnessConsole(Console):
+    """rich's Console, but off a terminal it does not wrap at 80 columns (rich's default
+    when it finds no terminal size) unless COLUMNS says so."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.fixed_width = options.get("width") is not None  # rich also reads COLUMNS here
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if not self.fixed_width and not self.is_terminal and "COLUMNS" not in os.environ:
+            return ConsoleDimensions(LOG_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = HarnessConsole(stderr=True, highlight=False)
 
 
 def error_line(message: str) -> None:
@@ -24,12 +50,13 @@ def error_line(message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # '[batch, K]' is text
 
 
-def make_progress() -> Progress:
+def make_progress(target: Console | None = None) -> Progress:
+    target = target or console
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta"),
-        TimeRemainingColumn(), console=console, transient=False,
-        disable=not console.is_terminal and "pytest" in sys.modules,
+        TimeRemainingColumn(), console=target, transient=False,
+        disable=target is console and not console.is_terminal and "pytest" in sys.modules,
     )
 
 

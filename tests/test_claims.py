@@ -18,23 +18,26 @@ from harness.report.claims import (
     HELD,
     NOT_HELD,
     UNDECIDED,
-    evaluate_claim,
+    Verdict,
+    evaluate_claims,
     min_detectable_effect,
     overall,
     range_edges,
     seeds_needed,
+    seeds_to_decide,
 )
-from harness.study.spec import ClaimConfig
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
+from harness.study.sequential import BETTER, NO_EFFECT, NO_GAIN, WORSE
 
 
-def _tables(test: dict[str, list[float]], val: dict[str, float]) -> tuple[pd.DataFrame,
-                                                                           pd.DataFrame]:
-    """runs (one row per variant x seed) and summary (val means) as tables.py writes them."""
-    runs = pd.DataFrame([{"variant": v, "seed": s, "included": True, "best_test_acc": x,
-                          "ece": 0.1 + 0.01 * s}
+def _runs(test: dict[str, list[float]], val: dict[str, float] | None = None) -> pd.DataFrame:
+    """The runs table (study/runs_table.py) of constructed results: one row per variant x
+    seed, validation accuracy per variant (the same on every seed unless given per seed)."""
+    val = val or {}
+    return pd.DataFrame([{"variant": v, "seed": s, "included": True, "best_test_acc": x,
+                          "last_test_acc": x - 0.01, "best_val_acc": val.get(v, 0.7),
+                          "ece": 0.1 + 0.01 * s, "wall_time": 2.0}
                          for v, xs in test.items() for s, x in enumerate(xs)])
-    summary = pd.DataFrame([{"variant": v, "best_val_acc_mean": val[v]} for v in test])
-    return runs, summary
 
 
 def _claim(**kw) -> ClaimConfig:
@@ -42,113 +45,128 @@ def _claim(**kw) -> ClaimConfig:
                                        "source": "Srivastava et al. 2014", **kw})
 
 
+def evaluate(claim: ClaimConfig, runs: pd.DataFrame, screen: int | None = None,
+             confirm: ConfirmConfig | None = None, settings=None, test_size=None) -> Verdict:
+    """One claim judged as a report would; fixed seeds (all of them screen) by default."""
+    names = list(dict.fromkeys(runs["variant"]))
+    seeds = sorted(set(runs["seed"]))
+    [v] = evaluate_claims([claim], runs, "baseline", seeds[:screen] if screen else seeds,
+                          confirm, settings or {}, names, test_size)
+    return v
+
+
 BASE = [0.70, 0.72, 0.69, 0.71]
 
 
-def test_held_when_significant_in_the_claimed_direction():
+def test_held_when_the_interval_clears_zero_in_the_claimed_direction():
     up = [0.75, 0.78, 0.73, 0.76]
-    runs, summary = _tables({"baseline": BASE, "dropout": up}, {"baseline": 0.7, "dropout": 0.8})
-    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
-    assert v.outcome == HELD and (v.variant, v.reference) == ("dropout", "baseline")
+    v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": up}))
+    assert v.outcome == HELD and v.reason == BETTER
+    assert (v.variant, v.reference) == ("dropout", "baseline")
     d = np.array(up) - np.array(BASE)
     assert v.diff == pytest.approx(d.mean())
     assert v.p == pytest.approx(sps.ttest_rel(up, BASE).pvalue)
-    half = sps.t.ppf(0.975, 3) * d.std(ddof=1) / 2
-    assert v.ci == pytest.approx((d.mean() - half, d.mean() + half))
-    assert "+5.0 pts (95% CI" in v.text
+    assert v.ci == pytest.approx(sps.ttest_rel(up, BASE).confidence_interval(0.95))
+    assert v.level == pytest.approx(0.95) and "+5.0 pts (95% CI" in v.text
+    # both checkpoints' test accuracy over the same seeds are shown beside it
+    assert [a["metric"] for a in v.also] == ["best_test_acc", "last_test_acc"]
+    assert v.also[1]["diff"] == pytest.approx(d.mean())
 
 
-def test_did_not_hold_when_significant_the_other_way_or_ruled_out():
+def test_did_not_hold_worse_no_effect_or_no_gain():
     down = [0.65, 0.66, 0.63, 0.66]
-    runs, summary = _tables({"baseline": BASE, "dropout": down}, {"baseline": 0.7, "dropout": 0.6})
-    assert evaluate_claim(_claim(), summary, runs, {}, "baseline").outcome == NOT_HELD
-    # Not significant, but the CI excludes the 1-point effect the claim needs: did not hold.
+    v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": down}))
+    assert (v.outcome, v.reason) == (NOT_HELD, WORSE)
+    # Inside +-1 point: no effect beyond the margin (an equivalence test).
     flat = [b + e for b, e in zip(BASE, [0.001, -0.002, 0.0015, -0.0005], strict=True)]
-    runs, summary = _tables({"baseline": BASE, "dropout": flat}, {"baseline": 0.7, "dropout": 0.7})
-    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
-    assert v.p > 0.05 and v.ci[1] < 0.01 and v.outcome == NOT_HELD
-    assert "rules out" in v.text
-    # The same data with a smaller effect of interest is undecided instead.
-    v = evaluate_claim(_claim(min_effect=0.0005), summary, runs, {}, "baseline")
+    v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": flat}))
+    assert v.p > 0.05 and -0.01 < v.ci[0] and v.ci[1] < 0.01
+    assert (v.outcome, v.reason) == (NOT_HELD, NO_EFFECT) and "inside ±1.0 pts" in v.text
+    # The same data with a smaller margin is undecided instead.
+    v = evaluate(_claim(margin=0.0005), _runs({"baseline": BASE, "dropout": flat}))
     assert v.outcome == UNDECIDED
+    # Excludes a gain of 1 point, not a loss of more than 1: no gain as large as the margin.
+    lower = [b + e for b, e in zip(BASE, [-0.012, -0.001, -0.018, 0.001], strict=True)]
+    v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": lower}))
+    assert v.ci[1] < 0.01 and v.ci[0] < -0.01 and v.ci[1] > 0
+    assert (v.outcome, v.reason) == (NOT_HELD, NO_GAIN)
 
 
-def test_undecided_reports_the_smallest_detectable_effect():
+def test_undecided_says_how_many_seeds_would_decide_the_observed_effect():
     noisy = [0.74, 0.70, 0.73, 0.69]  # +4, -2, +4, -2 points
-    runs, summary = _tables({"baseline": BASE, "dropout": noisy}, {"baseline": 0.7, "dropout": 0.8})
-    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": noisy}))
     assert v.outcome == UNDECIDED
-    sd = float(np.std(np.array(noisy) - np.array(BASE), ddof=1))
-    assert v.mde == pytest.approx(min_detectable_effect(4, sd)) and v.mde > abs(v.diff)
-    assert f"{v.mde * 100:.1f} pts" in v.text and f"about {v.seeds_needed} seeds" in v.text
+    d = np.array(noisy) - np.array(BASE)
+    sd = float(np.std(d, ddof=1))
+    need = seeds_to_decide(d.mean(), sd, 0.01)
+    assert v.seeds_needed == need == seeds_needed(d.mean(), sd)  # the observed +1 pt
+    assert f"about {need} confirmation seeds would decide the observed +1.0 pts" in v.text
+    # the time: 2 runs per added seed at the study's own 2 s per run
+    assert f"{2 * (need - 4)} more runs" in v.text
     # One seed: nothing to test.
-    runs, summary = _tables({"baseline": BASE[:1], "dropout": noisy[:1]},
-                            {"baseline": 0.7, "dropout": 0.8})
-    assert evaluate_claim(_claim(), summary, runs, {}, "baseline").outcome == UNDECIDED
+    v = evaluate(_claim(), _runs({"baseline": BASE[:1], "dropout": noisy[:1]}))
+    assert v.outcome == UNDECIDED and "at least 2" in v.text
 
 
-def test_direction_down_and_other_metrics():
-    runs, summary = _tables({"baseline": BASE, "ls": BASE}, {"baseline": 0.7, "ls": 0.7})
+def test_direction_down_and_a_margin_in_the_metrics_units():
+    runs = _runs({"baseline": BASE, "ls": BASE})
     runs.loc[runs["variant"] == "ls", "ece"] -= [0.05, 0.06, 0.04, 0.05]
-    assert evaluate_claim(_claim(metric="ece", direction="down"), summary, runs, {},
-                          "baseline").outcome == HELD
-    assert evaluate_claim(_claim(metric="ece", direction="up"), summary, runs, {},
-                          "baseline").outcome == NOT_HELD
+    assert evaluate(_claim(metric="ece", direction="down", margin=0.01), runs).reason == BETTER
+    assert evaluate(_claim(metric="ece", direction="up", margin=0.01), runs).reason == WORSE
+    with pytest.raises(ValueError, match="margin: required for metric 'ece'"):
+        _claim(metric="ece", direction="down")
+    with pytest.raises(ValueError, match="min_effect: renamed; write margin"):
+        _claim(min_effect=0.01)
 
 
 def test_each_side_is_its_best_on_validation_not_on_test():
     test = {"baseline": BASE, "l2_a": [0.80, 0.81, 0.79, 0.80], "l2_b": [0.74, 0.76, 0.73, 0.75],
             "dec_a": [0.72, 0.73, 0.71, 0.72], "dec_b": [0.77, 0.78, 0.76, 0.77]}
     val = {"baseline": 0.7, "l2_a": 0.70, "l2_b": 0.75, "dec_a": 0.80, "dec_b": 0.70}
-    runs, summary = _tables(test, val)
-    v = evaluate_claim(_claim(variants=["dec_*"], versus=["l2_*"]), summary, runs, {}, "baseline")
+    v = evaluate(_claim(variants=["dec_*"], versus=["l2_*"]), _runs(test, val))
     assert (v.variant, v.reference) == ("dec_a", "l2_b")  # highest val, not highest test
     assert v.diff == pytest.approx(np.mean(np.array(test["dec_a"]) - np.array(test["l2_b"])))
 
 
-def test_a_side_chosen_on_validation_pays_for_the_choice():
-    """Three candidates: the validation pick's p is tripled (Bonferroni) and the verdict
-    follows the adjusted p; with one candidate nothing changes."""
+def test_with_fixed_seeds_a_choice_is_paid_for_with_bonferroni():
+    """Three candidates, fixed seeds: the validation pick is tested at alpha/3; with one
+    candidate nothing changes."""
     test = {"baseline": BASE, "a": [0.72, 0.75, 0.70, 0.72], "b": BASE, "c": BASE}
     val = {"baseline": 0.7, "a": 0.8, "b": 0.7, "c": 0.7}
-    runs, summary = _tables(test, val)
+    runs = _runs(test, val)
     raw = sps.ttest_rel(test["a"], BASE).pvalue
     assert 0.05 / 3 < raw < 0.05  # significant alone, not after the choice among three
-    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    v = evaluate(_claim(), runs)
     assert v.variant == "a" and v.p == pytest.approx(3 * raw) and v.outcome == UNDECIDED
-    assert "chosen on validation from 3 pairs" in v.text and f"p={raw:.2g} before" in v.text
-    sd = float(np.std(np.array(test["a"]) - np.array(BASE), ddof=1))
-    assert v.mde == pytest.approx(min_detectable_effect(4, sd, 0.05 / 3))
-    alone = evaluate_claim(_claim(variants=["a"]), summary, runs, {}, "baseline")
+    assert v.level == pytest.approx(1 - 0.05 / 3) and "(Bonferroni)" in v.text
+    alone = evaluate(_claim(variants=["a"]), runs)
     assert alone.p == pytest.approx(raw) and alone.outcome == HELD
 
 
-@pytest.mark.slow  # 400 simulated studies (4-5 s); the constructed case above stays fast
-def test_choosing_on_validation_keeps_the_false_positive_rate_under_the_null(monkeypatch):
-    """Null studies where a run's val and test accuracy share its seed's luck: picking the
-    best of five on validation and testing it unadjusted claims too often; the adjusted
-    verdict stays at or under the nominal rate. (The power figures do not enter a
-    held verdict and are stubbed out for speed.)"""
-    import harness.report.claims as claims
-
-    monkeypatch.setattr(claims, "min_detectable_effect", lambda *a, **k: math.nan)
-    monkeypatch.setattr(claims, "seeds_needed", lambda *a, **k: None)
-    rng = np.random.default_rng(0)
-    names = ["baseline", "a", "b", "c", "d", "e"]
-    held = held_raw = 0
-    sims = 400
-    for _ in range(sims):
-        luck = rng.normal(size=(len(names), 3))
-        test = {n: list(0.7 + 0.01 * (luck[i] + 0.3 * rng.normal(size=3)))
-                for i, n in enumerate(names)}
-        val = {n: float(np.mean(0.7 + 0.01 * (luck[i] + 0.3 * rng.normal(size=3))))
-               for i, n in enumerate(names)}
-        runs, summary = _tables(test, val)
-        v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
-        held += v.outcome == HELD
-        held_raw += v.outcome == HELD or (v.diff > 0 and v.p / 5 < 0.05)
-    assert held_raw / sims > 0.05  # the unadjusted test would claim too often
-    assert held / sims <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / sims)
+def test_with_confirmation_the_choice_uses_screening_seeds_and_the_test_fresh_ones():
+    """Seeds 0-1 screen (b looks best there on validation), seeds 2-6 confirm: the verdict
+    uses only the confirmation seeds, unadjusted, and the screening seeds of the chosen
+    variant never enter it."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for v, gain in (("baseline", 0.0), ("a", 0.0), ("b", 0.03)):
+        for s in range(7):
+            luck = rng.normal(0, 0.005)
+            val = 0.7 + gain + luck + (0.05 if (v == "a" and s >= 2) else 0.0)
+            rows.append({"variant": v, "seed": s, "included": True,
+                         "best_test_acc": 0.7 + gain + luck + (0.2 if s < 2 else 0.0),
+                         "last_test_acc": 0.7, "best_val_acc": val, "wall_time": 1.0})
+    runs = pd.DataFrame(rows)
+    confirm = ConfirmConfig(min=5, max=5, step=1)
+    [v] = evaluate_claims([_claim()], runs, "baseline", [0, 1], confirm, {},
+                          ["baseline", "a", "b"])
+    assert v.variant == "b" and v.chose and v.pairs == 2 and v.screen_seeds == 2
+    by = {(r["variant"], r["seed"]): r["best_test_acc"] for r in rows}
+    d = np.array([by["b", s] - by["baseline", s] for s in range(2, 7)])
+    assert v.n_pairs == 5 and v.diff == pytest.approx(d.mean())
+    lo, hi = sps.ttest_1samp(d, 0).confidence_interval(0.95)  # one look: the 95% interval
+    assert v.ci == pytest.approx((lo, hi)) and v.outcome == HELD
+    assert "then tested on fresh confirmation seeds" in v.text and "Bonferroni" not in v.text
 
 
 def test_a_best_setting_at_the_edge_of_its_range_is_flagged():
@@ -179,12 +197,10 @@ def test_min_detectable_effect_matches_statsmodels_and_a_simulation():
 
 def test_overall_word():
     assert overall([]) == "no claim"
-    runs, summary = _tables({"baseline": BASE, "d": [0.75, 0.78, 0.73, 0.76]},
-                            {"baseline": 0.7, "d": 0.8})
-    v = evaluate_claim(_claim(), summary, runs, {}, "baseline")
+    runs = _runs({"baseline": BASE, "d": [0.75, 0.78, 0.73, 0.76]})
+    v = evaluate(_claim(), runs)
     assert overall([v, v]) == HELD
-    assert overall([v, evaluate_claim(_claim(direction="down"), summary, runs, {}, "baseline")]) \
-        == "mixed (held, did not hold)"
+    assert overall([v, evaluate(_claim(direction="down"), runs)]) == "mixed (held, did not hold)"
 
 
 # ----------------------------------------------------------------------------- in a report
@@ -284,11 +300,12 @@ def test_every_shipped_ablation_study_has_a_claim_with_a_source():
 @pytest.mark.parametrize("claim, message", [
     ("{metric: test_acx, direction: up, source: X}",
      "claim.0.metric = 'test_acx': Input should be"),
-    ("{metric: ece, direction: sideways, source: X}", "claim.0.direction = 'sideways'"),
-    ("{metric: ece, direction: up}", "claim.0.source: required"),
-    ("{metric: ece, direction: up, source: X, variantz: [a]}",
+    ("{metric: ece, direction: sideways, source: X, margin: 0.01}",
+     "claim.0.direction = 'sideways'"),
+    ("{metric: ece, direction: up, margin: 0.01}", "claim.0.source: required"),
+    ("{metric: ece, direction: up, source: X, margin: 0.01, variantz: [a]}",
      "unknown key 'claim.0.variantz' (did you mean 'variants'?)"),
-    ("[{metric: ece, direction: down, source: X, variants: 'nope*'}]",
+    ("[{metric: ece, direction: down, source: X, margin: 0.01, variants: 'nope*'}]",
      "claim.0.variants: 'nope*' matches no variant; variants: baseline, dropout.p=0.1"),
 ])
 def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message):
@@ -304,6 +321,15 @@ def test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, messag
     text = str(err.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
 
+
+
+@pytest.mark.parametrize("claim, message", [
+    ("{metric: ece, direction: down, source: X}", "claim.0: margin: required for metric 'ece'"),
+    ("{metric: test_acc, direction: up, source: X, min_effect: 0.01}",
+     "claim.0: min_effect: renamed; write margin"),
+])
+def test_a_claim_states_its_margin_in_the_metrics_units(tmp_path, claim, message):
+    test_a_bad_claim_is_one_line_naming_the_file_and_key(tmp_path, claim, message)
 
 def test_strength_grid_picks_the_best_lambda_per_lr_on_validation(tmp_path):
     from harness.report import strength_grid

@@ -58,7 +58,7 @@ def test_data_seeds_resample_training_but_keep_the_test_set():
     ({"data_seeds": 0}, "data_seeds must be >= 1"),
     ({"data_seeds": [1, 1]}, "data_seeds must be a non-empty list of distinct"),
     ({"data_seeds": 2, "seeds": [5, 1000]}, "seeds must be below 1000"),
-    ({"data_seeds": 2, "seeds": {"min": 3, "max": 5}}, "without data_seeds"),
+    ({"data_seeds": 2, "confirm": {"max": 5}}, "confirm: .*without data_seeds"),
 ])
 def test_bad_data_seeds_are_one_line(tmp_path: Path, keys, message):
     import yaml

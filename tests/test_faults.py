@@ -1,4 +1,4 @@
-"""One scenario per row of the README's "What happens when things go wrong" table.
+"""One scenario per row of the table in docs/failures.md ("What happens when things go wrong").
 
 `test_every_row_has_a_scenario` reads the table, so a row without a scenario (or a
 scenario without a row) fails; `test_what_goes_wrong` runs each scenario. The scenarios
@@ -50,10 +50,9 @@ def scenario(row: str) -> Callable[[Scenario], Scenario]:
     return add
 
 
-def readme_rows() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    section = text.split("## What happens when things go wrong", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| \*\*(.+?)\*\*", section, flags=re.M)
+def documented_rows() -> list[str]:
+    text = (REPO / "docs" / "failures.md").read_text()
+    return re.findall(r"^\| \*\*(.+?)\*\*", text, flags=re.M)
 
 
 # Rows whose scenario stays in `make test-fast`: one `harness` process that answers before
@@ -65,12 +64,12 @@ FAST_ROWS = {"Typo or bad value in a config or study", "A run raises an error",
 
 
 def test_every_row_has_a_scenario() -> None:
-    assert readme_rows() and sorted(readme_rows()) == sorted(SCENARIOS)
-    assert FAST_ROWS <= set(readme_rows())
+    assert documented_rows() and sorted(documented_rows()) == sorted(SCENARIOS)
+    assert FAST_ROWS <= set(documented_rows())
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, marks=() if r in FAST_ROWS else pytest.mark.slow)
-                                 for r in readme_rows()])
+                                 for r in documented_rows()])
 def test_what_goes_wrong(row: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     SCENARIOS[row](tmp_path, request)
 

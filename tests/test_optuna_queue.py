@@ -188,10 +188,11 @@ def dashboard() -> Iterator[Any]:
         pytest.skip("optuna-dashboard is not installed (pip install 'harness[dev]')")
     procs: list[subprocess.Popen] = []
 
-    def start(storage: str) -> str:
+    def start(storage: str, artifact_dir: Path | None = None) -> str:
         port = free_port()
+        artifacts = ["--artifact-dir", str(artifact_dir)] if artifact_dir else []
         procs.append(subprocess.Popen([str(exe), storage, "--host", "127.0.0.1", "--port",
-                                       str(port)], stdout=subprocess.DEVNULL,
+                                       str(port), *artifacts], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL))
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -242,7 +243,7 @@ def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any
     out = tune.run_tuning(study, source="t.yaml", results_dir=tmp_path, workers=1)
     assert out.complete == 3
     base = dashboard(f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")
-    check_dashboard(base, optuna_study_name("dtune"), {"regularizers.dropout.p"})
+    check_dashboard(base, optuna_study_name("dtune"), {"dropout_p"})  # the queue's name
     ostudy = optuna.load_study(study_name=optuna_study_name("dtune"),
                                storage=f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")
     assert all("val_loss_at_best_val" in t.user_attrs for t in ostudy.trials)

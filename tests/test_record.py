@@ -118,9 +118,10 @@ def test_edited_config_and_disagreeing_summary_are_caught(damaged: dict, tmp_pat
     s["best_test_acc"] = 0.99
     (base1 / "summary.json").write_text(json.dumps(s))
     record = StudyRecord.load(copy)
-    reasons = {(d["variant"], d["seed"]): d["reason"] for d in record.left_out()}
-    assert "edited" in reasons[("baseline", 0)]
-    assert "summary and metrics disagree" in reasons[("baseline", 1)]
+    # by folder: the linked foreign run is a baseline seed 0 too
+    reasons = {d["path"]: d["reason"] for d in record.left_out()}
+    assert "edited" in reasons[base0.name]
+    assert "summary and metrics disagree" in reasons[base1.name]
     assert not record.runs_of("baseline")
 
 

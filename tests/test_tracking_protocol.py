@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny_raw
 
 from harness.config import build_run_config
+from harness.numerics import NUMERICS_VERSION
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
 from harness.tracking.store import RunDir
 from harness.tracking.wandb_run import WandbRunTracker, wandb_run_tracker
@@ -102,7 +103,8 @@ def test_store_tracker_keeps_resumed_rows_and_writes_every_file(tmp_path: Path) 
     store.log_epoch({"epoch": 2, "val_acc": 0.75})
     assert not run_dir.finished
     store.log_summary({"run_id": "r1", "status": "completed"})
-    assert run_dir.config == {"run_id": "r1", "seed": 0}
+    # stamped with the numerics version its run id hashes (harness/numerics.py)
+    assert run_dir.config == {"run_id": "r1", "seed": 0, "numerics": NUMERICS_VERSION}
     assert json.loads((run_dir.path / "env.json").read_text()) == {"torch": "x"}
     assert [(r["epoch"], r["val_acc"]) for r in run_dir.metrics()] == [(1, 0.5), (2, 0.75)]
     assert run_dir.finished and run_dir.summary["status"] == "completed"
@@ -130,7 +132,7 @@ class FakeRun:
 def test_wandb_run_opens_at_start_and_replays_resumed_epochs(status: str,
                                                              exit_code: int) -> None:
     opened: list[FakeRun] = []
-    tracker = WandbRunTracker(lambda: opened.append(FakeRun()) or opened[-1])
+    tracker = WandbRunTracker(lambda fresh: opened.append(FakeRun()) or opened[-1])
     assert tracker.summary_entries() == {} and not opened  # nothing opened before start
     tracker.start({}, {}, [{"epoch": 1}, {"epoch": 2}])
     tracker.log_epoch({"epoch": 3})

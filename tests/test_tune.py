@@ -138,7 +138,7 @@ def test_search_never_reads_the_test_set_then_retrain_does(tmp_path, monkeypatch
     ostudy = optuna.load_study(study_name="tq:tune", storage=f"sqlite:///{sdir / 'queue.db'}")
     params = {f"trial-{t.number}": t.params for t in ostudy.trials}
     for p in params.values():  # conditional params: alpha only when its switch is on
-        assert ("regularizers.mixup.alpha" in p) == (p["use_mixup"] is True)
+        assert ("mixup_alpha" in p) == (p["use_mixup"] is True)  # the queue's and W&B's name
     trial_runs = sorted((sdir / "search" / "tq" / "runs").iterdir())
     assert trial_runs
     for run in trial_runs:
@@ -300,7 +300,7 @@ def test_tuning_study_reaches_wandb_like_an_ablation(tmp_path, monkeypatch):
     by_number = {t.number: t for t in ostudy.trials}
     for r in trials:
         t = by_number[r.config["optuna_trial"]]
-        assert r.config["dropout_p"] == pytest.approx(t.params["regularizers.dropout.p"])
+        assert r.config["dropout_p"] == pytest.approx(t.params["dropout_p"])
         assert Path(t.user_attrs["wandb"]["run_dir"]) in runs
     reports = [r for r in runs.values() if r.job_type == "report"]
     assert len(reports) == 1 and reports[0].group == "twb"

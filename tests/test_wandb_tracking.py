@@ -348,7 +348,7 @@ def test_runs_of_one_process_read_the_installed_packages_once(
     once and every later run records the same list."""
     import wandb.util
 
-    from harness.tracking import wandb_tracker
+    from harness.tracking import wandb_packages
 
     reads = []
     original = wandb.util.working_set
@@ -359,8 +359,8 @@ def test_runs_of_one_process_read_the_installed_packages_once(
 
     monkeypatch.setattr(wandb.util, "working_set", counted)
     expected = sorted(f"{d.key}=={d.version}" for d in original())
-    wandb_tracker.list_packages_once()
-    wandb_tracker.list_packages_once()  # wraps once
+    wandb_packages.list_packages_once()
+    wandb_packages.list_packages_once()  # wraps once
     for seed in range(2):
         make_tracker(tmp_path / f"s{seed}").finish()
     assert len(reads) == 1

@@ -44,7 +44,7 @@ def check_raw(name: str, raw: object) -> None:
     """A plug-in loader's result, checked so a mistake is one line, not a shape error later."""
     if not isinstance(raw, RawData):
         raise DataError(f"dataset {name}: the loader returned {type(raw).__name__}; it must "
-                        "return harness.data.RawData (see the README, 'Bring your own')")
+                        "return harness.data.RawData (see docs/extending.md, 'Bring your own')")
     if raw.kind not in ("image", "signal", "text"):
         raise DataError(f"dataset {name}: RawData.kind = {raw.kind!r}; expected image, signal "
                         "or text")
@@ -58,7 +58,11 @@ def check_raw(name: str, raw: object) -> None:
 def _classification_bundle(cfg, raw: RawData) -> DataBundle:
     """Steps in order: val carved from train, optional train subset, then label noise."""
     x, y = torch.from_numpy(np.ascontiguousarray(raw.x_train)), torch.from_numpy(raw.y_train)
-    keep, held = stratified_split(y, cfg.val_fraction, make_generator(cfg.seed, "val"))
+    n_val = cfg.val_count(len(y))
+    if n_val >= len(y):
+        raise ConfigError(f"data.val_size: {n_val} leaves no training samples of the "
+                          f"{len(y)} in {cfg.name}'s training pool")
+    keep, held = stratified_split(y, n_val / len(y), make_generator(cfg.seed, "val"))
     val = Split(x[held].clone(), y[held].clone())
     x, y = x[keep], y[keep]
     if cfg.train_size is not None:
@@ -85,6 +89,7 @@ def _classification_bundle(cfg, raw: RawData) -> DataBundle:
         noisy_fraction=float((y != clean_y).float().mean()) if len(y) else 0.0,
         train_size=cfg.train_size,
         val_fraction=cfg.val_fraction,
+        val_size=cfg.val_size,
         split_seed=cfg.seed,
     )
     return DataBundle(

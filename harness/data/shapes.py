@@ -50,4 +50,4 @@ def train_samples_after_val(cfg: Any) -> int | None:
     shape = known_shape(cfg)
     if shape is None or shape.train_pool is None:
         return None
-    return shape.train_pool - int(round(cfg.val_fraction * shape.train_pool))
+    return shape.train_pool - cfg.val_count(shape.train_pool)

@@ -1,4 +1,7 @@
-"""Plain conv net for signals and images (mnist1d ConvBase / classic Fashion-MNIST CNN)."""
+"""Plain conv net for signals and images: kernel-3 convolutions with max-pooling and
+doubling channels, the classic small CNN of Fashion-MNIST tutorials. For MNIST-1D it is not
+the paper's ConvBase (three convolutions of stride 2, kernel 5 then 3, 25 channels, no
+pooling)."""
 
 from __future__ import annotations
 

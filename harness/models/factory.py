@@ -30,12 +30,26 @@ def create_model(
     return cls(input_shape=shape, num_classes=num_classes, **options, **extra)
 
 
+# Where each harness option is set in a run config (the model section, or the regularizer
+# that passes it to the model): what an error about model.kwargs.<option> tells the user.
+OPTION_SETTINGS: dict[str, str] = {
+    "width": "model.width", "depth": "model.depth", "patch_size": "model.patch_size",
+    "heads": "model.heads", "dropout": "regularizers.dropout.p",
+    "embed_dropout": "regularizers.dropout.embed_p",
+    "attn_dropout": "regularizers.dropout.attn_p", "head_dropout": "regularizers.dropout.head_p",
+    "dropout_sites": "regularizers.dropout.sites", "norm": "regularizers.norm.kind",
+    "norm_position": "regularizers.norm.position", "drop_path": "regularizers.drop_path.rate",
+    "tie_weights": "regularizers.weight_tying",
+}
+
+
 def check_extra(name: str, cls: Any, options: dict[str, Any], extra: dict[str, Any]) -> None:
     """model.kwargs may not repeat a harness option; a plug-in's constructor must take them."""
     for key in extra:
         if key in VALIDATORS:
             raise ConfigError(f"model.kwargs.{key}: {key!r} is a harness option; set it with "
-                              f"model.{key} or its regularizer, not model.kwargs")
+                              f"{OPTION_SETTINGS.get(key, 'its regularizer')}, "
+                              "not model.kwargs")
     if extra or not is_builtin(cls):
         check_signature(name, cls, {**options, **extra})
 

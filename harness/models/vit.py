@@ -48,6 +48,10 @@ class ViT(TransformerTrunk):
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        """Left out of weight decay, as timm's VisionTransformer does (pos_embed, cls_token)."""
+        return {"pos_emb", "cls_token"}
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (N, patches, width)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from harness.numerics import numerics_of
 from harness.record.schema import (
     FAILURE,
     INCLUDED_STATUSES,
@@ -203,7 +204,8 @@ class StudyRecord:
             rec = _read_run(folder, note)
             if rec is None:
                 continue
-            rec.problem = check_run(rec, study_dir, planned)
+            rec.problem = check_run(rec, study_dir, planned,
+                                    manifest.numerics if manifest else None)
             if rec.run_id in upstream and (rec.problem or "").startswith(NOT_PLANNED):
                 rec.problem = UPSTREAM_REASON
             if rec.problem is None and rec.run_id in seen:
@@ -223,8 +225,11 @@ class StudyRecord:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -> str | None:
-    """The first integrity problem of one run folder, as a sentence; None when it is sound."""
+def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None,
+              numerics: int | None = None) -> str | None:
+    """The first integrity problem of one run folder, as a sentence; None when it is sound.
+    `numerics`: the version the study's runs are planned for (a run of another is never
+    averaged with them)."""
     runs_root = (study_dir / "runs").resolve()
     if rec.path.is_symlink() or rec.path.resolve().parent != runs_root:
         return "the folder is a link to outside the study folder"
@@ -238,6 +243,10 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None) -
         return "config.json no longer validates as a run config"
     if run_id not in recomputed:
         return f"config.json hashes to {recomputed[0]}, not its run id {run_id} (edited)"
+    trained_by = numerics_of(rec.config)
+    if numerics is not None and trained_by != numerics:
+        return (f"{NOT_PLANNED}: trained by numerics version {trained_by}, the plan by version "
+                f"{numerics} (another harness version; never averaged with them)")
     if planned is not None and run_id not in planned:
         return f"{NOT_PLANNED} (left from an earlier version of the study)"
     s = rec.summary
@@ -287,16 +296,15 @@ def _recompute_ids(config: dict[str, Any]) -> list[str]:
     form, e.g. mixup -> mix), and hashed as saved (how the run that wrote it computed it,
     and the only way where a plug-in model or dataset is not installed). An edit changes
     both."""
-    from harness.config import RunConfig, identity_of, run_id_of
+    from harness.config import RunConfig, identity_of, run_id_of, strip_stamps
 
-    raw = {k: v for k, v in config.items() if k != "run_id"}
     ids = []
     try:
-        ids.append(RunConfig.model_validate(raw).run_id())
+        ids.append(RunConfig.model_validate(strip_stamps(config)).run_id())
     except Exception:  # e.g. a plug-in not installed where the study is read
         pass
     try:
-        ids.append(run_id_of(identity_of(raw)))
+        ids.append(run_id_of(identity_of({k: v for k, v in config.items() if k != "run_id"})))
     except (KeyError, TypeError, AttributeError):
         pass
     return ids

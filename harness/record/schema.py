@@ -71,6 +71,9 @@ class Manifest(Loose):
     upstream: list[PlannedRun] = Field(default_factory=list)  # trained first, not compared
     compare: Comparison = Field(default_factory=Comparison)
     harness_version: str | None = None
+    # The numerics version of the planned runs; None: written before versioning (its planned
+    # run ids already tell its runs apart from later versions')
+    numerics: int | None = None
     created_at: str | None = None
 
 

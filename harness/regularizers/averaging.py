@@ -138,6 +138,16 @@ class EMAParams(Params):
     use_buffers: bool = True  # average BatchNorm statistics too (else: copy the live ones)
 
 
+@torch.no_grad()
+def copy_counters(averaged: nn.Module, live: nn.Module) -> None:
+    """Integer buffers (BatchNorm's num_batches_tracked) copied from the live model, as timm's
+    ModelEmaV3 does: AveragedModel with use_buffers blends them like weights (30 against the
+    live 40). Without use_buffers, AveragedModel already copies every buffer."""
+    for mine, theirs in zip(averaged.buffers(), live.buffers(), strict=True):
+        if not (mine.is_floating_point() or mine.is_complex()):
+            mine.copy_(theirs.to(mine.device))
+
+
 @register
 class EMA(_Averaging[EMAParams]):
     """After every optimizer step: e <- decay * e + (1 - decay) * w, with e = w at the first
@@ -158,6 +168,8 @@ class EMA(_Averaging[EMAParams]):
     @torch.no_grad()
     def after_step(self, state: TrainState) -> None:
         self.averaged_update(state.model)
+        if self.params.use_buffers:
+            copy_counters(self.ensure(state.model).module, state.model)
         self.next_step = state.step + 1
 
 

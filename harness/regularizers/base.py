@@ -86,6 +86,8 @@ class DataSettings(Protocol):
     def name(self) -> str: ...
     @property
     def val_fraction(self) -> float: ...
+    @property
+    def has_validation(self) -> bool: ...
 
 
 class ModelSettings(Protocol):
@@ -201,7 +203,7 @@ class Regularizer(Generic[P]):
     Params: ClassVar[type[Params]] = Params
     phase: ClassVar[Phase] = Phase.DEFAULT
     requires: ClassVar[Requires] = Requires()  # checked once, in harness/regularizers/requires.py
-    reference: ClassVar[str] = ""  # the paper or doc it follows (README table)
+    reference: ClassVar[str] = ""  # the paper or doc it follows (docs/regularizers.md table)
     applies_to: ClassVar[str] = "all models"
     # For the registry-wide end-to-end test: params that turn it on, and config overrides
     # (dotted keys) giving it a model/dataset it fits, e.g. {"model.name": "resnet"}.

@@ -50,7 +50,7 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
 
     @classmethod
     def check(cls, params: EarlyStoppingParams, config: RunSettings) -> None:
-        if config.data.val_fraction == 0:
+        if not config.data.has_validation:
             raise ConfigError("regularizers.early_stopping: needs a validation split to watch; "
                               "data.val_fraction is 0 (set it above 0, e.g. 0.1)")
 

@@ -74,9 +74,10 @@ def cutmix_box(size: tuple[int, ...], lam: float,
 
     Each side of the box is exactly cut = int(side * sqrt(1 - lam)) ((1 - lam) for 1-D)
     before clipping: [centre - cut // 2, centre + (cut + 1) // 2), centred at a uniform
-    random position, as torchvision.transforms.v2.CutMix draws it (timm's rand_bbox ends at
-    centre + cut // 2, one short for odd cuts). Returns the per-dimension (lo, hi) bounds and
-    lam corrected to the exact kept fraction 1 - box_area / total_area.
+    random position: timm's rand_bbox and cutmix_bbox_and_lam (timm 1.0.31; tested against
+    it). torchvision.transforms.v2.CutMix cuts 2 * int(side * sqrt(1 - lam) / 2) instead.
+    Returns the per-dimension (lo, hi) bounds and lam corrected to the exact kept fraction
+    1 - box_area / total_area.
     """
     ratio = (1.0 - lam) ** (1.0 / len(size))
     bounds = []

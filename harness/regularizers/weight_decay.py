@@ -6,12 +6,14 @@ from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from harness.regularizers.base import (
     Params,
     Phase,
     PopulationSupport,
     Regularizer,
+    RunContext,
     TrainState,
     register,
 )
@@ -20,6 +22,14 @@ from harness.regularizers.base import (
 def decays(p: torch.Tensor, exclude_bias_and_norm: bool) -> bool:
     """Biases and normalization scales/shifts are the 1-D (or scalar) parameters."""
     return not (exclude_bias_and_norm and p.ndim <= 1)
+
+
+def no_decay_ids(model: nn.Module) -> frozenset[int]:
+    """The parameters a model names in `no_weight_decay()` (timm's convention: a ViT's
+    position embedding and cls token), by identity."""
+    names = getattr(model, "no_weight_decay", None)
+    skip = set(names()) if callable(names) else set()
+    return frozenset(id(p) for n, p in model.named_parameters() if n in skip)
 
 
 class WeightDecayParams(Params):
@@ -38,8 +48,10 @@ class WeightDecay(Regularizer[WeightDecayParams]):
     with Adam the decay goes through the adaptive moments.
 
     With exclude_bias_and_norm (default), parameters with ndim <= 1 (biases, BatchNorm /
-    LayerNorm scales and shifts) are not decayed; embeddings and positional embeddings
-    (ndim >= 2) are. Parameters without a gradient this step are skipped, as torch does.
+    LayerNorm scales and shifts) are not decayed, nor those the model names in
+    `no_weight_decay()` (the ViT's pos_emb and cls_token, as timm's param_groups_weight_decay);
+    other embeddings (ndim >= 2) are. Parameters without a gradient this step are skipped,
+    as torch does.
     """
 
     name = "weight_decay"
@@ -50,14 +62,22 @@ class WeightDecay(Regularizer[WeightDecayParams]):
     example: ClassVar[dict] = {"value": 0.05, "mode": "decoupled"}
     example_overrides: ClassVar[dict] = {}
 
+    def __init__(self, params: WeightDecayParams, ctx: RunContext) -> None:
+        super().__init__(params, ctx)
+        self._skip: tuple[nn.Module, frozenset[int]] | None = None
+
     @torch.no_grad()
     def before_step(self, state: TrainState) -> None:
         p_ = self.params
         if p_.value == 0.0:
             return
+        model = state.model
+        if self._skip is None or self._skip[0] is not model:  # once per model, not per step
+            self._skip = (model, no_decay_ids(model) if p_.exclude_bias_and_norm else frozenset())
+        skip = self._skip[1]
         for group in state.optimizer.param_groups:
-            params = [p for p in group["params"]
-                      if p.grad is not None and decays(p, p_.exclude_bias_and_norm)]
+            params = [p for p in group["params"] if p.grad is not None and id(p) not in skip
+                      and decays(p, p_.exclude_bias_and_norm)]
             if not params:
                 continue
             if p_.mode == "decoupled":

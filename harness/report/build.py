@@ -21,15 +21,26 @@ import numpy as np
 import pandas as pd
 import yaml
 
-import harness
 from harness.record import Comparison
-from harness.report import claims, diagnosis, figures, narrative, render, rows, stats, tables
+from harness.report import (
+    claims,
+    confirmation,
+    diagnosis,
+    figures,
+    narrative,
+    render,
+    rows,
+    stats,
+    tables,
+)
 from harness.report.files import atomic_write_bytes, atomic_write_text
 from harness.report.forked import run_tasks
 from harness.report.formatting import finite, fmt_ci, fmt_p, fmt_seconds
 from harness.report.index import CLAIMS_JSON, build_index
 from harness.report.regime import regime
 from harness.report.sections import extra_sections, summary_sections
+from harness.study.runs_table import runs_table
+from harness.version import __version__
 
 TEXT_DATASETS = ("tiny_shakespeare",)
 FIGURE_DIR = "figures"
@@ -99,7 +110,7 @@ def _harness_version(study: tables.Study) -> str:
         return str(study.meta["harness_version"])
     versions = sorted({str(r.env.get("harness")) for r in study.runs if r.env and
                        r.env.get("harness")})
-    return ", ".join(versions) or harness.__version__
+    return ", ".join(versions) or __version__
 
 
 def _is_text(base: dict[str, Any]) -> bool:
@@ -266,7 +277,7 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     claims (study.json) are judged from the same tables and shown right under the answer."""
     study_dir = Path(study_dir)
     study = tables.load_study(study_dir)
-    runs = tables.runs_table(study)
+    runs = runs_table(study)
     summary = tables.summary_table(study, runs)
     order = list(summary["variant"]) if len(summary) else [v.name for v in study.variants]
     base = _base_config(study)
@@ -297,9 +308,16 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = _write_figures(figs, fig_dir)
     settings = tables.variant_settings(study)
-    verdicts = claims.evaluate_claims(claims.study_claims(study.meta, study.name), summary, runs,
-                                      settings, study.baseline)
-    sections = extra_sections(study_dir, fig_dir) + summary_sections(summary, settings, fig_dir)
+    meta = study.meta or {}
+    sizes = _recorded_sizes(study) or {}
+    verdicts = claims.evaluate_claims(
+        claims.study_claims(study.meta, study.name), runs, study.baseline,
+        meta.get("screen_seeds") or meta.get("seeds") or sorted({r.seed for r in study.runs}),
+        claims.study_confirm(study.meta), settings, [v.name for v in study.variants],
+        sizes.get("test") if isinstance(sizes.get("test"), int) else None)
+    confirmed = confirmation.section(study_dir, verdicts)
+    sections = ([confirmed] if confirmed else []) + extra_sections(study_dir, fig_dir) \
+        + summary_sections(summary, settings, fig_dir)
     for section in sections:
         fig_paths += [f["path"] for f in section["figures"]]
 

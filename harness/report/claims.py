@@ -1,21 +1,18 @@
-"""Does a study's claim hold? A verdict from the runs, with the power the seeds had to see it.
+"""Does a study's claim hold? The verdict in words, from the test harness/study/confirm.py runs.
 
-A claim (`claim:` in studies/NAME.yaml, harness.study.spec.ClaimConfig) says which way a metric
-should move for some variants against a reference (the baseline by default). A side that names
-several variants is represented by its best on the validation split, so each form of a
-technique competes at its own best strength and the test set chooses nothing. The two are
-compared over matched seeds with a paired t-test:
+A claim (`claim:` in studies/NAME.yaml, harness.study.spec.ClaimConfig) says which way a
+metric should move for some variants against a reference (the baseline by default), and the
+smallest effect that matters, its `margin`. The pair is chosen on the validation split of the
+screening seeds and tested on confirmation seeds (study/confirm.py says which and why); the
+group-sequential test (study/sequential.py) gives one of:
 
-- held: significant at ALPHA in the claimed direction. Where the validation split chose
-  among several candidates, the p value is multiplied by the number of pairs it could have
-  chosen (Bonferroni): a variant's val and test accuracy share its seeds' luck, so picking
-  the best on validation also picks lucky test draws, and an unadjusted test would claim
-  more than the data shows (tests/test_claims.py simulates it);
-- did not hold: significant the other way, or the 95% CI of the paired difference excludes
-  every effect of `min_effect` or more in the claimed direction;
-- undecided: neither. The verdict then gives the smallest effect the seeds could detect
-  (two-sided paired t-test at ALPHA with 80% power, at the observed spread of the
-  differences) and how many seeds an effect of `min_effect` would need.
+- held, "better": the interval of the difference excludes 0 in the claimed direction;
+- did not hold, "worse": it excludes 0 the other way;
+- did not hold, "no effect beyond the margin": it lies inside +-margin;
+- did not hold, "no gain as large as the margin": it excludes a gain of margin or more;
+- undecided: none of these at the seeds the budget allowed. The verdict then says how many
+  seeds would decide the effect it observed (80% power at its spread) and what they would
+  cost in training time at this study's measured time per run.
 
 A best variant whose setting sits at the edge of the range its side explored is flagged: the
 true best may lie outside the range, so the comparison may be unfair to that side.
@@ -23,7 +20,6 @@ true best may lie outside the range, so the comparison may be unfair to that sid
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,33 +30,60 @@ from scipy import integrate, optimize
 from scipy import stats as sps
 
 from harness.report import stats
+from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
+from harness.study.confirm import (
+    HELD,
+    NOT_HELD,
+    ClaimTest,
+    judge,
+)
+from harness.study.sequential import (
+    AT_MAX,
+    BETTER,
+    NO_EFFECT,
+    NO_GAIN,
+    UNDECIDED,
+    WORSE,
+)
 
-HELD, NOT_HELD, UNDECIDED = "held", "did not hold", "undecided"
-POWER = 0.8  # power of the smallest detectable effect
+__all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]
+POWER = 0.8  # power of the seeds-to-decide estimate
 MAX_SEEDS = 1000  # seeds_needed gives up beyond this
-BASELINE_ALIAS = "baseline"  # in a claim, always the study's baseline (full_recipe, ...)
-# Claim metric -> runs-table column (the rest have the same name).
-METRIC_COLUMNS = {"test_acc": "best_test_acc", "test_loss": "best_test_loss"}
-# Shown in points (x 100).
-ACCURACY_METRICS = ("test_acc", "last_test_acc", "final_test_acc", "gap_acc", "shift_acc")
-# Selection on the validation split: runs-table column and whether higher is better.
-SELECT_COLUMNS = {"val_acc": ("best_val_acc", True), "val_loss": ("best_val_loss", False)}
+CHECKPOINT_WORDS = {"best_test_acc": "best-val checkpoint", "last_test_acc": "last epoch"}
+REASON_WORDS = {
+    BETTER: "the interval excludes 0 in the claimed direction",
+    WORSE: "the interval excludes 0 against the claimed direction",
+    NO_EFFECT: "the interval lies inside ±{margin}: no effect beyond the margin",
+    NO_GAIN: "the interval excludes a gain of {margin} or more (a loss is not ruled out)",
+}
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: str  # HELD | NOT_HELD | UNDECIDED
+    reason: str  # better | worse | no effect beyond the margin | no gain ... | undecided
     statement: str
     source: str
     metric: str
-    variant: str | None  # best of the claimed side on validation
+    margin: float
+    variant: str | None  # best of the claimed side on validation (the report's "best")
     reference: str | None  # best of the reference side on validation
-    diff: float = math.nan  # mean over seeds of variant - reference, in the metric's units
-    ci: tuple[float, float] = (math.nan, math.nan)
-    p: float = math.nan
-    n_pairs: int = 0
-    mde: float = math.nan  # smallest effect detectable at POWER with these seeds
-    seeds_needed: int | None = None  # seeds for min_effect at POWER (None: not estimable)
+    diff: float = math.nan  # mean over the deciding seeds of variant - reference
+    ci: tuple[float, float] = (math.nan, math.nan)  # at `level`
+    level: float = math.nan  # the deciding look's confidence level
+    p: float = math.nan  # fixed seeds only (Bonferroni-adjusted when a choice was made)
+    n_pairs: int = 0  # confirmation seeds the verdict used
+    screen_seeds: int = 0
+    chose: bool = False  # a side was chosen on validation (then fresh seeds confirm)
+    pairs: int = 1  # (variant, reference) pairs the choice was made from
+    sequential: bool = True  # confirmation seeds added look by look (else fixed seeds)
+    max_seeds: int | None = None  # the budget in confirmation seeds
+    looks: list[dict[str, Any]] = field(default_factory=list)
+    also: list[dict[str, Any]] = field(default_factory=list)  # both checkpoints' test acc
+    seeds_needed: int | None = None  # undecided: seeds that would decide the observed effect
+    next_step: str = ""
+    floor: str = ""  # the test set's measurement floor next to the seed noise
+    details: list[str] = field(default_factory=list)  # sentences after the verdict's own
     edges: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -71,7 +94,7 @@ class Verdict:
                 for k, v in out.items()}
 
 
-# ----------------------------------------------------------------------------- statistics
+# ----------------------------------------------------------------------------- power
 
 
 def power_paired_t(effect: float, sd: float, n: int, alpha: float = stats.ALPHA) -> float:
@@ -126,43 +149,46 @@ def seeds_needed(effect: float, sd: float, alpha: float = stats.ALPHA,
     return n
 
 
-# ----------------------------------------------------------------------------- selection
+def seeds_to_decide(gain: float, sd: float, margin: float,
+                    alpha: float = stats.ALPHA) -> int | None:
+    """Seeds for an 80% chance of deciding a true gain of `gain` (claimed direction): as
+    better (the interval clears 0) or as no gain of `margin` (it clears the margin),
+    whichever comes first."""
+    options = [seeds_needed(gain, sd, alpha) if gain > 0 else None,
+               seeds_needed(margin - gain, sd, alpha) if gain < margin else None]
+    known = [n for n in options if n is not None]
+    return min(known) if known else None
 
 
-def matching(patterns: list[str], names: list[str], baseline: str | None) -> list[str]:
-    """Variant names matching any pattern (fnmatch); 'baseline' is the study's baseline."""
-    out = []
-    for pattern in patterns:
-        if pattern == BASELINE_ALIAS and baseline is not None:
-            pattern = baseline
-        out += [n for n in fnmatch.filter(names, pattern) if n not in out]
-    return out
+# ----------------------------------------------------------------------------- words
 
 
-def best_on_validation(candidates: list[str], summary: pd.DataFrame, select: str) -> str | None:
-    """The candidate with the best mean validation metric (None if none has one)."""
-    column, higher = SELECT_COLUMNS[select]
-    rows = summary[summary["variant"].isin(candidates)]
-    scores = pd.to_numeric(rows.get(f"{column}_mean"), errors="coerce")
-    if scores is None or scores.dropna().empty:
-        return None
-    best = scores.idxmax() if higher else scores.idxmin()
-    return str(rows.loc[best, "variant"])
+def fmt_effect(metric: str, x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x * 100:+.1f} pts" if metric in ACCURACY_METRICS else f"{x:+.3f}"
 
 
-def paired_differences(runs: pd.DataFrame, variant: str, reference: str,
-                       column: str) -> np.ndarray:
-    """variant - reference per seed, over seeds where both have a finite value."""
-    inc = runs[runs["included"].astype(bool)]
+def fmt_size(metric: str, x: float) -> str:
+    return fmt_effect(metric, x).lstrip("+")
 
-    def by_seed(name: str) -> dict[int, float]:
-        rows = inc[inc["variant"] == name]
-        values = pd.to_numeric(rows[column], errors="coerce")
-        return {int(s): float(v) for s, v in zip(rows["seed"], values, strict=True)
-                if math.isfinite(v)}
 
-    a, b = by_seed(variant), by_seed(reference)
-    return np.array([a[s] - b[s] for s in sorted(set(a) & set(b))], dtype=float)
+def fmt_level(level: float) -> str:
+    """95% / 99.2% / 99.99%: enough digits to tell the level from 100%."""
+    if not math.isfinite(level):
+        return "n/a"
+    pct = 100 * level
+    for digits in range(0, 6):
+        text = f"{pct:.{digits}f}"
+        if float(text) < 100 and abs(float(text) - pct) < 0.5 * 10 ** -digits + 1e-12:
+            return f"{text}%"
+    return f"{pct:.6f}%"
+
+
+def default_statement(claim: Any) -> str:
+    verb = "rises" if claim.direction == "up" else "falls"
+    who = ", ".join(claim.variants) if claim.variants else "the regularized variants"
+    return f"{claim.metric} {verb} for {who} vs {', '.join(claim.versus)}"
 
 
 def range_edges(chosen: str, candidates: list[str],
@@ -186,78 +212,120 @@ def range_edges(chosen: str, candidates: list[str],
     return out
 
 
-# ----------------------------------------------------------------------------- verdict
+def measurement_floor(metric: str, runs: pd.DataFrame, test: ClaimTest,
+                      test_size: int | None) -> str:
+    """The test set's binomial SE per model next to the seed-to-seed sd of the difference:
+    which of the two limits the comparison."""
+    if metric not in ACCURACY_METRICS or not test_size or test.reference is None:
+        return ""
+    ref = pd.to_numeric(runs.loc[runs["variant"] == test.reference, "best_test_acc"],
+                        errors="coerce").dropna()
+    if ref.empty:
+        return ""
+    acc = float(ref.mean())
+    se = math.sqrt(acc * (1 - acc) / test_size)
+    n = test.final.n if test.final else len(test.diffs)
+    sd = float(np.std(test.diffs[:n], ddof=1)) if n >= 2 else math.nan
+    seeds = f"; seed-to-seed sd of the difference {fmt_size(metric, sd)}" if n >= 2 else ""
+    return f"test set of {test_size:,}: binomial SE {fmt_size(metric, se)} per model{seeds}"
 
 
-def fmt_effect(metric: str, x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x * 100:+.1f} pts" if metric in ACCURACY_METRICS else f"{x:+.3f}"
+def checkpoint_sentence(t: ClaimTest) -> str:
+    """Both checkpoints' test accuracy for the pair over the verdict's seeds: whether the
+    choice of checkpoint matters."""
+    if not t.also:
+        return ""
+    parts = [f"{CHECKPOINT_WORDS.get(a.metric, a.metric)} {fmt_effect('test_acc', a.diff)} "
+             f"[95% CI {fmt_effect('test_acc', a.lo)}, {fmt_effect('test_acc', a.hi)}]"
+             for a in t.also]
+    return "Test accuracy of the pair over the same seeds: " + ", ".join(parts)
 
 
-def default_statement(claim: Any) -> str:
-    verb = "rises" if claim.direction == "up" else "falls"
-    who = ", ".join(claim.variants) if claim.variants else "the regularized variants"
-    return f"{claim.metric} {verb} for {who} vs {', '.join(claim.versus)}"
+def _choice_words(t: ClaimTest) -> str:
+    if not t.chose:
+        return ""
+    if t.adjusted:
+        return (f"; chosen on validation from {t.pairs} pairs and tested at alpha "
+                f"{stats.ALPHA:g}/{t.pairs} (Bonferroni)")
+    return (f"; chosen on validation over {len(t.screen_seeds)} screening seeds from "
+            f"{t.pairs} pairs, then tested on fresh confirmation seeds")
 
 
-def evaluate_claim(claim: Any, summary: pd.DataFrame, runs: pd.DataFrame,
-                   settings: dict[str, dict[str, Any]], baseline: str | None) -> Verdict:
-    """The verdict of one claim (a ClaimConfig) on a study's summary and runs tables."""
-    names = [str(v) for v in summary["variant"]] if len(summary) else []
-    refs = matching(claim.versus, names, baseline)
-    cands = matching(claim.variants, names, baseline) if claim.variants else \
-        [n for n in names if n != baseline and n not in refs]
-    base = {"statement": claim.statement or default_statement(claim), "source": claim.source,
-            "metric": claim.metric}
-    variant = best_on_validation(cands, summary, claim.select)
-    reference = best_on_validation(refs, summary, claim.select)
-    if variant is None or reference is None:
-        return Verdict(UNDECIDED, variant=variant, reference=reference, **base,
-                       text="no completed runs on one side of the comparison")
-    edges = range_edges(variant, cands, settings) + range_edges(reference, refs, settings)
-    column = METRIC_COLUMNS.get(claim.metric, claim.metric)
-    d = paired_differences(runs, variant, reference, column)
-    sign = 1.0 if claim.direction == "up" else -1.0
-    n = len(d)
-    common = {"variant": variant, "reference": reference, "edges": edges, "n_pairs": n, **base}
-    if n < 2:
-        return Verdict(UNDECIDED, diff=float(d.mean()) if n else math.nan, **common,
-                       text=f"{n} matched seed(s): at least 2 are needed for a test")
-    mean, sd = float(d.mean()), float(d.std(ddof=1))
-    half = float(sps.t.ppf((1 + stats.CONFIDENCE) / 2, n - 1) * sd / math.sqrt(n))
-    raw_p = stats.compare(dict(enumerate(d)), dict.fromkeys(range(n), 0.0)).p
-    pairs = max(1, len(cands)) * max(1, len(refs))
-    p = min(1.0, raw_p * pairs) if math.isfinite(raw_p) else raw_p
-    alpha = stats.ALPHA / pairs  # the detectable effect at the level the verdict uses
-    mde = min_detectable_effect(n, sd, alpha)
-    need = seeds_needed(claim.min_effect, sd, alpha)
-    chosen = (f", chosen on validation from {pairs} pairs: p={raw_p:.2g} before the x{pairs} "
-              "Bonferroni adjustment" if pairs > 1 else "")
-    numbers = (f"{variant} vs {reference}: {fmt_effect(claim.metric, mean)} "
-               f"(95% CI {fmt_effect(claim.metric, mean - half)} to "
-               f"{fmt_effect(claim.metric, mean + half)}, p={p:.2g}, {n} seeds{chosen})")
-    kw = {"diff": mean, "ci": (mean - half, mean + half), "p": p, "mde": mde,
-          "seeds_needed": need, **common}
-    if math.isfinite(p) and p < stats.ALPHA:
-        outcome = HELD if sign * mean > 0 else NOT_HELD
-        return Verdict(outcome, **kw, text=numbers)
-    upper = max(sign * (mean - half), sign * (mean + half))  # CI bound in the claimed direction
-    if upper < claim.min_effect:
-        return Verdict(NOT_HELD, **kw, text=f"{numbers}; the CI rules out an effect of "
-                       f"{fmt_effect(claim.metric, sign * claim.min_effect)} or more")
-    need_text = (f"about {need} seeds would detect {fmt_effect(claim.metric, claim.min_effect)}"
-                 if need else f"{fmt_effect(claim.metric, claim.min_effect)} is out of reach "
-                 f"of {MAX_SEEDS} seeds")
-    mde_text = fmt_effect(claim.metric, mde).lstrip("+") if math.isfinite(mde) else "n/a"
-    return Verdict(UNDECIDED, **kw, text=f"{numbers}; not enough seeds: the smallest effect "
-                   f"{n} seeds detect (80% power{' at the adjusted level' if pairs > 1 else ''})"
-                   f" is {mde_text}; {need_text}")
+def _next_step(t: ClaimTest, runs: pd.DataFrame) -> tuple[int | None, str]:
+    """Undecided: the seeds that would decide the observed effect, and their training time
+    at this study's measured seconds per run of the pair."""
+    n = len(t.diffs)
+    if n < 2 or t.variant is None or t.reference is None:
+        return None, ""
+    gain, sd = t.sign * float(t.diffs.mean()), float(t.diffs.std(ddof=1))
+    need = seeds_to_decide(gain, sd, t.claim.effect_margin)
+    if need is None:
+        return None, (f"the observed effect {fmt_effect(t.claim.metric, t.sign * gain)} is out "
+                      f"of reach of {MAX_SEEDS} seeds")
+    pair = runs[runs["variant"].isin([t.variant, t.reference])]
+    per_run = float(pd.to_numeric(pair.get("wall_time"), errors="coerce").mean()) \
+        if len(pair) else math.nan
+    more = max(0, need - n)
+    cost = (f", {2 * more} more runs, about {2 * more * per_run / 60:.0f} min of training at "
+            f"this study's {per_run:.0f} s per run" if math.isfinite(per_run) and more else "")
+    return need, (f"about {need} confirmation seeds would decide the observed "
+                  f"{fmt_effect(t.claim.metric, t.sign * gain)} (80% power at its spread{cost})")
 
 
-def evaluate_claims(claims: list[Any], summary: pd.DataFrame, runs: pd.DataFrame,
-                    settings: dict[str, dict[str, Any]], baseline: str | None) -> list[Verdict]:
-    return [evaluate_claim(c, summary, runs, settings, baseline) for c in claims]
+def verdict(t: ClaimTest, runs: pd.DataFrame, settings: dict[str, dict[str, Any]],
+            test_size: int | None = None) -> Verdict:
+    claim, metric = t.claim, t.claim.metric
+    base: dict[str, Any] = {
+        "statement": claim.statement or default_statement(claim), "source": claim.source,
+        "metric": metric, "margin": claim.effect_margin, "variant": t.variant,
+        "reference": t.reference, "screen_seeds": len(t.screen_seeds), "chose": t.chose,
+        "pairs": t.pairs, "sequential": not t.adjusted and t.plan is not None
+        and len(t.plan.looks) > 1,
+        "max_seeds": t.plan.max_seeds if t.plan else None,
+        "edges": (range_edges(t.variant, t.candidates, settings)
+                  + range_edges(t.reference, t.references, settings)) if t.variant
+        and t.reference else [],
+        "also": [a.__dict__ for a in t.also],
+        "floor": (floor := measurement_floor(metric, runs, t, test_size)),
+        "details": [x for x in (checkpoint_sentence(t), floor[:1].upper() + floor[1:]) if x]}
+    d = t.final
+    if d is None:
+        need, step = _next_step(t, runs)
+        return Verdict(t.outcome, UNDECIDED, n_pairs=len(t.diffs), seeds_needed=need,
+                       next_step=step, **base, text=t.problem or "no test was possible")
+    assert t.plan is not None
+    level = 1 - d.alpha_k
+    looks = [{"n": x.n, "state": x.state, "diff": x.diff, "lo": x.lo, "hi": x.hi,
+              "level": 1 - x.alpha_k} for x in t.looks]
+    k, total = t.plan.looks.index(d.n) + 1, len(t.plan.looks)
+    where = f", look {k} of {total}" if total > 1 else ""
+    kind = "confirmation seeds" if not t.adjusted else "seeds"
+    numbers = (f"{t.variant} vs {t.reference}: {fmt_effect(metric, d.diff)} "
+               f"({fmt_level(level)} CI {fmt_effect(metric, d.lo)} to "
+               f"{fmt_effect(metric, d.hi)}, {d.n} {kind}{where}{_choice_words(t)})")
+    p = math.nan
+    if t.plan is not None and len(t.plan.looks) == 1 and d.n >= 2:
+        raw = stats.compare(dict(enumerate(t.diffs[:d.n])), dict.fromkeys(range(d.n), 0.0)).p
+        p = min(1.0, raw * (t.pairs if t.adjusted else 1)) if math.isfinite(raw) else raw
+    kw = {"diff": d.diff, "ci": (d.lo, d.hi), "level": level, "p": p, "n_pairs": d.n,
+          "looks": looks, **base}
+    if d.decided:
+        why = REASON_WORDS[d.state].format(margin=fmt_size(metric, claim.effect_margin))
+        return Verdict(t.outcome, d.state, **kw, text=f"{numbers}: {why}")
+    need, step = _next_step(t, runs)
+    budget = (f"undecided at the budget of {t.plan.max_seeds} confirmation seeds"
+              if d.state == AT_MAX else f"undecided after {d.n} seeds (the study stopped "
+              f"before the budget of {t.plan.max_seeds})")
+    return Verdict(UNDECIDED, UNDECIDED, seeds_needed=need, next_step=step, **kw,
+                   text=f"{numbers}: {budget}" + (f"; {step}" if step else ""))
+
+
+def evaluate_claims(claims: list[ClaimConfig], runs: pd.DataFrame, baseline: str | None,
+                    screen: list[int], confirm: ConfirmConfig | None,
+                    settings: dict[str, dict[str, Any]], names: list[str],
+                    test_size: int | None = None) -> list[Verdict]:
+    return [verdict(judge(c, runs, baseline, screen, confirm, names), runs, settings, test_size)
+            for c in claims]
 
 
 def overall(verdicts: list[Verdict]) -> str:
@@ -273,11 +341,11 @@ def overall(verdicts: list[Verdict]) -> str:
 # ----------------------------------------------------------------------------- reading
 
 
-def study_claims(meta: dict[str, Any] | None, name: str) -> list[Any]:
+def study_claims(meta: dict[str, Any] | None, name: str) -> list[ClaimConfig]:
     """The claims of a study: from its study.json, else (a study run before its claims were
     written) from its study file, if one of that name is found."""
     from harness.errors import ConfigError
-    from harness.study.spec import ClaimConfig, load_study
+    from harness.study.spec import load_study
 
     if meta and meta.get("claims"):
         return [ClaimConfig.model_validate(c) for c in meta["claims"]]
@@ -285,6 +353,12 @@ def study_claims(meta: dict[str, Any] | None, name: str) -> list[Any]:
         return list(load_study(name).claim)
     except ConfigError:
         return []
+
+
+def study_confirm(meta: dict[str, Any] | None) -> ConfirmConfig | None:
+    """The confirmation plan the study ran with (study.json); None: fixed seeds."""
+    raw = (meta or {}).get("confirm")
+    return ConfirmConfig.model_validate(raw) if isinstance(raw, dict) else None
 
 
 def claims_record(verdicts: list[Verdict]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.report import adaptive_seeds, bias_variance_report, strength_grid
+from harness.report import bias_variance_report, strength_grid
 from harness.report.double_descent_figures import double_descent_figures
 from harness.report.double_descent_section import double_descent_section
 
@@ -80,7 +80,6 @@ def extra_sections(study_dir: Path, fig_dir: Path) -> list[dict[str, Any]]:
     out = []
     for make in (lambda: double_descent(study_dir, fig_dir), lambda: tuning(study_dir),
                  lambda: bias_variance_report.section(study_dir, fig_dir),
-                 lambda: adaptive_seeds.section(study_dir),
                  lambda: fine_tuning(study_dir), lambda: wandb_links(study_dir)):
         section = make()
         if section:

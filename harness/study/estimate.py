@@ -258,8 +258,8 @@ def estimate(specs: list[RunSpec], sdir: Path, *, workers: int, threads: int,
         for s in todo:
             out.run_seconds[s.run_id] = cost.run_seconds(
                 s.config.train.epochs, s.config.tracking.wandb != "disabled")
-    if startup:  # after the probes: beside them it took a core from a 2-thread probe
+    # after the probes (beside them it took a core from a 2-thread probe); none to run: none
+    if startup and out.run_seconds:
         out.startup_s = import_seconds(time_fresh_import())
-        if out.run_seconds:
-            out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * len(specs)
+        out.report_s = REPORT_BASE_S + REPORT_PER_RUN_S * len(specs)
     return out

@@ -26,14 +26,14 @@ from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.populate import queue_order, save_population, spec_key
 from harness.study.processes import make_workers, supervise, warm_worker_server
-from harness.study.queue import TRAVELLING_FILES, RunQueue, queue_study_name, unpack_file
+from harness.study.queue import RunQueue, queue_study_name
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
+from harness.study.trial_files import ARTIFACT_DIR, TRAVELLING_FILES, fetch_files
 from harness.study.worker import worker_loop, worker_process
 from harness.tracking.store import (
     RunDir,
-    atomic_write_bytes,
     atomic_write_json,
     remove_stale_temp_files,
 )
@@ -51,6 +51,7 @@ class StudyOutcome:
     failed: list[str]
     seconds: float
     imported: int = 0  # finished on other machines, rebuilt here from their queue trials
+    workers: int = 0  # local worker processes it ran on
 
 
 SMALL_MODEL_PARAMS = 2_000_000  # below this a step is too short for a second thread to help
@@ -158,17 +159,17 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     """`on_free_core` is called once, when worker processes train fewer runs than there are
     workers (a core is free): the CLI imports the report's modules then (harness.prefetch).
     `population`: queued runs of one shape trained together at most (None: chosen here)."""
-    if study.adaptive and not study.round_planned:  # seeds: {min, max, until: decided}
+    if study.confirmation and not study.round_planned:  # screen, then confirm each claim
         # imported here: its sequential tests import scipy.stats, which no other study needs
-        from harness.study.adaptive import run_adaptive
+        from harness.study.rounds import run_confirmed
 
-        rounds = run_adaptive(study, lambda planned: run_study(
+        rounds = run_confirmed(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
             data_dir=data_dir, on_free_core=on_free_core, population=population))
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),
-                            sum(o.imported for o in rounds))
+                            sum(o.imported for o in rounds), last.workers)
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
@@ -216,7 +217,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
     return StudyOutcome(sdir, len(specs), len(done_before), len(finished), failed,
-                        time.perf_counter() - started, imported)
+                        time.perf_counter() - started, imported, workers)
 
 
 def decide_wandb_mode(specs: list[RunSpec]) -> None:
@@ -338,12 +339,10 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
         run_dir = RunDir.for_run(sdir, spec.variant, spec.seed, rid)
         if run_dir.finished:
             continue
-        run_dir.write_config({"run_id": rid, **spec.config.model_dump(mode="json")})
+        run_dir.write_config({"run_id": rid, "numerics": t.user_attrs.get("numerics", 1),
+                              **spec.config.model_dump(mode="json")})
         run_dir.write_metrics(t.user_attrs.get("rows", []))
-        files = t.user_attrs.get("files") or {}
-        for name, text in files.items():
-            if name in TRAVELLING_FILES:
-                atomic_write_bytes(run_dir.path / name, unpack_file(text))
+        files = fetch_files(t, run_dir.path, [sdir / ARTIFACT_DIR])
         summary = dict(t.user_attrs["summary"])
         summary["imported"] = {"host": t.user_attrs.get("host"), "trial": t.number,
                                "missing": [n for n in TRAVELLING_FILES if n not in files]

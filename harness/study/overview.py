@@ -57,7 +57,7 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
                   workers: int | None, data_dir: Path | None, as_json: bool) -> None:
     """The plan (variants x seeds, run ids, which are finished) and its compute estimate.
     Nothing is written: probes train in a temporary folder with W&B off."""
-    from harness.study.estimate import estimate
+    from harness.study.estimate import Estimate, estimate
     from harness.study.execute import decide_workers, finished_ids, threads_per_worker
 
     path = find_study_file(name)
@@ -70,10 +70,13 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     jobs = study.launcher.array_parallelism if study.launcher else None
     workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done))
     threads = threads_per_worker(workers)
-    console.print(f"dry run of {study.name}: probing each model/data shape for two epochs "
-                  f"({threads} thread(s), nothing written)")
-    est = estimate(specs, sdir, workers=workers, threads=threads, data_dir=data_dir,
-                   finished=done)
+    if len(done) < len(specs):
+        console.print(f"dry run of {study.name}: probing each model/data shape for two "
+                      f"epochs ({threads} thread(s), nothing written)")
+        est = estimate(specs, sdir, workers=workers, threads=threads, data_dir=data_dir,
+                       finished=done)
+    else:  # every run is finished: nothing to estimate, so nothing is probed
+        est = Estimate(workers, threads, [])
     plan = [{"variant": s.variant, "seed": s.seed, "run_id": s.run_id,
              "finished": s.run_id in done, "epochs": s.config.train.epochs,
              "estimated_seconds": est.run_seconds.get(s.run_id)} for s in specs]
@@ -84,6 +87,10 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
                    "estimate": est.to_json()})
         return
     print_plan(study, specs, plan, done)
+    if not est.run_seconds:
+        typer.echo(f"nothing to run: all {len(specs)} planned run(s) are finished "
+                   "(the report is rebuilt from them)")
+        return
     typer.echo(f"estimate ({workers} worker(s), {threads} thread(s) per run):")
     for shape in est.shapes:
         typer.echo(f"  {shape.label}: {shape.epoch_s:.2f} s/epoch + {shape.setup_s:.1f} s "
@@ -93,6 +100,31 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     typer.echo(f"  total: {est.cpu_hours:.3f} CPU-hours; wall about "
                f"{fmt_duration(est.wall_seconds)} on {workers} worker(s) (an upper bound "
                "when early stopping ends runs sooner)")
+    if study.confirmation and study.kind == "ablation":
+        print_confirmation(study, specs, est.run_seconds, sdir, workers)
+
+
+def print_confirmation(study: StudyConfig, specs: list[RunSpec],
+                       run_seconds: dict[str, float], sdir: Path, workers: int) -> None:
+    """What the confirmation rounds may add after the screening runs above, per claim."""
+    from harness.record.load import StudyRecord
+    from harness.study.confirm import confirmation_cost
+    from harness.study.runs_table import runs_table
+
+    confirm = study.confirmation
+    assert confirm is not None
+    names = list(dict.fromkeys(s.variant for s in specs if not s.upstream))
+    baseline = next((s.variant for s in specs if s.is_baseline), None)
+    runs = runs_table(StudyRecord.load(sdir)) if (sdir / "study.json").is_file() else None
+    per_run = sum(run_seconds.values()) / len(run_seconds) if run_seconds else 0.0
+    typer.echo(f"then confirmation (looks at {confirm.plan(0.01).looks} seeds, at most "
+               f"{confirm.minutes:g} min), per claim:")
+    for c in [confirmation_cost(c, names, baseline, study.screen_seeds(), confirm, runs)
+              for c in study.claim]:
+        wall = [fmt_duration(n * per_run / workers) for n in (c.least, c.expected, c.most)]
+        typer.echo(f"  {c.statement}: at least {c.least} runs ({wall[0]}), expected about "
+                   f"{c.expected:.0f} ({wall[1]}; assuming {c.assumption}), at most {c.most} "
+                   f"({wall[2]})")
 
 
 def tuning_plan(study: StudyConfig, source: str) -> list[RunSpec]:

@@ -20,8 +20,10 @@ from harness.config import (
 )
 from harness.dotted import flatten_dotted, get_dotted, set_dotted
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
+from harness.version import __version__
 
 BASELINE = "baseline"
 
@@ -192,8 +194,6 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     """What the report reads about the study (results/<study>/study.json)."""
     import time
 
-    import harness
-
     names: dict[str, dict[str, Any]] = {}
     upstream = [s for s in specs if s.upstream]
     specs = [s for s in specs if not s.upstream]
@@ -208,7 +208,9 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
         "base": specs[0].config.model_dump(mode="json") if specs else study.base,
         "seeds": sorted({s.seed for s in specs}) or study.seed_list(),
         "data_seeds": [d for d in study.data_seed_list() if d is not None],
-        "adaptive_seeds": study.adaptive.model_dump(mode="json") if study.adaptive else None,
+        "screen_seeds": study.screen_seeds(),
+        "confirm": (study.confirmation.model_dump(mode="json") if study.confirmation
+                    else None),
         "baseline": next((v["name"] for v in names.values() if v["is_baseline"]), None),
         "variants": list(names.values()), "runs": len(specs),
         "claims": [c.model_dump(mode="json") for c in study.claim],
@@ -217,6 +219,7 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
                      for s in upstream],
         "compare": study.compare.model_dump(mode="json"),
         "overrides": study.overrides,  # --set key=value on top of the study file
-        "harness_version": harness.__version__,
+        "harness_version": __version__,
+        "numerics": NUMERICS_VERSION,  # the version every planned run id hashes
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

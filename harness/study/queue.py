@@ -12,8 +12,7 @@ is opened and checked lives in storage.py.
 
 from __future__ import annotations
 
-import base64
-import gzip
+import math
 import os
 import socket
 import threading
@@ -37,8 +36,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.study.plan import RunSpec, flat_label
 from harness.study.storage import heartbeat_interval, mask_url, open_storage
+from harness.study.trial_files import ARTIFACT_DIR, ARTIFACTS_ATTR, upload_files
 
 # The queue uses heartbeats with ask/tell (we run our own beat thread) and fail_stale_trials,
 # both marked experimental by Optuna; their notices are noise for users.
@@ -48,9 +49,6 @@ warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to b
 MAX_ATTEMPTS = 3  # a run that fails this many times is left failed (the report lists it)
 DISTRIBUTIONS_ATTR = "param_distributions"  # queue study attr: Optuna param -> distribution
 MANIFEST_ATTR = "manifest"  # queue study attr: study.json, for a report built from the queue
-# Run files that travel with a finished trial (a remote worker's results are complete);
-# model.pt and checkpoints stay on the worker (a report does not need them).
-TRAVELLING_FILES = ("env.json", "test_predictions.pt", "test_probs.npy", "test_labels.npy")
 
 
 def optuna_params(spec: RunSpec) -> dict[str, Any]:
@@ -94,18 +92,17 @@ def suggest_fixed(trial: optuna.trial.Trial, params: dict[str, Any],
             trial.suggest_categorical(name, dist.choices)
 
 
-def pack_files(folder: Path) -> dict[str, str]:
-    """TRAVELLING_FILES of a run folder as gzip+base64 text (Optuna attrs are JSON)."""
-    out = {}
-    for name in TRAVELLING_FILES:
-        path = folder / name
-        if path.is_file():
-            out[name] = base64.b64encode(gzip.compress(path.read_bytes())).decode()
-    return out
+def epoch_reporter(trial: optuna.trial.Trial) -> Callable[[int, dict[str, Any]], None]:
+    """Each epoch's validation accuracy as the trial's intermediate value (the trial's value
+    is the best of them), so optuna-dashboard draws an ablation's learning curves."""
 
+    def report(epoch: int, row: dict[str, Any]) -> None:
+        value = row.get("val_acc")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            with _ignore_finished():
+                trial.report(float(value), epoch)
 
-def unpack_file(text: str) -> bytes:
-    return gzip.decompress(base64.b64decode(text))
+    return report
 
 
 def queue_study_name(name: str) -> str:
@@ -204,6 +201,14 @@ class WorkSource:
 
     def fail(self, job: Job, error: str, failure: str = "error") -> None:
         raise NotImplementedError
+
+    def link_wandb(self, job: Job, info: dict[str, Any]) -> None:
+        """Point the trial at its W&B run as soon as the run opens (user attr `wandb`), so
+        every trial that trained, whatever its end (pruned, failed, killed), has the link."""
+        link = wandb_link({"wandb": info})
+        if link:
+            with _ignore_finished():
+                job.trial.set_user_attr("wandb", link)
 
     @contextmanager
     def heartbeat(self, job: Job) -> Iterator[None]:
@@ -401,7 +406,7 @@ class RunQueue(WorkSource):
             suggest_fixed(trial, optuna_params(run), dists)
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("worker", worker_identity())
-            return Job(trial, run)
+            return Job(trial, run, on_epoch=[epoch_reporter(trial)])
         return None
 
     def taken_elsewhere(self, trial: optuna.trial.Trial) -> bool:
@@ -417,14 +422,16 @@ class RunQueue(WorkSource):
         and test predictions) travel with the trial so a coordinator on another machine can
         rebuild the run folder without a shared filesystem. `wandb` links the trial to its
         W&B run."""
-        summary, rows, files = result.summary, result.rows, pack_files(result.run_dir.path)
+        summary, rows, folder = result.summary, result.rows, Path(result.run_dir.path)
         value = summary.get("best_val_acc")
         with _ignore_finished():  # failed as stale meanwhile: the local store still has it
             job.trial.set_user_attr("status", summary.get("status"))
+            job.trial.set_user_attr("numerics", NUMERICS_VERSION)
             job.trial.set_user_attr("summary", summary)
             job.trial.set_user_attr("rows", rows)
+            files = upload_files(job.trial, folder, folder.parent.parent / ARTIFACT_DIR)
             if files:
-                job.trial.set_user_attr("files", files)
+                job.trial.set_user_attr(ARTIFACTS_ATTR, files)
             link = wandb_link(summary)
             if link:
                 job.trial.set_user_attr("wandb", link)

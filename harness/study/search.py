@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
+from harness.numerics import NUMERICS_VERSION
 from harness.study.plan import RunSpec
 from harness.study.queue import Job, WorkSource, wandb_link
 from harness.study.spec import StudyConfig
@@ -42,6 +43,7 @@ from harness.study.tune_space import (
     trial_raw,
 )
 from harness.tracking.wandb_run import TRIAL_JOB_TYPE
+from harness.version import __version__
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 2  # a trial whose worker died is run again at most this many times
@@ -63,20 +65,19 @@ def n_finished(ostudy: optuna.Study) -> int:
 
 
 def fingerprint(study: StudyConfig, spec: TuneSpec) -> str:
-    """What makes two searches comparable: base config, space, objectives and run seed (the
-    budget, sampler, pruner and confirmation may change between invocations)."""
+    """What makes two searches comparable: base config, space, objectives, run seed and the
+    numerics that train the trials (the budget, sampler, pruner and confirmation may change
+    between invocations)."""
     blob = json.dumps({"base": study.base, "space": {k: v.model_dump(mode="json")
                                                      for k, v in spec.space.items()},
-                       "objectives": spec.objective_names, "search_seed": spec.search_seed},
-                      sort_keys=True, default=str)
+                       "objectives": spec.objective_names, "search_seed": spec.search_seed,
+                       "numerics": NUMERICS_VERSION}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def definition(study: StudyConfig, spec: TuneSpec, source: str) -> dict[str, Any]:
-    import harness
-
     return {"study": study.model_dump(mode="json", exclude_unset=True), "source": source,
-            "fingerprint": fingerprint(study, spec), "harness_version": harness.__version__}
+            "fingerprint": fingerprint(study, spec), "harness_version": __version__}
 
 
 def create_search(url: str, study: StudyConfig, spec: TuneSpec, source: str) -> optuna.Study:
@@ -95,7 +96,8 @@ def create_search(url: str, study: StudyConfig, spec: TuneSpec, source: str) -> 
     have = [d.name.lower() for d in ostudy.directions]
     if have != spec.directions or (old and old.get("fingerprint") != new["fingerprint"]):
         raise ConfigError(f"{source}: the search in {mask_url(url)} was started with another "
-                          "base config, space, objective or search_seed; continuing it would mix "
+                          "base config, space, objective or search_seed, or by a harness of "
+                          "other numerics (harness/numerics.py); continuing it would mix "
                           "incomparable trials. Rename the study or delete its storage "
                           "(results/<study>/queue.db).")
     if old != new:

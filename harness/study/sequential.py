@@ -1,28 +1,39 @@
-"""A group-sequential comparison of a variant with the baseline over matched seeds.
+"""The group-sequential test that decides a claim over matched seeds.
 
-The looks are planned in advance: n = min, min + step, ..., max seeds. At look k the paired
-differences (variant - baseline, one per seed) get a t confidence interval at level
-1 - alpha_k, where alpha_k = A(t_k) - A(t_(k-1)) is what the alpha-spending function A
-(Lan & DeMets 1983) releases at information fraction t_k = n_k / max:
+A claim says which way a metric should move (`sign` = +1 up, -1 down) for one variant
+against one reference, with a smallest effect of interest, the `margin` (in the metric's
+units). The paired differences (variant - reference, one per confirmation seed) are looked
+at after n = looks[0], looks[1], ... seeds, planned in advance. At look k they get a t
+confidence interval at level 1 - alpha_k, where alpha_k = A(t_k) - A(t_(k-1)) is what the
+alpha-spending function A (Lan & DeMets 1983) releases at information fraction
+t_k = n_k / max:
 
 - O'Brien-Fleming type: A(t) = 2 - 2 Phi(z_(1 - alpha/2) / sqrt(t)) (spends little early);
 - Pocock type: A(t) = alpha ln(1 + (e - 1) t) (spends evenly).
 
-Decisions: the interval excludes 0 -> "differs" (the direction is the sign); the interval
-lies inside (-min_effect, +min_effect) -> "equivalent" (no effect as large as min_effect);
-otherwise "undecided" (more seeds), or "undecided at max" at the last look.
+With the interval turned into the claimed direction ([lo, hi] of sign x difference):
 
-Why it keeps the error rate: each look's t interval is exact for normal differences, so
-under no effect P(look k says "differs") = alpha_k, and by the union bound P(any look says
-"differs") <= sum alpha_k = alpha, whatever the looks' correlation and whatever the
-equivalence stops (stopping early only removes chances to reject). The bound is
-conservative (exact boundaries would integrate the looks' joint law), which costs some
-power; tests/test_sequential.py checks both by simulation.
+- lo > 0: BETTER, the claim held;
+- hi < 0: WORSE, it did not hold;
+- -margin < lo and hi < margin: NO_EFFECT, no effect beyond the margin (an equivalence
+  test: both one-sided tests of TOST at alpha_k / 2 reject);
+- hi < margin otherwise: NO_GAIN, no gain as large as the margin (a loss is not ruled out);
+- else UNDECIDED (more seeds), or AT_MAX at the last look.
+
+Why it keeps its error rates: each look's t interval is exact for normal differences, so a
+look says BETTER when the true effect is <= 0 with probability <= alpha_k / 2, and says
+NO_GAIN or NO_EFFECT when the true effect is >= margin with probability <= alpha_k / 2; by
+the union bound over the looks, neither error exceeds alpha / 2 in the whole sequence,
+whatever the looks' correlation (stopping early only removes chances). The bound is
+conservative (exact boundaries would integrate the looks' joint law); tests/test_sequential.py
+checks both rates and the power by simulation. A plan with one look is the fixed-sample
+paired t-test at level alpha.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -32,7 +43,11 @@ from scipy import stats
 
 Spending = Literal["obrien_fleming", "pocock"]
 SPENDING_NAMES = {"obrien_fleming": "O'Brien-Fleming-type", "pocock": "Pocock-type"}
-DIFFERS, EQUIVALENT, UNDECIDED, AT_MAX = "differs", "equivalent", "undecided", "undecided at max"
+BETTER, WORSE = "better", "worse"
+NO_EFFECT, NO_GAIN = "no effect beyond the margin", "no gain as large as the margin"
+UNDECIDED, AT_MAX = "undecided", "undecided at max"
+HELD_STATES = (BETTER,)
+NOT_HELD_STATES = (WORSE, NO_EFFECT, NO_GAIN)
 
 
 def spent(t: float, alpha: float, spending: Spending) -> float:
@@ -51,16 +66,21 @@ class SequentialPlan:
     max_seeds: int
     step: int = 1
     alpha: float = 0.05
-    min_effect: float = 0.01  # in the compared metric's units
+    margin: float = 0.01  # in the compared metric's units
     spending: Spending = "obrien_fleming"
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_seeds <= self.max_seeds:
             raise ValueError(f"need 2 <= min <= max seeds, got {self.min_seeds=}, "
                              f"{self.max_seeds=}")
-        if self.step < 1 or not 0 < self.alpha < 1 or self.min_effect <= 0:
-            raise ValueError(f"need step >= 1, 0 < alpha < 1, min_effect > 0; got {self.step=}, "
-                             f"{self.alpha=}, {self.min_effect=}")
+        if self.step < 1 or not 0 < self.alpha < 1 or self.margin <= 0:
+            raise ValueError(f"need step >= 1, 0 < alpha < 1, margin > 0; got {self.step=}, "
+                             f"{self.alpha=}, {self.margin=}")
+
+    @classmethod
+    def fixed(cls, n: int, alpha: float, margin: float) -> SequentialPlan:
+        """One look at n seeds: the ordinary paired t-test at level alpha."""
+        return cls(n, n, 1, alpha, margin)
 
     @cached_property
     def looks(self) -> list[int]:
@@ -85,27 +105,30 @@ class SequentialPlan:
 
     @property
     def name(self) -> str:
+        if len(self.looks) == 1:
+            return f"paired t-test over {self.looks[0]} seeds at alpha {self.alpha:g}"
         return (f"group-sequential paired t-test, {SPENDING_NAMES[self.spending]} alpha "
-                f"spending (Lan-DeMets) over looks at {self.looks} seeds, alpha {self.alpha:g} "
-                "per comparison, union bound over the looks")
+                f"spending (Lan-DeMets) over looks at {self.looks} seeds, alpha {self.alpha:g}, "
+                "union bound over the looks")
 
 
 @dataclass(frozen=True)
 class Decision:
-    state: str  # differs | equivalent | undecided | undecided at max
+    state: str  # BETTER | WORSE | NO_EFFECT | NO_GAIN | UNDECIDED | AT_MAX
     n: int
-    diff: float = math.nan  # mean of variant - baseline
-    lo: float = math.nan  # interval at this look's level 1 - alpha_k
+    diff: float = math.nan  # mean of variant - reference, in the metric's units
+    lo: float = math.nan  # interval of the difference at this look's level 1 - alpha_k
     hi: float = math.nan
     alpha_k: float = math.nan
     notes: list[str] = field(default_factory=list)
 
     @property
     def decided(self) -> bool:
-        return self.state in (DIFFERS, EQUIVALENT)
+        return self.state in HELD_STATES + NOT_HELD_STATES
 
 
-def decide(diffs: np.ndarray | list[float], plan: SequentialPlan) -> Decision:
+def decide(diffs: Sequence[float] | np.ndarray, plan: SequentialPlan,
+           sign: float = 1.0) -> Decision:
     """The decision after the look whose seed count is len(diffs) (it must be planned)."""
     d = np.asarray(diffs, dtype=np.float64)
     n = len(d)
@@ -115,10 +138,46 @@ def decide(diffs: np.ndarray | list[float], plan: SequentialPlan) -> Decision:
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     half = plan.critical[k] * sd / math.sqrt(n)
     lo, hi = mean - half, mean + half
-    if lo > 0 or hi < 0:
-        state = DIFFERS
-    elif -plan.min_effect < lo and hi < plan.min_effect:
-        state = EQUIVALENT
+    dlo, dhi = sorted((sign * lo, sign * hi))  # the interval in the claimed direction
+    if dlo > 0:
+        state = BETTER
+    elif dhi < 0:
+        state = WORSE
+    elif dhi < plan.margin:
+        state = NO_EFFECT if dlo > -plan.margin else NO_GAIN
     else:
         state = AT_MAX if n >= plan.max_seeds else UNDECIDED
     return Decision(state, n, mean, lo, hi, plan.alphas[k])
+
+
+def walk(diffs: Sequence[float] | np.ndarray, plan: SequentialPlan,
+         sign: float = 1.0) -> list[Decision]:
+    """The looks the differences (in seed order) reach, up to the first that decides: the
+    stopping rule the study followed, replayed from its runs."""
+    out: list[Decision] = []
+    for n in plan.looks:
+        if n > len(diffs):
+            break
+        out.append(decide(diffs[:n], plan, sign))
+        if out[-1].decided:
+            break
+    return out
+
+
+def expected_seeds(plan: SequentialPlan, effect: float, sd: float, sims: int = 4000,
+                   seed: int = 0) -> float:
+    """Mean seeds the plan uses when the true difference is `effect` (claimed direction) with
+    spread `sd`: the dry run's expected cost. Simulated with normal differences (the same
+    interval rule as `decide`, vectorised over studies)."""
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, sd, size=(sims, plan.max_seeds))
+    used = np.full(sims, plan.max_seeds, dtype=float)
+    open_ = np.ones(sims, dtype=bool)
+    for n, crit in zip(plan.looks, plan.critical, strict=True):
+        x = d[:, :n]
+        half = crit * x.std(axis=1, ddof=1) / math.sqrt(n)
+        lo, hi = x.mean(axis=1) - half, x.mean(axis=1) + half
+        decided = open_ & ((lo > 0) | (hi < plan.margin))
+        used[decided] = n
+        open_ &= ~decided
+    return float(used.mean())

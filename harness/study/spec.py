@@ -22,13 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-import harness
 from harness.config import SEED_MAX, Strict, load_yaml, parse_override
 from harness.config_errors import format_validation_error
 from harness.dotted import set_dotted
 from harness.errors import ConfigError, one_line
 from harness.record.schema import COMPARABLE_METRICS, DEFAULT_COMPARE_METRIC
 from harness.registry import unknown_name_message
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
+from harness.version import PACKAGE_DIR
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
@@ -76,59 +77,6 @@ class LauncherConfig(Strict):
 DATA_SEED_STRIDE = 1000  # with data_seeds, a run's seed is seed + 1000 x data seed
 
 
-class AdaptiveSeeds(Strict):
-    """`seeds: {min: 3, max: 10, until: decided}`: seeds are added round by round, only to the
-    variants whose comparison with the baseline a group-sequential test has not decided yet
-    (harness/study/sequential.py; the rounds run in harness/study/adaptive.py)."""
-
-    min: int = Field(3, ge=2)
-    max: int = Field(10, ge=2, le=1000)
-    until: Literal["decided"] = "decided"
-    step: int = Field(1, ge=1)  # seeds added per round
-    alpha: float = Field(0.05, gt=0.0, lt=1.0)  # false-positive rate of each comparison
-    min_effect: float = Field(0.01, gt=0.0)  # smaller differences count as no effect
-    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> AdaptiveSeeds:
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
-        return self
-
-    def plan(self):  # -> harness.study.sequential.SequentialPlan (imports scipy: lazily)
-        from harness.study.sequential import SequentialPlan
-
-        return SequentialPlan(self.min, self.max, self.step, self.alpha, self.min_effect,
-                              self.spending)
-
-
-# What a claim may be about: a metric of the runs table (report/tables.py) and its short name.
-CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
-                 "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
-                 "mia_advantage")
-
-
-class ClaimConfig(Strict):
-    """What a study expects to show, checked in its report (harness/report/claims.py).
-
-    The best of `variants` (chosen on the validation split by `select`) is compared over
-    matched seeds with the best of `versus`; `direction` says which way `metric` should move.
-    """
-
-    # Literal[...] of a runtime tuple: pydantic validates against it; mypy wants literals.
-    metric: Literal[CLAIM_METRICS]  # type: ignore[valid-type]  # see above
-    direction: Literal["up", "down"]
-    source: str = Field(min_length=1)  # the paper (or reason) the expectation comes from
-    statement: str = ""  # the claim in words; default: built from the fields
-    variants: list[str] | None = None  # names or glob patterns; default: every non-baseline
-    versus: list[str] = Field(default_factory=lambda: ["baseline"])  # names or glob patterns
-    select: Literal["val_acc", "val_loss"] = "val_acc"  # how the best of a group is chosen
-    min_effect: float = Field(0.01, gt=0)  # in the metric's units: smaller counts as no effect
-
-    @field_validator("variants", "versus", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
 class CompareConfig(Strict):
     """What the report compares: `metric` of each variant against `reference` of the
     baseline (default: test accuracy at the best-val epoch on both sides)."""
@@ -155,7 +103,11 @@ class StudyConfig(Strict):
     # Runs other runs start from, trained first (harness/study/upstream.py): name -> run
     # config overrides on `base`, referred to by `model.init_from` or a distillation teacher.
     upstream: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    seeds: int | list[int] | AdaptiveSeeds = 3
+    # Screening seeds: every variant trains on these; a claim's variant is chosen on them.
+    seeds: int | list[int] = 3
+    # Confirmation of each claim on fresh seeds (default on for ablation studies with a
+    # claim; false: fixed seeds). None until validated: see _confirm_default.
+    confirm: ConfirmConfig | bool | None = None
     # resampled training sets: each run also gets data.seed = one of these (bias-variance)
     data_seeds: int | list[int] | None = None
     workers: int | None = Field(None, ge=1)
@@ -164,7 +116,7 @@ class StudyConfig(Strict):
     launcher: LauncherConfig | None = None  # worker jobs through submitit (Slurm or local)
     # `--set key=value` overrides applied on top of the file (recorded in study.json)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)
-    # adaptive seeds: the seeds each variant has in the current round (harness/study/adaptive)
+    # confirmation rounds: the seeds each variant has in the current round (study/confirm.py)
     _round_seeds: dict[str, list[int]] = PrivateAttr(default_factory=dict)
 
     @property
@@ -219,19 +171,30 @@ class StudyConfig(Strict):
 
     @field_validator("seeds", mode="before")
     @classmethod
-    def _adaptive_seeds(cls, v: Any) -> Any:
-        """A mapping is adaptive seeds: checked here so a mistake reads as one line about
-        its key (not as every member of the int | list | mapping union failing)."""
+    def _no_adaptive_seeds(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            raise ValueError("a mapping of adaptive seeds is no longer read: write the "
+                             "screening seeds here (a count or a list) and the adaptive part "
+                             "under confirm: {min, max, step, minutes}")
+        return v
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_mapping(cls, v: Any) -> Any:
+        """Checked here so a mistake reads as one line about its key (not as every member
+        of the mapping | bool union failing)."""
+        if v is True:
+            return ConfirmConfig()
         if not isinstance(v, dict):
             return v
         try:
-            return AdaptiveSeeds.model_validate(v)
+            return ConfirmConfig.model_validate(v)
         except ValidationError as err:
             e = err.errors()[0]
             key = ".".join(str(p) for p in e["loc"])
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
-                msg = f"unknown key (allowed: {', '.join(AdaptiveSeeds.model_fields)})"
+                msg = f"unknown key (allowed: {', '.join(ConfirmConfig.model_fields)})"
             raise ValueError(f"{key}: {msg}" if key else msg) from None
 
     @field_validator("seeds", "data_seeds")
@@ -256,9 +219,13 @@ class StudyConfig(Strict):
             raise ValueError("an ablation study needs a design")
         if self.kind == "tune" and not self.tune:
             raise ValueError("a tuning study needs a tune section")
-        if self.adaptive and (self.kind == "tune" or self.data_seeds is not None):
-            raise ValueError("seeds: adaptive seeds ({min, max, until}) work in ablation "
-                             "studies without data_seeds")
+        if isinstance(self.confirm, ConfirmConfig) and (
+                self.kind == "tune" or self.data_seeds is not None or not self.claim):
+            raise ValueError("confirm: confirmation seeds test claims of ablation studies "
+                             "without data_seeds; this study has none to confirm")
+        if self.confirm is None:
+            self.confirm = (ConfirmConfig() if self.kind == "ablation" and self.claim
+                            and self.data_seeds is None else False)
         if self.data_seeds is not None and max(self.seed_list()) >= DATA_SEED_STRIDE:
             raise ValueError(f"seeds: with data_seeds, seeds must be below {DATA_SEED_STRIDE} "
                              f"(a run's seed is seed + {DATA_SEED_STRIDE} x data seed)")
@@ -269,22 +236,26 @@ class StudyConfig(Strict):
         return self
 
     @property
-    def adaptive(self) -> AdaptiveSeeds | None:
-        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+    def confirmation(self) -> ConfirmConfig | None:
+        return self.confirm if isinstance(self.confirm, ConfirmConfig) else None
 
     @property
     def round_planned(self) -> bool:
-        """Adaptive seeds: this copy holds one round's seeds (for_round)."""
+        """Confirmation: this copy holds one round's seeds (for_round)."""
         return bool(self._round_seeds)
 
-    def seed_list(self, variant: str | None = None) -> list[int]:
-        """The seeds of a variant (adaptive: of the current round; all variants: the most)."""
-        if isinstance(self.seeds, AdaptiveSeeds):
-            rounds = self._round_seeds
-            if variant is None and rounds:
-                return max(rounds.values(), key=len)
-            return list(rounds.get(variant or "", range(self.seeds.min)))
+    def screen_seeds(self) -> list[int]:
+        """The seeds every variant trains on (the screening seeds when claims confirm)."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def seed_list(self, variant: str | None = None) -> list[int]:
+        """The seeds of a variant in this round (all variants: the most any has)."""
+        rounds = self._round_seeds
+        if not rounds:
+            return self.screen_seeds()
+        if variant is None:
+            return max(rounds.values(), key=len)
+        return list(rounds.get(variant, self.screen_seeds()))
 
     def data_seed_list(self) -> list[int | None]:
         """Training-set seeds (data.seed of each run); [None]: the base config's own."""
@@ -292,7 +263,7 @@ class StudyConfig(Strict):
         return [None] if d is None else list(range(d)) if isinstance(d, int) else list(d)
 
     def for_round(self, seeds: dict[str, list[int]]) -> StudyConfig:
-        """This study with the given seeds per variant (one round of adaptive seeds)."""
+        """This study with the given seeds per variant (one round of confirmation)."""
         out = self.model_copy()
         out._overrides = dict(self._overrides)
         out._round_seeds = {k: list(v) for k, v in seeds.items()}
@@ -315,7 +286,7 @@ class StudyConfig(Strict):
 def studies_dirs() -> list[Path]:
     """Where study names are looked up: ./studies, then the repository's studies/."""
     here = Path.cwd() / "studies"
-    repo = Path(harness.__file__).resolve().parents[1] / "studies"
+    repo = PACKAGE_DIR.parent / "studies"
     return [here] if here.resolve() == repo.resolve() else [here, repo]
 
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import optuna
 from pydantic import Field, ValidationError, field_validator
 
-from harness.config import RunConfig, Strict, build_run_config
+from harness.config import RunConfig, Strict, build_run_config, flat_label
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
 
@@ -244,20 +244,33 @@ class TuneSpec(Strict):
                 return False
         return True
 
+    def label(self, key: str) -> str:
+        """A space key's Optuna param name: the label the run queue and W&B use for a config
+        path (regularizers.dropout.p -> dropout_p), a switch as written."""
+        return flat_label(key) if is_config_path(key) else key
+
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
-        """All active params of one trial (switches included), in dependency order."""
+        """All active params of one trial (switches included), in dependency order, by
+        space key (Optuna holds them under their labels)."""
         values: dict[str, Any] = {}
         for key in self.order():
             if self.active(key, values):
-                values[key] = self.space[key].suggest(trial, key)
+                values[key] = self.space[key].suggest(trial, self.label(key))
         return values
 
     def overrides(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The config-path params of a sample (switches dropped): dotted key -> value."""
-        return {k: v for k, v in params.items() if is_config_path(k)}
+        """The config-path params of a sample or of a trial's Optuna params (by label),
+        switches dropped: dotted key -> value."""
+        keys = {self.label(k): k for k in self.space}
+        out = {}
+        for name, value in params.items():
+            key = name if name in self.space else keys.get(name, name)
+            if is_config_path(key):
+                out[key] = value
+        return out
 
     def grid_search_space(self) -> dict[str, list[Any]]:
-        return {k: p.grid_values() for k, p in self.space.items()}
+        return {self.label(k): p.grid_values() for k, p in self.space.items()}
 
 
 def is_config_path(key: str) -> bool:
@@ -337,6 +350,13 @@ def check_spec(spec: TuneSpec, study: Any, where: str) -> None:
     if spec.search_seed in seeds:
         raise ConfigError(f"{where}.confirm_seeds: {seeds} must not contain the search seed "
                           f"{spec.search_seed} (the confirmation must use fresh seeds)")
+    labels: dict[str, str] = {}
+    for key in spec.space:
+        other = labels.setdefault(spec.label(key), key)
+        if other != key:
+            raise ConfigError(f"{where}.space: {other} and {key} share the name "
+                              f"{spec.label(key)!r} in Optuna, W&B and the run queue; tune one "
+                              "of them")
     for key, p in spec.space.items():
         for dep in p.when or {}:
             if dep not in spec.space:

@@ -25,6 +25,7 @@ import optuna
 from harness.console import error_line
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL, describe
+from harness.numerics import NUMERICS_VERSION
 from harness.record.schema import FAILURE, first_line
 from harness.study.populate import gather, queue_population
 from harness.study.processes import install_worker_signals
@@ -87,7 +88,8 @@ def job_trackers(jobs: list[Job], source: WorkSource, results_dir: Path) -> Trac
         context = {**job.spec.wandb_context(), **job.wandb}
         context["config"] = {"optuna_study": source.study.study_name,
                              "optuna_trial": job.trial.number}
-        return wandb_run_tracker(config, results_dir, context)
+        return wandb_run_tracker(config, results_dir, context,
+                                 on_open=lambda info: source.link_wandb(job, info))
 
     return factory
 
@@ -172,12 +174,14 @@ def run_jobs(jobs: list[Job], queue: WorkSource, results_dir: Path, data_dir: Pa
             job.spec.config.train.threads = threads
     root = Path(results_dir) / jobs[0].results_subdir
     dirs = [run_dir_of(job, root) for job in jobs]
-    statuses = ["duplicate"] * len(jobs)
+    statuses = ["failed" if refused(job, queue, reporter) else "duplicate" for job in jobs]
     with contextlib.ExitStack() as held_open:
         for job in (*jobs, *keep_alive):
             held_open.enter_context(queue.heartbeat(job))
         mine = []
         for i, job in enumerate(jobs):
+            if statuses[i] == "failed":
+                continue
             if held_open.enter_context(run_lock(dirs[i].path, job.wait_if_busy)):
                 mine.append(i)
             else:  # a duplicate of a run another local worker is training
@@ -209,6 +213,21 @@ def run_jobs(jobs: list[Job], queue: WorkSource, results_dir: Path, data_dir: Pa
         queue.complete(jobs[i], result)
         statuses[i] = str(result.summary.get("status"))
     return statuses
+
+
+def refused(job: Job, queue: WorkSource, reporter: Any) -> bool:
+    """A run queued by a harness of other numerics or identity (its config hashes to
+    another id here) is failed, not trained: its results would not be that run's."""
+    cfg = job.spec.config
+    if cfg.run_id() == job.spec.run_id:
+        return False
+    reason = (f"run {job.spec.run_id} was queued by another harness version (this one "
+              f"hashes its config to {cfg.run_id()}, numerics version {NUMERICS_VERSION}); "
+              "run the workers with the coordinator's harness version")
+    queue.fail(job, reason, "final")
+    reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                  "seed": job.spec.seed})
+    return True
 
 
 def record_failure(err: Exception, job: Job, queue: WorkSource, run_dir: RunDir,

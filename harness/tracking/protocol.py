@@ -1,10 +1,12 @@
 """Where a training run's results go: the `Tracker` protocol the loop talks to.
 
 The loop calls five methods in a fixed order (start, log_epoch per epoch, log_summary, then
-finish or fail) and never asks which trackers are behind them. Three implementations: the
-local store (`StoreTracker`, the source of truth), W&B (`tracking.wandb_run`) and
-`NullTracker`; `FanOut` sends each call to several, the store first, so a store write that
-fails stops the run before any mirror has logged what the store does not hold.
+finish or fail) and never asks which trackers are behind them; a tracker that keeps model
+weights also takes `watch(weights)` (after start; FanOut passes it only to those). Three
+implementations: the local store (`StoreTracker`, the source of truth), W&B
+(`tracking.wandb_run`) and `NullTracker`; `FanOut` sends each call to several, the store
+first, so a store write that fails stops the run before any mirror has logged what the store
+does not hold.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from harness.numerics import NUMERICS_VERSION
 from harness.tracking.store import RunDir
 
 Row = Mapping[str, Any]
@@ -68,7 +71,8 @@ class StoreTracker:
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
         self.rows = [dict(r) for r in resumed]
-        self.run_dir.write_config(dict(config))
+        # stamped with the numerics that train it: the run id hashes the same version
+        self.run_dir.write_config({**config, "numerics": NUMERICS_VERSION})
         self.run_dir.write_env(dict(env))
 
     def log_epoch(self, row: Row) -> None:
@@ -116,3 +120,12 @@ class FanOut:
     def fail(self, status: str) -> None:
         for t in self.trackers:
             t.fail(status)
+
+    def watch(self, weights: Callable[[], Mapping[str, Any]]) -> None:
+        """Hand the evaluated model's weights (a state dict, read on demand) to the trackers
+        that keep models (W&B's model artifacts): an optional method, as Lightning's
+        `Logger.watch`; the others never see it."""
+        for t in self.trackers:
+            watch = getattr(t, "watch", None)
+            if watch is not None:
+                watch(weights)

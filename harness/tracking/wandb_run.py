@@ -18,6 +18,8 @@ from typing import Any
 from harness.config import RunConfig, flat_label
 from harness.dotted import get_dotted
 from harness.record.schema import Manifest, read_manifest
+from harness.tracking.store import RunDir
+from harness.tracking.wandb_model import BestWeights, Weights, log_model_artifacts
 from harness.tracking.wandb_tracker import WandbTracker, choose_mode
 
 Row = Mapping[str, Any]
@@ -25,30 +27,50 @@ TRIAL_JOB_TYPE = "trial"  # tuning search trials (validation only): not in the c
 
 
 class WandbRunTracker:
-    """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises."""
+    """The Tracker protocol over one `WandbTracker`, opened at `start`. Never raises. With
+    `models` (the run folder and the best-epoch rule), a finished run's weights become model
+    artifacts (harness/tracking/wandb_model.py)."""
 
-    def __init__(self, open_run: Callable[[], WandbTracker]) -> None:
+    def __init__(self, open_run: Callable[[bool], WandbTracker],
+                 on_open: Callable[[dict[str, Any]], None] | None = None,
+                 models: tuple[Path, str] | None = None) -> None:
         self._open = open_run
+        self._on_open = on_open  # told where the W&B run is, as soon as it opens
+        self._folder, select = models or (None, "val_acc")
+        self._best = BestWeights(select)
+        self._summary: dict[str, Any] = {}
         self.run: WandbTracker | None = None
 
     def start(self, config: Row, env: Row, resumed: Sequence[Row]) -> None:
-        self.run = self._open()
+        self.run = self._open(not resumed)  # nothing restored: a fresh attempt
+        if self._on_open is not None and self.run.mode != "disabled":
+            self._on_open(tracker_info(self.run))
         for row in resumed:  # a resumed run: its W&B run gets the restored epochs too
-            self.run.log_epoch(dict(row))
+            self.log_epoch(row)
+
+    def watch(self, weights: Weights) -> None:
+        """The evaluated model's weights, read when an epoch is the best so far (only when
+        this run logs models)."""
+        if self._folder is not None and self.run is not None and self.run.mode != "disabled":
+            self._best.weights = weights
 
     def log_epoch(self, row: Row) -> None:
         if self.run is not None:
             self.run.log_epoch(dict(row))
+            self._best.see(row)
 
     def summary_entries(self) -> dict[str, Any]:
         return {"wandb": tracker_info(self.run)} if self.run is not None else {}
 
     def log_summary(self, summary: Row) -> None:
         if self.run is not None:  # also tags the run with how it ended (pruned, failed)
+            self._summary = dict(summary)
             self.run.set_summary(dict(summary))
 
     def finish(self) -> None:
         if self.run is not None:
+            if self._folder is not None and self.run.mode != "disabled":
+                log_model_artifacts(self.run, self._folder, self._best, self._summary)
             self.run.finish()
 
     def fail(self, status: str) -> None:
@@ -57,12 +79,16 @@ class WandbRunTracker:
 
 
 def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
-                      context: Mapping[str, Any] | None = None) -> WandbRunTracker:
+                      context: Mapping[str, Any] | None = None,
+                      on_open: Callable[[dict[str, Any]], None] | None = None
+                      ) -> WandbRunTracker:
     """The run's W&B tracker (files under results/<study>/wandb). `context`: `swept` (dotted
-    key -> value), `notes`, `tags`, `job_type` and extra flat `config`."""
+    key -> value), `notes`, `tags`, `job_type` and extra flat `config`. `on_open` gets
+    `tracker_info` once the W&B run is open (a queue links its trial to it then, so a
+    pruned, failed or killed run's trial points at its W&B run too)."""
     root = Path(results_dir) / config.study
 
-    def open_run() -> WandbTracker:
+    def open_run(fresh: bool) -> WandbTracker:
         ctx = dict(context) if context is not None else run_context(root, config)
         mode, _ = choose_mode(config.tracking.wandb)
         run_id = config.run_id()
@@ -70,14 +96,17 @@ def wandb_run_tracker(config: RunConfig, results_dir: str | Path,
         flat.update(flat_keys(config, ctx.get("swept") or {}))
         flat.update(ctx.get("config") or {})
         tags = [*config.tracking.tags, *sorted(config.regularizers), *(ctx.get("tags") or [])]
-        return WandbTracker(mode=mode, project=config.tracking.project,
+        return WandbTracker(mode=mode, console=config.tracking.console, fresh=fresh,
+                            project=config.tracking.project,
                             entity=config.tracking.entity, group=config.study,
                             job_type=ctx.get("job_type") or config.variant,
                             name=f"{config.variant}-s{config.seed}",
                             tags=list(dict.fromkeys(t[:64] for t in tags)), config=flat,
                             run_id=run_id, root=root, notes=ctx.get("notes"))
 
-    return WandbRunTracker(open_run)
+    folder = RunDir.for_run(root, config.variant, config.seed, config.run_id()).path
+    models = (folder, config.train.select) if config.tracking.log_model else None
+    return WandbRunTracker(open_run, on_open, models)
 
 
 def tracker_info(tracker: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from harness.config import param_label
 from harness.record import RunRecord, StudyRecord
 from harness.record.load import read_json
 from harness.record.schema import Manifest, read_manifest
+from harness.study.runs_table import runs_table
 from harness.tracking.store import atomic_write_json
 from harness.tracking.wandb_run import design_parameters, swept_values
 from harness.tracking.wandb_tracker import WandbTracker
@@ -83,7 +84,7 @@ def comparison_frame(study_dir: Path) -> Any:
     from harness.report import tables
 
     study = tables.load_study(Path(study_dir))
-    return tables.summary_table(study, tables.runs_table(study))
+    return tables.summary_table(study, runs_table(study))
 
 
 def _table_rows(frame: Any) -> tuple[list[str], list[list[Any]]]:

@@ -23,6 +23,7 @@ from harness.tracking.wandb_mode import (
     mark_unreachable,
     server_unreachable,
 )
+from harness.tracking.wandb_packages import list_packages_once
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ def wandb_safe_id(run_id: str) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", run_id).strip("-_")[:40] or "run"
     digest = hashlib.sha1(run_id.encode()).hexdigest()[:8]
     return f"{base}-{digest}"
+
+
+def first_line_of(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
 
 
 def _number(value: Any) -> float | None:
@@ -102,6 +107,8 @@ class WandbTracker:
         root: Path,
         epoch_metrics: bool = True,
         notes: str | None = None,
+        console: bool = False,
+        fresh: bool = False,
     ) -> None:
         if mode in ("online", "offline", "disabled"):
             self.mode, reason = mode, f"W&B mode {mode} (requested)"
@@ -113,6 +120,10 @@ class WandbTracker:
         self._run_dir: Path | None = None
         self._warned = False
         self._epoch_metrics = epoch_metrics  # False: a run without epochs (the study run).
+        self._console = console  # capture stdout/stderr into the run's Logs tab
+        # This attempt trains from epoch 1 (nothing restored): what W&B already holds under
+        # the id is an earlier attempt's (a forced rerun), not epochs to skip.
+        self._fresh = fresh
         self.logged_epoch = 0  # the last epoch W&B holds (a resumed online run: the server's)
         if self.mode == "disabled":
             return  # wandb is not even imported: nothing written, no helper process.
@@ -149,6 +160,8 @@ class WandbTracker:
                 self.mode = "offline"
             else:
                 self._run = self._init("online", kwargs)
+                if self._run is not None and fresh:
+                    self._run = self._rewind(kwargs)
                 if self._run is None:
                     self.mode = "offline"
         if self._run is None and self.mode == "offline":
@@ -172,7 +185,10 @@ class WandbTracker:
     def _settings(self, mode: str) -> Any:
         import wandb
 
-        opts: dict[str, Any] = {"console": "off", "silent": True, "quiet": True}
+        # "wrap": what the process prints while the run is open goes to its Logs tab (one
+        # capture per run, also with several runs per process: reinit="create_new")
+        opts: dict[str, Any] = {"console": "wrap" if self._console else "off",
+                                "silent": True, "quiet": True}
         if mode == "online":
             opts["init_timeout"] = ONLINE_INIT_TIMEOUT_S
         return wandb.Settings(**opts)
@@ -200,6 +216,33 @@ class WandbTracker:
                 self.info["error"] = f"{type(exc).__name__}: {exc}"
             return None
 
+    def _rewind(self, kwargs: dict[str, Any]) -> Any:
+        """A fresh attempt whose W&B run holds an earlier attempt's epochs: rewind that run's
+        history to its start (W&B's `resume_from`, beta) so this attempt's epochs replace
+        them. Where W&B refuses, continue the run: every epoch is still logged (after the
+        earlier ones), never skipped."""
+        run = self._run
+        held = _number(dict(run.summary).get("epoch")) if getattr(run, "resumed", False) else 0
+        if not held:
+            return run
+        wid = kwargs["id"]
+        try:
+            import wandb
+
+            run.finish(exit_code=0)  # the id must be free in this process to open it again
+            opts = {k: v for k, v in kwargs.items() if k not in ("id", "resume")}
+            rewound = wandb.init(mode="online", dir=str(self._root), reinit="create_new",
+                                 settings=self._settings("online"),
+                                 resume_from=f"{wid}?_step=0", **opts)
+        except Exception as exc:
+            log.warning("W&B run %s holds %d epochs of an earlier attempt and could not be "
+                        "rewound (%s): this attempt's epochs follow them", wid, held,
+                        first_line_of(exc))
+            self.info["rewind_error"] = first_line_of(exc)
+            return self._init("online", kwargs)
+        self.info["rewound_epochs"] = int(held)
+        return rewound
+
     def _warn_fallback(self, why: str) -> None:
         first_line = (why.strip().splitlines() or [""])[0]
         log.warning(
@@ -215,7 +258,8 @@ class WandbTracker:
             # A metric defined by name does not inherit the glob's step_metric: repeat it.
             for metric, goal in SUMMARY_GOALS.items():
                 run.define_metric(metric, step_metric="epoch", summary=goal)
-        if getattr(run, "resumed", False):  # online: the server already holds these epochs
+        if getattr(run, "resumed", False) and not self._fresh:
+            # online, continuing after a checkpoint: the server already holds these epochs
             last = _number(dict(run.summary).get("epoch"))
             self.logged_epoch = int(last) if last is not None else 0
         sync_dir = getattr(run.settings, "sync_dir", None)
@@ -280,6 +324,24 @@ class WandbTracker:
             self._run.log(dict(data))
         except Exception as exc:
             self._fail(f"wandb log failed: {exc!r}")
+
+    def log_artifact(self, name: str, kind: str, files: list[tuple[Path, str]],
+                     aliases: list[str], metadata: dict[str, Any]) -> bool:
+        """One artifact version of `files` (path, name inside the artifact); False (and a
+        warning, logging goes on) when W&B refuses it."""
+        if not self._active:
+            return False
+        try:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind, metadata=metadata)
+            for path, inside in files:
+                artifact.add_file(str(path), name=inside)
+            self._run.log_artifact(artifact, aliases=aliases)
+        except Exception as exc:
+            log.warning("W&B artifact %s not logged: %r", name, exc)
+            return False
+        return True
 
     def set_summary(self, summary: dict) -> None:
         """Write final values (flat or nested) into the run summary, plus clear headline keys
@@ -348,25 +410,3 @@ def skip_unstaged_launch_inputs() -> None:
     apply_staged_inputs.skips_unstaged = True
     Run._detect_and_apply_job_inputs = apply_staged_inputs
 
-
-def list_packages_once() -> None:
-    """Every wandb.init lists the installed packages for the run's requirements file,
-    reading each package's metadata (about 0.4 s of CPU a run here). The packages of a
-    process do not change between its runs (a worker trains many, a population several at
-    once), so the list is read on the first init and handed out again after: same file."""
-    try:
-        import wandb.util
-    except ImportError:
-        return
-    working_set = getattr(wandb.util, "working_set", None)
-    if working_set is None or getattr(working_set, "read_once", False):
-        return
-    packages: list[Any] = []
-
-    def read_once() -> Any:
-        if not packages:
-            packages.extend(working_set())
-        return iter(packages)
-
-    read_once.read_once = True  # marks the wrapper
-    wandb.util.working_set = read_once

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 
-import harness
+from harness.version import PACKAGE_DIR, __version__
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(harness.__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR,
                              capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -60,7 +60,7 @@ def environment(device: torch.device, seed: int) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torchvision": torchvision_version(),
-        "harness": harness.__version__,
+        "harness": __version__,
         "git_commit": git_commit(),
         "device": str(device),
         "device_name": device_name(device),

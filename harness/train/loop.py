@@ -152,6 +152,7 @@ def train_together(requests: list[RunRequest], dirs: list[RunDir], results_dir: 
         member.tracked = FanOut(StoreTracker(member.run_dir), request.tracker or NullTracker())
         member.tracked.start({"run_id": member.run_id, **member.config.model_dump(mode="json")},
                              environment(device, member.config.seed), member.rows)
+        member.tracked.watch(evaluated_weights(member))  # W&B's best-model artifact
         member.on_epoch = list(request.on_epoch)
     run = Training(crew, data, reporter, entered)
     run.train(first_epoch)
@@ -246,6 +247,11 @@ class Training:
         m.summary = summary
         self.crew.finish(k)
         self.reporter.end(summary)
+
+
+def evaluated_weights(member: Member) -> Callable[[], dict[str, Any]]:
+    """The member's evaluated weights, read when asked (a tracker copies the best epoch's)."""
+    return lambda: member.regs.eval_model(member.state.model).state_dict()
 
 
 def own_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,28 @@
+"""The installed packages W&B records for each run, read once per process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def list_packages_once() -> None:
+    """Every wandb.init lists the installed packages for the run's requirements file,
+    reading each package's metadata (about 0.4 s of CPU a run here). The packages of a
+    process do not change between its runs (a worker trains many, a population several at
+    once), so the list is read on the first init and handed out again after: same file."""
+    try:
+        import wandb.util
+    except ImportError:
+        return
+    working_set = getattr(wandb.util, "working_set", None)
+    if working_set is None or getattr(working_set, "read_once", False):
+        return
+    packages: list[Any] = []
+
+    def read_once() -> Any:
+        if not packages:
+            packages.extend(working_set())
+        return iter(packages)
+
+    read_once.read_once = True  # marks the wrapper
+    wandb.util.working_set = read_once
