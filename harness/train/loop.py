@@ -170,6 +170,9 @@ class Training:
         self.lr_at = lr_schedule(self.config.schedule, self.config.optim.lr,
                                  ctx.steps_per_epoch, ctx.epochs)
         self.started = time.perf_counter()
+        # a member's timings are its share of the population's (sums over runs stay the
+        # compute spent): the population's time over its size
+        self.share = 1.0 / crew.size
 
     def train(self, first_epoch: int) -> None:
         crew, config = self.crew, self.config
@@ -189,8 +192,8 @@ class Training:
         except BaseException as err:
             for _, m in training(crew):
                 summary = summarize(m.rows, {}, m.config, m.state.model,
-                                    time.perf_counter() - self.started, interrupted_status(err),
-                                    None, m.regs)
+                                    (time.perf_counter() - self.started) * self.share,
+                                    interrupted_status(err), None, m.regs)
                 summary["error"] = f"{type(err).__name__}: {err}"
                 m.tracked.log_summary(summary)
                 m.tracked.fail(summary["status"])
@@ -209,7 +212,8 @@ class Training:
         shown = False
         for k, m in list(training(crew)):
             row = metrics_row(epoch, stats.read(k), stats.n, train_seconds, evaluated[k] or {},
-                              m.state.model, crew.optimizer.param_groups[0]["lr"], t0)
+                              m.state.model, crew.optimizer.param_groups[0]["lr"], t0,
+                              self.share)
             m.rows.append(row)
             m.tracked.log_epoch(row)
             if not shown:
@@ -236,10 +240,11 @@ class Training:
         final = final_evaluation(evaluated, data, m.config)
         final.update(analyse(evaluated, data, m.config, m.run_dir))
         summary = summarize(m.rows, final, m.config, m.state.model,
-                            time.perf_counter() - self.started, m.status, m.diverged_epoch,
-                            m.regs)
+                            (time.perf_counter() - self.started) * self.share, m.status,
+                            m.diverged_epoch, m.regs)
         summary.update(m.tracked.summary_entries())
-        summary["setup_time"] = self.started - self.entered  # data, model, tracker: for costs
+        # data, model, tracker: for cost estimates
+        summary["setup_time"] = (self.started - self.entered) * self.share
         torch.save(own_copy(evaluated.state_dict()), m.run_dir.path / "model.pt")
         (m.run_dir.path / CHECKPOINT).unlink(missing_ok=True)
         m.tracked.log_summary(summary)

@@ -27,16 +27,17 @@ SPLIT_KEYS = {"train_eval": ("train_eval_loss", "train_eval_acc"),
 
 def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
                 train_seconds: float, evaluated: dict[str, float], model: nn.Module,
-                lr: float, t0: float) -> dict[str, Any]:
+                lr: float, t0: float, share: float = 1.0) -> dict[str, Any]:
     """One metrics.csv row: the epoch's running training statistics, the evaluations, the
-    lr, the weight norm and the timing (`seconds` runs from t0 to now)."""
+    lr, the weight norm and the timing (`seconds` runs from t0 to now). `share`: the part
+    of that time that is this run's (1 / K for each of K runs trained as one population)."""
     row: dict[str, Any] = {"epoch": epoch, **train_stats}
     row.update(evaluated)
     row.update(generalization_gap(row))
     row["lr"] = lr
     row["weight_norm"] = weight_norm(model)
-    row["samples_per_sec"] = n_samples / max(train_seconds, 1e-9)
-    row["seconds"] = time.perf_counter() - t0
+    row["samples_per_sec"] = n_samples / max(train_seconds * share, 1e-9)
+    row["seconds"] = (time.perf_counter() - t0) * share
     return row
 
 
