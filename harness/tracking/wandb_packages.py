@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
-def list_packages_once() -> None:
+def list_packages_once(now: bool = False) -> None:
     """Every wandb.init lists the installed packages for the run's requirements file,
     reading each package's metadata (about 0.4 s of CPU a run here). The packages of a
     process do not change between its runs (a worker trains many, a population several at
-    once), so the list is read on the first init and handed out again after: same file."""
+    once), so the list is read on the first init (`now`: at once, as the worker server
+    does for the workers it forks) and handed out again after: same file."""
     try:
         import wandb.util
     except ImportError:
@@ -26,3 +27,5 @@ def list_packages_once() -> None:
 
     read_once.read_once = True  # marks the wrapper
     wandb.util.working_set = read_once
+    if now:
+        read_once()
