@@ -1,8 +1,8 @@
 """Run the benchmark scripts one after another (`make bench`, or `make bench ARGS=workers`).
 
 Each writes its own section of bench/RESULTS.md. They take long (tens of minutes on 2
-cores): pass names to run only some: vs_plain, population, loops, workers, pruning,
-study_times, errors. `--device cuda` (`make bench ARGS="vs_plain --device cuda"`) goes to
+cores): pass names to run only some: vs_plain, population, population_paths, loops,
+workers, pruning, study_times, errors. `--device cuda` (`make bench ARGS="vs_plain --device cuda"`) goes to
 the scripts that train on a GPU: vs_plain, population.
 """
 
@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "vs_plain": "bench_vs_plain.py",
     "population": "profile_population.py",
+    "population_paths": "bench_population_paths.py",
     "workers": "bench_workers.py",
     "loops": "bench_loops.py",
     "pruning": "bench_pruning.py",
