@@ -2,8 +2,8 @@
 
 Each writes its own section of bench/RESULTS.md. They take long (tens of minutes on 2
 cores): pass names to run only some: vs_plain, population, population_paths, loops,
-workers, pruning, study_times, errors. `--device cuda` (`make bench ARGS="vs_plain --device cuda"`) goes to
-the scripts that train on a GPU: vs_plain, population.
+workers, pruning, study_times, errors. `--device cuda` (`make bench ARGS="vs_plain
+--device cuda"`) goes to the scripts that train on a GPU: vs_plain, population.
 """
 
 from __future__ import annotations
