@@ -42,7 +42,7 @@ test-fast: $(STAMP)
 
 test-pg: $(STAMP)
 	@test -n "$$HARNESS_TEST_POSTGRES_URL" || { echo "set HARNESS_TEST_POSTGRES_URL (see bench/pg_server.sh)"; exit 2; }
-	set -f; $(BIN)/python -m pytest tests/test_postgres.py tests/test_launch_pg.py $$ARGS
+	set -f; $(BIN)/python -m pytest tests/study/test_postgres.py tests/study/test_launch_pg.py $$ARGS
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -55,7 +55,7 @@ from harness.config import build_run_config  # noqa: E402
 from harness.data import load_data  # noqa: E402
 from harness.models import create_model  # noqa: E402
 from harness.regularizers.augment import random_crop, random_hflip  # noqa: E402
-from harness.tracking.wandb_run import wandb_run_tracker  # noqa: E402
+from harness.tracking.wandb_tracker import wandb_run_tracker  # noqa: E402
 from harness.train.loop import train_run  # noqa: E402
 
 RESULTS = REPO / "bench" / "RESULTS.md"

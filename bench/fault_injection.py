@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from results_md import machine, write_section  # noqa: E402
 
+from harness.record.run_dir import list_run_dirs  # noqa: E402
 from harness.study.queue import RunQueue  # noqa: E402
 from harness.study.storage import default_storage_url  # noqa: E402
-from harness.tracking.store import list_run_dirs  # noqa: E402
 
 STUDY = {
     "name": "faults", "description": "fault injection", "seeds": 2,

@@ -3,7 +3,7 @@
 Same work, seeds and order of random draws as `plain_dropout_study.py` and
 `plain_dd_width.py`: the data and the model are moved to `--device` once, the batch
 indices are drawn on the CPU (as there) and moved per batch. On `--device cpu` each prints
-what the shared script prints (tests/test_bench_plain.py checks it on a few epochs), so
+what the shared script prints (tests/project/test_bench_plain.py checks it on a few epochs), so
 `bench_vs_plain.py --device cuda` compares the harness on a GPU with the same hand-written
 loop on the same GPU.
 

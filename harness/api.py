@@ -2,7 +2,7 @@
 
     import harness
     run = harness.run({"model": {"name": "mlp"}, "train": {"epochs": 3}})
-    study = harness.ablation("dropout", workers=2)       # a name in studies/ or a YAML path
+    study = harness.ablation("dropout", workers=2, seeds=1)   # studies/ name or YAML; --set
     study = harness.load_study("results/dropout")
     study.summary[["variant", "best_test_acc_mean", "p_value"]]
 
@@ -13,6 +13,7 @@ report's tables, so the API and the report never disagree about which runs count
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.interrupts import terminate_as_interrupt
 
 
 @dataclass
@@ -52,9 +54,10 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     """Train one run. `config`: a RunConfig, a mapping, a YAML path or None (defaults);
     `overrides` are dotted keys with `__` for dots, e.g. `train__epochs=3`."""
     from harness.config import RunConfig, build_run_config, load_run_config
+    from harness.data.presence import check_data_present
+    from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.store import ensure_writable
-    from harness.tracking.wandb_run import wandb_run_tracker
+    from harness.tracking.wandb_tracker import wandb_run_tracker
     from harness.train.loop import train_run
 
     dotted = {k.replace("__", "."): v for k, v in overrides.items()}
@@ -67,10 +70,12 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
     else:
         raise ConfigError(f"harness.run: config must be a RunConfig, a mapping or a YAML path, "
                           f"got {type(config).__name__}")
+    check_data_present([cfg], data_dir)
     ensure_writable(Path(results_dir))
-    result = train_with_upstream(cfg, train_run, results_dir=results_dir, data_dir=data_dir,
-                                 force=force,  # a distillation teacher.config trains first
-                                 tracker_for=lambda c: wandb_run_tracker(c, results_dir))
+    with terminate_as_interrupt():  # SIGTERM records the run as interrupted, as Ctrl-C does
+        result = train_with_upstream(cfg, train_run, results_dir=results_dir,
+                                     data_dir=data_dir, force=force,  # a teacher trains first
+                                     tracker_for=lambda c: wandb_run_tracker(c, results_dir))
     rd = result.run_dir
     return RunOutput(rd.path, cfg.run_id(), cfg.model_dump(mode="json"), dict(result.summary),
                      pd.DataFrame(rd.metrics()))
@@ -78,27 +83,55 @@ def run(config: Any = None, *, results_dir: str | Path = "results",
 
 def ablation(study: str | Path, *, workers: int | None = None,
              results_dir: str | Path = "results", data_dir: str | Path | None = None,
-             storage: str | None = None, report: bool = True) -> StudyTables:
+             storage: str | None = None, report: bool = True,
+             overrides: Mapping[str, Any] | Sequence[str] | None = None,
+             **dotted: Any) -> StudyTables:
     """Run a study (finished runs are skipped) and return its tables; `report` also writes
-    report.html / report.md as `harness ablation` does."""
+    report.html / report.md as `harness ablation` does.
+
+    Overrides are the CLI's `--set`, recorded in study.json alike: `overrides` as a mapping
+    of dotted keys ({"base.train.epochs": 5, "seeds": 1}) or as "key=value" strings, and
+    keyword arguments with `__` for dots (`base__train__epochs=5`). Workers are processes of
+    their own (harness/study/processes.py): no `if __name__ == "__main__":` guard needed."""
+    from harness.record.disk import ensure_writable
     from harness.study.execute import run_study
-    from harness.study.spec import find_study_file
+    from harness.study.spec import find_study_file, override_source
     from harness.study.spec import load_study as load_study_config
-    from harness.tracking.store import ensure_writable
 
     path = find_study_file(str(study))
-    cfg = load_study_config(path)
+    sets = study_overrides(overrides, dotted)
+    cfg = load_study_config(path, sets)
     if cfg.kind != "ablation":
         raise ConfigError(f"{path}: kind is {cfg.kind!r}; harness.ablation runs ablation studies")
     ensure_writable(Path(results_dir))
-    outcome = run_study(cfg, source=str(path), results_dir=Path(results_dir), workers=workers,
-                        storage=storage, data_dir=None if data_dir is None else Path(data_dir))
+    with terminate_as_interrupt():  # SIGTERM stops the workers as Ctrl-C does
+        outcome = run_study(cfg, source=override_source(path, sets),
+                            results_dir=Path(results_dir), workers=workers, storage=storage,
+                            data_dir=None if data_dir is None else Path(data_dir))
     if report:
         from harness.console import console
-        from harness.report.finish import report_study
+        from harness.publish.finish import report_study
 
         report_study(outcome.study_dir, lambda line: console.print(line, soft_wrap=True))
     return load_study(outcome.study_dir)
+
+
+def study_overrides(overrides: Mapping[str, Any] | Sequence[str] | None,
+                    dotted: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's overrides as the CLI's parsed `--set` items: {dotted key: value}."""
+    from harness.study.spec import parse_overrides
+
+    if overrides is None:
+        out: dict[str, Any] = {}
+    elif isinstance(overrides, Mapping):
+        out = dict(overrides)
+    elif isinstance(overrides, (list, tuple)):
+        out = parse_overrides([str(item) for item in overrides])
+    else:
+        raise ConfigError(f"harness.ablation: overrides must be a mapping of dotted keys or a "
+                          f"list of 'key=value' strings, got {type(overrides).__name__}")
+    out.update({k.replace("__", "."): v for k, v in dotted.items()})
+    return out
 
 
 def load_study(study: str | Path, *, results_dir: str | Path = "results") -> StudyTables:

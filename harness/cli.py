@@ -1,6 +1,6 @@
 """The `harness` command line: parse, call, print. The work lives in the modules.
 
-Why one module of about 550 lines: one typer app, one function per command with its options
+Why one module of about 630 lines: one typer app, one function per command with its options
 declared in its signature (that is the --help text); each command body only calls one module
 and prints, and the modules are imported inside the commands so `harness --help` and a
 refused input never import torch.
@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
+from harness.record.layout import QUEUE_DB, REPORT_HTML, runs_dir
 
 # Plain help (click's): no markup to eat `[workspaces]` in `pip install 'harness[workspaces]'`,
 # on/off options shown as `--dry-run / --no-dry-run`, and nothing boxed at 80 columns in logs.
@@ -35,8 +36,8 @@ SHORTCUTS: dict[str, str] = {
     "drop_path": "regularizers.drop_path.rate",
     "weight_decay": "regularizers.weight_decay.value",
     "smoothing": "regularizers.label_smoothing.epsilon",
-    "mixup": "regularizers.mixup.alpha",
-    "cutmix": "regularizers.cutmix.alpha",
+    "mixup": "regularizers.mix.mixup_alpha",
+    "cutmix": "regularizers.mix.cutmix_alpha",
     "model_ema": "regularizers.ema.decay",
     "clip_grad": "regularizers.grad_clip.threshold",
     "clip_mode": "regularizers.grad_clip.mode",
@@ -45,7 +46,7 @@ SHORTCUTS: dict[str, str] = {
 
 
 # what the coordinator imports for the report once a worker's core is free (harness.prefetch)
-REPORT_MODULES = ("harness.report.finish", "harness.tracking.wandb_study_run", "wandb")
+REPORT_MODULES = ("harness.publish.finish", "harness.publish.study_run", "wandb")
 
 
 def prefetch_report() -> None:
@@ -70,19 +71,24 @@ def study_to_run(name: str, kind: str, results_dir: Path,
                  sets: list[str] | None = None) -> tuple[str, Any]:
     """The study's source (file plus any --set) and config, checked to be of `kind`, with a
     writable results folder."""
+    from harness.record.disk import ensure_writable
     from harness.study.spec import find_study_file, load_study, override_source, parse_overrides
-    from harness.tracking.store import ensure_writable
 
     path = find_study_file(name)
     overrides = parse_overrides(sets)
     cfg = load_study(path, overrides)
     source = override_source(path, overrides)
-    if cfg.kind == "ablation":
-        from harness.config import structure_only
-        from harness.study.plan import expand
+    from harness.config import structure_only
 
-        with structure_only():  # keys, types, ranges of every run: before PyTorch loads
+    with structure_only():  # keys, types, names, ranges of every run: before PyTorch loads
+        if cfg.kind == "ablation":
+            from harness.study.plan import expand
+
             expand(cfg, source)
+        else:
+            from harness.study.tune_space import parse_tune
+
+            parse_tune(cfg, source)
     if cfg.kind != kind:
         verb = "tune" if cfg.kind == "tune" else "ablation"
         raise HarnessError(f"{path}: kind is {cfg.kind!r}; run it with "
@@ -98,12 +104,32 @@ def say(line: str) -> None:
     console.print(line, soft_wrap=True)
 
 
-def interrupted(again: str) -> None:
+def interrupted(err: KeyboardInterrupt) -> None:
+    """Ctrl-C or SIGTERM: what is kept, and the command as it was typed (its --results-dir,
+    --set and every other option), which resumes the same study."""
     from harness.console import console
+    from harness.interrupts import Terminated, exit_code
 
-    console.print(f"\n[yellow]interrupted[/]: finished runs and the last epoch checkpoint are "
-                  f"kept; run {again} again to resume")
-    raise typer.Exit(code=130)
+    what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    console.print(f"\n[yellow]{what}[/]: finished runs and the last epoch checkpoint are "
+                  f"kept; to resume, run again: {escape(typed_command())}", soft_wrap=True,
+                  highlight=False)
+    raise typer.Exit(code=exit_code(err))
+
+
+def typed_command() -> str:
+    """This process's command line, as the user could type it again (a storage URL's
+    password masked, as everywhere else)."""
+    import shlex
+    import sys
+
+    from harness.study.storage import mask_url
+
+    program = [sys.argv[0]] if Path(sys.argv[0]).name == "harness" else \
+        ["python", "-m", "harness.cli"]
+    args = [mask_url(a) for a in sys.argv[1:]]
+    masked = " (the storage password where *** is)" if args != sys.argv[1:] else ""
+    return shlex.join([*program, *args]) + masked
 
 
 Debug = Annotated[bool, flag("debug", "Show tracebacks for errors.")]
@@ -164,6 +190,8 @@ def run(
     }
     local = locals()
     values.update({key: local[flag] for flag, key in SHORTCUTS.items()})
+    if cutmix is not None and mixup is None:  # timm's flags: mixup's alpha is 0 unless given
+        values["regularizers.mix.mixup_alpha"] = 0.0
     overrides = {k: v for k, v in values.items() if v is not None}
     try:
         for item in set_ or []:
@@ -172,21 +200,23 @@ def run(
         with structure_only():  # keys, types, ranges: answered before PyTorch loads
             load_run_config(config, overrides)
         cfg = load_run_config(config, overrides)
+        from harness.data.presence import check_data_present
         from harness.train.preflight import check_model_sizes
 
-        check_model_sizes([cfg], str(config) if config else "flags")
+        check_data_present([cfg], data_dir)
+        check_model_sizes([cfg], str(config) if config else "flags", data_dir)
         run_and_print(cfg, results_dir, data_dir, force)
     except Exception as err:  # disk full, folder removed under us, ...: one line
         fail(err, debug)
-    except KeyboardInterrupt:
-        interrupted("the same `harness run` command")
+    except KeyboardInterrupt as err:
+        interrupted(err)
 
 
 def run_and_print(cfg: Any, results_dir: Path, data_dir: Path | None, force: bool) -> None:
     from harness.console import RunProgress, console
+    from harness.record.disk import ensure_writable
     from harness.study.upstream import train_with_upstream
-    from harness.tracking.store import ensure_writable
-    from harness.tracking.wandb_run import wandb_run_tracker
+    from harness.tracking.wandb_tracker import wandb_run_tracker
     from harness.train.loop import train_run
 
     ensure_writable(results_dir)
@@ -298,8 +328,15 @@ def datasets(
         rows = dataset_rows(root)
     except HarnessError as err:
         fail(err, debug)
+    from harness.console import console
+    from harness.plugins import failed_loads
+
+    failed = failed_loads("dataset")  # an installed plug-in that is not listed: say why
+    for line in failed:
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     if as_json:
-        print(json.dumps({"data_dir": str(root), "datasets": rows}, indent=2))
+        print(json.dumps({"data_dir": str(root), "datasets": rows, "failed_plugins": failed},
+                         indent=2))
         return
     print(f"datasets (data folder {root}; fetch missing files with --download):")
     cols = [("name", "name"), ("kind", "kind"), ("source", "source"), ("files", "files")]
@@ -348,14 +385,14 @@ def ablation(
             dry_run_study(study, sets=set_, results_dir=results_dir, workers=workers or jobs,
                           data_dir=data_dir, as_json=json_)
             return
+        source, cfg = study_to_run(study, "ablation", results_dir, set_)
         if launcher is None or launcher == "none":
-            # the worker server imports torch and wandb while this process reads, checks
-            # and plans the study (a refused study stops it at exit)
+            # the worker server imports torch and wandb while this process checks the study
+            # fully and plans it (a study refused then stops it at exit)
             from harness.study.processes import warm_worker_server
 
-            warm_worker_server(workers)
-        source, cfg = study_to_run(study, "ablation", results_dir, set_)
-        queue = None if storage or cfg.storage else str(results_dir / cfg.name / "queue.db")
+            warm_worker_server(workers or cfg.workers)
+        queue = None if storage or cfg.storage else str(results_dir / cfg.name / QUEUE_DB)
         if launcher != "none" and (launcher or cfg.launcher):
             from harness.study.overview import launch_and_print
 
@@ -375,7 +412,7 @@ def ablation(
                         on_free_core=None if no_report else prefetch_report,
                         population=population)
         if not no_report:
-            from harness.report.finish import report_study
+            from harness.publish.finish import report_study
 
             report_study(out.study_dir, say)
         clock.finish(out.study_dir, runs=out.total, ran_before=out.ran_before,
@@ -383,8 +420,8 @@ def ablation(
     except Exception as err:
         fail(err, debug, queue)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make ablation STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before - out.imported} trained here"
                   + (f", {out.imported} imported from other workers" if out.imported else "")
@@ -394,7 +431,7 @@ def ablation(
                       "(listed in the report; run the same command again to retry)")
         for line in out.failed:
             console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
-    report = out.study_dir / "report.html"
+    report = out.study_dir / REPORT_HTML
     if report.is_file():
         console.print(f"report: {report}")
     if out.failed:
@@ -428,7 +465,7 @@ def tune(
                           data_dir=data_dir, as_json=json_)
             return
         source, cfg = study_to_run(study, "tune", results_dir, set_)
-        from harness.report.finish import report_tuning
+        from harness.publish.finish import report_tuning
         from harness.study.tune import run_tuning
 
         out = run_tuning(cfg, source=source, results_dir=results_dir, workers=workers,
@@ -437,12 +474,12 @@ def tune(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"make tune STUDY={study}")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"search: {out.complete} complete, {out.pruned} pruned, {out.failed} failed "
                   f"trials ({out.epochs} epochs) in {out.search_seconds:.0f}s; "
                   f"{out.best_text()}", soft_wrap=True)
-    report = out.study_dir / "report.html"
+    report = out.study_dir / REPORT_HTML
     if report.is_file():
         console.print(f"report: {report}")
     failed = out.retrain.failed if out.retrain is not None else []
@@ -484,8 +521,8 @@ def worker(
     except Exception as err:
         fail(err, debug)
         return
-    except KeyboardInterrupt:
-        interrupted(f"harness worker --study {study} --storage ...")
+    except KeyboardInterrupt as err:
+        interrupted(err)
     console.print(f"nothing left to take; this worker ran {n} run(s)")
 
 
@@ -511,7 +548,7 @@ def report(
         if storage:
             n = import_study(storage, study, sdir)
             console.print(f"imported {n} run(s) from {mask_url(storage)}")
-        if not (sdir / "runs").is_dir():
+        if not runs_dir(sdir).is_dir():
             raise ConfigError(f"{sdir}: no runs found (run `make ablation STUDY={study}` first, "
                               "or pass --storage URL to read them from the study's queue)")
         html = build_report(sdir).html
@@ -552,13 +589,15 @@ def sync(
     from harness.console import console
 
     try:
-        from harness.tracking.wandb_study import offline_run_dirs, sync_study
+        from harness.publish.wandb import offline_run_dirs, sync_study
 
         sdir = results_dir / study
         console.print(f"syncing {len(offline_run_dirs(sdir))} offline W&B run folder(s) of "
                       f"{study}")
         result = sync_study(sdir, timeout_s=timeout,
                             progress=lambda line: console.print(line, soft_wrap=True))
+        if result.not_logged_in:  # the user's to fix: exit 2, like any other bad input
+            raise HarnessError(f"{study}: nothing synced: {result.not_logged_in}")
     except Exception as err:
         fail(err, debug)
         return
@@ -579,10 +618,10 @@ def wandb_report(
 ) -> None:
     """Build the study's W&B Report (online; needs `pip install 'harness[workspaces]'`)."""
     from harness.console import console
-    from harness.tracking.wandb_study import create_wandb_report, write_report_spec
+    from harness.publish.wandb import create_wandb_report, write_report_spec
 
     sdir = results_dir / study
-    if not (sdir / "runs").is_dir():
+    if not runs_dir(sdir).is_dir():
         fail(HarnessError(f"{sdir}: no runs found (run the study first)"), False)
     if dry_run:
         path = write_report_spec(sdir, project=project, entity=entity)
@@ -595,8 +634,11 @@ def wandb_report(
 
 
 def main() -> None:  # pragma: no cover - console entry
+    from harness.interrupts import terminate_as_interrupt
+
     os.environ.setdefault("WANDB_SILENT", "true")
-    app()
+    with terminate_as_interrupt():
+        app()
 
 
 if __name__ == "__main__":  # pragma: no cover

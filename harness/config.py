@@ -12,23 +12,33 @@ reading, the error wording and the dotted keys live in their own modules.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from harness import quick_check
 from harness.config_errors import validated
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
-from harness.numerics import NUMERICS_VERSION, UNVERSIONED
+from harness.numerics import NUMERICS_VERSION
+from harness.record.identity import identity_of, run_id_of
 
-# While set, validation checks keys, types and ranges only: no registry lookups, which import
-# PyTorch (seconds). The CLI answers most mistakes this way first, then validates fully.
+# While set, validation checks keys, types and ranges, and names and option ranges against
+# the table of built-ins (harness/quick_check.py): no registry is imported (PyTorch: seconds).
+# The CLI answers most mistakes this way first, then validates fully.
 STRUCTURE_ONLY: ContextVar[bool] = ContextVar("STRUCTURE_ONLY", default=False)
 
 
@@ -53,6 +63,38 @@ def _regularizer_checks() -> Any:
 SEED_MAX = 2**63 - 1  # torch.manual_seed takes a 64-bit integer
 
 
+# Spellings an earlier harness took, each refused in one line naming what replaced it: the
+# dotted key in a run config ("run") or in a study file ("study").
+OLD_SPELLINGS: dict[str, tuple[str, str]] = {
+    "regularizers.mixup": ("run", "now regularizers.mix: {mixup_alpha: ALPHA, prob: P}"),
+    "regularizers.cutmix": ("run", "now regularizers.mix: {mixup_alpha: 0, cutmix_alpha: "
+                                   "ALPHA, prob: P} (both alphas above 0 switch, switch_prob)"),
+    "seed_batch": ("study", "removed (each seed now trains as its own run; see "
+                            "bench/RESULTS.md, Seed-batched training); delete the key"),
+}
+
+
+def refuse_old_spellings(raw: Any, where: str) -> None:
+    """A ConfigError (one line once the source is added) for the first old spelling `raw`
+    (a run config or a study file, as `where` says) uses."""
+    for key, (scope, replacement) in OLD_SPELLINGS.items():
+        node = raw
+        for part in key.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if scope == where and node is not _ABSENT:
+            raise ConfigError(f"{key}: {replacement}")
+
+
+_ABSENT = object()
+
+
+def registered(name: str, registry: Any) -> str:
+    """`name` when the registry holds it; else its did-you-mean line (a validation error)."""
+    if name not in registry:
+        raise ValueError(registry.unknown_message(name))
+    return name
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -64,12 +106,11 @@ class DataConfig(Strict):
     @classmethod
     def _known_dataset(cls, v: str) -> str:
         if STRUCTURE_ONLY.get():
+            quick_check.check_name("dataset", v)
             return v
         from harness.data import DATASETS
 
-        if v not in DATASETS:
-            raise ValueError(DATASETS.unknown_message(v))
-        return v
+        return registered(v, DATASETS)
 
     data_dir: str | None = None  # None: --data-dir / HARNESS_DATA_DIR / per-user cache
     download: bool = False  # only when the user asks
@@ -96,6 +137,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _loader_options(self) -> DataConfig:
+        if STRUCTURE_ONLY.get():
+            quick_check.check_dataset_options(self.name, self.kwargs)
+            return self
         from harness.data.base import check_dataset_options
 
         check_dataset_options(self.name, self.kwargs)
@@ -109,15 +153,16 @@ class ModelConfig(Strict):
     @classmethod
     def _known_model(cls, v: str) -> str:
         if STRUCTURE_ONLY.get():
+            if ":" not in v:  # an import path is imported by the full pass
+                quick_check.check_name("model", v)
             return v
         from harness.models import MODELS
         from harness.models.contract import is_import_path, resolve_model
 
         if is_import_path(v):
             resolve_model(v)  # importable and callable, or one line saying why not
-        elif v not in MODELS:
-            raise ValueError(MODELS.unknown_message(v))
-        return v
+            return v
+        return registered(v, MODELS)
 
     width: int | None = Field(None, ge=1)  # None: the model's default
     depth: int | None = Field(None, ge=1)
@@ -177,14 +222,6 @@ class TrackingConfig(Strict):
     console: bool = True  # W&B captures what the run prints (its Logs tab)
 
 
-# Keys added after runs were stored: left out of the identity at their default, so the ids
-# of runs that never used them do not change.
-ADDED_LATER: tuple[tuple[str, str, Any], ...] = (
-    ("model", "init_from", None), ("model", "freeze", []),
-    ("model", "freeze_body", False), ("optim", "body_lr_scale", 1.0), ("data", "val_size", None))
-EXECUTION_KEYS = {("train", "device"), ("train", "threads"), ("train", "checkpoint_every_s")}
-
-
 class RunConfig(Strict):
     plugins: list[str] = Field(default_factory=list)  # modules imported first (harness/plugins.py)
     study: str = "adhoc"
@@ -197,6 +234,9 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     regularizers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Each regularizer's params, validated once (by the full validation, or carried by the
+    # plan: `from_plan`): what the run's regularizers are built from and what is serialized.
+    _params: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -210,7 +250,9 @@ class RunConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _import_plugins(cls, raw: Any) -> Any:
-        """Import the named plug-in modules before any name in the config is looked up."""
+        """Refuse old spellings, then import the named plug-in modules before any name in the
+        config is looked up."""
+        refuse_old_spellings(raw, "run")
         plugins = raw.get("plugins") if isinstance(raw, dict) else None
         if isinstance(plugins, list):
             from harness.plugins import import_plugins
@@ -222,9 +264,37 @@ class RunConfig(Strict):
     @classmethod
     def _none_is_empty(cls, v: Any) -> Any:
         v = {} if v is None else v
-        if isinstance(v, dict) and not STRUCTURE_ONLY.get():
-            v = _regularizer_checks().rewrite_regularizers(v)
+        if isinstance(v, dict) and STRUCTURE_ONLY.get():
+            quick_check.check_regularizers(v)
         return v
+
+    @field_serializer("regularizers")
+    def _validated_params(self, regularizers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The validated params with every default (one spelling per run: its identity),
+        as given where the config was only checked for structure."""
+        if set(self._params) != set(regularizers):
+            return regularizers
+        return {name: self._params[name].model_dump(mode="json") for name in regularizers}
+
+    def regularizer_params(self) -> dict[str, Any]:
+        """name -> its validated params (the regularizer's Params), in the config's order."""
+        if set(self._params) != set(self.regularizers):
+            raise ConfigError("the regularizers of this config were not validated (a "
+                              "structure-only check): build it with build_run_config")
+        return {name: self._params[name] for name in self.regularizers}
+
+    @classmethod
+    def from_plan(cls, dumped: dict[str, Any]) -> RunConfig:
+        """A config the plan validated, from its dump (the queue entry), rebuilt without
+        validating it again: its plug-ins imported, its regularizers' params as dumped."""
+        from harness.plugins import import_plugins
+
+        import_plugins(list(dumped.get("plugins") or []))
+        config = trusted(cls, dumped)
+        registry = _regularizer_checks().REGULARIZERS
+        config._params = {name: trusted(registry.get(name).Params, params)
+                          for name, params in config.regularizers.items()}
+        return config
 
     @model_validator(mode="after")
     def _validate_combination(self) -> RunConfig:
@@ -239,7 +309,7 @@ class RunConfig(Strict):
             wanted = " or ".join(KIND_HOLDS[k] for k in sorted(takes))
             raise ConfigError(f"model.name = {self.model.name!r}: takes {wanted}; dataset "
                               f"{self.data.name} holds {KIND_HOLDS[kind]}")
-        _regularizer_checks().validate_regularizers(self)
+        self._params = _regularizer_checks().validate_regularizers(self)
         self._check_train_size()
         return self
 
@@ -265,39 +335,31 @@ class RunConfig(Strict):
         return run_id_of(self.identity())
 
 
-def identity_of(dumped: dict[str, Any]) -> dict[str, Any]:
-    """RunConfig.identity from a saved config.json, without validating it (so a study's runs
-    can be checked where the plug-ins that defined its model are not installed)."""
-    d = copy.deepcopy({k: v for k, v in dumped.items()
-                       if k not in ("study", "variant", "tracking", "plugins", "run_id")})
-    for section in ("data", "model"):  # added later: absent when empty, so old ids hold
-        if not d[section].get("kwargs"):
-            d[section].pop("kwargs", None)
-    for section, key, default in ADDED_LATER:  # likewise: absent at their default
-        if d.get(section, {}).get(key, default) == default:
-            d.get(section, {}).pop(key, None)
-    for section, key in EXECUTION_KEYS:
-        d[section].pop(key, None)
-    d["data"].pop("data_dir", None)
-    d["data"].pop("download", None)
-    if d.get("numerics", UNVERSIONED) == UNVERSIONED:  # saved before versioning: ids hold
-        d.pop("numerics", None)
-    return d
+M = TypeVar("M", bound=BaseModel)
 
 
-# Written into a run's config.json beside its config by the code that trains it: the run id
-# and the numerics version (tracking/store.py). Not settings: stripped before validation.
-STAMPS = ("run_id", "numerics")
+def trusted(model: type[M], dumped: dict[str, Any]) -> M:
+    """`model` from the JSON dump of an instance that was validated: built without validating
+    again (nested models and tuples rebuilt as the dump flattened them)."""
+    values: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name not in dumped:
+            continue
+        value, kind = dumped[name], _model_class(field.annotation)
+        if kind is not None and isinstance(value, dict):
+            value = trusted(kind, value)
+        elif get_origin(field.annotation) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return model.model_construct(**values)
 
 
-def strip_stamps(saved: dict[str, Any]) -> dict[str, Any]:
-    """A saved config.json as a config to validate."""
-    return {k: v for k, v in saved.items() if k not in STAMPS}
-
-
-def run_id_of(identity: dict[str, Any]) -> str:
-    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (`X` or `X | None`), else None."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) \
+        else (annotation,)
+    found = [a for a in options if isinstance(a, type) and issubclass(a, BaseModel)]
+    return found[0] if len(found) == 1 else None
 
 
 # ----------------------------------------------------------------------------- loading
@@ -308,18 +370,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     from harness.yaml_load import load_yaml_mapping
 
     return load_yaml_mapping(path)
-
-
-def param_label(key: str) -> str:
-    """regularizers.dropout.p -> dropout.p ; model.width -> width."""
-    parts = key.split(".")
-    return ".".join(parts[1:]) if len(parts) > 1 else key
-
-
-def flat_label(key: str) -> str:
-    """A label with no dot, for tools that read dots as nesting (W&B keys, Optuna params):
-    regularizers.dropout.p -> dropout_p ; model.width -> width."""
-    return param_label(key).replace(".", "_")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

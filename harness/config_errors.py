@@ -66,6 +66,39 @@ def _lookup_model_fields(loc: list[str], root: type[BaseModel]) -> list[str]:
     return list(getattr(model, "model_fields", {}).keys())
 
 
+def params_error(err: ValidationError, name: str, params: type[BaseModel]) -> str:
+    """A regularizer's params error as one line naming `regularizers.<name>.<key>`."""
+    e = first_error(err)
+    key = ".".join(str(p) for p in ("regularizers", name, *e["loc"]))
+    if e["type"] == "extra_forbidden":
+        allowed = ", ".join(params.model_fields) or "(none)"
+        return f"unknown key {key!r}; allowed: {allowed}"
+    if e["type"] == "missing":
+        return f"{key}: required"
+    msg, value = e["msg"].removeprefix("Value error, "), e.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"  # a whole section: no echo
+    return f"{key}{shown}: {msg}"
+
+
+def check_dataset_kwargs(name: str, options: type[BaseModel] | None,
+                         kwargs: dict[str, Any]) -> None:
+    """`data.kwargs` against a dataset's options model (None: it takes none), or one line
+    naming the key and what the dataset takes."""
+    if options is None:
+        if kwargs:
+            raise ConfigError(f"data.kwargs: dataset {name} takes no options; "
+                              f"got {', '.join(map(str, kwargs))}")
+        return
+    try:
+        options.model_validate(kwargs)
+    except ValidationError as err:
+        e = first_error(err)
+        key = ".".join(str(p) for p in ("data.kwargs", *e["loc"]))
+        allowed = ", ".join(options.model_fields)
+        why = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        raise ConfigError(f"{key}: {why} (dataset {name} takes {allowed})") from None
+
+
 def validated(model: type[M], raw: dict[str, Any], source: str) -> M:
     """`raw` as `model`, or a ConfigError of one line that starts with `source`."""
     try:

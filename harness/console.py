@@ -60,6 +60,15 @@ def make_progress(target: Console | None = None) -> Progress:
     )
 
 
+def epoch_status(row: dict[str, Any]) -> str:
+    """An epoch in a few words, for a progress bar or a worker's line: `loss 1.234 val acc
+    0.456` (no val acc without a validation split)."""
+    status = f"loss {row['train_loss']:.3f}"
+    if "val_acc" in row:
+        status += f" val acc {row['val_acc']:.3f}"
+    return status
+
+
 class RunProgress:
     """Epoch bar for one run: loss, val acc, ETA. Plain lines when not on a terminal."""
 
@@ -75,9 +84,7 @@ class RunProgress:
                                            status="")
 
     def epoch(self, row: dict[str, Any]) -> None:
-        status = f"loss {row['train_loss']:.3f}"
-        if "val_acc" in row:
-            status += f"  val acc {row['val_acc']:.3f}"
+        status = epoch_status(row)
         self.progress.update(self.task, completed=row["epoch"], status=status)
         if not self.progress.console.is_terminal and self.own:
             self.progress.console.print(f"epoch {row['epoch']}: {status}")

@@ -1,7 +1,8 @@
 """Turn what goes wrong at run time into one line with a next step and an exit code.
 
-2: the user can fix it (a bad config, a folder they cannot write, a study already running);
-1: the environment failed (disk full, the queue database broken or unreachable).
+2: the user can fix it (a bad config, a folder they cannot write, a study already running, a
+storage URL that reaches no server or is refused, a corrupt local queue file to delete);
+1: the environment failed (disk full, the queue database failing while in use).
 Every `harness` command passes its exceptions through `describe`; `--debug` shows the
 traceback instead.
 """
@@ -9,6 +10,7 @@ traceback instead.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Iterator
 
 from harness.errors import HarnessError, one_line
@@ -19,6 +21,13 @@ FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 STORAGE_MODULES = ("sqlalchemy", "optuna", "sqlite3", "psycopg2", "psycopg", "pymysql")
 CORRUPT_TEXT = ("file is not a database", "database disk image is malformed")
+# the server cannot be reached or refuses the URL's user, password or database (psycopg2's,
+# psycopg's and pymysql's words): the URL or the server is the user's to fix
+UNREACHABLE_TEXT = ("could not connect", "connection refused", "could not translate host name",
+                    "name or service not known", "password authentication failed",
+                    "no password supplied", "timeout expired", "can't connect",
+                    "access denied for user", "unknown database")
+MISSING_ROLE_OR_DB = re.compile(r'(database|role) "[^"]*" does not exist')
 
 
 class EnvironmentFailure(HarnessError):
@@ -27,8 +36,9 @@ class EnvironmentFailure(HarnessError):
     exit_code = ENVIRONMENT
 
 
-class CorruptQueue(EnvironmentFailure):
-    """The local queue file is not a readable SQLite database."""
+class CorruptQueue(HarnessError):
+    """The local queue file is not a readable SQLite database (exit 2: deleting it is the
+    fix, and safe)."""
 
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(
@@ -69,6 +79,9 @@ def describe_storage_error(err: BaseException, queue: str | None = None) -> Harn
     if "database or disk is full" in text or "no space left" in text:
         return EnvironmentFailure(f"disk full writing the study's queue ({detail}); free space "
                                   f"and {RERUN}")
+    if any(t in text for t in UNREACHABLE_TEXT) or MISSING_ROLE_OR_DB.search(text):
+        return HarnessError(f"queue storage unreachable ({detail}); check --storage (host, port, "
+                            "database, user, password) and that the server is up")
     if "readonly database" in text or "unable to open database file" in text:
         return HarnessError(f"cannot write the study's queue{f' {queue}' if queue else ''} "
                             f"({detail}); fix the folder's permissions or choose another "

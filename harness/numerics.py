@@ -8,7 +8,7 @@ under one id. Runs saved before versioning carry no version (read as 1) and keep
 Bump NUMERICS_VERSION when a change alters what a fixed config trains to (initialisation,
 data order, augmentation draws, a regularizer's maths, a model's layers, the optimizer),
 and regenerate the golden numbers (`python tests/golden_numerics.py --write`); the test
-tests/test_numerics.py trains fixed small runs and fails, saying so, when their numbers
+tests/train/test_numerics.py trains fixed small runs and fails, saying so, when their numbers
 move while the version stays. Changes that only rename, log or speed up keep the version.
 
 History:

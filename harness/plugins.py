@@ -9,6 +9,9 @@ Two ways in, both ending in the same registries the built-ins use:
   `harness.datasets` or `harness.regularizers`; a registry loads its group the first time
   a name is looked up, so `import harness` stays cheap.
 
+`HARNESS_ENTRY_POINTS=off` loads no installed plug-in (the test suite sets it, so a plug-in
+a user installed cannot change what the project's own tests see).
+
 Loading a plug-in only imports it: its `@MODELS.register(...)`, `@DATASETS.register(...)`
 or `@register` decorators do the registering, exactly as in the built-in modules.
 """
@@ -24,6 +27,7 @@ from typing import Any
 
 from harness.errors import ConfigError
 
+ENTRY_POINTS_VAR = "HARNESS_ENTRY_POINTS"
 GROUPS = {"model": "harness.models", "dataset": "harness.datasets",
           "regularizer": "harness.regularizers"}
 
@@ -75,7 +79,7 @@ def load_entry_points(kind: str) -> list[EntryPointLoad]:
     if group in _loaded:
         return _loaded[group]
     _loaded[group] = loads = []
-    for ep in importlib.metadata.entry_points(group=group):
+    for ep in installed_entry_points(kind):
         dist = getattr(getattr(ep, "dist", None), "name", "") or "?"
         try:
             ep.load()
@@ -86,11 +90,27 @@ def load_entry_points(kind: str) -> list[EntryPointLoad]:
     return loads
 
 
+def entry_points_off() -> bool:
+    return os.environ.get(ENTRY_POINTS_VAR, "").lower() in ("off", "0", "no", "false")
+
+
+def installed_entry_points(kind: str) -> list[importlib.metadata.EntryPoint]:
+    """The entry points of `kind`'s group that installed packages declare (none while
+    HARNESS_ENTRY_POINTS=off); reading them imports nothing."""
+    if entry_points_off():
+        return []
+    return list(importlib.metadata.entry_points(group=GROUPS[kind]))
+
+
+def failed_loads(kind: str) -> list[str]:
+    """One line per installed plug-in of `kind` that failed to load (loaded ones: none)."""
+    return [f"plug-in {e.name!r} ({e.dist}, {e.value}) failed to load: {e.error}"
+            for e in _loaded.get(GROUPS[kind], []) if e.error]
+
+
 def failed_plugins_note(kind: str) -> str:
     """'; plug-in X (dist) failed to load: ...' for an unknown-name message, or ''."""
-    failed = [e for e in _loaded.get(GROUPS[kind], []) if e.error]
-    return "".join(f"; plug-in {e.name!r} ({e.dist}, {e.value}) failed to load: {e.error}"
-                   for e in failed)
+    return "".join(f"; {line}" for line in failed_loads(kind))
 
 
 def plugin_source(obj: Any) -> str:

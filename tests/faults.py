@@ -10,8 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-from conftest import tiny_raw
+from conftest import study_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,13 +42,10 @@ def error_of(proc: subprocess.CompletedProcess[str]) -> str:
 
 def write_study(folder: Path, name: str = "f", seeds: int = 1, epochs: int = 2,
                 values: tuple[int, ...] = (8,), **extra: object) -> Path:
-    raw = {"name": name, "description": "fault test", "seeds": seeds,
-           "base": tiny_raw(train={"epochs": epochs, "batch_size": 64, "threads": 1}),
-           "design": {"kind": "sweep", "parameter": "model.width", "values": list(values)},
-           **extra}
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return study_file(folder, name, seeds=seeds, description="fault test",
+                      train={"epochs": epochs, "batch_size": 64, "threads": 1},
+                      design={"kind": "sweep", "parameter": "model.width",
+                              "values": list(values)}, **extra)
 
 
 def files_under(folder: Path) -> list[str]:

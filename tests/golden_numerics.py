@@ -1,4 +1,4 @@
-"""Fixed small runs whose numbers pin the training numerics (tests/test_numerics.py).
+"""Fixed small runs whose numbers pin the training numerics (tests/train/test_numerics.py).
 
 Each run is a few seconds of CPU at most, on data that needs no download (generated
 MNIST-1D, scikit-learn's digits), and together they pass through every model family and the

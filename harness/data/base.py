@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from harness.errors import ConfigError
 from harness.registry import Registry
 
 if TYPE_CHECKING:  # pydantic is imported when options are checked, not with the registry
@@ -28,6 +27,9 @@ class DatasetInfo:
     files: Callable[[Path], list[Path]] | None = None  # what it reads under the data dir
     options: type[BaseModel] | None = None  # model of data.kwargs; None: takes none
     download: bool = False  # whether --download can fetch it
+    # a check that the data is there for one config (names only, no reading), where `files`
+    # cannot say: raises DataError; run with `files` before anything is written
+    present: Callable[[Any, Path], Any] | None = None
 
 
 def dataset_info(**facts: Any) -> Callable[[Callable], Callable]:
@@ -48,24 +50,9 @@ def check_dataset_options(name: str, kwargs: dict[str, Any]) -> None:
     """data.kwargs against the loader's declared options; one line naming the bad key."""
     if name not in DATASETS:
         return  # the name check reports it
-    options = info_of(name).options
-    if options is None:
-        if kwargs:
-            raise ConfigError(f"data.kwargs: dataset {name} takes no options; "
-                              f"got {', '.join(map(str, kwargs))}")
-        return
-    from pydantic import ValidationError
+    from harness.config_errors import check_dataset_kwargs
 
-    from harness.config_errors import first_error
-
-    try:
-        options.model_validate(kwargs)
-    except ValidationError as err:
-        e = first_error(err)
-        key = ".".join(str(p) for p in ("data.kwargs", *e["loc"]))
-        allowed = ", ".join(options.model_fields)
-        why = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        raise ConfigError(f"{key}: {why} (dataset {name} takes {allowed})") from None
+    check_dataset_kwargs(name, info_of(name).options, kwargs)
 
 
 @dataclass

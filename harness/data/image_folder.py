@@ -11,6 +11,7 @@ data.kwargs.image_size resizes them to a square.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,15 +71,24 @@ def read_images(root: Path, classes: list[str], opts: ImageFolderOptions
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-@DATASETS.register("image_folder")
-@dataset_info(kind="image", options=ImageFolderOptions)
-def load_image_folder(cfg, data_dir: Path, download: bool) -> RawData:
-    """Your images, one sub-folder per class (data.kwargs.folder, image_size, grayscale)."""
+def image_root(cfg: Any, data_dir: Path) -> Path:
+    """data.kwargs.folder, checked to be a folder with class sub-folders (names only: the
+    check that runs before anything is written)."""
     opts = ImageFolderOptions.model_validate(cfg.kwargs)
     root = Path(opts.folder).expanduser()
     root = root if root.is_absolute() else data_dir / root
     if not root.is_dir():
         raise DataError(f"image_folder: data.kwargs.folder {root} is not a folder")
+    class_folders(root / "train" if (root / "train").is_dir() else root)
+    return root
+
+
+@DATASETS.register("image_folder")
+@dataset_info(kind="image", options=ImageFolderOptions, present=image_root)
+def load_image_folder(cfg, data_dir: Path, download: bool) -> RawData:
+    """Your images, one sub-folder per class (data.kwargs.folder, image_size, grayscale)."""
+    opts = ImageFolderOptions.model_validate(cfg.kwargs)
+    root = image_root(cfg, data_dir)
     split = (root / "train").is_dir()
     train_root = root / "train" if split else root
     classes = [p.name for p in class_folders(train_root)]

@@ -1,7 +1,9 @@
 """What a plug-in model must provide, in one place, and the checks that enforce it.
 
 A model is an `nn.Module` class (or a function returning one), registered with
-`@MODELS.register("name")` or named by import path, `model.name: "pkg.mod:Class"`.
+`@MODELS.register("name")` or named by import path, `model.name: "pkg.mod:Class"`; timm's
+models plug in by name through an adapter, `model.name: "timm:resnet10t"`
+(harness/models/timm_adapter.py).
 
 Required:
 
@@ -47,9 +49,11 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.models.base import MODELS, model_info
+from harness.models.timm_adapter import is_timm, timm_model
 
 CONTRACT = "harness/models/contract.py"
-__all__ = ["check_forward", "check_signature", "is_builtin", "model_info", "resolve_model"]
+__all__ = ["check_forward", "check_logits", "check_signature", "is_builtin", "model_info",
+           "resolve_model"]
 
 
 def is_import_path(name: str) -> bool:
@@ -57,9 +61,12 @@ def is_import_path(name: str) -> bool:
 
 
 def resolve_model(name: str) -> Any:
-    """The class (or factory) for a registered name or a 'pkg.mod:Class' import path."""
+    """The class (or factory) for a registered name, a 'pkg.mod:Class' import path or a
+    'timm:<model>' name (harness/models/timm_adapter.py)."""
     if not is_import_path(name):
         return MODELS.get(name)
+    if is_timm(name):
+        return timm_model(name)
     from harness.plugins import import_object
 
     obj = import_object(name, "model.name")
@@ -109,10 +116,16 @@ def check_forward(name: str, model: nn.Module, x: torch.Tensor, num_classes: int
                           f"{type(e).__name__}: {e} (see {CONTRACT})") from None
     finally:
         model.train(was_training)
-    want = (x.shape[0], *x.shape[1:2], num_classes) if language_model else (x.shape[0], num_classes)
+    check_logits(name, tuple(x.shape), out, num_classes, language_model)
+
+
+def check_logits(name: str, x_shape: tuple[int, ...], out: Any, num_classes: int,
+                 language_model: bool) -> None:
+    """`out` is float logits of shape [batch, num_classes] ([batch, T, vocab] for an LM)."""
+    want = (x_shape[0], *x_shape[1:2], num_classes) if language_model else (x_shape[0], num_classes)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if got != want or not out.is_floating_point():
-        raise ConfigError(f"model {name}: forward on a batch of shape {tuple(x.shape)} returned "
+        raise ConfigError(f"model {name}: forward on a batch of shape {x_shape} returned "
                           f"{got if isinstance(got, str) else f'shape {got}'}; expected float "
                           f"logits of shape {want} = [batch, "
                           f"{'T, vocab' if language_model else 'num_classes'}] (see {CONTRACT})")

@@ -46,6 +46,8 @@ OPTION_SETTINGS: dict[str, str] = {
 def check_extra(name: str, cls: Any, options: dict[str, Any], extra: dict[str, Any]) -> None:
     """model.kwargs may not repeat a harness option; a plug-in's constructor must take them."""
     for key in extra:
+        if key in ("input_shape", "num_classes"):
+            raise ConfigError(f"model.kwargs.{key}: set by the harness from the data; remove it")
         if key in VALIDATORS:
             raise ConfigError(f"model.kwargs.{key}: {key!r} is a harness option; set it with "
                               f"{OPTION_SETTINGS.get(key, 'its regularizer')}, "

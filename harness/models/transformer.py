@@ -6,7 +6,7 @@ Vaswani et al. 2017 (post-norm), Xiong et al. 2020 (pre-norm); layout as in nano
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +17,8 @@ from harness.models.drop_path import DropPath, drop_path_rates
 from harness.models.norms import make_norm
 
 # Where `dropout` (residual dropout) acts in a block: after attention, after the FFN.
-RESIDUAL_SITES = ("attn", "ffn")
+Site = Literal["attn", "ffn"]
+RESIDUAL_SITES: tuple[Site, ...] = ("attn", "ffn")
 # Dropout placements besides the residual stream: attention probabilities, embeddings, head.
 PLACEMENT_OPTIONS = frozenset({"embed_dropout", "attn_dropout", "head_dropout", "dropout_sites"})
 TRANSFORMER_OPTIONS = COMMON_OPTIONS | PLACEMENT_OPTIONS | {"drop_path", "norm_position", "heads"}

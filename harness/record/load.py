@@ -16,7 +16,6 @@ Planned runs that never finished are listed with the reason their worker recorde
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,20 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness.numerics import numerics_of
-from harness.record.schema import (
+from harness.record.disk import read_json
+from harness.record.identity import identity_of, run_id_of
+from harness.record.layout import (
+    CONFIG,
+    ENV,
     FAILURE,
+    METRICS,
+    STUDY_JSON,
+    SUMMARY,
+    run_folders,
+    runs_dir,
+)
+from harness.record.schema import (
+    FINISHED_STATUSES,
     INCLUDED_STATUSES,
     Comparison,
     FailureNote,
@@ -36,23 +47,10 @@ from harness.record.schema import (
     first_line,
 )
 
-STUDY_JSON = "study.json"
-CONFIG = "config.json"
-METRICS = "metrics.csv"
-SUMMARY = "summary.json"
-ENV = "env.json"
 BASELINE_NAMES = ("baseline", "default")  # ad-hoc folders: the baseline by name
 NOT_PLANNED = "not in the current plan"
 UPSTREAM_REASON = "an upstream run (others start from it), not a compared variant"
 AGREE_TOL = 1e-9  # summary vs metrics row: the same float written twice
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
@@ -131,8 +129,9 @@ class MissingRun:
 class Variant:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    swept: dict[str, Any] = field(default_factory=dict)
+    swept: dict[str, Any] = field(default_factory=dict)  # its own values (it is named after)
     is_baseline: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # every swept key (record/params.py)
 
 
 @dataclass
@@ -197,7 +196,7 @@ class StudyRecord:
         rejected: list[RunRecord] = []
         failures: dict[str, FailureNote] = {}
         seen: dict[str, RunRecord] = {}
-        for folder in _run_folders(study_dir):
+        for folder in run_folders(study_dir):
             note = _failure(folder)
             if note is not None:
                 failures.setdefault(note.run_id, note)
@@ -230,7 +229,7 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None,
     """The first integrity problem of one run folder, as a sentence; None when it is sound.
     `numerics`: the version the study's runs are planned for (a run of another is never
     averaged with them)."""
-    runs_root = (study_dir / "runs").resolve()
+    runs_root = runs_dir(study_dir).resolve()
     if rec.path.is_symlink() or rec.path.resolve().parent != runs_root:
         return "the folder is a link to outside the study folder"
     run_id = rec.run_id
@@ -238,11 +237,11 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None,
         return "config.json has no run id"
     if not rec.path.name.endswith(f"-{run_id}"):
         return f"folder name does not carry its run id {run_id} (copied or renamed)"
-    recomputed = _recompute_ids(rec.config)
-    if not recomputed:
-        return "config.json no longer validates as a run config"
-    if run_id not in recomputed:
-        return f"config.json hashes to {recomputed[0]}, not its run id {run_id} (edited)"
+    recomputed = recompute_id(rec.config)
+    if recomputed is None:
+        return "config.json is not a run config"
+    if recomputed != run_id:
+        return f"config.json hashes to {recomputed}, not its run id {run_id} (edited)"
     trained_by = numerics_of(rec.config)
     if numerics is not None and trained_by != numerics:
         return (f"{NOT_PLANNED}: trained by numerics version {trained_by}, the plan by version "
@@ -258,7 +257,7 @@ def check_run(rec: RunRecord, study_dir: Path, planned: dict[str, Any] | None,
 
 
 def _metrics_problem(rec: RunRecord, s: dict[str, Any]) -> str | None:
-    if rec.status not in ("completed", "stopped", "diverged"):
+    if rec.status not in FINISHED_STATUSES:
         return None
     m = rec.metrics
     epochs_run = s.get("epochs_run")
@@ -282,6 +281,7 @@ def _metrics_problem(rec: RunRecord, s: dict[str, Any]) -> str | None:
 
 
 def _disagree(a: Any, b: Any) -> bool:
+    """Two numbers that differ (nan only agrees with nan); anything else never disagrees."""
     try:
         fa, fb = float(a), float(b)
     except (TypeError, ValueError):
@@ -291,23 +291,14 @@ def _disagree(a: Any, b: Any) -> bool:
     return abs(fa - fb) > AGREE_TOL * max(1.0, abs(fa))
 
 
-def _recompute_ids(config: dict[str, Any]) -> list[str]:
-    """The ids `config` can carry: validated today (keys renamed since are read in their new
-    form, e.g. mixup -> mix), and hashed as saved (how the run that wrote it computed it,
-    and the only way where a plug-in model or dataset is not installed). An edit changes
-    both."""
-    from harness.config import RunConfig, identity_of, run_id_of, strip_stamps
-
-    ids = []
+def recompute_id(config: dict[str, Any]) -> str | None:
+    """The id `config` hashes to as saved (how the run that wrote it computed it; no
+    validation, so a plug-in that is not installed here does not matter); None when it is
+    not a run config at all."""
     try:
-        ids.append(RunConfig.model_validate(strip_stamps(config)).run_id())
-    except Exception:  # e.g. a plug-in not installed where the study is read
-        pass
-    try:
-        ids.append(run_id_of(identity_of({k: v for k, v in config.items() if k != "run_id"})))
+        return run_id_of(identity_of({k: v for k, v in config.items() if k != "run_id"}))
     except (KeyError, TypeError, AttributeError):
-        pass
-    return ids
+        return None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -320,13 +311,6 @@ def _manifest(meta: dict[str, Any] | None) -> Manifest | None:
         return Manifest.model_validate(meta)
     except ValidationError:
         return None
-
-
-def _run_folders(study_dir: Path) -> list[Path]:
-    runs = study_dir / "runs"
-    if not runs.is_dir():
-        return []
-    return [p for p in sorted(runs.iterdir()) if p.is_dir()]
 
 
 def _failure(folder: Path) -> FailureNote | None:
@@ -367,7 +351,8 @@ def _variants(meta: dict[str, Any] | None,
         for v in meta.get("variants") or []:
             if isinstance(v, dict) and v.get("name") is not None:
                 variants.append(Variant(str(v["name"]), dict(v.get("overrides") or {}),
-                                        dict(v.get("swept") or {}), bool(v.get("is_baseline"))))
+                                        dict(v.get("swept") or {}), bool(v.get("is_baseline")),
+                                        dict(v.get("params") or {})))
         baseline = meta.get("baseline") or next((v.name for v in variants if v.is_baseline), None)
     known = {v.name for v in variants}
     for r in runs:

@@ -4,13 +4,14 @@ into a reason the report can show, instead of a silently wrong number."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STUDY_JSON = "study.json"
+from harness.record.disk import read_json
+from harness.record.layout import STUDY_JSON
+
 FINISHED_STATUSES = ("completed", "diverged", "stopped")
 INCLUDED_STATUSES = ("completed", "stopped")  # what counts towards the means
 DEFAULT_COMPARE_METRIC = "best_test_acc"
@@ -33,7 +34,8 @@ class PlannedRun(Loose):
 class VariantEntry(Loose):
     name: str
     overrides: dict[str, Any] = Field(default_factory=dict)
-    swept: dict[str, Any] = Field(default_factory=dict)
+    swept: dict[str, Any] = Field(default_factory=dict)  # its own values (it is named after)
+    params: dict[str, Any] = Field(default_factory=dict)  # every swept key (record/params.py)
     is_baseline: bool = False
     removed: list[str] = Field(default_factory=list)
 
@@ -100,10 +102,10 @@ class FailureNote(Loose):
 def read_manifest(study_dir: Path | str) -> Manifest | None:
     """results/<study>/study.json alone (no run folders), for a run that needs its study's
     design and description; None for ad-hoc folders and files that do not validate."""
+    data = read_json(Path(study_dir) / STUDY_JSON)
     try:
-        data = json.loads((Path(study_dir) / STUDY_JSON).read_text())
-        return Manifest.model_validate(data) if isinstance(data, dict) else None
-    except (OSError, ValueError, ValidationError):
+        return Manifest.model_validate(data) if data is not None else None
+    except ValidationError:
         return None
 
 
@@ -111,11 +113,6 @@ def study_name(study_dir: Path | str) -> str:
     """The study's name from its manifest, else its folder's name (ad-hoc runs)."""
     manifest = read_manifest(study_dir)
     return manifest.name if manifest else Path(study_dir).name
-
-
-# what a worker leaves in a run folder whose run failed (read back by the record); here, not in
-# load.py, so the workers that write it do not import pandas
-FAILURE = "failure.json"
 
 
 def first_line(text: str) -> str:

@@ -13,6 +13,7 @@ from harness.regularizers.base import (
     Requires,
     RunContext,
     TrainState,
+    UpstreamNeed,
     register,
 )
 from harness.regularizers.stack import RegularizerStack
@@ -30,6 +31,7 @@ __all__ = [
     "Phase",
     "Regularizer",
     "Requires",
+    "UpstreamNeed",
     "RegularizerStack",
     "PopulationSupport",
     "RunContext",

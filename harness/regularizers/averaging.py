@@ -106,9 +106,9 @@ class _Averaging(Regularizer[AverageParams]):
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.averaged is None and self.pending is not None:
             self.ensure(model)
-        if self.n_averaged() == 0:
+        if self.averaged is None or self.n_averaged() == 0:
             return model
-        module = self.averaged.module  # type: ignore[union-attr]
+        module = self.averaged.module
         if self.vectors_stale:
             refresh_spectral_vectors(module, model)
             self.vectors_stale = False

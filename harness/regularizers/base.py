@@ -177,6 +177,18 @@ class PopulationSupport:
     """
 
     same_for_all: bool = False
+@dataclass(frozen=True)
+class UpstreamNeed:
+    """A run a regularizer needs finished before its own run starts (a distillation teacher).
+    The planner (harness/study/upstream.py) plans and trains it first: a study's upstream run
+    named `name`, or `overrides` on this run's config (its regularizers and fine-tuning keys
+    left out); then it hands the run's folder to the regularizer's `linked`."""
+
+    param: str  # the param that holds the reference, e.g. "teacher"
+    key: str  # what names it, for messages: "teacher.upstream", "teacher.config"
+    variant: str  # the upstream run's variant name in the study folder
+    name: str | None = None  # a study's upstream run
+    overrides: dict[str, Any] | None = None  # on this run's config
 
 
 class Phase(IntEnum):
@@ -229,6 +241,18 @@ class Regularizer(Generic[P]):
     @classmethod
     def check(cls, params: P, config: RunSettings) -> None:
         """Raise ConfigError for what `requires` cannot say (a value against the config)."""
+
+    @classmethod
+    def upstream(cls, params: P) -> list[UpstreamNeed]:
+        """The runs this one needs trained first (see UpstreamNeed); a regularizer that
+        declares any also says, in `linked`, how its params name the finished run."""
+        return []
+
+    @classmethod
+    def linked(cls, raw: dict[str, Any], need: UpstreamNeed, folder: str) -> dict[str, Any]:
+        """Its raw params once `need` is the finished run `folder` (relative to the results
+        folder): asked only of a regularizer whose `upstream` returned `need`."""
+        raise NotImplementedError(f"{cls.name} declares upstream runs but not how to link them")
 
     # --- build hooks: they make the model, before any training state exists ------------
     def configure_model(self, spec: ModelSpec) -> None:
@@ -289,6 +313,13 @@ class Regularizer(Generic[P]):
 
 REGULARIZERS: Registry[type[Regularizer[Any]]] = Registry("regularizer")
 R = TypeVar("R", bound=type[Regularizer[Any]])
+
+
+def reads_other_runs(reg_cls: type[Regularizer[Any]]) -> bool:
+    """It declares upstream runs, so its runs read another run's folder (a teacher's
+    weights): a probe trained where that folder is not must leave it out."""
+    below_base = reg_cls.__mro__[:reg_cls.__mro__.index(Regularizer)]
+    return any("upstream" in vars(c) for c in below_base)
 
 
 def register(cls: R) -> R:

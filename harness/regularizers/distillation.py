@@ -14,8 +14,6 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from harness.config_errors import validated
-from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
 from harness.regularizers.base import (
     Batch,
@@ -24,6 +22,7 @@ from harness.regularizers.base import (
     Regularizer,
     RunContext,
     TrainState,
+    UpstreamNeed,
     register,
 )
 
@@ -60,22 +59,6 @@ def distillation_loss(hard_loss: torch.Tensor, student_logits: torch.Tensor,
     t = F.log_softmax(teacher_logits.reshape(-1, k).float() / temperature, dim=-1)
     kl = F.kl_div(s, t, reduction="batchmean", log_target=True)
     return alpha * hard_loss + (1.0 - alpha) * temperature**2 * kl
-
-
-def teacher_run_config(student: Any, overrides: dict[str, Any]) -> Any:
-    """The student's config without its regularizers, in the same study as variant "teacher",
-    with `overrides` (nested mappings or dotted keys) on top."""
-    base = student.model_dump(mode="json")
-    base.update(regularizers={}, variant="teacher", study=student.study)
-    base["model"].update(init_from=None, freeze=[], freeze_body=False)  # trained from scratch
-    base["optim"].update(body_lr_scale=1.0)
-    nested = {k: v for k, v in overrides.items() if "." not in k}
-    merged = deep_merge(base, nested)
-    for k, v in overrides.items():
-        if "." in k:
-            set_dotted(merged, k, v)
-    # the student's own config class validates it: this package sits below harness.config
-    return validated(type(student), merged, "regularizers.distillation.teacher.config")
 
 
 @contextlib.contextmanager
@@ -119,9 +102,19 @@ class Distillation(Regularizer[DistillationParams]):
         self.teacher_dir: Path | None = None
 
     @classmethod
-    def check(cls, params: DistillationParams, config: Any) -> None:
-        if params.teacher.config is not None:
-            teacher_run_config(config, params.teacher.config)  # raises ConfigError if invalid
+    def upstream(cls, params: DistillationParams) -> list[UpstreamNeed]:
+        """A teacher given as a study's upstream run or as overrides on the student's config
+        is trained first (variant "teacher"); one given as a run folder is already there."""
+        t = params.teacher
+        if t.upstream is not None:
+            return [UpstreamNeed("teacher", "teacher.upstream", t.upstream, name=t.upstream)]
+        if t.config is not None:
+            return [UpstreamNeed("teacher", "teacher.config", "teacher", overrides=t.config)]
+        return []
+
+    @classmethod
+    def linked(cls, raw: dict[str, Any], need: UpstreamNeed, folder: str) -> dict[str, Any]:
+        return {**raw, need.param: {"run": folder}}
 
     # --- the teacher -----------------------------------------------------------------
     def results_dir(self) -> Path:
@@ -130,7 +123,7 @@ class Distillation(Regularizer[DistillationParams]):
     def find_teacher_dir(self) -> Path:
         """The teacher's finished run folder. A teacher given as `config` or `upstream` is an
         upstream run: the planner trains it first and passes its folder as `run`."""
-        from harness.run_folder import finished_run
+        from harness.record.run_dir import finished_run
 
         p = self.params
         if p.teacher.run is None:

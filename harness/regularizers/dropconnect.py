@@ -86,10 +86,12 @@ def _has_targets(name: str, model_kwargs: tuple[tuple[str, int], ...], layers: s
 
     shapes = {"signal": (1, 40), "image": (3, 32, 32), "text": (16,)}
     kind = sorted(model_capabilities(name).kinds)[0]
+    options: dict[str, Any] = dict(model_kwargs)
     try:
         with torch.random.fork_rng(devices=[]):
-            options: dict[str, Any] = dict(model_kwargs)
-            model = create_model(name, input_shape=shapes[kind], num_classes=10, **options)
+            model = create_model(
+                name, input_shape=shapes[kind], num_classes=10, **options
+            )
     except Exception:
         return None
     return bool(linear_targets(model, layers))

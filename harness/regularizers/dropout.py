@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from harness.models.options import NEUTRAL
-from harness.models.transformer import RESIDUAL_SITES
+from harness.models.transformer import RESIDUAL_SITES, Site
 from harness.regularizers.base import (
     ModelSpec,
     Params,
@@ -17,19 +17,11 @@ from harness.regularizers.base import (
     Requires,
     register,
 )
-from harness.regularizers.validate import register_regularizers_rewrite
 
 # Placement params -> the transformer option each sets (passed only when not neutral, so a
 # model without the option accepts the default and a run that never names them is unchanged).
 PLACEMENTS = {"embed_p": "embed_dropout", "attn_p": "attn_dropout", "head_p": "head_dropout",
               "sites": "dropout_sites"}
-
-SITES: tuple[Literal["attn", "ffn"], ...] = ("attn", "ffn")  # RESIDUAL_SITES, typed
-assert SITES == RESIDUAL_SITES
-
-# Added after runs were stored: written at their default they are dropped from the config
-# (so from the run id), as if not written; embed_p keeps its older ids as they are.
-ADDED_LATER = ("attn_p", "head_p", "sites")
 
 
 class DropoutParams(Params):
@@ -38,15 +30,15 @@ class DropoutParams(Params):
     attn_p: float = Field(0.0, ge=0.0, lt=1.0)  # attention probabilities (transformers)
     head_p: float = Field(0.0, ge=0.0, lt=1.0)  # before the classifier / LM head (transformers)
     sites: list[Literal["attn", "ffn"]] = Field(  # the sublayers `p` follows (transformers)
-        default_factory=lambda: list(SITES))
+        default_factory=lambda: list(RESIDUAL_SITES))
 
     @field_validator("sites")
     @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
+    def _distinct(cls, v: list[Site]) -> list[Site]:
         if not v or len(set(v)) != len(v):
             raise ValueError(f"name each of {', '.join(RESIDUAL_SITES)} at most once, at least "
                              "one (p: 0 turns residual dropout off)")
-        return v
+        return [s for s in RESIDUAL_SITES if s in v]  # block order: one spelling per run
 
 
 @register
@@ -80,23 +72,3 @@ class Dropout(Regularizer[DropoutParams]):
         if param == "sites":
             return tuple(s for s in RESIDUAL_SITES if s in self.params.sites)
         return getattr(self.params, param)
-
-
-def is_default(param: str, value: Any) -> bool:
-    """`value` is the default of an ADDED_LATER param (sites in any order)."""
-    if param == "sites":
-        return (isinstance(value, list) and len(value) == len(RESIDUAL_SITES)
-                and set(value) == set(RESIDUAL_SITES))
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
-
-
-def omit_added_defaults(regularizers: dict[str, Any]) -> dict[str, Any]:
-    """`dropout: {p: 0.1, attn_p: 0}` is the run `dropout: {p: 0.1}`: one id for both."""
-    raw = regularizers.get("dropout")
-    if not isinstance(raw, dict) or not any(is_default(k, raw.get(k)) for k in ADDED_LATER):
-        return regularizers
-    kept = {k: v for k, v in raw.items() if k not in ADDED_LATER or not is_default(k, v)}
-    return {**regularizers, "dropout": kept}
-
-
-register_regularizers_rewrite(omit_added_defaults)

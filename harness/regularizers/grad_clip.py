@@ -44,13 +44,15 @@ def head_parameters(model: nn.Module) -> set[int]:
 
 @torch.no_grad()
 def adaptive_clip_(params: list[nn.Parameter], clip: float,
-                   eps: float) -> tuple[torch.Tensor | int, int]:
+                   eps: float) -> tuple[torch.Tensor, int]:
     """G_i <- G_i * max_norm / ||G_i|| where ||G_i|| > max_norm = max(||W_i||, eps) * clip.
     Returns (units clipped, units) as device tensors summed (no host sync)."""
-    clipped = torch.zeros((), dtype=torch.long, device=params[0].device) if params else 0
+    device = params[0].device if params else torch.device("cpu")
+    clipped = torch.zeros((), dtype=torch.long, device=device)
     units = 0
     for p in params:
-        assert p.grad is not None  # the caller passes parameters with gradients
+        if p.grad is None:  # callers pass the parameters that have gradients
+            continue
         g = p.grad.detach()
         max_norm = unitwise_norm(p.detach()).clamp(min=eps).mul_(clip)
         g_norm = unitwise_norm(g)

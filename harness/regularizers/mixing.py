@@ -14,8 +14,8 @@ pasted from the partner, and lam is corrected to the exact kept fraction (timm's
 
 Only `transform_batch` acts, on training batches only. Scalar draws (prob, switch, lam) use
 torch's global CPU RNG (seeded and checkpointed by the loop); box centres too, so no draw
-synchronizes a GPU. The old `mixup:` / `cutmix:` config keys are read as `mix:`
-(`legacy_mix`, registered with the config).
+synchronizes a GPU. (The old `mixup:` / `cutmix:` keys are refused, naming `mix:`:
+harness/config.py, OLD_SPELLINGS.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from harness.errors import ConfigError
 from harness.regularizers.base import (
     Batch,
     Params,
@@ -37,7 +36,6 @@ from harness.regularizers.base import (
     TrainState,
     register,
 )
-from harness.regularizers.validate import register_regularizers_rewrite, validate_params
 
 # ------------------------------------------------------------------ pure batch functions
 
@@ -166,59 +164,3 @@ class Mix(Regularizer[MixParams]):
         else:
             x, targets = mixup_batch(batch.x, batch.targets, lam, k)
         return Batch(x=x, y=batch.y, targets=targets)
-
-
-# ------------------------------------------------------------------ the old config keys
-
-
-class MixupParams(Params):
-    """The old `regularizers.mixup` key."""
-
-    alpha: float = Field(0.8, gt=0.0)
-    prob: float = Field(1.0, ge=0.0, le=1.0)
-
-
-class CutmixParams(Params):
-    """The old `regularizers.cutmix` key (`switch_prob` mattered with mixup also on)."""
-
-    alpha: float = Field(1.0, gt=0.0)
-    prob: float = Field(1.0, ge=0.0, le=1.0)
-    switch_prob: float = Field(0.5, ge=0.0, le=1.0)
-
-
-LEGACY = ("mixup", "cutmix")
-
-
-def legacy_mix(regularizers: dict[str, Any]) -> dict[str, Any]:
-    """`mixup: {alpha, prob}` and/or `cutmix: {alpha, prob, switch_prob}` -> one `mix:`
-    with the same meaning (timm's parameters), in the place of the first old key."""
-    if not any(k in regularizers for k in LEGACY):
-        return regularizers
-    mixup = (validate_params(MixupParams, "mixup", regularizers["mixup"])
-             if "mixup" in regularizers else None)
-    cutmix = (validate_params(CutmixParams, "cutmix", regularizers["cutmix"])
-              if "cutmix" in regularizers else None)
-    if "mix" in regularizers:
-        old = "mixup" if mixup is not None else "cutmix"
-        raise ConfigError(f"regularizers.{old}: the old key of regularizers.mix; give mix "
-                          "only (mixup_alpha, cutmix_alpha, prob, switch_prob)")
-    if mixup is not None and cutmix is not None and mixup.prob != cutmix.prob:
-        raise ConfigError(f"regularizers.cutmix.prob = {cutmix.prob!r}: differs from "
-                          f"regularizers.mixup.prob = {mixup.prob!r}; mix has one prob "
-                          "(use regularizers.mix: mixup_alpha, cutmix_alpha, prob, switch_prob)")
-    given = [p for p in (mixup, cutmix) if p is not None]
-    mix: dict[str, Any] = {"mixup_alpha": mixup.alpha if mixup else 0.0,
-                           "cutmix_alpha": cutmix.alpha if cutmix else 0.0,
-                           "prob": given[0].prob}
-    if mixup is not None and cutmix is not None:
-        mix["switch_prob"] = cutmix.switch_prob
-    out: dict[str, Any] = {}
-    for k, v in regularizers.items():
-        if k in LEGACY:
-            out.setdefault("mix", mix)
-        else:
-            out[k] = v
-    return out
-
-
-register_regularizers_rewrite(legacy_mix)

@@ -20,6 +20,7 @@ from harness.errors import ConfigError
 from harness.regularizers.base import (
     Batch,
     Params,
+    Phase,
     Regularizer,
     RunContext,
     RunSettings,
@@ -62,7 +63,7 @@ def frequency_mask(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class SignalMask(Regularizer[MaskParams]):
     """Shared by time and frequency masking: signals only, checked before training."""
 
-    order = 10  # with the other augmentations, before mixup (50) and label smoothing (80)
+    phase = Phase.AUGMENT  # with the other augmentations, before mixing and label smoothing
     reference = "Park et al. 2019"
     applies_to = "1-D signals (mnist1d)"
     example: ClassVar[dict[str, Any]] = {"width": 8}

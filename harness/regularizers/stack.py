@@ -32,11 +32,11 @@ class RegularizerStack:
     @classmethod
     def from_config(cls, config: Any, ctx: RunContext) -> RegularizerStack:
         items = []
-        for name, raw in config.regularizers.items():
+        for name, params in config.regularizer_params().items():
             reg_cls = REGULARIZERS.get(name)
             # a plug-in dataset's kind is known once loaded: the config check could not see it
             check_data_kind(reg_cls, getattr(ctx.data, "kind", None), ctx.data.name)
-            items.append(reg_cls(reg_cls.Params.model_validate(raw or {}), ctx))
+            items.append(reg_cls(params, ctx))
         return cls(items)
 
     def uses(self, *hooks: str) -> bool:

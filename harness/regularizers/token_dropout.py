@@ -20,6 +20,7 @@ from harness.regularizers.augment import token_mask
 from harness.regularizers.base import (
     Batch,
     Params,
+    Phase,
     Regularizer,
     RunContext,
     RunSettings,
@@ -43,7 +44,7 @@ def token_dropout(x: torch.Tensor, p: float, mask_id: int) -> torch.Tensor:
 @register
 class TokenDropout(Regularizer[TokenDropoutParams]):
     name = "token_dropout"
-    order = 10  # with the other input augmentations
+    phase = Phase.AUGMENT  # with the other input augmentations
     reference = "Gal & Ghahramani 2016; Devlin et al. 2019"
     applies_to = "text (language models: gpt)"
     example: ClassVar[dict[str, Any]] = {"p": 0.1}

@@ -5,18 +5,17 @@ params validate, its declared `requires` holds (model, data kind, excluded partn
 model options), then its own `check` for what `requires` cannot say (a value against the
 config). Last, the model must take every option the regularizers pass it. Each failure is
 one line naming the key and what is allowed. `harness.config`, the layer above, calls
-`rewrite_regularizers` on the raw mapping and `validate_regularizers` on each fully
-validated RunConfig.
+`validate_regularizers` on each fully validated RunConfig and keeps the params it returns
+(each regularizer's params are validated here once; the run is built from them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from harness.config_errors import first_error
+from harness.config_errors import params_error
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
 from harness.models import MODELS, model_capabilities, model_info
@@ -34,31 +33,18 @@ OPTION_OWNERS = {"embed_dropout": ("models with embeddings", "has none"),
                  **dict.fromkeys(("norm_position", "attn_dropout", "head_dropout",
                                   "dropout_sites"), ("transformer models", "is not one"))}
 
-# Rewrites of the raw `regularizers:` mapping, applied before the run id exists, so that an
-# old spelling (cutmix: / mixup:) or an added default reads as the run it always was.
-_REWRITES: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
-
-
-def register_regularizers_rewrite(rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Add a rewrite of the raw `regularizers:` mapping (idempotent)."""
-    if rewrite not in _REWRITES:
-        _REWRITES.append(rewrite)
-
-
-def rewrite_regularizers(regularizers: dict[str, Any]) -> dict[str, Any]:
-    for rewrite in _REWRITES:
-        regularizers = rewrite(regularizers)
-    return regularizers
-
-
-def validate_regularizers(config: Any) -> None:
-    """Validate every regularizer's params and its fit with the config (see module doc)."""
+def validate_regularizers(config: Any) -> dict[str, Params]:
+    """Every regularizer's params, validated, once each has been checked against the config
+    (see module doc)."""
+    validated: dict[str, Params] = {}
     for name, raw in config.regularizers.items():
         reg_cls = REGULARIZERS.get(name)
         params = validate_params(reg_cls.Params, name, raw)
         check_requires(reg_cls, params, config)
         reg_cls.check(params, config)
-    check_model_takes(config)
+        validated[name] = params
+    check_model_takes(config, validated)
+    return validated
 
 
 def validate_params(params_cls: type[T], name: str, raw: Any) -> T:
@@ -66,16 +52,7 @@ def validate_params(params_cls: type[T], name: str, raw: Any) -> T:
     try:
         return params_cls.model_validate(raw or {})
     except ValidationError as err:
-        e = first_error(err)
-        key = ".".join(str(p) for p in ("regularizers", name, *e["loc"]))
-        if e["type"] == "extra_forbidden":
-            allowed = ", ".join(params_cls.model_fields) or "(none)"
-            raise ConfigError(f"unknown key {key!r}; allowed: {allowed}") from None
-        if e["type"] == "missing":
-            raise ConfigError(f"{key}: required") from None
-        msg, value = e["msg"].removeprefix("Value error, "), e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"  # a whole section: no echo
-        raise ConfigError(f"{key}{shown}: {msg}") from None
+        raise ConfigError(params_error(err, name, params_cls)) from None
 
 
 def check_requires(reg_cls: type[Regularizer[Any]], params: Params, config: Any) -> None:
@@ -130,7 +107,7 @@ def probe_model_spec(reg_cls: type[Regularizer[Any]], params: Params, model: str
     return spec
 
 
-def check_model_takes(config: Any) -> None:
+def check_model_takes(config: Any, params: dict[str, Params]) -> None:
     """Build-free check that the model takes every option the config and its regularizers
     will pass (dropout on a plug-in model without a `dropout` argument fails here, before
     any data is loaded or anything trains)."""
@@ -144,11 +121,11 @@ def check_model_takes(config: Any) -> None:
         passed = check_options(name, info, base)
     except ConfigError as err:
         raise ConfigError(f"model: {err}{hint}") from None
-    for reg_name, raw in config.regularizers.items():
+    for reg_name, reg_params in params.items():
         reg_cls = REGULARIZERS.get(reg_name)
         if reg_cls.configure_model is Regularizer.configure_model:
             continue
-        spec = probe_model_spec(reg_cls, reg_cls.Params.model_validate(raw or {}), name)
+        spec = probe_model_spec(reg_cls, reg_params, name)
         try:
             passed.update(check_options(name, info, spec.kwargs))
         except ConfigError as err:

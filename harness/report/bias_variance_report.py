@@ -106,8 +106,8 @@ def statements(rows: list[dict[str, Any]]) -> list[str]:
 
 def figures(rows: list[dict[str, Any]], fig_dir: Path) -> list[dict[str, Any]]:
     """Bias and variance against width (or variant) next to test error: 0-1 and squared loss."""
+    from harness.record.disk import atomic_write_bytes
     from harness.report.figures import _axes, _finish
-    from harness.tracking.store import atomic_write_bytes
 
     ordered = by_width(rows)
     numeric = bool(ordered)

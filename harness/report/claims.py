@@ -4,7 +4,7 @@ A claim (`claim:` in studies/NAME.yaml, harness.study.spec.ClaimConfig) says whi
 metric should move for some variants against a reference (the baseline by default), and the
 smallest effect that matters, its `margin`. The pair is chosen on the validation split of the
 screening seeds and tested on confirmation seeds (study/confirm.py says which and why); the
-group-sequential test (study/sequential.py) gives one of:
+group-sequential test (stats/sequential.py) gives one of:
 
 - held, "better": the interval of the difference excludes 0 in the claimed direction;
 - did not hold, "worse": it excludes 0 the other way;
@@ -29,15 +29,9 @@ import pandas as pd
 from scipy import integrate, optimize
 from scipy import stats as sps
 
-from harness.report import stats
-from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
-from harness.study.confirm import (
-    HELD,
-    NOT_HELD,
-    ClaimTest,
-    judge,
-)
-from harness.study.sequential import (
+from harness.report.selection import range_edges
+from harness.stats import compare as stats
+from harness.stats.sequential import (
     AT_MAX,
     BETTER,
     NO_EFFECT,
@@ -45,8 +39,15 @@ from harness.study.sequential import (
     UNDECIDED,
     WORSE,
 )
+from harness.study.claim_config import ACCURACY_METRICS, ClaimConfig, ConfirmConfig
+from harness.study.confirm import (
+    HELD,
+    NOT_HELD,
+    ClaimTest,
+    judge,
+)
 
-__all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims"]
+__all__ = ["HELD", "NOT_HELD", "UNDECIDED", "Verdict", "evaluate_claims", "range_edges"]
 POWER = 0.8  # power of the seeds-to-decide estimate
 MAX_SEEDS = 1000  # seeds_needed gives up beyond this
 CHECKPOINT_WORDS = {"best_test_acc": "best-val checkpoint", "last_test_acc": "last epoch"}
@@ -78,6 +79,7 @@ class Verdict:
     pairs: int = 1  # (variant, reference) pairs the choice was made from
     sequential: bool = True  # confirmation seeds added look by look (else fixed seeds)
     max_seeds: int | None = None  # the budget in confirmation seeds
+    adjusted: bool = False  # fixed seeds with a choice: tested at alpha / pairs (Bonferroni)
     looks: list[dict[str, Any]] = field(default_factory=list)
     also: list[dict[str, Any]] = field(default_factory=list)  # both checkpoints' test acc
     seeds_needed: int | None = None  # undecided: seeds that would decide the observed effect
@@ -174,42 +176,22 @@ def fmt_size(metric: str, x: float) -> str:
 
 
 def fmt_level(level: float) -> str:
-    """95% / 99.2% / 99.99%: enough digits to tell the level from 100%."""
+    """95% / 98.2% / 99.99%: one decimal, dropped when it is 0, and more where one decimal
+    would read as 100%."""
     if not math.isfinite(level):
         return "n/a"
     pct = 100 * level
-    for digits in range(0, 6):
-        text = f"{pct:.{digits}f}"
-        if float(text) < 100 and abs(float(text) - pct) < 0.5 * 10 ** -digits + 1e-12:
-            return f"{text}%"
-    return f"{pct:.6f}%"
+    digits = 1
+    while float(f"{pct:.{digits}f}") >= 100 and pct < 100 and digits < 6:
+        digits += 1
+    text = f"{pct:.{digits}f}"
+    return f"{text.removesuffix('.0')}%"
 
 
 def default_statement(claim: Any) -> str:
     verb = "rises" if claim.direction == "up" else "falls"
     who = ", ".join(claim.variants) if claim.variants else "the regularized variants"
     return f"{claim.metric} {verb} for {who} vs {', '.join(claim.versus)}"
-
-
-def range_edges(chosen: str, candidates: list[str],
-                settings: dict[str, dict[str, Any]]) -> list[str]:
-    """For each numeric setting that varies over >= 3 values among the candidates: a line
-    when the chosen variant's value is the smallest or largest of them."""
-    mine = settings.get(chosen) or {}
-    out = []
-    for key, value in mine.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        values = {v for c in candidates if isinstance(v := (settings.get(c) or {}).get(key),
-                                                      (int, float)) and not isinstance(v, bool)}
-        if len(values) < 3:
-            continue
-        lo, hi = min(values), max(values)
-        if value in (lo, hi):
-            side = "lower" if value == lo else "upper"
-            out.append(f"{chosen}: {key} = {value:g} is at the {side} edge of its range "
-                       f"[{lo:g}, {hi:g}]; the best setting may lie outside it")
-    return out
 
 
 def measurement_floor(metric: str, runs: pd.DataFrame, test: ClaimTest,
@@ -279,8 +261,8 @@ def verdict(t: ClaimTest, runs: pd.DataFrame, settings: dict[str, dict[str, Any]
         "statement": claim.statement or default_statement(claim), "source": claim.source,
         "metric": metric, "margin": claim.effect_margin, "variant": t.variant,
         "reference": t.reference, "screen_seeds": len(t.screen_seeds), "chose": t.chose,
-        "pairs": t.pairs, "sequential": not t.adjusted and t.plan is not None
-        and len(t.plan.looks) > 1,
+        "pairs": t.pairs, "adjusted": t.adjusted,
+        "sequential": not t.adjusted and t.plan is not None and len(t.plan.looks) > 1,
         "max_seeds": t.plan.max_seeds if t.plan else None,
         "edges": (range_edges(t.variant, t.candidates, settings)
                   + range_edges(t.reference, t.references, settings)) if t.variant

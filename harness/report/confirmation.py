@@ -5,12 +5,12 @@ after each round); the looks are the verdicts' own (claims.json), replayed from 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from harness.record.layout import CONFIRM_JSON
+from harness.record.numbers import number
 from harness.report.claims import Verdict, fmt_effect, fmt_level
-from harness.study.rounds import CONFIRM_JSON
 
 
 def _read(study_dir: Path) -> dict[str, Any] | None:
@@ -22,10 +22,9 @@ def _read(study_dir: Path) -> dict[str, Any] | None:
 
 
 def _look_row(metric: str, look: dict[str, Any]) -> str:
-    lo, hi = look.get("lo"), look.get("hi")
-    ok = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (lo, hi))
-    interval = (f"{fmt_effect(metric, lo)} to {fmt_effect(metric, hi)}"  # type: ignore[arg-type]
-                if ok else "n/a")
+    lo, hi = number(look.get("lo")), number(look.get("hi"))
+    interval = (f"{fmt_effect(metric, lo)} to {fmt_effect(metric, hi)}"
+                if lo is not None and hi is not None else "n/a")
     return (f"| {look['n']} | {fmt_effect(metric, look['diff'])} | "
             f"{fmt_level(look['level'])} | {interval} | {look['state']} |")
 

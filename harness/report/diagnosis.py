@@ -1,7 +1,12 @@
 """Rule-based diagnosis of a variant's learning curves, each verdict citing its numbers.
 
-Works on plain DataFrames (epoch, train_loss, val_loss, train_acc, val_acc), so the rules
-can be tested on constructed curves. Every threshold is a named constant.
+Works on plain DataFrames (epoch, train_loss, val_loss, train_acc, val_acc, and test_loss /
+test_acc, which stand in for the held-out curve of a study without a validation split), so
+the rules can be tested on constructed curves. Every threshold is a named constant.
+
+The findings of one variant cannot contradict each other: a variant that underfits is not
+also said to memorize, and advice to add regularization is never given beside advice to
+weaken it. "Healthy" is said only when every check ran and found nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report.stats import ALPHA, POWER, Comparison
+from harness.report import vocabulary as vocab
 
-# Overfitting: after the epoch of minimum val loss, val loss ends higher by more than both
+# Overfitting: after the epoch of minimum held-out loss, it ends higher by more than both
 # an absolute and a relative margin, while train loss keeps falling.
-OVERFIT_MIN_RISE = 0.02  # absolute rise of val loss (nats) above its minimum
+OVERFIT_MIN_RISE = 0.02  # absolute rise of the held-out loss (nats) above its minimum
 OVERFIT_MIN_REL_RISE = 0.05  # ... and at least 5% of the minimum
 # Underfitting: the last train loss is still above this fraction of the first epoch's ...
 UNDERFIT_LOSS_RATIO = 0.5
@@ -28,17 +33,23 @@ UNDERFIT_MIN_EPOCHS = 2  # fewer epochs: no verdict on underfitting or overfitti
 # SPIKE_RATIO x the previous epoch's; any non-finite loss or diverged run also counts.
 SPIKE_RATIO = 1.5
 SPIKE_AFTER_EPOCH = 2
-# Memorization: at the last epoch, train accuracy exceeds val accuracy by more than this
-# (classification), even when the val loss has not turned up.
+# Memorization: at the last epoch, train accuracy exceeds held-out accuracy by more than this
+# (classification), even when the held-out loss has not turned up.
 GAP_ACC_LARGE = 0.15
+# Miscalibration: |mean confidence - accuracy| of the final model above this.
+MISCALIBRATED = 0.10
 
-PROBLEMS = ("overfitting", "memorization", "underfitting", "instability")
+PROBLEMS = ("overfitting", "memorization", "underfitting", "instability", "miscalibration")
+# Finding kinds of the comparison with the baseline, by vocabulary word.
+EFFECT_KINDS = {vocab.BETTER: "effect", vocab.WORSE: "effect", vocab.NO_EFFECT: "no_effect",
+                vocab.UNADJUSTED_ONLY: "unadjusted", vocab.UNDECIDED: "undecided",
+                vocab.NOT_TESTED: "untestable"}
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # overfitting | memorization | underfitting | instability | no_effect | effect
-    #            | untestable | healthy | no_data
+    kind: str  # a PROBLEMS entry | effect | no_effect | unadjusted | undecided | untestable
+    #            | healthy | no_data
     message: str  # the verdict with its numbers
     advice: str = ""
 
@@ -57,16 +68,27 @@ def _series(curve: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(curve[col], errors="coerce").to_numpy(dtype=float)
 
 
-def _more_regularization(regularizers: Collection[str]) -> str:
-    """Advice against overfitting that the variant does not already follow."""
+def held_out(curve: pd.DataFrame) -> str:
+    """'val', or 'test' when the curves have no validation split (then test is the only
+    held-out measurement; it describes, it chooses nothing)."""
+    return "val" if np.isfinite(_series(curve, "val_loss")).any() or \
+        np.isfinite(_series(curve, "val_acc")).any() else "test"
+
+
+def _more_regularization(regularizers: Collection[str], part: str = "val") -> str:
+    """Advice against overfitting that the variant does not already follow (and can: early
+    stopping needs a validation split)."""
     if "early_stopping" in regularizers:
         return "more regularization or data (early stopping already restores the best-val weights)"
+    if part != "val":
+        return "more regularization or data"
     return "more regularization or data, or early stopping at the best-val epoch"
 
 
 def overfitting(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Finding | None:
-    epochs, val, train = _series(curve, "epoch"), _series(curve, "val_loss"), _series(curve,
-                                                                                      "train_loss")
+    part = held_out(curve)
+    epochs, val = _series(curve, "epoch"), _series(curve, f"{part}_loss")
+    train = _series(curve, "train_loss")
     ok = np.isfinite(val) & np.isfinite(train)
     if ok.sum() < UNDERFIT_MIN_EPOCHS + 1:
         return None
@@ -79,16 +101,18 @@ def overfitting(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Find
     if rose and train[-1] < train[k]:
         return Finding(
             "overfitting",
-            f"overfitting: val loss rose from {_f(val[k])} at epoch {int(epochs[k])} to "
+            f"overfitting: {part} loss rose from {_f(val[k])} at epoch {int(epochs[k])} to "
             f"{_f(val[-1])} at epoch {int(epochs[-1])} while train loss fell "
             f"{_f(train[k])} -> {_f(train[-1])}",
-            _more_regularization(regularizers))
+            _more_regularization(regularizers, part))
     return None
 
 
 def memorization(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Finding | None:
-    """A large train-val accuracy gap at the last epoch (the model fits what does not transfer)."""
-    train, val = _series(curve, "train_acc"), _series(curve, "val_acc")
+    """A large train - held-out accuracy gap at the last epoch (the model fits what does not
+    transfer)."""
+    part = held_out(curve)
+    train, val = _series(curve, "train_acc"), _series(curve, f"{part}_acc")
     ok = np.isfinite(train) & np.isfinite(val)
     if ok.sum() < UNDERFIT_MIN_EPOCHS:
         return None
@@ -96,9 +120,9 @@ def memorization(curve: pd.DataFrame, regularizers: Collection[str] = ()) -> Fin
     if gap <= GAP_ACC_LARGE:
         return None
     return Finding("memorization",
-                   f"memorization: train accuracy {train[ok][-1]:.1%} vs val {val[ok][-1]:.1%} "
-                   f"at the last epoch (gap {gap * 100:.1f} points > {GAP_ACC_LARGE * 100:.0f})",
-                   _more_regularization(regularizers))
+                   f"memorization: train accuracy {train[ok][-1]:.1%} vs {part} "
+                   f"{val[ok][-1]:.1%} at the last epoch (gap {gap * 100:.1f} points > "
+                   f"{GAP_ACC_LARGE * 100:.0f})", _more_regularization(regularizers, part))
 
 
 def underfitting(curve: pd.DataFrame, classification: bool = True,
@@ -144,58 +168,63 @@ def instability(run_curves: Sequence[tuple[str, pd.DataFrame]],
                    "clip gradients, lower the learning rate, add warm-up")
 
 
-def effect(comparison: Comparison | None, metric: str = "test acc") -> Finding | None:
-    if comparison is None or comparison.test == "n/a" and math.isnan(comparison.diff):
+def miscalibration(overconfidence: float | None, ece: float | None = None,
+                   temperature: float | None = None) -> Finding | None:
+    """The final model's mean confidence far from its accuracy, with the direction."""
+    if overconfidence is None or not math.isfinite(overconfidence) or \
+            abs(overconfidence) <= MISCALIBRATED:
         return None
-    d = comparison.diff * 100
-    if comparison.significant is None:
-        return Finding("untestable",
-                       f"difference vs baseline {d:+.1f} pts {metric} cannot be tested "
-                       f"({comparison.n_pairs} paired seed(s))", "run at least 2 seeds of each")
-    ci = ""
-    if math.isfinite(comparison.ci_lo) and math.isfinite(comparison.ci_hi):
-        ci = f" [95% CI {comparison.ci_lo * 100:+.1f}, {comparison.ci_hi * 100:+.1f}]"
-    where = f"{d:+.1f} pts {metric}{ci}, p={comparison.p:.2g} ({comparison.test}, " \
-            f"{comparison.n_pairs} pairs)"
-    if comparison.significant:
-        better = "better" if comparison.diff > 0 else "worse"
-        return Finding("effect", f"significantly {better} than the baseline: {where}")
-    advice = "inside the seed-to-seed noise; more seeds or a stronger setting"
-    if math.isfinite(comparison.mde):
-        advice = (f"inside the seed-to-seed noise: {comparison.n_pairs} seeds detect only "
-                  f"differences of about {comparison.mde * 100:.1f} pts or more "
-                  f"({POWER:.0%} power); more seeds to resolve smaller ones")
-    return Finding("no_effect", f"no significant effect vs baseline: {where}, p >= {ALPHA}",
-                   advice)
+    way = "over-confident" if overconfidence > 0 else "under-confident"
+    ece_text = f", ECE {ece:.3f}" if ece is not None and math.isfinite(ece) else ""
+    t_text = f" (T = {temperature:.2f} here)" if temperature is not None and \
+        math.isfinite(temperature) else ""
+    return Finding("miscalibration",
+                   f"{way}: mean confidence − accuracy {vocab.number(overconfidence, 3)} on "
+                   f"test{ece_text} (|difference| > {MISCALIBRATED})",
+                   f"a temperature fitted on the validation split{t_text} rescales confidence")
+
+
+def effect(judgement: vocab.Judgement | None, metric: str = "test accuracy") -> Finding | None:
+    """The comparison with the baseline, in the report's words (vocabulary.py)."""
+    if judgement is None:
+        return None
+    kind = EFFECT_KINDS.get(judgement.word, "undecided")
+    advice = {"unadjusted": "more seeds would settle it",
+              "undecided": "more seeds, or a stronger setting",
+              "untestable": "run at least 2 seeds of each"}.get(kind, "")
+    return Finding(kind, f"against the baseline in {metric}: {judgement.word} "
+                         f"({judgement.reason})", advice)
 
 
 def diagnose(curve: pd.DataFrame, run_curves: Sequence[tuple[str, pd.DataFrame]] = (),
-             failures: Sequence[str] = (), comparison: Comparison | None = None,
-             classification: bool = True,
-             regularizers: Collection[str] = ()) -> list[Finding]:
+             failures: Sequence[str] = (), judgement: vocab.Judgement | None = None,
+             classification: bool = True, regularizers: Collection[str] = (),
+             calibration: tuple[float, float, float] | None = None,
+             metric: str = "test accuracy") -> list[Finding]:
     """Findings for one variant.
 
-    curve: mean over seeds (epoch, train_loss, val_loss, train_acc, val_acc).
+    curve: mean over seeds (epoch, train_loss, val_loss, train_acc, val_acc[, test_*]).
     run_curves: (label, per-run curve with epoch and train_loss) for spike detection; the mean
         curve is checked when none are given.
     failures: descriptions of diverged runs ("seed 1 diverged at epoch 7").
-    comparison: the difference from the baseline (None for the baseline itself).
+    judgement: the comparison with the baseline in the report's words (None: the baseline).
     regularizers: the variant's regularizers, so advice never repeats what it already does.
-    "healthy" when none of overfitting, memorization, underfitting, instability or no effect
-    applies.
+    calibration: the final model's mean (confidence - accuracy, ECE, temperature).
     """
-    findings: list[Finding] = []
     if curve.empty and not failures:
         return [Finding("no_data", "no completed runs with metrics")]
+    under = underfitting(curve, classification, regularizers)
     over = overfitting(curve, regularizers)
-    gap = memorization(curve, regularizers) if classification else None
-    if over is not None and gap is not None:  # same cure: say it once
+    gap = memorization(curve, regularizers) if classification and under is None else None
+    if over is not None and under is not None:  # never "more" beside "weaker" regularization
+        over = Finding(over.kind, over.message)
+    if over is not None and gap is not None:  # the same cure: say it once
         gap = Finding(gap.kind, gap.message)
-    for f in (instability(run_curves or [("mean", curve)], failures), over, gap,
-              underfitting(curve, classification, regularizers), effect(comparison)):
-        if f is not None:
-            findings.append(f)
-    if not any(f.kind in (*PROBLEMS, "no_effect") for f in findings):
+    cal = miscalibration(*calibration) if calibration and classification else None
+    findings = [f for f in (instability(run_curves or [("mean", curve)], failures), over, gap,
+                            under, cal, effect(judgement, metric)) if f is not None]
+    checked = np.isfinite(_series(curve, f"{held_out(curve)}_loss")).any()
+    if checked and not any(f.kind in PROBLEMS for f in findings):
         findings.insert(0, Finding("healthy", "healthy: no overfitting, memorization, "
-                                              "underfitting or instability in the curves"))
+                                              "underfitting, instability or miscalibration"))
     return findings

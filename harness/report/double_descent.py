@@ -26,23 +26,18 @@ import numpy as np
 
 from harness.dotted import get_dotted
 from harness.record import RunRecord
+from harness.record.numbers import finite, number
 
 WIDTH_KEY = "model.width"
 SIZE_KEY = "data.train_size"
+Values = Sequence[float] | np.ndarray  # a curve: a list, or a row of a numpy matrix
 DEFAULT_TOL = 0.01  # train error <= 1% on the noisy labels counts as interpolating
 DEFAULT_MIN_MARGIN = 0.005  # a rise must beat the seeds' spread and half a point of error
 
 # ----------------------------------------------------------------------------- pure functions
 
 
-def finite(x: Any) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def interpolation_threshold(widths: Sequence[float], train_errors: Sequence[float],
+def interpolation_threshold(widths: Sequence[float], train_errors: Values,
                             tol: float = DEFAULT_TOL, largest: bool = False) -> float | None:
     """The smallest width whose train error (on the noisy labels) is <= tol, else None.
 
@@ -88,7 +83,7 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.array([np.mean(y[max(0, i - half):i + half + 1]) for i in range(len(y))])
 
 
-def find_peak(xs: Sequence[float], test_errors: Sequence[float], smooth: int = 1) -> Peak:
+def find_peak(xs: Sequence[float], test_errors: Values, smooth: int = 1) -> Peak:
     """Locate the peak of the second ascent in a test-error curve.
 
     Rule: sort by x; for every interior point j (not the first, not the last) score
@@ -206,11 +201,12 @@ def describe_double_descent(xs: Sequence[float], test_errors: Any,
                               if peak.x is not None and threshold else None),
         "rise_over_min": None, "rise_over_last": None, "spread": None, "margin": None,
     }
-    if peak.found:
+    height, before, last = peak.height, peak.min_before, peak.last_value
+    if peak.found and height is not None and before is not None and last is not None:
         spread = max(out["peak_sd"] or 0.0, out["min_before_sd"] or 0.0, out["last_sd"] or 0.0)
         margin = max(spread, min_margin)
-        rise_min = peak.height - peak.min_before
-        rise_last = peak.height - peak.last_value
+        rise_min = height - before
+        rise_last = height - last
         out.update(spread=spread, margin=margin, rise_over_min=rise_min,
                    rise_over_last=rise_last,
                    observed=bool(rise_min > margin and rise_last > margin))
@@ -280,9 +276,9 @@ def width_epoch_heatmap(runs: Iterable[Any], metric: str = "test_acc",
         if width is None:
             continue
         for r in rows:
-            v, e = r.get(metric), r.get("epoch")
-            if finite(v) and finite(e):
-                err = 1.0 - float(v) if metric.endswith("acc") else float(v)
+            v, e = number(r.get(metric)), number(r.get("epoch"))
+            if v is not None and e is not None:
+                err = 1.0 - v if metric.endswith("acc") else v
                 cells.setdefault((width, int(e)), []).append(err)
     widths = sorted({w for w, _ in cells})
     epochs = sorted({e for _, e in cells})
@@ -296,23 +292,19 @@ def width_epoch_heatmap(runs: Iterable[Any], metric: str = "test_acc",
 
 def _width_and_rows(run: Any, x_key: str) -> tuple[float | None, list[dict[str, Any]]]:
     if isinstance(run, RunRecord):
-        return num(get_dotted(run.config, x_key)), metric_rows(run)
+        return number(get_dotted(run.config, x_key)), metric_rows(run)
     if isinstance(run, Mapping):
         rows = list(run.get("rows") or [])
         if "width" in run and x_key == WIDTH_KEY:
-            return num(run["width"]), rows
+            return number(run["width"]), rows
         if "x" in run:
-            return num(run["x"]), rows
+            return number(run["x"]), rows
         cfg = run.get("config") or {}
         v = cfg.get(x_key) if x_key in cfg else get_dotted(cfg, x_key)
-        return num(v), rows
+        return number(v), rows
     return None, []
 
 
 def metric_rows(run: RunRecord) -> list[dict[str, Any]]:
     """The run's metrics.csv rows as the record read them."""
     return run.metrics.to_dict("records") if len(run.metrics) else []
-
-
-def num(v: Any) -> float | None:
-    return float(v) if finite(v) else None

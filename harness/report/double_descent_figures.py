@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.report.double_descent import finite, metric_rows, width_epoch_heatmap
+from harness.record.disk import atomic_write_bytes
+from harness.record.numbers import finite
+from harness.report.double_descent import metric_rows, width_epoch_heatmap
 from harness.report.double_descent_section import RunPoint, collect_points, double_descent_section
-from harness.tracking.store import atomic_write_bytes
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 
@@ -75,6 +76,7 @@ def _curve_panel(ax: Any, xs: Sequence[float], s: dict[str, Any], color: str, la
 def double_descent_figures(study_dir: Path | str, out_dir: Path | str,
                            section: dict | None = None) -> list[tuple[str, Path]]:
     """Draw the study's double-descent figures as PNGs under out_dir.
+    Why long: one block per figure, in the order the report shows them.
 
     Returns [(title, png_path), ...] in reading order ([] when not a double-descent study):
     width kind: per series "Test and train error vs width", one "... vs parameter count"

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import param_label
 from harness.dotted import flatten_dotted, get_dotted
 from harness.record import RunRecord, StudyRecord
+from harness.record.numbers import finite, number
+from harness.record.params import param_label, swept_parameters
 from harness.record.schema import Manifest, read_manifest
 from harness.report.double_descent import (
     DEFAULT_TOL,
@@ -28,9 +29,7 @@ from harness.report.double_descent import (
     WIDTH_KEY,
     as_number,
     describe_double_descent,
-    finite,
     metric_rows,
-    num,
     percent,
     x_text,
 )
@@ -54,10 +53,8 @@ class RunPoint:
 
 def _design_keys(design: Mapping[str, Any]) -> list[str]:
     """The dotted keys a study's design varies (one_at_a_time: every key its variants set)."""
-    if design.get("kind") == "sweep" and design.get("parameter"):
-        return [design["parameter"]]
-    if design.get("kind") == "grid":
-        return list((design.get("parameters") or {}).keys())
+    if design.get("kind") in ("sweep", "grid"):
+        return swept_parameters(design)
     if design.get("kind") == "one_at_a_time":
         keys: list[str] = []
         for over in (design.get("variants") or {}).values():
@@ -90,40 +87,10 @@ def _error(summary: Mapping[str, Any], metric: str) -> float | None:
     return None
 
 
-def grid_point(design: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """Where a run's config sits on a grid design: dotted key -> the axis label (a section
-    axis, e.g. regularizers: none) or value. The baseline run takes the place of the grid
-    point with its config, so this puts it on that point's curve without re-planning."""
-    out: dict[str, Any] = {}
-    if design.get("kind") != "grid":
-        return out
-    for key, axis in (design.get("parameters") or {}).items():
-        value = get_dotted(config, key)
-        if isinstance(axis, Mapping):
-            label = next((lab for lab, section in axis.items() if _same_section(section, value)),
-                         None)
-            if label is not None:
-                out[key] = label
-        elif value is not None:
-            out[key] = value
-    return out
-
-
-def _same_section(section: Any, value: Any) -> bool:
-    """A grid axis section (as the study file writes it) matches a resolved config section:
-    the same entries, each leaf the file sets equal to the config's."""
-    if not isinstance(section, Mapping) or not isinstance(value, Mapping):
-        return section == value
-    if set(section) != set(value):
-        return False
-    given, resolved = flatten_dotted("", dict(section)), flatten_dotted("", dict(value))
-    return all(resolved.get(k) == v for k, v in given.items())
-
-
 def _series_label(swept: Mapping[str, Any], x_key: str, config: Mapping[str, Any]) -> str:
     """What a run's curve is called: the design's other axes (grid: `regularizers=none`),
     else the model's name plus its regularizers (`mlp`, `cnn + weight_decay`)."""
-    parts = [f"{param_label(k)}={v}" for k, v in swept.items() if k != x_key]
+    parts = [f"{param_label(k).short}={v}" for k, v in swept.items() if k != x_key]
     if parts:
         return ", ".join(parts)
     name = str(get_dotted(config, "model.name") or "model")
@@ -139,18 +106,18 @@ def collect_points(study_dir: Path,
     if kind is None:
         return None, []
     x_key = x_key or (SIZE_KEY if kind == "samples" else WIDTH_KEY)
-    swept_of = {v.name: v.swept for v in record.variants}
+    swept_of = {v.name: v.params for v in record.variants}
     points: list[RunPoint] = []
     for rec in record.runs:  # trusted runs only (stale ones left out)
         summary, cfg = rec.summary, rec.config
         if not summary or summary.get("status") not in ("completed", "stopped", "diverged"):
             continue
-        swept = swept_of.get(rec.variant) or grid_point(record.design, cfg)
-        x = num(get_dotted(cfg, x_key))  # None: full training set, no place on the axis
+        swept = swept_of.get(rec.variant) or {}
+        x = number(get_dotted(cfg, x_key))  # None: full training set, no place on the axis
         if x is None:
             continue
         label = _series_label(swept, x_key, cfg)
-        points.append(RunPoint(rec, label, x, rec.seed, num(summary.get("params")),
+        points.append(RunPoint(rec, label, x, rec.seed, number(summary.get("params")),
                                _error(summary, "test_acc"), _error(summary, "train_eval_acc"),
                                cfg))
     return kind, points

@@ -7,7 +7,6 @@ a panel keeps readable text on a phone instead of shrinking a wide strip of pane
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -23,6 +22,7 @@ DPI = 110
 PANEL_SIZE = (4.4, 3.0)  # inches: about 480 x 330 px, shown at 300-400 px wide
 MAX_PANELS = 24  # beyond this, only the first variants (by rank) get panels
 TRAIN_COLOR, VAL_COLOR, BASE_COLOR = "#1f77b4", "#d62728", "#555555"
+MARKER_COLORS = ("#2ca02c", "#9467bd", "#8c564b")
 FONT = {"axes.titlesize": 10, "axes.labelsize": 9.5, "xtick.labelsize": 8.5,
         "ytick.labelsize": 8.5, "legend.fontsize": 8}
 
@@ -32,9 +32,10 @@ T = TypeVar("T")  # what a figure draws per variant (curves, reliability bins)
 
 @dataclass
 class Panel:
-    name: str  # file stem: figures/<name>.png
+    name: str  # file stem: figures/<name>.<kind>
     label: str  # alt text and the panel's title
-    png: bytes
+    png: bytes  # the file's bytes (SVG markup for kind "svg")
+    kind: str = "png"  # "svg" panels are inlined in report.html
 
 
 @dataclass
@@ -104,28 +105,41 @@ def curves_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: s
     acc = kind == "acc"
     scale, ylabel = (100.0, "accuracy (%)") if acc else (1.0, "loss")
     base = curves.get(baseline) if baseline else None
+    part = held_out_part(curves, names)
     panels = []
     for name in names:
         fig, ax = _axes()
         c = curves[name]
         if base is not None and name != baseline and not base.empty:
             _band(ax, base, f"train_{kind}", BASE_COLOR, "baseline train", scale, "--")
-            _band(ax, base, f"val_{kind}", BASE_COLOR, "baseline val", scale, ":")
+            _band(ax, base, f"{part}_{kind}", BASE_COLOR, f"baseline {part}", scale, ":")
         _band(ax, c, f"train_{kind}", TRAIN_COLOR, "train", scale)
-        _band(ax, c, f"val_{kind}", VAL_COLOR, "val", scale)
+        _band(ax, c, f"{part}_{kind}", VAL_COLOR, part, scale)
         for i, (epoch, text) in enumerate((markers or {}).get(name, [])):
-            ax.axvline(epoch, color=("#2ca02c", "#9467bd")[i % 2], lw=1, ls="-.", label=text)
+            ax.axvline(epoch, color=MARKER_COLORS[i % len(MARKER_COLORS)], lw=1.1,
+                       ls=("-.", "--", ":")[i % 3], label=text)
         ax.xaxis.get_major_locator().set_params(integer=True)
         n = int(c["n"].max()) if "n" in c and len(c) else 0
         title = f"{label(name)} (n={n})"
         panels.append(Panel(f"curves_{kind}_{_slug(name)}", title,
                             _finish(fig, ax, title, "epoch", ylabel)))
     what = "accuracy" if acc else "loss"
-    return Figure(f"curves_{kind}", f"Train and val {what} per variant",
+    return Figure(f"curves_{kind}", f"Train and {part} {what} per variant",
                   "Mean over seeds, band = min..max over seeds; train = eval-mode pass on the "
-                  "training subset when recorded. Baseline dashed (train) and dotted (val); "
-                  "vertical lines: mean best-val epoch (and mean stop epoch with early stopping).",
-                  panels)
+                  f"training subset when recorded. Baseline dashed (train) and dotted ({part})"
+                  + ("" if part == "val" else "; no validation split, so the held-out curve is "
+                     "the test set's") + ". Vertical lines: the epochs named in the legend "
+                  "(mean over seeds): the best-val checkpoint, and with early stopping the "
+                  "restored epoch and the stop.", panels)
+
+
+def held_out_part(curves: Mapping[str, pd.DataFrame], names: list[str]) -> str:
+    """'val', or 'test' for a study without a validation split."""
+    for n in names:
+        col = curves[n].get("val_loss_mean")
+        if col is not None and np.isfinite(col.to_numpy(dtype=float)).any():
+            return "val"
+    return "test"
 
 
 def gap_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: str | None,
@@ -148,77 +162,3 @@ def gap_figure(curves: dict[str, pd.DataFrame], order: list[str], baseline: str 
     return Figure("gap", "Generalization gap per epoch",
                   "val loss minus train loss (mean over seeds, band = min..max); baseline black "
                   "dashed.", [Panel("gap", "Generalization gap per epoch", png)])
-
-
-def _sweep_panel(s: pd.DataFrame, base: pd.Series | None, metric: str, ylabel: str,
-                 xlabel: str, scale: float, base_label: str, name: str) -> Panel:
-    fig, ax = _axes()
-    x = s["swept_value"].to_numpy(dtype=float)
-    if base is not None and math.isfinite(float(base.get(f"{metric}_mean", math.nan))):
-        m = float(base[f"{metric}_mean"]) * scale
-        half = float(base.get(f"{metric}_ci95", math.nan)) * scale
-        ax.axhline(m, color=BASE_COLOR, ls="--", lw=1.1, label=base_label)
-        if math.isfinite(half):
-            ax.axhspan(m - half, m + half, color=BASE_COLOR, alpha=0.15, lw=0,
-                       label=f"{base_label}, 95% CI")
-    ax.errorbar(x, s[f"{metric}_mean"] * scale, yerr=s[f"{metric}_ci95"].fillna(0) * scale,
-                color="#2ca02c", marker="o", ms=4, capsize=3, label="variant (95% CI)")
-    if len(x) > 2 and x.min() > 0 and x.max() / x.min() >= 50:
-        ax.set_xscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels([f"{v:g}" for v in x])
-    title = f"{ylabel} vs {xlabel}"
-    return Panel(f"sweep_{name}", title, _finish(fig, ax, title, xlabel, ylabel))
-
-
-def sweep_figure(summary: pd.DataFrame, param_label: str, baseline: str | None,
-                 baseline_value: object = None) -> Figure | None:
-    """Final metrics vs the swept value, error bars = 95% CI over seeds, baseline as a band."""
-    if summary.empty or "swept_value" not in summary:
-        return None
-    s = summary[np.isfinite(summary["swept_value"].astype(float))].sort_values("swept_value")
-    s = s[s["best_test_acc_n"] > 0]
-    if len(s) < 2:
-        return None
-    rows = summary[summary["variant"] == baseline] if baseline else summary.iloc[0:0]
-    base = rows.iloc[0] if len(rows) and rows.iloc[0]["variant"] not in set(s["variant"]) \
-        else None
-    base_label = "baseline" + (f" ({param_label} = {baseline_value:g})"
-                               if isinstance(baseline_value, (int, float)) else "")
-    panels = [_sweep_panel(s, base, "best_test_acc", "test accuracy (%)", param_label, 100.0,
-                           base_label, "acc"),
-              _sweep_panel(s, base, "gap_loss", "val − train loss", param_label, 1.0,
-                           base_label, "gap")]
-    return Figure("sweep", f"Final metrics vs {param_label}",
-                  "Mean over seeds with 95% CI error bars (t distribution); the baseline's mean "
-                  "and 95% CI as a grey line and band. Accuracy at the best-val epoch; loss gap "
-                  "at the last epoch.", panels)
-
-
-def reliability_figure(bins: dict[str, dict[str, np.ndarray]], order: list[str],
-                       baseline: str | None, label: Labeler = str) -> Figure | None:
-    """Reliability diagrams (per-bin accuracy vs confidence, pooled over seeds) per variant."""
-    names = _names(bins, order, lambda b: b["count"].sum() > 0)
-    if not names:
-        return None
-    panels = []
-    for name in names:
-        fig, ax = _axes((3.6, 3.2))
-        b = bins[name]
-        m = len(b["count"])
-        edges = np.linspace(0, 1, m + 1)
-        centers = (edges[:-1] + edges[1:]) / 2
-        has = b["count"] > 0
-        ax.bar(centers[has], b["accuracy"][has], width=1 / m, color="#1f77b4", alpha=0.75,
-               edgecolor="white", label="accuracy")
-        ax.bar(centers[has], b["confidence"][has] - b["accuracy"][has], bottom=b["accuracy"][has],
-               width=1 / m, color="#d62728", alpha=0.3, label="gap to confidence")
-        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        title = f"{label(name)}: ECE {b.get('ece', float('nan')):.3f}"
-        panels.append(Panel(f"reliability_{_slug(name)}", title,
-                            _finish(fig, ax, title, "confidence", "accuracy")))
-    return Figure("reliability", "Reliability diagrams (test set)",
-                  "Per confidence bin: accuracy (blue) and the gap to mean confidence (red), "
-                  "pooled over seeds; diagonal = perfect calibration.", panels)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import StudyRecord
-from harness.report.stats import MeanCI, mean_ci
+from harness.stats.compare import MeanCI, mean_ci
 
 METRIC = "final_test_acc"  # the weights a run ends with: early stopping's restore counts
 NONE = "none"

@@ -3,17 +3,11 @@ differences in percentage points."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
-
-def finite(x: Any) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
+from harness.record.numbers import finite
 
 
 def fmt(x: Any, digits: int = 3) -> str:

@@ -105,7 +105,7 @@ def section(summary: pd.DataFrame, settings: dict[str, dict[str, Any]],
         lines.append(f"{mode}: the best λ {'moves' if moves else 'stays'} across learning rates "
                      f"({', '.join(f'lr {r.lr:g}: λ {r.strength:g}' for r in g.itertuples())}).")
     path = fig_dir / "strength_grid.png"
-    from harness.report.files import atomic_write_bytes
+    from harness.record.disk import atomic_write_bytes
 
     atomic_write_bytes(path, heatmap_png(frame, best))
     return {"title": "Learning rate x weight decay", "markdown": "\n".join(lines),

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
+from harness.record.disk import atomic_write_text
+from harness.record.layout import CLAIMS_JSON, STUDY_JSON, TIMING_JSON
 from harness.report.claims import fmt_effect, fmt_level
-from harness.report.files import atomic_write_text
-from harness.report.index import CLAIMS_JSON
-from harness.study.timing import TIMING_JSON
 
 BEGIN, END = "<!-- studies-table: begin", "<!-- studies-table: end -->"
 
@@ -79,7 +78,7 @@ def collect(results_dir: Path, studies: list[tuple[str, str]]) -> list[StudyRow]
     for name, description in studies:
         sdir = results_dir / name
         claims = (_read(sdir / CLAIMS_JSON) or {}).get("claims") or []
-        meta = _read(sdir / "study.json") or {}
+        meta = _read(sdir / STUDY_JSON) or {}
         runs = meta.get("runs") if isinstance(meta.get("runs"), int) else None
         rows.append(StudyRow(name, description, runs, _read(sdir / TIMING_JSON),
                              [c for c in claims if isinstance(c, dict)]))

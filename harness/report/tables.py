@@ -6,15 +6,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from harness.dotted import flatten_dotted, get_dotted
+from harness.dotted import flatten_dotted
+from harness.record import Comparison, StudyRecord, Variant
 from harness.record import RunRecord as RunRecordType
-from harness.record import StudyRecord, Variant
+from harness.record.numbers import number_or_nan
+from harness.record.params import sweep_axis
 from harness.record.schema import DEFAULT_COMPARE_METRIC
-from harness.report import stats
+from harness.report import vocabulary
+from harness.stats import compare as stats
 from harness.study.runs_table import METRICS, train_cols
-from harness.study.runs_table import number as _num
 from harness.train.analysis import load_predictions
 
 COMPARE_METRIC = DEFAULT_COMPARE_METRIC  # the default comparison (a study may choose another)
@@ -24,37 +27,17 @@ RunRecord = RunRecordType
 load_study = StudyRecord.load
 
 
-dotted_get = get_dotted
-
-
-# ----------------------------------------------------------------------------- runs.csv
-
 
 # ----------------------------------------------------------------------------- summary.csv
 
 
 def sweep_parameter(study: Study) -> str | None:
-    design = study.design
-    if design.get("kind") == "sweep" and design.get("parameter"):
-        return str(design["parameter"])
-    params = list(design.get("parameters") or [])  # a mapping: axis key -> values
-    if design.get("kind") == "grid" and len(params) == 1:
-        return str(params[0])
-    return None
+    return sweep_axis(study.design)
 
 
-def swept_value(study: Study, variant: Variant, param: str | None) -> float:
-    """The numeric swept value of a variant, from study.json or the runs' configs; else nan."""
-    if param is None:
-        return math.nan
-    for source in (variant.swept, variant.overrides):
-        if param in source:
-            return _num(source[param])
-    for r in study.runs_of(variant.name, included_only=False):
-        v = dotted_get(r.config, param)
-        if v is not None:
-            return _num(v)
-    return math.nan
+def swept_value(variant: Variant, param: str | None) -> float:
+    """The numeric swept value of a variant, as the plan recorded it; else nan."""
+    return number_or_nan(variant.params.get(param)) if param else math.nan
 
 
 def variant_settings(study: Study) -> dict[str, dict[str, Any]]:
@@ -75,13 +58,40 @@ def variant_disagreement(study: Study, variant: str) -> tuple[float, int]:
     return stats.pairwise_disagreement(preds), len(preds)
 
 
-def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
+def has_validation(runs: pd.DataFrame) -> bool:
+    """Did any included run measure a validation split (a best-val checkpoint exists)?"""
+    inc = runs[runs["included"].astype(bool)] if len(runs) else runs
+    return bool(len(inc)) and bool(pd.to_numeric(inc["best_val_acc"], errors="coerce")
+                                   .notna().any())
+
+
+def effective_compare(study: Study, runs: pd.DataFrame) -> Comparison:
+    """The comparison the study declares; without a validation split there is no best-val
+    checkpoint, so test accuracy at the last epoch stands in for it (what such a study, e.g.
+    one trained to interpolation, measures)."""
+    compare = study.compare
+    if has_validation(runs) or not len(runs):
+        return compare
+
+    def last(metric: str) -> str:
+        return "last_" + metric[len("best_"):] if metric.startswith("best_") else metric
+
+    also = [m for m in dict.fromkeys(last(m) for m in compare.also_against)
+            if m != last(compare.reference_metric)]
+    return Comparison(metric=last(compare.metric), reference=last(compare.reference_metric),
+                      also_against=also, report=list(compare.report))
+
+
+def summary_table(study: Study, runs: pd.DataFrame, compare: Comparison | None = None,
+                  margin: float = vocabulary.DEFAULT_MARGIN) -> pd.DataFrame:
     """One row per variant: counts, mean / CI half-width / n per metric, and the comparison
-    the study declares (default: test acc at the best-val epoch, both sides)."""
+    the study declares (default: test acc at the best-val epoch, both sides), judged in the
+    report's words (vocabulary.py) with `margin` as the smallest effect of interest.
+    Why long: one row's columns, each computed where it is named."""
     inc = runs[runs["included"].astype(bool)]
     trusted = runs[runs["trusted"].astype(bool)]
     param = sweep_parameter(study)
-    compare = study.compare
+    compare = compare or effective_compare(study, runs)
     base = inc[inc["variant"] == study.baseline] if study.baseline else inc.iloc[0:0]
     references = [compare.reference_metric, *compare.also_against]
     base_by_seed = {ref: dict(zip(base["seed"], base[ref], strict=True)) for ref in references
@@ -94,7 +104,7 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
         status = all_v["status"]
         row: dict[str, Any] = {
             "variant": v.name, "is_baseline": v.is_baseline,
-            "swept_parameter": param, "swept_value": swept_value(study, v, param),
+            "swept_parameter": param, "swept_value": swept_value(v, param),
             "n_runs": len(all_v), "n_included": len(mine),
             "n_diverged": int((status == "diverged").sum()),
             "n_failed": int(status.isin(["failed", "interrupted", "pruned", "unknown"]).sum()),
@@ -132,7 +142,14 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     df["p_holm"] = stats.holm(df["p_value"])  # across this study's comparisons
-    df["verdict"] = [stats.verdict(d, p) for d, p in zip(df["delta"], df["p_holm"], strict=True)]
+    n_comparisons = int(np.isfinite(df["p_value"].to_numpy(dtype=float)).sum())
+    unit = vocabulary.unit_of(compare.metric)
+    words = [vocabulary.judge(vocabulary.row_effect(r, margin, n_comparisons,
+                                                   stats.MULTIPLE_TESTING, unit))
+             if not r["is_baseline"] else None for _, r in df.iterrows()]
+    df["verdict"] = [j.word if j else "baseline" for j in words]
+    df["verdict_reason"] = [j.reason if j else "" for j in words]
+    df["margin"] = margin
     key = f"{compare.metric}_mean" if f"{compare.metric}_mean" in df else \
         f"{COMPARE_METRIC}_mean"
     return df.sort_values(key, ascending=False, na_position="last", kind="stable").reset_index(
@@ -141,7 +158,8 @@ def summary_table(study: Study, runs: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- curves
 
-CURVE_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc", "gap_loss")
+CURVE_COLUMNS = ("train_loss", "val_loss", "train_acc", "val_acc", "gap_loss", "test_loss",
+                 "test_acc")
 
 
 def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -155,6 +173,8 @@ def run_curve(metrics: pd.DataFrame) -> pd.DataFrame:
     out["val_loss"] = metrics.get("val_loss")
     out["val_acc"] = metrics.get("val_acc")
     out["gap_loss"] = out["val_loss"] - out["train_loss"]
+    out["test_loss"] = metrics.get("test_loss")
+    out["test_acc"] = metrics.get("test_acc")
     return out.apply(pd.to_numeric, errors="coerce")
 
 

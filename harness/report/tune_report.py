@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from pathlib import Path
@@ -17,13 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.record import StudyRecord
-from harness.report.stats import compare, mean_ci
+from harness.record.disk import atomic_write_json, atomic_write_text
+from harness.record.layout import TUNING_JSON, TUNING_MD
+from harness.record.numbers import number
+from harness.stats.compare import compare, mean_ci
 from harness.study.tune import TuneOutcome, trial_epochs
-from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param, finite
-from harness.tracking.store import atomic_write_json, atomic_write_text
+from harness.study.tune_space import OBJECTIVES, TuneSpec, describe_param
 
-TUNING_JSON = "tuning.json"
-TUNING_MD = "tuning.md"
 FIGURES = "figures/tuning"  # a subfolder: the report build prunes stray PNGs of figures/
 RETRAIN_METRIC = "best_test_acc"  # test accuracy at the best-val epoch (what the report ranks)
 
@@ -176,17 +175,13 @@ def retrain_table(sdir: Path, tuned: list[str]) -> list[dict[str, Any]]:
         vals = by_variant.get(name, {})
         ci = mean_ci(vals.values())
         row: dict[str, Any] = {"variant": name, "metric": RETRAIN_METRIC, "n": ci.n,
-                               "mean": _num(ci.mean), "ci_low": _num(ci.lo),
-                               "ci_high": _num(ci.hi), "seeds": sorted(vals)}
+                               "mean": number(ci.mean), "ci_low": number(ci.lo),
+                               "ci_high": number(ci.hi), "seeds": sorted(vals)}
         if name != "baseline":
             c = compare(vals, base)
-            row.update(delta=_num(c.diff), p_value=_num(c.p), test=c.test, n_pairs=c.n_pairs)
+            row.update(delta=number(c.diff), p_value=number(c.p), test=c.test, n_pairs=c.n_pairs)
         rows.append(row)
     return rows
-
-
-def _num(x: float) -> float | None:
-    return float(x) if finite(x) else None
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -282,17 +277,10 @@ def tuning_section(study_dir: Path | str) -> dict[str, Any]:
         "best": d.get("best"),
         "best_params": [{"param": k, "value": v, "text": _fmt(v)}
                         for k, v in (best.get("params") or {}).items()],
-        "importances": [{"param": k, "fanova": _opt(fan.get(k)), "ped_anova": _opt(ped.get(k))}
+        "importances": [{"param": k, "fanova": number(fan.get(k)), "ped_anova": number(ped.get(k))}
                         for k in names],
         "retrain": d.get("retrain", []),
         "figures": [f for f in d.get("figures", []) if (sdir / f["path"]).is_file()],
         "markdown": md.read_text() if md.is_file() else "",
     }
 
-
-def _opt(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None

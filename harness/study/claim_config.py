@@ -14,7 +14,7 @@ from harness.config import Strict
 class ConfirmConfig(Strict):
     """`confirm:` how a claim's variant, once chosen on the screening seeds, is tested on
     fresh confirmation seeds that are added look by look until the claim is decided or the
-    budget is spent (harness/study/sequential.py decides; harness/study/confirm.py runs the
+    budget is spent (harness/stats/sequential.py decides; harness/study/confirm.py runs the
     rounds). Every ablation study with a claim confirms by default; `confirm: false` keeps
     the fixed seeds (the choice is then paid for with a Bonferroni adjustment)."""
 
@@ -23,7 +23,7 @@ class ConfirmConfig(Strict):
     step: int = Field(5, ge=1)  # seeds added between looks
     minutes: float = Field(60.0, gt=0)  # the budget in wall minutes of this command
     alpha: float = Field(0.05, gt=0.0, lt=1.0)  # two-sided, over all looks of a claim
-    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    spending: Literal["obrien_fleming", "pocock"] = "pocock"  # spends about evenly per look
 
     @model_validator(mode="after")
     def _min_below_max(self) -> ConfirmConfig:
@@ -31,8 +31,8 @@ class ConfirmConfig(Strict):
             raise ValueError(f"min ({self.min}) must be at most max ({self.max})")
         return self
 
-    def plan(self, margin: float):  # -> harness.study.sequential.SequentialPlan (scipy: lazily)
-        from harness.study.sequential import SequentialPlan
+    def plan(self, margin: float):  # -> harness.stats.sequential.SequentialPlan (scipy: lazily)
+        from harness.stats.sequential import SequentialPlan
 
         return SequentialPlan(self.min, self.max, self.step, self.alpha, margin, self.spending)
 

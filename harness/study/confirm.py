@@ -9,7 +9,7 @@ fresh confirmation seeds that took no part in it, and the test pays nothing for 
 (no Bonferroni factor). When neither side chose (one variant against one reference), every
 seed confirms.
 
-The confirmation seeds of the chosen pair are added look by look (harness/study/sequential.py)
+The confirmation seeds of the chosen pair are added look by look (harness/stats/sequential.py)
 until the claim is decided or the budget is spent: `confirm.max` seeds, `confirm.minutes` of
 this command. `judge` replays that stopping rule from the runs table alone, so the executor
 (which adds the seeds) and the report (which states the verdict) cannot disagree.
@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.study.claim_config import ClaimConfig, ConfirmConfig
-from harness.study.sequential import (
+from harness.stats.sequential import (
     HELD_STATES,
     NOT_HELD_STATES,
     UNDECIDED,
@@ -38,6 +37,7 @@ from harness.study.sequential import (
     SequentialPlan,
     walk,
 )
+from harness.study.claim_config import ClaimConfig, ConfirmConfig
 
 HELD, NOT_HELD = "held", "did not hold"  # UNDECIDED is shared with the sequential test
 BASELINE_ALIAS = "baseline"  # in a claim, always the study's baseline (full_recipe, ...)
@@ -293,7 +293,7 @@ def confirmation_cost(claim: ClaimConfig, names: list[str], baseline: str | None
     """Runs the claim's confirmation adds. The expectation simulates the sequential plan at
     the spread and effect of the pair's screening runs when the study has them, else at a
     true effect of one margin with a spread of one margin (said so)."""
-    from harness.study.sequential import expected_seeds
+    from harness.stats.sequential import expected_seeds
 
     cands, refs = sides(claim, names, baseline)
     chose = len(cands) > 1 or len(refs) > 1

@@ -8,9 +8,9 @@ imports before the first step (timed by importing the worker's modules in a fres
 after the probes), each worker's first-run extra (first kernels: the first probe's excess
 over the second), and the report at the end (a fixed part plus a part per run, measured on
 finished studies: bench/RESULTS.md).
-Regularizers are not part of the shape: their cost (SWA's extra pass, a distillation
-teacher) is not probed, and runs that stop early (early stopping, divergence) make the
-figure an upper bound.
+Regularizers are not part of the shape: their cost (SWA's extra pass, the forward pass of
+a teacher, or of any run a regularizer reads) is not probed, and runs that stop early
+(early stopping, divergence) make the figure an upper bound.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
+from harness.record.run_dir import RunDir
 from harness.study.plan import RunSpec
-from harness.tracking.store import RunDir
 
 # After the last run: report, figures, index, the W&B study run and exit. A line fitted to
 # six studies of 4 to 64 runs measured end to end on 2 cores (bench/RESULTS.md).
@@ -149,6 +149,7 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None,
     one-off costs: on a tiny model about twice a later one), and how much longer the first
     run took (a fresh worker's cost). `between` runs after the first run (a barrier, so
     that copies probing together time their second runs side by side)."""
+    from harness.regularizers.base import REGULARIZERS, reads_other_runs
     from harness.train.loop import train_run
 
     raw = copy.deepcopy(cfg.model_dump(mode="json"))
@@ -156,9 +157,11 @@ def probe(cfg: RunConfig, threads: int, data_dir: Path | None,
     raw["tracking"]["wandb"] = "disabled"
     raw.update(study="dry-run-probe", variant="probe")
     # Upstream run folders are not in the throwaway folder: the probe starts from scratch
-    # and without a teacher (its forward pass, a fraction of a step, is left out).
+    # and without the regularizers that read another run (a distillation teacher: its
+    # forward pass, a fraction of a step, is left out).
     raw["model"]["init_from"] = None
-    raw["regularizers"].pop("distillation", None)
+    raw["regularizers"] = {name: params for name, params in raw["regularizers"].items()
+                           if not reads_other_runs(REGULARIZERS.get(name))}
     totals, epoch_s, epochs_s = [], 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="harness-probe-") as tmp:
         for seed in (0, 1):

@@ -20,23 +20,22 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from harness.console import console, make_progress
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError
 from harness.record import StudyRecord
+from harness.record.disk import atomic_write_json, remove_stale_temp_files
+from harness.record.layout import MODEL, STUDY_JSON
+from harness.record.run_dir import RunDir
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
 from harness.study.populate import queue_order, save_population, spec_key
-from harness.study.processes import make_workers, supervise, warm_worker_server
+from harness.study.processes import supervise, warm_worker_server, worker_server
 from harness.study.queue import RunQueue, queue_study_name
 from harness.study.search import optuna_study_name
 from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
 from harness.study.trial_files import ARTIFACT_DIR, TRAVELLING_FILES, fetch_files
-from harness.study.worker import worker_loop, worker_process
-from harness.tracking.store import (
-    RunDir,
-    atomic_write_json,
-    remove_stale_temp_files,
-)
+from harness.study.worker import worker_loop
 from harness.train.grouping import describe_alone, population_limit
 from harness.train.loop import study_dir
 from harness.train.preflight import check_model_sizes, parameter_count
@@ -62,7 +61,8 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def choose_workers(specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """Workers for a study when the user named none, and why (printed).
 
     A small model's step is too short to split across threads (OpenMP start-up and, on a
@@ -73,7 +73,7 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
     for s in specs:
         key = repr((s.config.model.model_dump(), s.config.data.name))
         if key not in counts:
-            counts[key] = parameter_count(s.config)
+            counts[key] = parameter_count(s.config, data_dir)
     known = [n for n in counts.values() if n is not None]
     if known and max(known) <= SMALL_MODEL_PARAMS and len(known) == len(counts):
         workers = max(1, min(cores, todo))
@@ -84,12 +84,13 @@ def choose_workers(specs: list[RunSpec], todo: int) -> tuple[int, str]:
         "larger models use the cores inside each step"
 
 
-def decide_workers(named: int | None, specs: list[RunSpec], todo: int) -> tuple[int, str]:
+def decide_workers(named: int | None, specs: list[RunSpec], todo: int,
+                   data_dir: Path | None = None) -> tuple[int, str]:
     """The workers a study runs on (the user's number, else chosen by model size) and why;
     one decision for the run and for its dry-run estimate."""
     if named:
         return named, ""
-    return choose_workers(specs, todo)
+    return choose_workers(specs, todo, data_dir)
 
 
 def decide_population(named: int | None, specs: list[RunSpec], workers: int) -> PopulationPlan:
@@ -173,13 +174,14 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     started = time.perf_counter()
     warm_worker_server(workers or study.workers)
     specs = expand(study, source)
-    check_model_sizes([s.config for s in specs], source)
+    check_data_present([s.config for s in specs], data_dir)
+    check_model_sizes([s.config for s in specs], source, data_dir)
     sdir = study_dir(results_dir, study.name)
     url = storage or study.storage or default_storage_url(sdir)
     local_queue = url == default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
     named = workers or study.workers
-    workers, why = decide_workers(named, specs, len(specs) - len(done_now))
+    workers, why = decide_workers(named, specs, len(specs) - len(done_now), data_dir)
     crews = decide_population(population, [s for s in specs if s.run_id not in done_now],
                               workers)
     workers = workers if named else crews.workers
@@ -192,7 +194,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     with storage_lock(q, study.name), study_lock(sdir):
         q = q or RunQueue.open(url, study.name)
         manifest = study_manifest(study, specs)
-        atomic_write_json(sdir / "study.json", manifest)
+        atomic_write_json(sdir / STUDY_JSON, manifest)
         remove_stale_temp_files(sdir)
         q.save_manifest(manifest)
         save_population(q, crews.size)
@@ -223,7 +225,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
 def decide_wandb_mode(specs: list[RunSpec]) -> None:
     """Resolve the W&B mode once for the study: when the server cannot be reached, that is
     found here, once, and every run (and worker process) goes offline without waiting."""
-    from harness.tracking.wandb_tracker import choose_mode
+    from harness.tracking.wandb_client import choose_mode
 
     for mode in dict.fromkeys(s.config.tracking.wandb for s in specs):
         choose_mode(mode)
@@ -260,9 +262,9 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
             worker_loop(**options, emit=hub.handle, worker=0, wait_for_running=True,
                         timeout=timeout)
         else:
-            procs, events = make_workers(
-                worker_process, lambda i: ({**options, "timeout": timeout},), workers)
-            supervise(procs, events, hub.handle, hub.refresh)
+            batch = worker_server().start("harness.study.worker:worker_process",
+                                          [{**options, "timeout": timeout}] * workers)
+            supervise(batch, hub.handle, hub.refresh)
             # remote or dead workers may still hold work: finish it here (one worker in this
             # process has just done that: it waited for running work)
             left = None if timeout is None else timeout - (time.monotonic() - started)
@@ -346,7 +348,7 @@ def import_remote_results(q: RunQueue, specs: list[RunSpec], sdir: Path) -> int:
         summary = dict(t.user_attrs["summary"])
         summary["imported"] = {"host": t.user_attrs.get("host"), "trial": t.number,
                                "missing": [n for n in TRAVELLING_FILES if n not in files]
-                               + ["model.pt"]}
+                               + [MODEL]}
         run_dir.write_summary(summary)
         imported += 1
     return imported
@@ -366,7 +368,7 @@ def import_study(url: str, name: str, sdir: Path) -> int:
     q = RunQueue.open(url, name)
     manifest = q.manifest()
     if not manifest:
-        raise ConfigError(f"storage {mask_url(url)}: study {name!r} was queued by an older "
-                          "harness without its study definition; build the report where it ran")
-    atomic_write_json(sdir / "study.json", manifest)
+        raise ConfigError(f"storage {mask_url(url)}: study {name!r} holds no study definition; "
+                          "build the report where it ran")
+    atomic_write_json(sdir / STUDY_JSON, manifest)
     return import_remote_results(q, q.planned_specs(), sdir)

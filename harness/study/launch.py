@@ -19,17 +19,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.config_errors import format_validation_error
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError, HarnessError
+from harness.record.disk import atomic_write_json
+from harness.record.layout import JOBS, JOBS_JSON, STUDY_JSON
 from harness.study.execute import finished_ids
 from harness.study.plan import expand, study_manifest
 from harness.study.queue import RunQueue
 from harness.study.spec import LauncherConfig, StudyConfig
-from harness.study.storage import default_storage_url, mask_url
-from harness.tracking.store import atomic_write_json
+from harness.study.storage import (
+    check_sqlite_file,
+    check_sqlite_folder,
+    default_storage_url,
+    mask_url,
+    sqlite_path,
+    studies_in,
+)
 from harness.train.loop import study_dir
-
-JOBS_FILE = "jobs.json"  # results/<study>/jobs.json: every job submitted for the study
-JOBS_FOLDER = "jobs"  # results/<study>/jobs/: submitit's sbatch scripts, pickles and logs
+from harness.train.preflight import check_model_sizes
 
 
 @dataclass
@@ -60,6 +67,14 @@ def storage_for_jobs(launcher: LauncherConfig, url: str | None, sdir: Path) -> s
                           "postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB (or `storage:` in "
                           "the study file)")
     return url or default_storage_url(sdir)
+
+
+def check_storage(url: str) -> None:
+    """The storage answers (a server storage) or can be created (SQLite), creating nothing."""
+    check_sqlite_folder(url)
+    check_sqlite_file(url)
+    if sqlite_path(url) is None:
+        studies_in(url)
 
 
 def make_executor(launcher: LauncherConfig, folder: Path) -> Any:
@@ -100,15 +115,23 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
                  results_dir: Path, storage: str | None = None,
                  data_dir: Path | None = None) -> tuple[LaunchOutcome, list[Any]]:
     """Queue the missing runs and submit worker jobs; returns the outcome and the submitit
-    jobs (their ids are printed and kept in results/<study>/jobs.json)."""
+    jobs (their ids are printed and kept in results/<study>/jobs.json).
+
+    Every check comes before the first write (study.json, the manifest in the storage, the
+    queue): the runs' configs and data, the storage, and the launcher itself (a Slurm
+    launcher where there is no Slurm used to leave a replaced manifest and queued runs)."""
     specs = expand(study, source)
+    check_data_present([s.config for s in specs], data_dir)
+    check_model_sizes([s.config for s in specs], source, data_dir)
     sdir = study_dir(Path(results_dir).resolve(), study.name)
     url = storage_for_jobs(launcher, storage or study.storage, sdir)
+    executor = make_executor(launcher, sdir / JOBS)  # creates no folder
+    check_storage(url)
     sdir.mkdir(parents=True, exist_ok=True)
     manifest = study_manifest(study, specs)
     q = RunQueue.open(url, study.name)
     q.save_manifest(manifest)
-    atomic_write_json(sdir / "study.json", manifest)
+    atomic_write_json(sdir / STUDY_JSON, manifest)
     q.fail_stale()
     in_queue = q.states([(s.run_id, s.variant, s.seed) for s in specs])
     done = finished_ids(sdir, specs) | {st.run_id for st in in_queue if st.state == "finished"}
@@ -117,7 +140,6 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
     n_jobs = min(launcher.array_parallelism, pending)
     jobs: list[Any] = []
     if n_jobs:
-        executor = make_executor(launcher, sdir / JOBS_FOLDER)
         threads = launcher.cpus_per_task
         args = [(url, study.name, str(sdir.parent), str(data_dir) if data_dir else None,
                  threads)] * n_jobs
@@ -134,7 +156,7 @@ def launch_study(study: StudyConfig, launcher: LauncherConfig, *, source: str,
 
 def record_jobs(sdir: Path, launcher: LauncherConfig, job_ids: list[str]) -> None:
     """Append the submitted jobs to results/<study>/jobs.json (what `harness status` lists)."""
-    path = sdir / JOBS_FILE
+    path = sdir / JOBS_JSON
     jobs = read_jobs(sdir)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     jobs += [{"job_id": str(j), "launcher": launcher.name, "partition": launcher.partition,
@@ -146,6 +168,6 @@ def read_jobs(sdir: Path) -> list[dict[str, Any]]:
     import json
 
     try:
-        return list(json.loads((sdir / JOBS_FILE).read_text()).get("jobs") or [])
+        return list(json.loads((sdir / JOBS_JSON).read_text()).get("jobs") or [])
     except (OSError, ValueError, AttributeError):
         return []

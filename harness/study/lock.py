@@ -1,5 +1,6 @@
-"""One coordinator per study: a second `harness ablation`/`tune` of a running study is told
-who holds it (pid, host, since when) and exits 2, instead of queueing every run twice.
+"""File locks of a study folder, and one coordinator per study: a second `harness
+ablation`/`tune` of a running study is told who holds it (pid, host, since when) and exits
+2, instead of queueing every run twice; a run folder is trained by one local worker at once.
 
 Locally the lock is an flock on results/<study>/.study.lock (released by the kernel when
 the holder dies); with a PostgreSQL queue it is also a session advisory lock in the
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.record.layout import RUN_LOCK, STUDY_LOCK
 
 HOLDER_ATTR = "coordinator"
 
@@ -53,21 +55,40 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 
 
 @contextmanager
+def file_lock(path: Path, wait: bool) -> Iterator[tuple[int, bool]]:
+    """(fd, held) for an exclusive flock on `path` (created), released when the block ends or
+    the holder dies; without `wait`, held is False when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield fd, False
+            return
+        yield fd, True
+    finally:
+        os.close(fd)
+
+
+@contextmanager
 def study_lock(sdir: Path) -> Iterator[bool]:
     """Hold results/<study>/.study.lock for the duration, or raise StudyBusy naming the
     holder. Yields True (kept for callers that ask whether they are alone)."""
-    sdir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(sdir / ".study.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StudyBusy(busy_message(sdir.name, _read_holder(fd))) from None
+    with file_lock(sdir / STUDY_LOCK, wait=False) as (fd, held):
+        if not held:
+            raise StudyBusy(busy_message(sdir.name, _read_holder(fd)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder_info()).encode(), 0)
         yield True
-    finally:
-        os.close(fd)
+
+
+@contextmanager
+def run_lock(path: Path, wait: bool = False) -> Iterator[bool]:
+    """An exclusive lock on one run folder: True if we hold it (no one else trains it here).
+    With `wait`, block until the other holder is done (its finished run is then reused)."""
+    with file_lock(path / RUN_LOCK, wait) as (_, held):
+        yield held
 
 
 def advisory_key(name: str) -> int:

@@ -16,6 +16,7 @@ import typer
 
 from harness.console import console
 from harness.errors import ConfigError
+from harness.record.layout import QUEUE_DB
 from harness.study.plan import RunSpec, expand
 from harness.study.queue import RunQueue
 from harness.study.spec import (
@@ -68,7 +69,8 @@ def dry_run_study(name: str, *, sets: list[str] | None, results_dir: Path,
     sdir = Path(results_dir) / study.name
     done = finished_ids(sdir, specs) if sdir.is_dir() else set()
     jobs = study.launcher.array_parallelism if study.launcher else None
-    workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done))
+    workers, _ = decide_workers(workers or jobs or study.workers, specs, len(specs) - len(done),
+                                data_dir)
     threads = threads_per_worker(workers)
     if len(done) < len(specs):
         console.print(f"dry run of {study.name}: probing each model/data shape for two "
@@ -207,7 +209,7 @@ def status_storage(name: str, storage: str | None, results_dir: Path) -> str:
     """--storage, else the local queue of results/<name>/, else the study file's storage."""
     if storage:
         return storage
-    local = Path(results_dir) / name / "queue.db"
+    local = Path(results_dir) / name / QUEUE_DB
     if local.is_file():
         return default_storage_url(local.parent)
     try:

@@ -12,15 +12,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import (
-    RunConfig,
-    build_run_config,
-    flat_label,  # noqa: F401  (the queue labels its params with it, from here)
-    param_label,
-)
-from harness.dotted import flatten_dotted, get_dotted, set_dotted
+from harness.config import RunConfig, build_run_config
+from harness.dotted import flatten_dotted, set_dotted
 from harness.errors import ConfigError
 from harness.numerics import NUMERICS_VERSION
+from harness.record.params import param_label, swept_values
 from harness.study.spec import DATA_SEED_STRIDE, StudyConfig
 from harness.study.upstream import Linker
 from harness.version import __version__
@@ -62,7 +58,7 @@ class RunSpec:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
-        config = RunConfig.model_validate(d["config"])
+        config = RunConfig.from_plan(d["config"])  # validated when it was planned
         return cls(d["variant"], d["seed"], config, d["run_id"], d["swept"], d["is_baseline"],
                    dict(d.get("params") or {}), d.get("notes"), list(d.get("depends_on") or []),
                    bool(d.get("upstream")))
@@ -87,7 +83,7 @@ def variants(study: StudyConfig) -> list[Variant]:
     if d.kind == "sweep":
         assert d.parameter is not None  # a sweep names its parameter (StudyConfig)
         for v in d.values or []:
-            out.append(Variant(f"{param_label(d.parameter)}={short_value(v)}",
+            out.append(Variant(f"{param_label(d.parameter).short}={short_value(v)}",
                                {d.parameter: v}, {d.parameter: v}))
     elif d.kind == "grid":
         keys = list((d.parameters or {}).keys())
@@ -95,17 +91,20 @@ def variants(study: StudyConfig) -> list[Variant]:
         axes = [list(v.items()) if isinstance(v, dict) else [(short_value(x), x) for x in v]
                 for v in (d.parameters or {}).values()]
         for combo in itertools.product(*axes):
-            name = ",".join(f"{param_label(k)}={label}"
-                            for k, (label, _) in zip(keys, combo, strict=True))
+            name = ",".join(f"{param_label(k).short}={tag}"
+                            for k, (tag, _) in zip(keys, combo, strict=True))
             over = {k: value for k, (_, value) in zip(keys, combo, strict=True)}
-            swept = {k: (value if not isinstance(value, dict) else label)
-                     for k, (label, value) in zip(keys, combo, strict=True)}
+            swept = {k: (value if not isinstance(value, dict) else tag)
+                     for k, (tag, value) in zip(keys, combo, strict=True)}
             out.append(Variant(name, over, swept))
     elif d.kind == "one_at_a_time":
         for name, over in (d.variants or {}).items():
             out.append(Variant(name, flatten("", over)))
     elif d.kind == "leave_one_out":
         recipe = list((study.base.get("regularizers") or {}).keys())
+        if not recipe:
+            raise ConfigError("design: leave_one_out removes regularizers of "
+                              "base.regularizers, which names none")
         for reg in d.remove or recipe:
             if reg not in recipe:
                 raise ConfigError(f"design.remove: {reg!r} is not in base.regularizers "
@@ -115,29 +114,11 @@ def variants(study: StudyConfig) -> list[Variant]:
     return out
 
 
-def design_keys(study: StudyConfig) -> list[str]:
-    """The dotted keys a sweep or grid varies (none for the other designs)."""
-    d = study.design
-    if d is None:
-        return []
-    if d.kind == "sweep" and d.parameter:
-        return [d.parameter]
-    return list(d.parameters or {}) if d.kind == "grid" else []
-
-
 def swept_params(study: StudyConfig, variant: Variant, config: RunConfig) -> dict[str, Any]:
-    """Each swept key's value in this run: the variant's own, else the sweep's
-    baseline_value (the baseline), else the value the resolved config holds."""
-    out: dict[str, Any] = {}
-    resolved = config.model_dump(mode="json")
-    for key in design_keys(study):
-        if key in variant.swept:
-            out[key] = variant.swept[key]
-        elif variant.is_baseline and study.design and study.design.baseline_value is not None:
-            out[key] = study.design.baseline_value
-        elif isinstance(value := get_dotted(resolved, key), (bool, int, float, str)):
-            out[key] = value
-    return out
+    """Each swept key's value in this run (record/params.py says how)."""
+    design = study.design.model_dump(mode="json") if study.design else None
+    return swept_values(design, variant.swept, variant.is_baseline,
+                        config.model_dump(mode="json"))
 
 
 def resolve(study: StudyConfig, variant: Variant, seed: int, source: str,
@@ -168,7 +149,11 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
     specs: list[RunSpec] = []
     seen: set[str] = set()
     linker = Linker(study.upstream, study.base, source)
-    for variant in variants(study):
+    try:
+        planned = variants(study)
+    except ConfigError as err:  # the design's own words, with the file they are about
+        raise ConfigError(f"{source}: {err}") from None
+    for variant in planned:
         for data_seed, seed in seed_pairs(study, variant.name):
             cfg, needs = linker.link(resolve(study, variant, seed, source, data_seed))
             run_id = cfg.run_id()
@@ -178,7 +163,7 @@ def expand(study: StudyConfig, source: str = "study") -> list[RunSpec]:
             specs.append(RunSpec(variant.name, seed, cfg, run_id, variant.swept,
                                  variant.is_baseline, swept_params(study, variant, cfg),
                                  study.description or None, needs))
-    names = [v.name for v in variants(study)]
+    names = [v.name for v in planned]
     clash = sorted({u.name for u in linker.runs.values()} & set(names))
     if clash:
         raise ConfigError(f"{source}: upstream run {clash[0]!r} has the name of a variant; "
@@ -199,8 +184,9 @@ def study_manifest(study: StudyConfig, specs: list[RunSpec]) -> dict[str, Any]:
     specs = [s for s in specs if not s.upstream]
     for v in variants(study):
         if any(s.variant == v.name for s in specs):
+            params = next(s.params for s in specs if s.variant == v.name)
             names[v.name] = {"name": v.name, "overrides": v.overrides, "swept": v.swept,
-                             "is_baseline": v.is_baseline, "removed": v.drop}
+                             "params": params, "is_baseline": v.is_baseline, "removed": v.drop}
     return {
         "name": study.name, "description": study.description, "kind": study.kind,
         "design": study.design.model_dump(mode="json") if study.design else None,

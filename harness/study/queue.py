@@ -37,7 +37,8 @@ from optuna.trial import TrialState
 
 from harness.errors import ConfigError
 from harness.numerics import NUMERICS_VERSION
-from harness.study.plan import RunSpec, flat_label
+from harness.record.params import param_label
+from harness.study.plan import RunSpec
 from harness.study.storage import heartbeat_interval, mask_url, open_storage
 from harness.study.trial_files import ARTIFACT_DIR, ARTIFACTS_ATTR, upload_files
 
@@ -56,7 +57,7 @@ def optuna_params(spec: RunSpec) -> dict[str, Any]:
     slice and importance views work for an ablation; designs that sweep nothing: `variant`."""
     if not spec.params:
         return {"variant": spec.variant}
-    return {flat_label(k): v for k, v in spec.params.items() if v is not None}
+    return {param_label(k).wandb: v for k, v in spec.params.items() if v is not None}
 
 
 def param_distributions(specs: list[RunSpec]) -> dict[str, BaseDistribution]:

@@ -15,15 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from harness.record.disk import atomic_write_json
+from harness.record.layout import CONFIRM_JSON
 from harness.record.load import StudyRecord
 from harness.study.claim_config import ConfirmConfig
 from harness.study.confirm import ClaimTest, judge_all, record_entry, round_seeds
 from harness.study.plan import variants
 from harness.study.runs_table import runs_table
 from harness.study.spec import StudyConfig
-from harness.tracking.store import atomic_write_json
 
-CONFIRM_JSON = "confirm.json"
 STOP_DECIDED = "every claim is decided or at its maximum seeds"
 STOP_MINUTES = "the minutes budget (confirm.minutes) would be exceeded by the next round"
 STOP_FAILED = "runs of the last round did not finish: the next look cannot be taken"

@@ -4,12 +4,12 @@ Python API). It sits below the report because the study executor decides claims 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
 from harness.record import RunRecord, StudyRecord
+from harness.record.numbers import number_or_nan
 from harness.train.calibration import CALIBRATION_KEYS
 
 # Run-level metrics aggregated per variant: column -> human label.
@@ -22,6 +22,11 @@ METRICS: dict[str, str] = {
     "epochs_run": "epochs run",
     "gap_loss": "gap (val - train loss)",
     "gap_acc": "gap (train - val acc)",
+    "final_gap_loss": "gap (val - train loss) of the final model",
+    "final_gap_acc": "gap (train - val acc) of the final model",
+    "last_train_acc": "train acc @ last epoch",
+    "final_train_acc": "train acc of the final model",
+    "restored_epoch": "epoch early stopping restored",
     "best_epoch": "best-val epoch",
     "best_val_acc": "val acc @ best val",
     "best_val_loss": "val loss @ best val",
@@ -43,14 +48,6 @@ METRICS: dict[str, str] = {
 }
 
 
-def number(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
-
-
 def train_cols(frame_or_keys) -> tuple[str, str]:
     """The train loss/acc columns the gap uses: eval-mode train metrics when present."""
     keys = set(frame_or_keys)
@@ -66,28 +63,37 @@ def run_row(rec: RunRecord) -> dict[str, Any]:
         "variant": rec.variant, "seed": rec.seed, "run_id": rec.run_id,
         "status": rec.status, "included": rec.included, "reason": rec.reason,
         "trusted": rec.problem is None,
-        "epochs_run": number(s.get("epochs_run", len(m))),
+        "epochs_run": number_or_nan(s.get("epochs_run", len(m))),
         "diverged_epoch": s.get("diverged_epoch"),
     }
     for k in ("best_test_acc", "best_test_loss", "last_test_acc", "last_test_loss",
               "final_test_acc", "best_val_acc", "best_val_loss"):
-        row[k] = number(s.get(k))
+        row[k] = number_or_nan(s.get(k))
     # Gap at the last epoch, from the last metrics row (falls back to summary last_*).
     last = m.iloc[-1].to_dict() if len(m) else {k[5:]: v for k, v in s.items()
                                                   if k.startswith("last_")}
     tl, ta = train_cols(last)
-    row["gap_loss"] = number(last.get("val_loss")) - number(last.get(tl))
-    row["gap_acc"] = number(last.get(ta)) - number(last.get("val_acc"))
-    row["best_epoch"] = number(s.get("best_epoch"))
-    row["ece"] = number(s.get("final_ece"))
+    row["gap_loss"] = number_or_nan(last.get("val_loss")) - number_or_nan(last.get(tl))
+    row["gap_acc"] = number_or_nan(last.get(ta)) - number_or_nan(last.get("val_acc"))
+    row["last_train_acc"] = number_or_nan(last.get(ta))
+    # The final model (restored / averaged / last epoch): its own eval-mode pass.
+    ftl, fta = train_cols(k[6:] for k in s if k.startswith("final_"))
+    row["final_gap_loss"] = (number_or_nan(s.get("final_val_loss"))
+                             - number_or_nan(s.get(f"final_{ftl}")))
+    row["final_gap_acc"] = (number_or_nan(s.get(f"final_{fta}"))
+                            - number_or_nan(s.get("final_val_acc")))
+    row["final_train_acc"] = number_or_nan(s.get(f"final_{fta}"))
+    row["restored_epoch"] = number_or_nan(s.get("es_best_epoch"))
+    row["best_epoch"] = number_or_nan(s.get("best_epoch"))
+    row["ece"] = number_or_nan(s.get("final_ece"))
     for k in CALIBRATION_KEYS:
-        row[k] = number(s.get(f"final_{k}"))
-    row["mia_auc"] = number(s.get("final_mia_auc"))
-    row["mia_advantage"] = number(s.get("final_mia_advantage"))
-    row["shift_acc"] = number(s.get("final_shift_acc"))
-    row["params"] = number(s.get("params"))
-    row["flops"] = number(s.get("flops"))
-    row["wall_time"] = number(s.get("wall_time"))
+        row[k] = number_or_nan(s.get(f"final_{k}"))
+    row["mia_auc"] = number_or_nan(s.get("final_mia_auc"))
+    row["mia_advantage"] = number_or_nan(s.get("final_mia_advantage"))
+    row["shift_acc"] = number_or_nan(s.get("final_shift_acc"))
+    row["params"] = number_or_nan(s.get("params"))
+    row["flops"] = number_or_nan(s.get("flops"))
+    row["wall_time"] = number_or_nan(s.get("wall_time"))
     logged = s.get("wandb")
     wandb = logged if isinstance(logged, dict) else {}
     row["wandb_url"] = wandb.get("url") or None
@@ -103,5 +109,3 @@ def runs_table(study: StudyRecord) -> pd.DataFrame:
             "diverged_epoch", *METRICS, "wandb_url", "error", "path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
-
-

@@ -10,7 +10,6 @@ stale (heartbeats) and are queued again with the same params.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -29,6 +28,8 @@ from harness.config import RunConfig, build_run_config
 from harness.console import console
 from harness.errors import ConfigError
 from harness.numerics import NUMERICS_VERSION
+from harness.record.layout import SEARCH
+from harness.record.numbers import finite
 from harness.study.plan import RunSpec
 from harness.study.queue import Job, WorkSource, wandb_link
 from harness.study.spec import StudyConfig
@@ -36,20 +37,19 @@ from harness.study.storage import mask_url, open_storage
 from harness.study.tune_space import (
     OBJECTIVES,
     TuneSpec,
-    finite,
     make_pruner,
     make_sampler,
     parse_tune,
     trial_raw,
 )
-from harness.tracking.wandb_run import TRIAL_JOB_TYPE
+from harness.tracking.wandb_tracker import TRIAL_JOB_TYPE
+from harness.train.analysis import validation_ece
 from harness.version import __version__
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 2  # a trial whose worker died is run again at most this many times
 MAX_CONSECUTIVE_FAILURES = 5  # a worker stops after this many failed trials in a row
 DEFINITION_ATTR = "harness"  # Optuna study user attr holding the study definition
-SEARCH_FOLDER = "search"  # results/<study>/search/<study>/runs/: the trial runs
 
 
 def optuna_study_name(name: str) -> str:
@@ -174,7 +174,7 @@ class Search(WorkSource):
         spec = RunSpec(cfg.variant, cfg.seed, cfg, cfg.run_id(), overrides, False, overrides,
                        self.config.description or None)
         job = Job(trial, spec, wandb={"job_type": TRIAL_JOB_TYPE},
-                  results_subdir=f"{self.config.name}/{SEARCH_FOLDER}", wait_if_busy=True)
+                  results_subdir=f"{self.config.name}/{SEARCH}", wait_if_busy=True)
         job.on_epoch.append(self.reporter(job))
         return job
 
@@ -240,7 +240,7 @@ class Search(WorkSource):
         if o.summary_key:
             v = result.summary.get(o.summary_key)
         else:
-            v = validation_ece(job.spec.config, result, self.data_dir)
+            v = validation_ece(job.spec.config, result.run_dir.path, self.data_dir)
             job.trial.set_user_attr("val_ece", v)
         return float(v) if finite(v) else math.nan
 
@@ -254,36 +254,3 @@ def search_progress(ostudy: optuna.Study, spec: TuneSpec) -> tuple[int, str]:
         pick = max if spec.directions[0] == "maximize" else min
         status += f"  best {spec.objective_names[0]} {pick(t.values[0] for t in complete):.4f}"
     return len(done), status
-
-
-def validation_ece(cfg: RunConfig, result: Any, data_dir: Path | None) -> float | None:
-    """ECE (15 bins, Guo et al. 2017) of the final eval model on the VALIDATION split."""
-    import torch
-
-    from harness.regularizers import RegularizerStack
-    from harness.train import build
-    from harness.train.analysis import expected_calibration_error
-    from harness.train.metrics import predict_logits
-
-    device = torch.device("cpu")
-    data = build.build_data(cfg, data_dir, device)
-    if not len(data.val.y):
-        return None
-    model = result.model
-    if model is None:  # a finished run found in the store: rebuild its model
-        ctx = build.run_context(cfg, data, device)
-        model = build.build_model(cfg, data, RegularizerStack.from_config(cfg, ctx))
-    model = copy.deepcopy(model).to(device)
-    weights = Path(result.run_dir.path) / "model.pt"
-    if weights.is_file():  # the eval model (EMA/SWA averages when in use)
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        except RuntimeError:
-            pass
-    model.eval()
-    with torch.no_grad():
-        logits = predict_logits(model, data.val.x, data.prepare, cfg.train.eval_batch_size)
-    probs = logits.float().softmax(-1)
-    ece, _ = expected_calibration_error(probs.reshape(-1, probs.size(-1)),
-                                        data.val.y.reshape(-1).to(probs.device))
-    return ece

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from harness.config import SEED_MAX, Strict, load_yaml, parse_override
+from harness.config import SEED_MAX, Strict, load_yaml, parse_override, refuse_old_spellings
 from harness.config_errors import format_validation_error
 from harness.dotted import set_dotted
 from harness.errors import ConfigError, one_line
@@ -50,6 +50,10 @@ class DesignConfig(Strict):
         for field in need:
             if not getattr(self, field):
                 raise ValueError(f"design kind {self.kind!r} needs design.{field}")
+        for key, axis in (self.parameters or {}).items() if self.kind == "grid" else ():
+            if not axis:  # an empty axis makes the grid empty: only the baseline would train
+                raise ValueError(f"a grid axis without values: parameters.{key} = {axis!r} "
+                                 "(give it at least one value)")
         return self
 
 
@@ -139,10 +143,8 @@ class StudyConfig(Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_seed_batch(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and "seed_batch" in raw:
-            raise ValueError("seed_batch: removed (each seed now trains as its own run; "
-                             "see bench/RESULTS.md, Seed-batched training); delete the key")
+    def _no_old_spellings(cls, raw: Any) -> Any:
+        refuse_old_spellings(raw, "study")
         return raw
 
     @model_validator(mode="before")

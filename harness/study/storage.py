@@ -19,6 +19,7 @@ from optuna.storages import RDBStorage
 
 from harness.errors import ConfigError, one_line
 from harness.failures import CorruptQueue, describe_storage_error
+from harness.record.layout import QUEUE_DB
 
 
 def heartbeat_interval() -> int:
@@ -31,7 +32,7 @@ def mask_url(url: str) -> str:
 
 
 def default_storage_url(study_dir: Path) -> str:
-    return f"sqlite:///{(study_dir / 'queue.db').resolve()}"
+    return f"sqlite:///{(study_dir / QUEUE_DB).resolve()}"
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -55,12 +56,21 @@ def check_sqlite_file(url: str) -> None:
             raise CorruptQueue(str(path), "file is not a database")
 
 
+def check_sqlite_folder(url: str) -> None:
+    """A SQLite storage in a folder that does not exist: the URL's to fix (--storage)."""
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        raise ConfigError(f"storage {mask_url(url)}: folder {path.parent} does not exist; "
+                          "create it or pass another --storage")
+
+
 def open_storage(url: str, attempts: int = 5) -> RDBStorage:
     """Optuna's RDB storage, creating its tables if needed. Processes that create the
     tables of a fresh database at the same moment collide on a unique key: the loser
     tries again (the tables are there by then)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_sqlite_file(url)
+    check_sqlite_folder(url)
     if url.startswith("sqlite"):
         engine: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
@@ -102,5 +112,7 @@ def studies_in(url: str) -> list[str]:
         finally:
             engine.dispose()
     except Exception as err:  # bad URL, unreachable server, missing driver
-        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
-                          f"{one_line(err, 200)})") from None
+        if isinstance(err, ImportError | ValueError) or type(err).__name__ in BAD_URL:
+            raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(err).__name__}: "
+                              f"{one_line(err, 200)})") from None
+        raise describe_storage_error(err, None) from None

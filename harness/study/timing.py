@@ -13,9 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.tracking.store import atomic_write_json
-
-TIMING_JSON = "timing.json"
+from harness.record.disk import atomic_write_json
+from harness.record.layout import TIMING_JSON
 
 
 def load_average() -> float | None:

@@ -7,14 +7,11 @@ records (optuna-dashboard lists and serves them: `optuna-dashboard STORAGE --art
 results/<study>/artifacts`) and the user attr `artifacts` = {"dir": the store's folder,
 "files": {name: artifact id}}. A coordinator on another machine rebuilds the run folder
 from the store when it can reach it (a shared results folder); otherwise the report lists
-the files as missing. Queues written by an older harness held the files inline, as
-gzip+base64 user attrs (`files`): those are still read.
+the files as missing.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,16 +20,16 @@ from typing import Any
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from harness.tracking.store import atomic_write_bytes
+from harness.record.disk import atomic_write_bytes
+from harness.record.layout import ARTIFACTS, ENV, TEST_LABELS, TEST_PREDICTIONS, TEST_PROBS
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_DIR = "artifacts"  # below the study folder
+ARTIFACT_DIR = ARTIFACTS  # below the study folder
 ARTIFACTS_ATTR = "artifacts"  # trial user attr: {"dir": ..., "files": {name: artifact id}}
-INLINE_ATTR = "files"  # an older harness: {name: gzip+base64 text}
 # Run files that travel with a finished trial (a remote worker's results are complete);
 # model.pt and checkpoints stay on the worker (a report does not need them).
-TRAVELLING_FILES = ("env.json", "test_predictions.pt", "test_probs.npy", "test_labels.npy")
+TRAVELLING_FILES = (ENV, TEST_PREDICTIONS, TEST_PROBS, TEST_LABELS)
 MIMETYPES = {".json": "application/json"}
 
 
@@ -62,14 +59,8 @@ def upload_files(trial: optuna.trial.Trial, run_folder: Path,
 def fetch_files(trial: optuna.trial.FrozenTrial, run_folder: Path,
                 store_dirs: Iterable[Path]) -> list[str]:
     """Write the trial's travelling files into `run_folder` from the first store that holds
-    them (the given folders, then the one the trial names), or from an older harness's
-    inline attr. Returns the names written."""
-    inline = trial.user_attrs.get(INLINE_ATTR) or {}
+    them (the given folders, then the one the trial names). Returns the names written."""
     written = []
-    for name, text in inline.items():
-        if name in TRAVELLING_FILES and isinstance(text, str):
-            atomic_write_bytes(run_folder / name, gzip.decompress(base64.b64decode(text)))
-            written.append(name)
     pointer = trial.user_attrs.get(ARTIFACTS_ATTR) or {}
     ids = {n: i for n, i in (pointer.get("files") or {}).items() if n in TRAVELLING_FILES}
     folders = [*store_dirs, *([Path(pointer["dir"])] if pointer.get("dir") else [])]

@@ -31,8 +31,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.markup import escape
 
+from harness.config import build_run_config
 from harness.console import console
+from harness.data.presence import check_data_present
 from harness.errors import ConfigError
+from harness.record.numbers import finite
 from harness.study.execute import (
     StudyOutcome,
     default_workers,
@@ -44,10 +47,8 @@ from harness.study.processes import warm_worker_server
 from harness.study.search import create_search, n_finished, search_progress, trials_of
 from harness.study.spec import StudyConfig
 from harness.study.storage import default_storage_url, mask_url, open_storage
-from harness.study.tune_space import TuneSpec, finite, parse_tune
+from harness.study.tune_space import TuneSpec, parse_tune
 from harness.train.loop import study_dir
-
-LEGACY_FILES = ("tune.db", "tune.journal")  # an older harness kept the search apart
 
 
 @dataclass
@@ -81,21 +82,6 @@ class TuneOutcome:
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in self.best_params.items())
         return f"best {values}" + (f" with {params}" if params else "")
-
-
-def tuning_storage_url(sdir: Path) -> str:
-    """The study's one storage, refusing the two-file layout of an older harness (a search
-    in tune.db or tune.journal beside the run queue) with what to do about it."""
-    for name in LEGACY_FILES:
-        old = sdir / name
-        if old.exists():
-            keep = (f", or continue it with --storage sqlite:///{old.resolve()}"
-                    if name == "tune.db" else "")
-            raise ConfigError(f"{old}: a search stored apart from its run queue by an older "
-                              f"harness; a tuning study now lives in one storage "
-                              f"({sdir / 'queue.db'}): delete {name} to start the search "
-                              f"afresh (the trial runs in search/ are kept){keep}")
-    return default_storage_url(sdir)
 
 
 def top_trials(ostudy: optuna.Study, spec: TuneSpec, k: int) -> list[FrozenTrial]:
@@ -158,11 +144,13 @@ def run_tuning(study: StudyConfig, *, source: str, results_dir: Path, workers: i
     if study.kind != "tune":
         raise ConfigError(f"{source}: kind {study.kind!r} is not a tuning study (kind: tune)")
     spec = parse_tune(study, source)
+    check_data_present([build_run_config({**study.base, "study": study.name}, source)],
+                       data_dir)
     results_dir = Path(results_dir)
     sdir = study_dir(results_dir, study.name)
     workers = workers or study.workers or default_workers()
     warm_worker_server(workers)  # its imports overlap the search's set-up
-    url = storage or study.storage or tuning_storage_url(sdir)
+    url = storage or study.storage or default_storage_url(sdir)
     if storage or study.storage:  # a shared storage is checked before anything is written
         open_storage(url)
     with study_lock(sdir):

@@ -30,16 +30,16 @@ part would need the others to validate.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import optuna
 from pydantic import Field, ValidationError, field_validator
 
-from harness.config import RunConfig, Strict, build_run_config, flat_label
+from harness.config import RunConfig, Strict, build_run_config
 from harness.dotted import set_dotted
 from harness.errors import ConfigError
+from harness.record.params import param_label
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
@@ -140,19 +140,23 @@ class ParamSpec(Strict):
             return list(self.choices or [])
         if self.grid is not None:
             return [int(v) if self.type == "int" else float(v) for v in self.grid]
-        step = int(self.step or 1)
-        # low/high are set for int and float spaces (the model's validator); mypy sees Optional
-        return list(range(int(self.low), int(self.high) + 1, step))  # type: ignore[arg-type]
+        low, high = self.bounds()
+        return list(range(int(low), int(high) + 1, int(self.step or 1)))
+
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of an int or float space (the validator requires both there)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} param needs low and high")
+        return float(self.low), float(self.high)
 
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
-        # choices / low / high are set for their type (the model's validator); mypy sees Optional
         if self.type == "categorical":
-            return trial.suggest_categorical(key, self.choices)  # type: ignore[arg-type]
+            return trial.suggest_categorical(key, list(self.choices or []))
+        low, high = self.bounds()
         if self.type == "int":
-            return trial.suggest_int(key, int(self.low), int(self.high),  # type: ignore[arg-type]
-                                     step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(key, float(self.low), float(self.high),  # type: ignore[arg-type]
-                                   step=self.step, log=self.log)
+            return trial.suggest_int(key, int(low), int(high), step=int(self.step or 1),
+                                     log=self.log)
+        return trial.suggest_float(key, low, high, step=self.step, log=self.log)
 
 
 class TuneSpec(Strict):
@@ -247,7 +251,7 @@ class TuneSpec(Strict):
     def label(self, key: str) -> str:
         """A space key's Optuna param name: the label the run queue and W&B use for a config
         path (regularizers.dropout.p -> dropout_p), a switch as written."""
-        return flat_label(key) if is_config_path(key) else key
+        return param_label(key).wandb if is_config_path(key) else key
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """All active params of one trial (switches included), in dependency order, by
@@ -517,10 +521,3 @@ def describe_param(p: ParamSpec) -> str:
         return f"one of {p.choices}"
     scale = " (log)" if p.log else ""
     return f"{p.type} in [{p.low:g}, {p.high:g}]{scale}"
-
-
-def finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

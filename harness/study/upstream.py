@@ -3,8 +3,9 @@ teacher), planned and trained first.
 
 A study declares them under `upstream:` (name -> run config overrides on the study's base,
 its regularizers and fine-tuning keys left out); a run refers to one by name in
-`model.init_from` or `regularizers.distillation.teacher.upstream`, and a distillation
-`teacher.config` is one too (overrides on the student's own config). Linking replaces each
+`model.init_from`, and a regularizer declares the runs it needs in its `upstream` (a
+distillation teacher: a study's upstream run by name, or overrides on the student's own
+config). No plug-in is named here. Linking replaces each
 reference by the upstream run's folder relative to the results folder, which carries its
 run id: a changed upstream config changes the downstream run's identity, so it re-runs.
 Each upstream run takes the seed of the run that refers to it unless its overrides fix
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import RunConfig, build_run_config
+from harness.config import STRUCTURE_ONLY, RunConfig, build_run_config
 from harness.dotted import deep_merge, set_dotted
 from harness.errors import ConfigError
-from harness.regularizers.distillation import teacher_run_config
-from harness.tracking.store import slug
+from harness.record.layout import RUNS, run_folder_name
 
 MAX_DEPTH = 8  # upstream of upstream of ...: deeper than this is a cycle
+# left out of an upstream run (it trains from scratch unless its overrides say otherwise)
+FINE_TUNING_KEYS = ("model.init_from", "model.freeze", "model.freeze_body", "optim.body_lr_scale")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class UpstreamRun:
 
 def folder_ref(config: RunConfig, run_id: str) -> str:
     """The run's folder relative to the results folder (RunDir.for_run's naming)."""
-    return f"{config.study}/runs/{slug(config.variant)}-s{config.seed}-{run_id}"
+    return f"{config.study}/{RUNS}/{run_folder_name(config.variant, config.seed, run_id)}"
 
 
 def overridden(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -50,22 +52,34 @@ def overridden(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def declared_config(name: str, overrides: dict[str, Any], base: dict[str, Any], study: str,
-                    seed: int, source: str) -> RunConfig:
-    """A study's upstream run NAME: its overrides on the base, without the base's
-    regularizers and fine-tuning keys (it is trained from scratch unless it says otherwise)."""
+def upstream_config(base: dict[str, Any], overrides: dict[str, Any], study: str,
+                    variant: str, seed: int, source: str) -> RunConfig:
+    """An upstream run: `overrides` on `base` (a study's base, or the config of the run that
+    needs it) without its regularizers and fine-tuning keys, so it trains from scratch unless
+    the overrides say otherwise; the seed is `seed` unless the overrides fix one."""
     raw = copy.deepcopy(base)
     raw["regularizers"] = {}
-    for key in ("init_from", "freeze", "freeze_body"):
-        raw.get("model", {}).pop(key, None)
-    raw.get("optim", {}).pop("body_lr_scale", None)
+    for key in FINE_TUNING_KEYS:
+        section, _, name = key.partition(".")
+        raw.get(section, {}).pop(name, None)
     raw = overridden(raw, overrides)
-    raw.update(study=study, variant=name, seed=raw.get("seed", seed))
-    return build_run_config(raw, f"{source}: upstream.{name}")
+    raw.update(study=study, variant=variant, seed=raw.get("seed", seed) if "seed" in overrides
+               else seed)
+    return build_run_config(raw, source)
+
+
+def regularizer_class(name: str) -> Any:
+    """A regularizer by name. Its package imports PyTorch, so it is imported here, when a
+    run's regularizers are asked, never by the structure-only first pass of the checks."""
+    from harness.regularizers import REGULARIZERS
+
+    return REGULARIZERS.get(name)
 
 
 class Linker:
-    """Links the runs of one study (or one `harness run`) to their upstream runs."""
+    """Links the runs of one study (or one `harness run`) to their upstream runs: a study's
+    declared ones named in `model.init_from`, and those a regularizer declares (its
+    `upstream`, e.g. a distillation teacher)."""
 
     def __init__(self, declared: dict[str, dict[str, Any]] | None = None,
                  base: dict[str, Any] | None = None, source: str = "config") -> None:
@@ -79,27 +93,31 @@ class Linker:
         needs: list[str] = []
         ref = config.model.init_from
         if ref in self.declared:
-            raw["model"]["init_from"] = self.plan(self.upstream_of(ref, config), needs, depth)
-        teacher = (config.regularizers.get("distillation") or {}).get("teacher") or {}
-        make: Callable[[], RunConfig] | None = None
-        if teacher.get("upstream") is not None:
-            make = lambda: self.upstream_of(teacher["upstream"], config)  # noqa: E731
-        elif teacher.get("config") is not None:
-            make = lambda: teacher_run_config(config, teacher["config"])  # noqa: E731
-        if make is not None:
-            raw["regularizers"]["distillation"]["teacher"] = {"run": self.plan(make(), needs,
-                                                                               depth)}
+            up = self.declared_run(ref, config, "model.init_from")
+            raw["model"]["init_from"] = self.plan(up, needs, depth)
+        # a structure-only check (before PyTorch loads) cannot ask the regularizers yet
+        declared = {} if STRUCTURE_ONLY.get() else config.regularizer_params()
+        for name, params in declared.items():
+            reg = regularizer_class(name)
+            for need in reg.upstream(params):
+                key = f"regularizers.{name}.{need.key}"
+                up = (self.declared_run(need.name, config, key) if need.name is not None else
+                      upstream_config(raw, need.overrides or {}, config.study, need.variant,
+                                      config.seed, f"{self.source}: {key}"))
+                raw["regularizers"][name] = reg.linked(raw["regularizers"][name], need,
+                                                       self.plan(up, needs, depth))
         if not needs:
             return config, []
         return build_run_config(raw, self.source), needs
 
-    def upstream_of(self, name: str, config: RunConfig) -> RunConfig:
+    def declared_run(self, name: str, config: RunConfig, key: str) -> RunConfig:
+        """The study's upstream run `name`, for the run `config` (its seed)."""
         if name not in self.declared:
             known = ", ".join(sorted(self.declared)) or "none declared"
-            raise ConfigError(f"{self.source}: regularizers.distillation.teacher.upstream = "
-                              f"{name!r}: not an upstream run of this study ({known})")
-        return declared_config(name, self.declared[name], self.base, config.study, config.seed,
-                               self.source)
+            raise ConfigError(f"{self.source}: {key} = {name!r}: not an upstream run of this "
+                              f"study ({known})")
+        return upstream_config(self.base, self.declared[name], config.study, name, config.seed,
+                               f"{self.source}: upstream.{name}")
 
     def plan(self, config: RunConfig, needs: list[str], depth: int) -> str:
         if depth >= MAX_DEPTH:

@@ -9,32 +9,32 @@ starts N of them as processes (harness/study/execute.py).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from harness.console import error_line
+from harness.console import epoch_status, error_line
 from harness.errors import ConfigError, HarnessError, one_line
 from harness.failures import FULL, describe
 from harness.numerics import NUMERICS_VERSION
-from harness.record.schema import FAILURE, first_line
+from harness.record.disk import atomic_write_json
+from harness.record.layout import FAILURE
+from harness.record.run_dir import RunDir
+from harness.record.schema import first_line
+from harness.study.lock import run_lock
 from harness.study.populate import gather, queue_population
-from harness.study.processes import install_worker_signals
 from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
 from harness.study.storage import mask_url, studies_in
 from harness.tracking.protocol import TrackerFactory
-from harness.tracking.store import RunDir, atomic_write_json
-from harness.tracking.wandb_run import wandb_run_tracker
+from harness.tracking.wandb_tracker import wandb_run_tracker
 from harness.train.loop import RunRequest, RunResult, study_dir, train_runs
 
 Emit = Callable[[tuple[Any, ...]], None]
@@ -50,10 +50,7 @@ class EventReporter:
         self.emit(("start", self.worker, name, epochs, first_epoch))
 
     def epoch(self, row: dict[str, Any]) -> None:
-        status = f"loss {row['train_loss']:.3f}"
-        if "val_acc" in row:
-            status += f" val acc {row['val_acc']:.3f}"
-        self.emit(("epoch", self.worker, row["epoch"], status))
+        self.emit(("epoch", self.worker, row["epoch"], epoch_status(row)))
 
     def end(self, summary: dict[str, Any]) -> None:
         self.emit(("end", self.worker, summary.get("status"), summary.get("error") or "",
@@ -139,23 +136,6 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
                 f"({'it holds: ' + ', '.join(known) if known else 'it holds no study'}); "
                 "check --study, or start the coordinator first (--wait SECONDS waits for it)")
         time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
-
-
-@contextmanager
-def run_lock(path: Path, wait: bool = False) -> Iterator[bool]:
-    """An exclusive lock on one run folder: True if we hold it (no one else trains it here).
-    With `wait`, block until the other holder is done (its finished run is then reused)."""
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 def run_job(job: Job, queue: WorkSource, results_dir: Path, data_dir: Path | None,
@@ -354,14 +334,16 @@ def upstream_blocker(job: Job, queue: RunQueue, results_dir: Path) -> str | None
     return None
 
 
-def worker_process(options: dict[str, Any], events: Any, worker: int) -> None:
-    """Entry point of a local worker process (processes.make_workers):
-    `worker_loop(**options)`. An error that stops the worker is printed as one line and the
-    process exits 1 (the coordinator goes on)."""
+def worker_process(options: dict[str, Any], emit: Emit, worker: int) -> None:
+    """Entry point of a local worker process (forked by harness/study/worker_server.py,
+    its options read from JSON): `worker_loop(**options)`. An error that stops the worker is
+    printed as one line and the process exits 1 (the coordinator goes on)."""
     os.environ.setdefault("WANDB_SILENT", "true")
-    install_worker_signals()
+    options = {**options, "results_dir": Path(options["results_dir"]),
+               "data_dir": Path(options["data_dir"]) if options.get("data_dir") else None,
+               "kinds": tuple(options.get("kinds", KINDS))}
     try:
-        worker_loop(**options, worker=worker, emit=events.put)
+        worker_loop(**options, worker=worker, emit=emit)
     except KeyboardInterrupt:
         pass
     except Exception as err:

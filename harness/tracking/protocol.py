@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from harness.numerics import NUMERICS_VERSION
-from harness.tracking.store import RunDir
+from harness.record.run_dir import RunDir
 
 Row = Mapping[str, Any]
 

@@ -77,7 +77,7 @@ def has_exit_record(log_file: Path) -> bool:
     except (OSError, ValueError):
         return False
     for payload in reversed(payloads):
-        record = pb.Record()
+        record = pb.Record()  # type: ignore[attr-defined]  # generated at import: no stubs
         try:
             record.ParseFromString(payload)
         except Exception:

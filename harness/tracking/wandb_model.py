@@ -71,7 +71,7 @@ def same_weights(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 def log_model_artifacts(run: Any, run_folder: Path, best: BestWeights,
                         summary: Mapping[str, Any]) -> list[list[str]]:
     """Log the run's model artifact versions (see the module doc) through `run`, a
-    WandbTracker; the aliases of each version logged, in order. A finished run only."""
+    WandbRun; the aliases of each version logged, in order. A finished run only."""
     import torch
 
     final = run_folder / MODEL_FILE

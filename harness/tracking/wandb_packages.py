@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
+
+_installed: list[Callable[[], Iterator[Any]]] = []  # the wrapper put in place, once
 
 
 def list_packages_once(now: bool = False) -> None:
@@ -16,16 +19,16 @@ def list_packages_once(now: bool = False) -> None:
     except ImportError:
         return
     working_set = getattr(wandb.util, "working_set", None)
-    if working_set is None or getattr(working_set, "read_once", False):
+    if working_set is None or working_set in _installed:
         return
     packages: list[Any] = []
 
-    def read_once() -> Any:
+    def read_once() -> Iterator[Any]:
         if not packages:
             packages.extend(working_set())
         return iter(packages)
 
-    read_once.read_once = True  # marks the wrapper
+    _installed.append(read_once)
     wandb.util.working_set = read_once
     if now:
         read_once()

@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.tracking.store import atomic_torch_save
+from harness.config import RunConfig
+from harness.record.disk import atomic_torch_save
+from harness.record.layout import TEST_LABELS, TEST_PREDICTIONS, TEST_PROBS
 from harness.train.calibration import (
     CALIBRATION_KEYS,
     calibration_summary,
@@ -48,9 +50,6 @@ if TYPE_CHECKING:
 
 MIA_MAX_EXAMPLES = 2000  # members (train) and as many non-members (test)
 SHIFT_SEED = 20240601  # + data.seed: the same corrupted test set for every run seed
-PREDICTIONS = "test_predictions.pt"
-PROBABILITIES = "test_probs.npy"  # float16 (N, K): bias-variance decompositions after the fact
-LABELS = "test_labels.npy"  # int16 (N,): the test labels they are scored against (clean)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -232,7 +231,7 @@ def summary_entries(scalars: dict[str, Any]) -> dict[str, Any]:
 
 def save_predictions(run_path: Path | str, preds: torch.Tensor) -> Path:
     """test_predictions.pt: int16 labels (atomic write)."""
-    path = Path(run_path) / PREDICTIONS
+    path = Path(run_path) / TEST_PREDICTIONS
     atomic_torch_save(path, preds.detach().cpu().to(torch.int16))
     return path
 
@@ -243,8 +242,8 @@ def save_probabilities(run_path: Path | str, probs: torch.Tensor, labels: torch.
     model's (N, T, vocab) probabilities are too large to keep per run."""
     if probs.dim() != 2:
         return
-    _save_npy(Path(run_path) / LABELS, labels.detach().cpu().to(torch.int16).numpy())
-    _save_npy(Path(run_path) / PROBABILITIES, probs.detach().cpu().to(torch.float16).numpy())
+    _save_npy(Path(run_path) / TEST_LABELS, labels.detach().cpu().to(torch.int16).numpy())
+    _save_npy(Path(run_path) / TEST_PROBS, probs.detach().cpu().to(torch.float16).numpy())
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -252,7 +251,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
     import numpy as np
 
-    from harness.tracking.store import atomic_write_bytes
+    from harness.record.disk import atomic_write_bytes
 
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
@@ -265,8 +264,8 @@ def load_probabilities(run_path: Path | str) -> tuple[np.ndarray, np.ndarray] | 
     import numpy as np
 
     try:
-        probs = np.load(Path(run_path) / PROBABILITIES, allow_pickle=False)
-        labels = np.load(Path(run_path) / LABELS, allow_pickle=False)
+        probs = np.load(Path(run_path) / TEST_PROBS, allow_pickle=False)
+        labels = np.load(Path(run_path) / TEST_LABELS, allow_pickle=False)
     except (OSError, ValueError):
         return None
     if probs.ndim != 2 or labels.shape != (len(probs),):
@@ -275,7 +274,7 @@ def load_probabilities(run_path: Path | str) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def load_predictions(run_path: Path | str) -> torch.Tensor | None:
-    path = Path(run_path) / PREDICTIONS
+    path = Path(run_path) / TEST_PREDICTIONS
     if not path.is_file():
         return None
     try:
@@ -283,3 +282,24 @@ def load_predictions(run_path: Path | str) -> torch.Tensor | None:
     except Exception:
         return None
     return t if isinstance(t, torch.Tensor) else None
+
+
+def validation_ece(config: RunConfig, run_path: Path | str,
+                   data_dir: Path | None) -> float | None:
+    """ECE (15 bins, Guo et al. 2017) of a finished run's evaluated weights (its model.pt:
+    the EMA/SWA average when one was on) on the VALIDATION split, what a search on
+    calibration selects by (the test split is never read); None without a validation split."""
+    from harness.train import build
+    from harness.train.metrics import predict_logits
+
+    device = torch.device("cpu")
+    data = build.build_data(config, data_dir, device)
+    if not len(data.val.y):
+        return None
+    model = build.load_run_model(Path(run_path), data, device).eval()
+    with torch.no_grad():
+        logits = predict_logits(model, data.val.x, data.prepare, config.train.eval_batch_size)
+    probs = logits.float().softmax(-1)
+    ece, _ = expected_calibration_error(probs.reshape(-1, probs.size(-1)),
+                                        data.val.y.reshape(-1).to(probs.device))
+    return ece

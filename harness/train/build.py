@@ -17,6 +17,7 @@ from harness.data import DataBundle, load_data
 from harness.errors import ConfigError
 from harness.models import create_model
 from harness.models.contract import check_forward, is_builtin, model_info, resolve_model
+from harness.record.layout import CONFIG, MODEL
 from harness.regularizers import ModelSpec, RegularizerStack, RunContext
 from harness.regularizers.base import REGULARIZERS
 from harness.train.transfer import load_weights
@@ -95,14 +96,14 @@ def load_run_model(path: Path, data: DataBundle, device: torch.device,
                    without: str = "") -> nn.Module:
     """A finished run's model rebuilt from its config.json with its regularizers (module
     surgery renames parameters) except `without`, then its model.pt loaded."""
-    config_file, weights = path / "config.json", path / "model.pt"
+    config_file, weights = path / CONFIG, path / MODEL
     raw = json.loads(config_file.read_text())
     raw.pop("run_id", None)
     config = build_run_config(raw, source=str(config_file))
     ctx = run_context(config, data, device)
-    regs = RegularizerStack([cls(cls.Params.model_validate(v or {}), ctx)
-                             for name, v in config.regularizers.items() if name != without
-                             for cls in (REGULARIZERS.get(name),)])
+    regs = RegularizerStack([REGULARIZERS.get(name)(params, ctx)
+                             for name, params in config.regularizer_params().items()
+                             if name != without])
     model = build_model(config, data, regs)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     try:

@@ -25,10 +25,10 @@ from torch import nn
 from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models.population import bind_member_grads
+from harness.record.run_dir import RunDir
 from harness.regularizers import Batch, RegularizerStack, TrainState
 from harness.regularizers.stack import STEP_HOOKS
 from harness.tracking.protocol import FanOut
-from harness.tracking.store import RunDir
 from harness.train.checkpoint import member_optimizer_state
 from harness.train.metrics import (
     MemberStats,

@@ -56,7 +56,7 @@ def population_key(config: RunConfig) -> str | None:
     for key in ("seed", "variant", "study", "tracking", "plugins", "regularizers"):
         dumped.pop(key, None)
     shared = {name: raw for name, raw in config.regularizers.items()
-              if REGULARIZERS.get(name).population.same_for_all}  # type: ignore[union-attr]
+              if getattr(REGULARIZERS.get(name).population, "same_for_all", False)}
     return json.dumps({"config": dumped, "shared": shared, "model": built_structure(config)},
                       sort_keys=True, default=str)
 

@@ -22,9 +22,10 @@ from torch import nn
 
 from harness.config import RunConfig
 from harness.data import DataBundle
+from harness.record.layout import CHECKPOINT, MODEL
+from harness.record.run_dir import RunDir
 from harness.regularizers import Batch
 from harness.tracking.protocol import FanOut, NullTracker, StoreTracker, Tracker
-from harness.tracking.store import CHECKPOINT, RunDir
 from harness.train import build
 from harness.train.checkpoint import checkpoint_due, checkpoint_state, restore
 from harness.train.crew import Alone, Member, Population
@@ -88,7 +89,7 @@ def train_run(config: RunConfig, *, results_dir: str | Path = "results",
               on_epoch: Iterable[EpochCallback] = (), force: bool = False,
               tracker: Tracker | None = None) -> RunResult:
     """Train one run to the end (or resume it) and store everything about it; `tracker`
-    (e.g. `tracking.wandb_run.wandb_run_tracker`) gets a copy after the local store."""
+    (e.g. `tracking.wandb_tracker.wandb_run_tracker`) gets a copy after the local store."""
     return train_runs([RunRequest(config, tracker, list(on_epoch))], results_dir=results_dir,
                       data_dir=data_dir, reporter=reporter, force=force)[0]
 
@@ -245,7 +246,7 @@ class Training:
         summary.update(m.tracked.summary_entries())
         # data, model, tracker: for cost estimates
         summary["setup_time"] = (self.started - self.entered) * self.share
-        torch.save(own_copy(evaluated.state_dict()), m.run_dir.path / "model.pt")
+        torch.save(own_copy(evaluated.state_dict()), m.run_dir.path / MODEL)
         (m.run_dir.path / CHECKPOINT).unlink(missing_ok=True)
         m.tracked.log_summary(summary)
         m.tracked.finish()

@@ -38,7 +38,7 @@ def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.opt
 # breaks around each step, and each mark imports torch._dynamo on its first call (building
 # an optimizer calls one): about 2 s of CPU per process here, before a run's first step.
 # The harness compiles models only (train.compile), never an optimizer step, so the classes
-# below run the same undecorated bodies: same maths, bit for bit (tests/test_optim.py).
+# below run the same undecorated bodies: same maths, bit for bit (tests/train/test_optim.py).
 # They rely on how torch wraps those functions today (the layers checked below); with any
 # other wrapping, as in another torch release or after another library patched them, the
 # stock classes are used.

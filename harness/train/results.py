@@ -11,8 +11,8 @@ from torch import nn
 from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models import count_parameters
+from harness.record.run_dir import RunDir
 from harness.regularizers import RegularizerStack
-from harness.tracking.store import RunDir
 from harness.train.analysis import (
     final_outputs,
     save_predictions,

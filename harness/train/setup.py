@@ -10,9 +10,9 @@ import torch
 from harness.config import RunConfig
 from harness.data import DataBundle
 from harness.models.population import alias_members, stack_members
+from harness.record.run_dir import RunDir
 from harness.regularizers import RegularizerStack, TrainState
 from harness.tracking.protocol import FanOut, NullTracker
-from harness.tracking.store import RunDir
 from harness.train import build, transfer
 from harness.train.crew import Alone, Member, Population
 from harness.train.optim import build_optimizer

@@ -18,7 +18,8 @@ from torch import nn
 
 from harness.config import RunConfig
 from harness.errors import ConfigError
-from harness.run_folder import finished_run
+from harness.record.layout import MODEL
+from harness.record.run_dir import finished_run
 from harness.train.optim import default_param_groups
 
 HEAD = "head"  # the classifier's module name in every built-in model
@@ -40,7 +41,7 @@ def load_weights(model: nn.Module, config: RunConfig, results_dir: str | Path) -
     if family != config.model.name:
         raise ConfigError(f"{key} = {ref!r}: a run of model {family!r}; this run's model is "
                           f"{config.model.name!r} (init_from takes a run of the same model)")
-    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(folder / MODEL, map_location="cpu", weights_only=True)
     own = model.state_dict()
     same_classes = (saved.get("data") or {}).get("name") == config.data.name and all(
         state[k].shape == own[k].shape for k in own if is_head(k) and k in state)

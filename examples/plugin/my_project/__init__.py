@@ -1,0 +1,1 @@
+"""My model, dataset and regularizer for harness (see harness_plugins.py)."""
