@@ -36,9 +36,8 @@ from harness.train.metrics import (
     cross_entropy,
     global_grad_norm,
     member_grad_norms,
-    predict_member_logits,
 )
-from harness.train.results import eval_splits, evaluations, scored
+from harness.train.results import evaluations
 
 
 @dataclass
@@ -228,25 +227,13 @@ class Population:
             group["lr"] = lr
 
     def evaluations(self, data: DataBundle) -> list[dict[str, float] | None]:
-        """Each training member's evaluations (None for finished ones): one batched pass
-        for the members evaluated on their own weights, their average's alone otherwise."""
-        config = self.members[0].config
-        own = [not m.done and m.regs.eval_model(m.state.model) is m.state.model
-               for m in self.members]
-        logits: dict[str, list[torch.Tensor]] = {}
-        if any(own):
-            for split, (x, _) in eval_splits(data, config).items():
-                logits[split] = predict_member_logits(self.model, self.size, x, data.prepare,
-                                                      config.train.eval_batch_size)
-        out: list[dict[str, float] | None] = []
-        for k, m in enumerate(self.members):
-            if m.done:
-                out.append(None)
-            elif own[k]:
-                out.append(scored({s: ls[k] for s, ls in logits.items()}, data, config))
-            else:
-                out.append(evaluations(m.regs.eval_model(m.state.model), data, config))
-        return out
+        """Each training member's evaluations (None for finished ones), on its own module
+        (or its EMA/SWA average) exactly as alone: an evaluation batch is large enough that
+        one matrix product per member is no slower than a batched one over members (measured
+        on the CPU: 235 ms against 342 ms for 15 members' 10000 samples), and nothing is
+        copied per member."""
+        return [None if m.done else evaluations(m.regs.eval_model(m.state.model), data, m.config)
+                for m in self.members]
 
     def optimizer_state(self, member: int) -> dict[str, Any]:
         return member_optimizer_state(self.optimizer, member, self.size)

@@ -44,33 +44,11 @@ def predict_logits(model: nn.Module, x: torch.Tensor, prepare, batch_size: int) 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, prepare,
              batch_size: int) -> EvalResult:
-    return score(predict_logits(model, x, prepare, batch_size), y)
-
-
-def score(logits: torch.Tensor, y: torch.Tensor) -> EvalResult:
-    """Loss and accuracy of a whole split's logits."""
+    logits = predict_logits(model, x, prepare, batch_size)
     loss = cross_entropy(logits, y)
     n = y.numel()
     acc = correct_count(logits, y).float() / n
     return EvalResult(loss=float(loss), acc=float(acc), n=n)
-
-
-@torch.no_grad()
-def predict_member_logits(population: nn.Module, members: int, x: torch.Tensor, prepare,
-                          batch_size: int) -> list[torch.Tensor]:
-    """Eval-mode logits of every member of a population for a whole split: each batch is
-    given to all members at once (folded member-major), batch_size samples in all."""
-    was_training = population.training
-    population.eval()
-    out: list[list[torch.Tensor]] = [[] for _ in range(members)]
-    per_member = max(1, batch_size // members)
-    for i in range(0, len(x), per_member):
-        chunk = prepare(x[i:i + per_member])
-        folded = chunk.unsqueeze(0).expand(members, *chunk.shape).reshape(-1, *chunk.shape[1:])
-        for k, part in enumerate(population(folded).float().chunk(members)):
-            out[k].append(part)
-    population.train(was_training)
-    return [torch.cat(parts) for parts in out]
 
 
 class RunningStats:

@@ -19,10 +19,7 @@ from harness.train.analysis import (
     save_probabilities,
     summary_entries,
 )
-from harness.train.metrics import evaluate, generalization_gap, score, weight_norm
-
-SPLIT_KEYS = {"train_eval": ("train_eval_loss", "train_eval_acc"),
-              "val": ("val_loss", "val_acc"), "test": ("test_loss", "test_acc")}
+from harness.train.metrics import evaluate, generalization_gap, weight_norm
 
 
 def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
@@ -41,38 +38,20 @@ def metrics_row(epoch: int, train_stats: dict[str, float], n_samples: int,
     return row
 
 
-def eval_splits(data: DataBundle, config: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """The splits evaluated each epoch: a fixed train subset (noisy labels), val, test."""
-    splits: dict[str, tuple[Any, Any]] = {}
-    if config.train.eval_train:
-        k = config.train.eval_train_max
-        splits["train_eval"] = (data.train.x[:k], data.train.y[:k])
-    if len(data.val.y):
-        splits["val"] = (data.val.x, data.val.y)
-    if config.train.eval_test:
-        splits["test"] = (data.test.x, data.test.y)
-    return splits
-
-
 def evaluations(model: nn.Module, data: DataBundle, config: RunConfig) -> dict[str, float]:
     """Eval-mode loss/accuracy on train (a fixed subset, noisy labels), val and test."""
     bs = config.train.eval_batch_size
     out: dict[str, float] = {}
-    for split, (x, y) in eval_splits(data, config).items():
-        r = evaluate(model, x, y, data.prepare, bs)
-        loss_key, acc_key = SPLIT_KEYS[split]
-        out.update({loss_key: r.loss, acc_key: r.acc})
-    return out
-
-
-def scored(logits_by_split: dict[str, Any], data: DataBundle,
-           config: RunConfig) -> dict[str, float]:
-    """`evaluations` from logits computed elsewhere (a population's batched pass)."""
-    out: dict[str, float] = {}
-    for split, (_, y) in eval_splits(data, config).items():
-        r = score(logits_by_split[split], y)
-        loss_key, acc_key = SPLIT_KEYS[split]
-        out.update({loss_key: r.loss, acc_key: r.acc})
+    if config.train.eval_train:
+        k = config.train.eval_train_max
+        r = evaluate(model, data.train.x[:k], data.train.y[:k], data.prepare, bs)
+        out.update(train_eval_loss=r.loss, train_eval_acc=r.acc)
+    if len(data.val.y):
+        r = evaluate(model, data.val.x, data.val.y, data.prepare, bs)
+        out.update(val_loss=r.loss, val_acc=r.acc)
+    if config.train.eval_test:
+        r = evaluate(model, data.test.x, data.test.y, data.prepare, bs)
+        out.update(test_loss=r.loss, test_acc=r.acc)
     return out
 
 
