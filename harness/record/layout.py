@@ -21,6 +21,7 @@ from pathlib import Path
 STUDY_JSON = "study.json"  # the expanded study: design, variants, seeds, the planned run ids
 QUEUE_DB = "queue.db"  # the run queue (Optuna SQLite storage); a tuning study's search too
 STUDY_LOCK = ".study.lock"  # held by the one coordinator of the study
+POP_LOCK_SUFFIX = ".pop-lock"  # beside a SQLite queue: held while a worker takes a trial
 RUNS = "runs"  # one folder per run
 SEARCH = "search"  # search/<study>/runs/: a tuning study's trial runs
 JOBS_JSON = "jobs.json"  # worker jobs submitted with --launcher

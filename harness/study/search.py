@@ -162,8 +162,9 @@ class Search(WorkSource):
         """A new trial (or a dead worker's, queued again), its params sampled."""
         if self.spent():
             return None
-        trial = self.study.ask()
-        self.storage.record_heartbeat(trial._trial_id)
+        with self.claiming():
+            trial = self.study.ask()
+            self.storage.record_heartbeat(trial._trial_id)
         trial.set_user_attr("worker", worker_id(trial.number))
         params = self.spec.sample(trial)
         overrides = self.spec.overrides(params)

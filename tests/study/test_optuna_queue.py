@@ -227,3 +227,33 @@ def test_dashboard_api_answers_for_a_tuning_study(tmp_path: Path, dashboard: Any
     ostudy = optuna.load_study(study_name=optuna_study_name("dtune"),
                                storage=f"sqlite:///{tmp_path / 'dtune' / 'queue.db'}")
     assert all("val_loss_at_best_val" in t.user_attrs for t in ostudy.trials)
+
+
+def pop_all(url: str, out: Any) -> None:
+    queue = RunQueue.open(url, NAME)
+    taken = []
+    while (job := queue.pop()) is not None:
+        taken.append(job.trial.number)
+    out.put(taken)
+
+
+def test_each_waiting_run_goes_to_one_worker(tmp_path: Path) -> None:
+    """Four processes take from one SQLite queue at once: every run is taken exactly once
+    (Optuna's read-then-write pop handed a trial to two workers before the queue's lock)."""
+    import multiprocessing
+
+    study = tiny_study(NAME, seeds=list(range(20)),
+                       design={"kind": "sweep", "parameter": "model.width", "values": [8, 12]})
+    specs = expand(study)
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    assert RunQueue.open(url, NAME).enqueue_missing(specs, set()) == len(specs) >= 40
+    fork = multiprocessing.get_context("fork")
+    out = fork.Queue()
+    workers = [fork.Process(target=pop_all, args=(url, out)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    taken = [n for _ in workers for n in out.get(timeout=120)]
+    for w in workers:
+        w.join()
+    assert sorted(taken) == list(range(len(specs)))
+    assert not RunQueue.open(url, NAME).waiting()
