@@ -157,3 +157,49 @@ def test_a_study_trained_in_populations_records_what_it_records_alone(
         summary_want = {k: v for k, v in want["summary"].items() if k != "wandb"}
         assert close(summary_got, summary_want), run_id
         assert close(got["rows"], want["rows"]), run_id
+
+
+def gather_all(url: str, name: str, out: Any) -> None:
+    """A worker's pop path: pop a run, gather its population, carry the misfit over."""
+    from harness.study.populate import gather, spec_key
+    from harness.study.queue import RunQueue
+
+    queue = RunQueue.open(url, name)
+    crews, carried = [], None
+    while (job := carried or queue.pop()) is not None:
+        crew, carried = gather(queue, job, 4)
+        crews.append(([j.trial.number for j in crew], {spec_key(j.spec) for j in crew}))
+    out.put(crews)
+
+
+@pytest.mark.slow
+def test_workers_gathering_populations_take_each_queued_run_once(tmp_path: Path) -> None:
+    """Four processes gather populations from one SQLite queue at once: every pop of a
+    population holds the queue's lock (harness/study/queue.py claiming), so every run is
+    taken exactly once and no population mixes shapes."""
+    import multiprocessing
+
+    from harness.study.plan import expand
+    from harness.study.populate import queue_order
+    from harness.study.queue import RunQueue
+    from harness.study.spec import StudyConfig
+
+    specs = queue_order(expand(StudyConfig(name="race", base=tiny_raw(), seeds=10, design={
+        "kind": "sweep", "parameter": "model.width", "values": [8, 12]})))
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    queue = RunQueue.open(url, "race")
+    queue.distributions(specs)
+    assert queue.enqueue_missing(specs, set()) == len(specs) == 30
+    fork = multiprocessing.get_context("fork")
+    out = fork.Queue()
+    workers = [fork.Process(target=gather_all, args=(url, "race", out)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    crews = [crew for _ in workers for crew in out.get(timeout=120)]
+    for w in workers:
+        w.join()
+    assert all(w.exitcode == 0 for w in workers)
+    assert sorted(n for crew, _ in crews for n in crew) == list(range(len(specs)))
+    assert all(len(keys) == 1 for _, keys in crews)  # one shape per population
+    assert max(len(crew) for crew, _ in crews) > 1  # populations were gathered
+    assert not RunQueue.open(url, "race").waiting()
