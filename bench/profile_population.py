@@ -1,5 +1,5 @@
-"""Where the time of one population run goes: the dropout study's 12 runs (studies/
-dropout.yaml: 4 dropout rates x 3 seeds, 60 epochs) trained as one population in one
+"""Where the time of one population run goes: the dropout study's screening runs (studies/
+dropout.yaml: every variant x 3 seeds, 60 epochs) trained as one population in one
 process (`train_runs`, W&B disabled), sampled by py-spy, each sample counted under the
 first step of the run it falls in (setup, training step parts, per-epoch evaluation, each
 member's finish). Writes the "Population profile" section of bench/RESULTS.md.
@@ -50,7 +50,7 @@ PHASES = [
     ("train_together", "setup: data, models, stacking, trackers"),
     ("train_one_epoch", "training step"),
     ("Training.end_epoch", "end of epoch: rows, tracking, checkpoints"),
-    ("Population.evaluations", "per-epoch evaluation (all members in one pass)"),
+    ("Population.evaluations", "per-epoch evaluation (each member on its own module)"),
     ("Training.finish", "member finish: final evaluation, analysis, model.pt"),
 ]
 STEP_PARTS = [
@@ -121,6 +121,7 @@ def main() -> int:
             counts[categorize(stack)] += int(n)
     total = sum(counts.values()) or 1
     said = next((ln for ln in done.stdout.splitlines() if "population" in ln), "")
+    runs = said.split(" runs", 1)[0]
     table = ["| where | share of samples |", "|---|---|"]
     table += [f"| {name} | {100 * n / total:.1f}% |" for name, n in counts.most_common()]
     body = "\n".join([
@@ -129,7 +130,7 @@ def main() -> int:
         f"(1/5/15 min) before {load_before}, after {load_after}. py-spy at 200 Hz over the "
         f"whole process ({wall:.1f} s under the sampler; {said}).",
         "", *table, "",
-        f"The same 12 runs without the sampler, whole processes, {args.threads} thread(s): "
+        f"The same {runs} runs without the sampler, whole processes, {args.threads} thread(s): "
         f"as one population {timed['population']:.1f} s and {timed['population again']:.1f} "
         f"s, one by one (a `train_run` each) {timed['one by one']:.1f} s: "
         f"**{timed['one by one'] / population:.2f}x** the throughput."])
