@@ -1,9 +1,9 @@
 """Run the benchmark scripts one after another (`make bench`, or `make bench ARGS=workers`).
 
 Each writes its own section of bench/RESULTS.md. They take long (tens of minutes on 2
-cores): pass names to run only some: vs_plain, loops, workers, pruning, study_times,
-errors. `--device cuda` (`make bench ARGS="vs_plain --device cuda"`) goes to the scripts
-that train on a GPU: vs_plain.
+cores): pass names to run only some: vs_plain, population, population_paths, loops,
+workers, pruning, study_times, errors. `--device cuda` (`make bench ARGS="vs_plain
+--device cuda"`) goes to the scripts that train on a GPU: vs_plain, population.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = {
     "vs_plain": "bench_vs_plain.py",
+    "population": "profile_population.py",
+    "population_paths": "bench_population_paths.py",
     "workers": "bench_workers.py",
     "loops": "bench_loops.py",
     "pruning": "bench_pruning.py",
@@ -24,7 +26,7 @@ SCRIPTS = {
 }
 
 
-ON_DEVICE = {"vs_plain"}  # the scripts that take --device
+ON_DEVICE = {"vs_plain", "population"}  # the scripts that take --device
 
 
 def main() -> int:

@@ -250,6 +250,9 @@ Workers = Annotated[int | None, typer.Option(
     "--workers", "-w", help="Local worker processes (default: by model size: one "
     "single-threaded worker per core for small models, else one per 2 cores with 2 threads "
     "each; printed when the study starts).")]
+PopulationSize = Annotated[int | None, typer.Option(
+    "--population", min=1, help="Queued runs of one shape a worker trains together as one "
+    "model (default: chosen from the model size and the machine; 1: every run alone).")]
 Storage = Annotated[str | None, typer.Option(
     "--storage", help="Queue storage URL (default: SQLite file in results/<study>/; "
     "postgresql://... for workers on several machines).")]
@@ -351,6 +354,7 @@ def ablation(
     storage: Storage = None,
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
+    population: PopulationSize = None,
     no_report: Annotated[bool, typer.Option(
         "--no-report/--report", help="Skip the report (default: write it).",
         show_default=False)] = False,
@@ -406,7 +410,8 @@ def ablation(
         clock = CommandClock.start()
         out = run_study(cfg, source=source, results_dir=results_dir, workers=workers,
                         storage=storage, data_dir=data_dir,
-                        on_free_core=None if no_report else prefetch_report, say=say)
+                        on_free_core=None if no_report else prefetch_report,
+                        population=population, say=say)
         if not no_report:
             from harness.publish.finish import report_study
 
@@ -508,6 +513,9 @@ def worker(
     results_dir: ResultsDir = Path("results"),
     data_dir: DataDir = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for this worker.")] = None,
+    population: Annotated[int | None, typer.Option(
+        "--population", min=1, help="Queued runs of one shape trained together as one model "
+        "(default: the size the coordinator chose).")] = None,
     wait: Annotated[float, typer.Option(
         "--wait", min=0, help="Seconds to wait for the coordinator to create the study and "
         "queue its runs (default: none; an unknown study is an error).")] = 0.0,
@@ -525,7 +533,8 @@ def worker(
         console.print(f"worker for {'tuning ' if kind == 'tune' else ''}study {study} "
                       f"on {mask_url(storage)}")
         lines = ProgressLines(lambda line: console.print(line, soft_wrap=True))
-        n = worker_loop(storage, study, results_dir, data_dir, threads, emit=lines)
+        n = worker_loop(storage, study, results_dir, data_dir, threads, emit=lines,
+                        population=population)
     except Exception as err:
         fail(err, debug)
         return

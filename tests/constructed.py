@@ -23,7 +23,7 @@ from harness.config import build_run_config
 from harness.numerics import NUMERICS_VERSION
 from harness.record.params import swept_values
 from harness.train.calibration import ECE_BINS, ece_from_bins
-from harness.train.loop import best_row
+from harness.train.results import best_row
 
 BASE: dict[str, Any] = {"data": {"name": "mnist1d", "train_size": 1000, "label_noise": 0.1},
                         "model": {"name": "mlp", "width": 256, "depth": 2},

@@ -24,6 +24,10 @@ class ModelInfo:
     options: frozenset[str] = COMMON_OPTIONS
     default_depth: int = 1
     blocks_per_depth: int = 1  # residual blocks per unit of `depth` (resnet: one per stage)
+    # Its forward computes each sample on its own from its modules (no batch statistics, no
+    # reshape across the batch), so a population can fold its members into the batch
+    # (harness/models/population.py); its modules must have stacked forms too.
+    population: bool = False
 
     def residual_blocks(self, depth: int | None) -> int:
         return (depth or self.default_depth) * self.blocks_per_depth if self.residual else 0

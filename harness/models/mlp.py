@@ -15,7 +15,7 @@ from harness.models.norms import make_norm
 class MLP(nn.Module):
     """flatten -> depth x [Linear -> norm -> ReLU -> Dropout] -> head Linear."""
 
-    info: ClassVar[ModelInfo] = ModelInfo(kinds=frozenset({"image", "signal"}))
+    info: ClassVar[ModelInfo] = ModelInfo(kinds=frozenset({"image", "signal"}), population=True)
 
     def __init__(
         self,

@@ -8,9 +8,11 @@ from harness.regularizers.base import (
     ModelSpec,
     Params,
     Phase,
+    PopulationSupport,
     Regularizer,
     Requires,
     RunContext,
+    TrainState,
     UpstreamNeed,
     register,
 )
@@ -31,7 +33,9 @@ __all__ = [
     "Requires",
     "UpstreamNeed",
     "RegularizerStack",
+    "PopulationSupport",
     "RunContext",
+    "TrainState",
     "register",
     "validate_regularizers",
 ]

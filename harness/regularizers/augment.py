@@ -21,7 +21,16 @@ from pydantic import Field
 
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Phase,
+    Regularizer,
+    RunContext,
+    RunSettings,
+    TrainState,
+    register,
+)
 
 KIND_OPTION = {"image": "an image", "signal": "a 1-D signal", "text": "a text"}
 
@@ -229,7 +238,7 @@ class Augment(Regularizer[AugmentParams]):
                                         params.randaugment_m))
 
     @classmethod
-    def check(cls, params: AugmentParams, config: Any) -> None:
+    def check(cls, params: AugmentParams, config: RunSettings) -> None:
         on = active_options(params)
         if not on:
             raise ConfigError(f"regularizers.augment: no augmentation turned on; set one of "
@@ -248,7 +257,7 @@ class Augment(Regularizer[AugmentParams]):
                     f"regularizers.augment.{key}: {KIND_OPTION[OPTION_KINDS[key]]} "
                     f"augmentation; dataset {dataset} holds {KIND_HOLDS[kind]}")
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         p, x = self.params, batch.x
         kind = self.ctx.data.kind
         if kind == "image":

@@ -11,7 +11,17 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Phase, Regularizer, Requires, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    Phase,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    RunContext,
+    RunSettings,
+    TrainState,
+    register,
+)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -144,6 +154,7 @@ class EMA(_Averaging[EMAParams]):
     step (torch's AveragedModel convention: the first update copies)."""
 
     name = "ema"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # each member's average
     reference = "Polyak & Juditsky 1992; torch.optim.swa_utils.AveragedModel"
     applies_to = "all models"
     example: ClassVar[dict] = {"decay": 0.99}
@@ -155,11 +166,11 @@ class EMA(_Averaging[EMAParams]):
                              use_buffers=p.use_buffers)
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int) -> None:
-        self.averaged_update(model)
+    def after_step(self, state: TrainState) -> None:
+        self.averaged_update(state.model)
         if self.params.use_buffers:
-            copy_counters(self.ensure(model).module, model)
-        self.next_step = step + 1
+            copy_counters(self.ensure(state.model).module, state.model)
+        self.next_step = state.step + 1
 
 
 class SWAParams(Params):
@@ -176,6 +187,8 @@ class SWA(_Averaging[SWAParams]):
     BatchNorm statistics are recomputed over the training split (update_bn)."""
 
     name = "swa"
+    # its lr is the optimizer's, which the members share
+    population: ClassVar[PopulationSupport | None] = PopulationSupport(same_for_all=True)
     # each evaluates its own average of the weights
     requires: ClassVar[Requires] = Requires(excludes=frozenset({"ema"}))
     reference = "Izmailov et al. 2018"
@@ -190,7 +203,7 @@ class SWA(_Averaging[SWAParams]):
         self.bn_fresh = True
 
     @classmethod
-    def check(cls, params: SWAParams, config: Any) -> None:
+    def check(cls, params: SWAParams, config: RunSettings) -> None:
         p = params
         if p.start_epoch is not None and p.start_epoch > config.train.epochs:
             raise ConfigError(f"regularizers.swa.start_epoch = {p.start_epoch}: after the last "
@@ -205,7 +218,7 @@ class SWA(_Averaging[SWAParams]):
     def epoch_of(self, step: int) -> int:
         return step // max(1, self.ctx.steps_per_epoch) + 1
 
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def before_step(self, state: TrainState) -> None:
         p = self.params
         if p.lr is None or self.epoch_of(self.next_step) < self.start_epoch:
             return
@@ -213,16 +226,17 @@ class SWA(_Averaging[SWAParams]):
         if p.anneal_epochs:
             done = self.next_step - (self.start_epoch - 1) * self.ctx.steps_per_epoch + 1
             alpha = min(1.0, done / (p.anneal_epochs * self.ctx.steps_per_epoch))
-        for g in optimizer.param_groups:
+        for g in state.optimizer.param_groups:
             swa_lr = p.lr * g.get("lr_scale", 1.0)
             g["lr"] = (1.0 - alpha) * g["lr"] + alpha * swa_lr
 
     @torch.no_grad()
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, state: TrainState) -> None:
+        step = state.step
         self.next_step = step + 1
         last_of_epoch = (step + 1) % max(1, self.ctx.steps_per_epoch) == 0
         if last_of_epoch and self.epoch_of(step) >= self.start_epoch:
-            self.averaged_update(model)
+            self.averaged_update(state.model)
             self.bn_fresh = False
             self.recompute_bn()
 
@@ -234,7 +248,7 @@ class SWA(_Averaging[SWAParams]):
             update_bn(train_batches(self.ctx.data, self.ctx.config.train.batch_size), module)
         self.bn_fresh = True
 
-    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
+    def end_training(self, state: TrainState) -> None:
         self.recompute_bn()
 
     def summary(self) -> dict[str, Any]:

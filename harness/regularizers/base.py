@@ -2,10 +2,13 @@
 
 The training loop calls every hook of every active regularizer at its named
 point (model build, batch transform, loss, after backward, before/after the
-optimizer step, end of epoch, end of training, evaluation weights), in the
-order of their `phase`. It never looks a regularizer up by name, so adding one
-is one file, a registry entry and its test. What a regularizer needs (model,
-data kind, regularizers it excludes) is declared in `requires`, not coded.
+optimizer step, end of epoch, end of training), in the order of their `phase`.
+Build hooks get what they build (the model spec, the module); every training hook
+gets the run's `TrainState` (model, optimizer, epoch, step, metrics). The loop never
+looks a regularizer up by name, so adding one is one file, a registry entry and its
+test. What a regularizer needs (model, data kind, regularizers it excludes) is
+declared in `requires`, and whether it can train inside a population in
+`population`, not coded.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -69,23 +72,111 @@ class Batch:
     targets: torch.Tensor
 
 
+class TrainSettings(Protocol):
+    """The train section as regularizers read it."""
+
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+
+
+class DataSettings(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def val_fraction(self) -> float: ...
+    @property
+    def has_validation(self) -> bool: ...
+
+
+class ModelSettings(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def depth(self) -> int | None: ...
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def patch_size(self) -> int | None: ...
+    @property
+    def heads(self) -> int | None: ...
+
+
+class RunSettings(Protocol):
+    """The part of a run's config that regularizers read (harness.config.RunConfig is one;
+    this package sits below harness.config, so it names only what it uses)."""
+
+    @property
+    def study(self) -> str: ...
+    @property
+    def train(self) -> TrainSettings: ...
+    @property
+    def data(self) -> DataSettings: ...
+    @property
+    def model(self) -> ModelSettings: ...
+    @property
+    def regularizers(self) -> dict[str, dict[str, Any]]: ...
+
+
 @dataclass
 class RunContext:
-    """Facts about the run that hooks may need; filled by the loop before building."""
+    """Facts about one run that a regularizer may need from its construction on; filled by
+    the training code before anything is built."""
 
-    config: Any  # RunConfig
-    data: Any  # DataBundle
+    config: RunSettings
+    data: Any  # DataBundle (or a stand-in with name, kind, train/val/test splits, normalize)
     device: torch.device
     epochs: int
     steps_per_epoch: int
     num_classes: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    results_dir: Path = Path("results")  # the results folder (relative run paths start here)
+    data_dir: Path | None = None
     # rebuilds a finished run's model (its folder's config.json and model.pt) on this run's
     # data and device, without the named regularizer; the training code fills it in, so a
     # plug-in that needs another run's model (a distillation teacher) never imports it
     load_run_model: Callable[[Path, str], nn.Module] | None = None
 
 
+@dataclass
+class TrainState:
+    """What every training hook receives, as Lightning passes its trainer and module: the
+    run's facts and where training stands. One object per run, updated by the loop; a
+    hook reads the fields of its point (documented on each hook) and never keeps the state.
+
+    In a population (several runs trained as one vectorized model) each member has its
+    own state: `model` is that member's own module (its parameters alias the population's
+    stacked tensors, gradients included) and `optimizer` a view of its parameters."""
+
+    run: RunContext
+    model: nn.Module
+    optimizer: Any = None  # torch.optim.Optimizer or a member's view (its `param_groups`)
+    epoch: int = 0  # 1-based, the epoch being trained (or just evaluated)
+    step: int = 0  # 0-based global step: the one being taken (after_step: just taken)
+    metrics: dict[str, Any] = field(default_factory=dict)  # end_epoch: the epoch's row
+    evaluated: nn.Module | None = None  # end_epoch / end_training: the model `metrics` came from
+
+
+@dataclass(frozen=True)
+class PopulationSupport:
+    """A regularizer's declaration that it can train inside a population (several runs
+    trained as one vectorized model; docs/architecture.md, "Population training").
+
+    Each member keeps its own instance (its own params and state), and the loop calls its
+    hooks once per member with that member's TrainState: `state.model` is the member's own
+    module, whose parameters (and their gradients) alias the population's stacked tensors,
+    and torch's global generator is the member's own while its hooks run. Declaring support
+    promises that the hooks reach the model only that way (parameters, gradients, buffers,
+    submodules, `state_dict`, in place) and do nothing else a member cannot do alone. Not
+    possible inside a population: a `loss` hook (a penalty on a member's parameters would not
+    reach the population's gradients) and `on_model` surgery.
+
+    `same_for_all`: the hooks change what the members share (the optimizer's lr, as SWA's
+    lr does), so all members of a population have it, with equal params. Otherwise members
+    may differ in whether they have it and in every param.
+    """
+
+    same_for_all: bool = False
 @dataclass(frozen=True)
 class UpstreamNeed:
     """A run a regularizer needs finished before its own run starts (a distillation teacher).
@@ -130,6 +221,8 @@ class Regularizer(Generic[P]):
     # (dotted keys) giving it a model/dataset it fits, e.g. {"model.name": "resnet"}.
     example: ClassVar[dict[str, Any]] = {}
     example_overrides: ClassVar[dict[str, Any]] = {}
+    # None: trains alone (a population of one); see PopulationSupport.
+    population: ClassVar[PopulationSupport | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -146,7 +239,7 @@ class Regularizer(Generic[P]):
         self.ctx = ctx
 
     @classmethod
-    def check(cls, params: P, config: Any) -> None:
+    def check(cls, params: P, config: RunSettings) -> None:
         """Raise ConfigError for what `requires` cannot say (a value against the config)."""
 
     @classmethod
@@ -161,7 +254,7 @@ class Regularizer(Generic[P]):
         folder): asked only of a regularizer whose `upstream` returned `need`."""
         raise NotImplementedError(f"{cls.name} declares upstream runs but not how to link them")
 
-    # --- hooks, in the order the loop calls them -----------------------------------
+    # --- build hooks: they make the model, before any training state exists ------------
     def configure_model(self, spec: ModelSpec) -> None:
         """Edit model kwargs before the build (dropout rate, drop_path, norm, tying).
 
@@ -172,35 +265,38 @@ class Regularizer(Generic[P]):
         """Module surgery after the build (DropConnect, spectral norm)."""
         return model
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    # --- training hooks, in the order the loop calls them; each gets the TrainState -----
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         """Augmentation, mixing, label smoothing (training batches only)."""
         return batch
 
-    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
-             model: nn.Module) -> torch.Tensor:
-        """Add a penalty or replace the loss (L1, distillation)."""
+    def loss(self, state: TrainState, loss: torch.Tensor, batch: Batch,
+             logits: torch.Tensor) -> torch.Tensor:
+        """Add a penalty or replace the loss (L1, distillation); `state.model` is the model."""
         return loss
 
-    def after_backward(self, model: nn.Module) -> None:
-        """Gradient surgery (clipping)."""
+    def after_backward(self, state: TrainState) -> None:
+        """Gradient surgery on `state.model`'s gradients (clipping)."""
 
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
-        """Right before optimizer.step(), after the lr is set (weight decay, SWA's lr)."""
+    def before_step(self, state: TrainState) -> None:
+        """Right before the optimizer step, after the lr of `state.step` is set in
+        `state.optimizer.param_groups` (weight decay, SWA's lr)."""
 
-    def after_step(self, model: nn.Module, step: int) -> None:
-        """Right after optimizer.step() (EMA, SWA)."""
+    def after_step(self, state: TrainState) -> None:
+        """Right after optimizer step `state.step` (EMA, SWA)."""
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module,
-                  evaluated: nn.Module) -> bool:
-        """Return True to stop training (early stopping). `metrics` were computed on
-        `evaluated` (the EMA/SWA average when one is on, else `model` itself)."""
+    def end_epoch(self, state: TrainState) -> bool:
+        """Return True to stop training (early stopping). `state.metrics` (the epoch's row)
+        were computed on `state.evaluated` (the EMA/SWA average when one is on, else
+        `state.model` itself)."""
         return False
 
-    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
-        """After the last epoch (restore best weights, recompute BN statistics)."""
+    def end_training(self, state: TrainState) -> None:
+        """After the last epoch (restore best weights, recompute BN statistics); the final
+        evaluation follows, on `state.evaluated`."""
 
     def eval_model(self, model: nn.Module) -> nn.Module:
-        """Which weights to evaluate (EMA/SWA averages)."""
+        """Which weights to evaluate (EMA/SWA averages): a question, not a point in time."""
         return model
 
     def summary(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from harness.regularizers.base import (
     Phase,
     Regularizer,
     RunContext,
+    TrainState,
     UpstreamNeed,
     register,
 )
@@ -84,8 +85,8 @@ class Distillation(Regularizer[DistillationParams]):
     temperature T; the teacher (eval mode, no grad) sees the same augmented input. The hard
     term is the loop's cross-entropy on `batch.targets` (the hard labels unless mixup or label
     smoothing changed them). The teacher is loaded when the student's model is built, from
-    a finished run folder (relative paths from `ctx.extra["results_dir"]`, default
-    "results"); a teacher given as `config` or `upstream` is trained first by the planner."""
+    a finished run folder (relative paths from the run's results folder, `ctx.results_dir`);
+    a teacher given as `config` or `upstream` is trained first by the planner."""
 
     name = "distillation"
     phase = Phase.REPLACE_LOSS  # penalties (l1, l2, ...) are added after, unscaled
@@ -117,7 +118,7 @@ class Distillation(Regularizer[DistillationParams]):
 
     # --- the teacher -----------------------------------------------------------------
     def results_dir(self) -> Path:
-        return Path(self.ctx.extra.get("results_dir") or "results")
+        return self.ctx.results_dir
 
     def find_teacher_dir(self) -> Path:
         """The teacher's finished run folder. A teacher given as `config` or `upstream` is an
@@ -159,8 +160,8 @@ class Distillation(Regularizer[DistillationParams]):
         self.teacher_model()  # before training starts (and before the student's tracker)
         return model
 
-    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
-             model: nn.Module) -> torch.Tensor:
+    def loss(self, state: TrainState, loss: torch.Tensor, batch: Batch,
+             logits: torch.Tensor) -> torch.Tensor:
         p = self.params
         teacher = self.teacher_model()
         with torch.no_grad():

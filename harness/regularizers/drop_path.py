@@ -9,7 +9,14 @@ from pydantic import Field
 
 from harness.errors import ConfigError
 from harness.models import model_capabilities
-from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
+from harness.regularizers.base import (
+    ModelSpec,
+    Params,
+    Regularizer,
+    Requires,
+    RunSettings,
+    register,
+)
 
 
 class DropPathParams(Params):
@@ -30,7 +37,7 @@ class DropPath(Regularizer[DropPathParams]):
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "resnet"}
 
     @classmethod
-    def check(cls, params: DropPathParams, config: Any) -> None:
+    def check(cls, params: DropPathParams, config: RunSettings) -> None:
         model = config.model.name
         if model_capabilities(model).residual_blocks(config.model.depth) < 2:
             raise ConfigError(

@@ -11,7 +11,13 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Phase, Regularizer, register
+from harness.regularizers.base import (
+    Params,
+    Phase,
+    Regularizer,
+    RunSettings,
+    register,
+)
 
 
 class DropConnectParams(Params):
@@ -114,7 +120,7 @@ class DropConnect(Regularizer[DropConnectParams]):
     example_overrides: ClassVar[dict[str, Any]] = {"model.name": "mlp"}
 
     @classmethod
-    def check(cls, params: DropConnectParams, config: Any) -> None:
+    def check(cls, params: DropConnectParams, config: RunSettings) -> None:
         m = config.model
         kwargs = tuple(
             (k, v)

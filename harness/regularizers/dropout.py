@@ -9,7 +9,14 @@ from pydantic import Field, field_validator
 
 from harness.models.options import NEUTRAL
 from harness.models.transformer import RESIDUAL_SITES, Site
-from harness.regularizers.base import ModelSpec, Params, Regularizer, Requires, register
+from harness.regularizers.base import (
+    ModelSpec,
+    Params,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    register,
+)
 
 # Placement params -> the transformer option each sets (passed only when not neutral, so a
 # model without the option accepts the default and a run that never names them is unchanged).
@@ -43,6 +50,9 @@ class Dropout(Regularizer[DropoutParams]):
     features entering the head, `embed_p` the embeddings (timm's attn_drop, drop, pos_drop)."""
 
     name: ClassVar[str] = "dropout"
+    # members may differ in every rate: each builds its own model (the stacked dropout
+    # layer keeps each member's rate)
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()
     requires: ClassVar[Requires] = Requires(options=PLACEMENTS)
     reference: ClassVar[str] = "Srivastava et al. 2014"
     applies_to: ClassVar[str] = ("all models (embed_p, attn_p, head_p, sites: vit, "

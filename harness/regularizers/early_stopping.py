@@ -9,7 +9,15 @@ from pydantic import Field
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Params, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    PopulationSupport,
+    Regularizer,
+    RunContext,
+    RunSettings,
+    TrainState,
+    register,
+)
 
 
 class EarlyStoppingParams(Params):
@@ -34,13 +42,14 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
     """
 
     name = "early_stopping"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # per member
     reference = "Prechelt 1998"
     applies_to = "all models (needs a validation split)"
     example: ClassVar[dict] = {"patience": 1}
     example_overrides: ClassVar[dict] = {}
 
     @classmethod
-    def check(cls, params: EarlyStoppingParams, config: Any) -> None:
+    def check(cls, params: EarlyStoppingParams, config: RunSettings) -> None:
         if not config.data.has_validation:
             raise ConfigError("regularizers.early_stopping: needs a validation split to watch; "
                               "data.val_fraction is 0 (set it above 0, e.g. 0.1)")
@@ -61,10 +70,9 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
             return value < self.best - p.min_delta
         return value > self.best + p.min_delta
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module,
-                  evaluated: nn.Module) -> bool:
-        p = self.params
-        value = metrics.get(p.monitor)
+    def end_epoch(self, state: TrainState) -> bool:
+        p, epoch, model, evaluated = self.params, state.epoch, state.model, state.evaluated
+        value = state.metrics.get(p.monitor)
         if value is None:
             raise ConfigError(f"regularizers.early_stopping: the epoch metrics have no "
                               f"{p.monitor!r} (is there a validation split?)")
@@ -73,7 +81,9 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             if p.restore_best:  # both weights: final evaluation and model.pt are the best's
                 self.best_state = {"live": cpu_state(model), "evaluated":
-                                   cpu_state(evaluated) if evaluated is not model else None}
+                                   cpu_state(evaluated)
+                                   if evaluated is not None and evaluated is not model
+                                   else None}
             return False
         self.bad_epochs += 1
         if self.bad_epochs >= p.patience:
@@ -82,12 +92,14 @@ class EarlyStopping(Regularizer[EarlyStoppingParams]):
         return False
 
     @torch.no_grad()
-    def end_training(self, model: nn.Module, evaluated: nn.Module) -> None:
+    def end_training(self, state: TrainState) -> None:
+        model, evaluated = state.model, state.evaluated
         best = self.best_state
-        if self.params.restore_best and best is not None and best["live"] is not None:
-            model.load_state_dict(best["live"])
-            if best["evaluated"] is not None and evaluated is not model:
-                evaluated.load_state_dict(best["evaluated"])
+        if not self.params.restore_best or best is None or best["live"] is None:
+            return
+        model.load_state_dict(best["live"])
+        if best["evaluated"] is not None and evaluated is not None and evaluated is not model:
+            evaluated.load_state_dict(best["evaluated"])
 
     def summary(self) -> dict[str, Any]:
         return {"stop_epoch": self.stop_epoch, "es_best_epoch": self.best_epoch,

@@ -8,7 +8,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.regularizers.base import Params, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    PopulationSupport,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 DEFAULT_THRESHOLD = {"norm": 1.0, "value": 1.0, "agc": 0.01}
 
@@ -63,6 +70,7 @@ class GradClip(Regularizer[GradClipParams]):
     loop is measured before clipping."""
 
     name = "grad_clip"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # each member's norms
     reference = "Pascanu et al. 2013 (norm); Brock et al. 2021 (AGC)"
     applies_to = "all models (agc: every layer but `model.head`)"
     example: ClassVar[dict] = {"mode": "norm", "threshold": 1.0}
@@ -77,8 +85,8 @@ class GradClip(Regularizer[GradClipParams]):
         self.units = 0
         self.units_clipped: torch.Tensor | int = 0
 
-    def after_backward(self, model: nn.Module) -> None:
-        p = self.params
+    def after_backward(self, state: TrainState) -> None:
+        p, model = self.params, state.model
         params = [q for q in model.parameters() if q.grad is not None]
         if not params:
             return
@@ -99,7 +107,7 @@ class GradClip(Regularizer[GradClipParams]):
             clipped, units = adaptive_clip_(body, self.threshold, p.eps)
             self.units += units
             self.units_clipped = self.units_clipped + clipped
-            self.steps_clipped = self.steps_clipped + (clipped > 0).long()
+            self.steps_clipped = self.steps_clipped + (torch.as_tensor(clipped) > 0).long()
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from harness.regularizers.base import Batch, Params, Phase, Regularizer, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Phase,
+    PopulationSupport,
+    Regularizer,
+    TrainState,
+    register,
+)
 
 
 class LabelSmoothingParams(Params):
@@ -32,13 +40,14 @@ class LabelSmoothing(Regularizer[LabelSmoothingParams]):
     Language models: (N, T) token ids -> (N, T, V) soft targets."""
 
     name = "label_smoothing"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()
     phase = Phase.SMOOTH_TARGETS  # after mixing, which produces the soft targets it smooths
     reference = "Szegedy et al. 2016"
     applies_to = "all models (classifiers and language models)"
     example: ClassVar[dict] = {"epsilon": 0.1}
     example_overrides: ClassVar[dict] = {}
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         eps = self.params.epsilon
         if eps == 0.0:
             return batch

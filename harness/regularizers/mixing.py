@@ -27,7 +27,15 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from harness.regularizers.base import Batch, Params, Regularizer, Requires, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    PopulationSupport,
+    Regularizer,
+    Requires,
+    TrainState,
+    register,
+)
 
 # ------------------------------------------------------------------ pure batch functions
 
@@ -137,6 +145,7 @@ class Mix(Regularizer[MixParams]):
     """Mixup or CutMix per batch, switching as timm's Mixup (see module doc)."""
 
     name = "mix"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()  # draws: member's own
     requires: ClassVar[Requires] = Requires(data=frozenset({"image", "signal"}))
     reference = ("Zhang et al. 2018 (mixup); Yun et al. 2019 (CutMix); switching as "
                  "timm.data.Mixup")
@@ -144,7 +153,7 @@ class Mix(Regularizer[MixParams]):
     example: ClassVar[dict[str, Any]] = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
     example_overrides: ClassVar[dict[str, Any]] = {}
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         lam, use_cutmix = mix_decision(self.params)
         if lam == 1.0:  # as timm: nothing to mix
             return batch

@@ -9,7 +9,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.regularizers.base import Batch, Params, Regularizer, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Regularizer,
+    TrainState,
+    register,
+)
 
 
 def penalized(model: nn.Module, include_bias_and_norm: bool) -> list[torch.Tensor]:
@@ -52,11 +58,11 @@ class _Penalty(Regularizer[PenaltyParams]):
     def penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
-             model: nn.Module) -> torch.Tensor:
+    def loss(self, state: TrainState, loss: torch.Tensor, batch: Batch,
+             logits: torch.Tensor) -> torch.Tensor:
         if self.params.value == 0.0:
             return loss
-        params = penalized(model, self.params.include_bias_and_norm)
+        params = penalized(state.model, self.params.include_bias_and_norm)
         if not params:
             return loss
         return loss + self.penalty(params)

@@ -17,7 +17,16 @@ from pydantic import Field
 
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Phase,
+    Regularizer,
+    RunContext,
+    RunSettings,
+    TrainState,
+    register,
+)
 
 
 class MaskParams(Params):
@@ -64,7 +73,7 @@ class SignalMask(Regularizer[MaskParams]):
         self.require_signal(getattr(ctx.data, "kind", None), getattr(ctx.data, "name", "?"))
 
     @classmethod
-    def check(cls, params: MaskParams, config: Any) -> None:
+    def check(cls, params: MaskParams, config: RunSettings) -> None:
         cls.require_signal(dataset_kind(config.data.name), config.data.name)
 
     @classmethod
@@ -78,7 +87,7 @@ class SignalMask(Regularizer[MaskParams]):
 class TimeMask(SignalMask):
     name = "time_mask"
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         p = self.params
         n, _, length = batch.x.shape
         mask = span_mask(n, length, p.width, p.count, batch.x.device)
@@ -90,7 +99,7 @@ class FrequencyMask(SignalMask):
     name = "freq_mask"
     example: ClassVar[dict[str, Any]] = {"width": 4}
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         p = self.params
         n, _, length = batch.x.shape
         mask = span_mask(n, length // 2 + 1, p.width, p.count, batch.x.device)

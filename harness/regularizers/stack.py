@@ -7,8 +7,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.regularizers.base import REGULARIZERS, Batch, ModelSpec, Regularizer, RunContext
+from harness.regularizers.base import (
+    REGULARIZERS,
+    Batch,
+    ModelSpec,
+    Regularizer,
+    RunContext,
+    TrainState,
+)
 from harness.regularizers.validate import check_data_kind
+
+STEP_HOOKS = ("after_backward", "before_step", "after_step")
+
+
+def overrides(reg: Regularizer[Any], hook: str) -> bool:
+    """Whether `reg` does something at `hook` (its class replaces the base's no-op)."""
+    return getattr(type(reg), hook) is not getattr(Regularizer, hook)
 
 
 class RegularizerStack:
@@ -25,6 +39,10 @@ class RegularizerStack:
             items.append(reg_cls(params, ctx))
         return cls(items)
 
+    def uses(self, *hooks: str) -> bool:
+        """Whether any regularizer acts at one of `hooks` (a population skips the others)."""
+        return any(overrides(r, hook) for r in self.items for hook in hooks)
+
     def configure_model(self, spec: ModelSpec) -> ModelSpec:
         for r in self.items:
             r.configure_model(spec)
@@ -35,40 +53,40 @@ class RegularizerStack:
             model = r.on_model(model)
         return model
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         for r in self.items:
-            batch = r.transform_batch(batch)
+            batch = r.transform_batch(state, batch)
         return batch
 
-    def loss(self, loss: torch.Tensor, batch: Batch, logits: torch.Tensor,
-             model: nn.Module) -> torch.Tensor:
+    def loss(self, state: TrainState, loss: torch.Tensor, batch: Batch,
+             logits: torch.Tensor) -> torch.Tensor:
         for r in self.items:
-            loss = r.loss(loss, batch, logits, model)
+            loss = r.loss(state, loss, batch, logits)
         return loss
 
-    def after_backward(self, model: nn.Module) -> None:
+    def after_backward(self, state: TrainState) -> None:
         for r in self.items:
-            r.after_backward(model)
+            r.after_backward(state)
 
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def before_step(self, state: TrainState) -> None:
         for r in self.items:
-            r.before_step(optimizer, model)
+            r.before_step(state)
 
-    def after_step(self, model: nn.Module, step: int) -> None:
+    def after_step(self, state: TrainState) -> None:
         for r in self.items:
-            r.after_step(model, step)
+            r.after_step(state)
 
-    def end_epoch(self, epoch: int, metrics: dict[str, float], model: nn.Module) -> bool:
-        """`metrics` are those of `eval_model(model)`: each plug-in gets both models."""
-        evaluated, stop = self.eval_model(model), False
+    def end_epoch(self, state: TrainState) -> bool:
+        """`state.metrics` are those of `eval_model(state.model)`, set as `state.evaluated`."""
+        state.evaluated, stop = self.eval_model(state.model), False
         for r in self.items:
-            stop = r.end_epoch(epoch, metrics, model, evaluated) or stop
+            stop = r.end_epoch(state) or stop
         return stop
 
-    def end_training(self, model: nn.Module) -> None:
-        evaluated = self.eval_model(model)
+    def end_training(self, state: TrainState) -> None:
+        state.evaluated = self.eval_model(state.model)
         for r in self.items:
-            r.end_training(model, evaluated)
+            r.end_training(state)
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         for r in self.items:

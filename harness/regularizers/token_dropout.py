@@ -17,7 +17,16 @@ from pydantic import Field
 from harness.data.base import KIND_HOLDS, dataset_kind
 from harness.errors import ConfigError
 from harness.regularizers.augment import token_mask
-from harness.regularizers.base import Batch, Params, Phase, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Batch,
+    Params,
+    Phase,
+    Regularizer,
+    RunContext,
+    RunSettings,
+    TrainState,
+    register,
+)
 
 
 class TokenDropoutParams(Params):
@@ -51,7 +60,7 @@ class TokenDropout(Regularizer[TokenDropoutParams]):
                               f"of {ctx.data.name} has ids 0..{ctx.num_classes - 1}")
 
     @classmethod
-    def check(cls, params: TokenDropoutParams, config: Any) -> None:
+    def check(cls, params: TokenDropoutParams, config: RunSettings) -> None:
         cls.require_text(dataset_kind(config.data.name), config.data.name)
 
     @staticmethod
@@ -60,7 +69,7 @@ class TokenDropout(Regularizer[TokenDropoutParams]):
             raise ConfigError(f"regularizers.token_dropout: drops text tokens; dataset "
                               f"{dataset} holds {KIND_HOLDS[kind]}")
 
-    def transform_batch(self, batch: Batch) -> Batch:
+    def transform_batch(self, state: TrainState, batch: Batch) -> Batch:
         p = self.params
         if p.replace == "random":
             x = token_mask(batch.x, p.p, self.ctx.num_classes)

@@ -8,7 +8,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from harness.regularizers.base import Params, Phase, Regularizer, RunContext, register
+from harness.regularizers.base import (
+    Params,
+    Phase,
+    PopulationSupport,
+    Regularizer,
+    RunContext,
+    TrainState,
+    register,
+)
 
 
 def decays(p: torch.Tensor, exclude_bias_and_norm: bool) -> bool:
@@ -47,6 +55,7 @@ class WeightDecay(Regularizer[WeightDecayParams]):
     """
 
     name = "weight_decay"
+    population: ClassVar[PopulationSupport | None] = PopulationSupport()
     phase = Phase.DECAY  # last in before_step: any plug-in that changes the lr (SWA) has run
     reference = "Loshchilov & Hutter 2019 (AdamW); Krogh & Hertz 1992 (L2)"
     applies_to = "all models (no decay on biases and norm parameters by default)"
@@ -58,14 +67,15 @@ class WeightDecay(Regularizer[WeightDecayParams]):
         self._skip: tuple[nn.Module, frozenset[int]] | None = None
 
     @torch.no_grad()
-    def before_step(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    def before_step(self, state: TrainState) -> None:
         p_ = self.params
         if p_.value == 0.0:
             return
+        model = state.model
         if self._skip is None or self._skip[0] is not model:  # once per model, not per step
             self._skip = (model, no_decay_ids(model) if p_.exclude_bias_and_norm else frozenset())
         skip = self._skip[1]
-        for group in optimizer.param_groups:
+        for group in state.optimizer.param_groups:
             params = [p for p in group["params"] if p.grad is not None and id(p) not in skip
                       and decays(p, p_.exclude_bias_and_norm)]
             if not params:

@@ -28,6 +28,7 @@ from harness.record.layout import MODEL, STUDY_JSON
 from harness.record.run_dir import RunDir
 from harness.study.lock import storage_lock, study_lock
 from harness.study.plan import RunSpec, expand, study_manifest
+from harness.study.populate import queue_order, save_population, spec_key
 from harness.study.processes import supervise, warm_worker_server, worker_server
 from harness.study.queue import RunQueue, queue_study_name
 from harness.study.search import optuna_study_name
@@ -35,6 +36,7 @@ from harness.study.spec import StudyConfig
 from harness.study.storage import check_sqlite_file, default_storage_url, mask_url, studies_in
 from harness.study.trial_files import ARTIFACT_DIR, TRAVELLING_FILES, fetch_files
 from harness.study.worker import worker_loop
+from harness.train.grouping import describe_alone, population_limit
 from harness.train.loop import study_dir
 from harness.train.preflight import check_model_sizes, parameter_count
 
@@ -91,6 +93,57 @@ def decide_workers(named: int | None, specs: list[RunSpec], todo: int,
     return choose_workers(specs, todo, data_dir)
 
 
+def decide_population(named: int | None, specs: list[RunSpec], workers: int) -> PopulationPlan:
+    """How many queued runs of one shape a worker trains together (the user's number, else
+    chosen from the model size, the device and the runs per worker), the workers worth
+    starting for the populations that makes, and the lines that say why (printed with the
+    worker choice)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        key = spec_key(s)
+        if key is not None:
+            groups.setdefault(key, []).append(s)
+    alone = describe_alone([s.config for s in specs if spec_key(s) is None])
+    lines = [f"trains alone: {why} ({n} run{'s' if n != 1 else ''})"
+             for why, n in alone.items()]
+    if named is not None:
+        size, why = named, (f"populations of up to {named} runs (--population)" if named > 1
+                            else "every run trains alone (--population 1)")
+    elif not groups:
+        return PopulationPlan(1, workers, lines)
+    else:
+        largest = max(groups.values(), key=len)
+        config = largest[0].config
+        params = parameter_count(config)
+        device = device_kind(config.train.device)
+        limit = population_limit(config, params, device)
+        size = max(1, min(limit, -(-len(largest) // workers)))
+        model = (f"a {params or 0:,}-parameter model at batch {config.train.batch_size}: "
+                 f"up to {limit} per step on {device}")
+        why = (f"populations of up to {size} runs trained as one model ({len(largest)} runs "
+               f"of one shape on {workers} worker(s); {model})" if size > 1 else
+               f"every run trains alone ({model})")
+    crews = sum(-(-len(g) // size) for g in groups.values()) + sum(alone.values())
+    return PopulationPlan(size, max(1, min(workers, crews)),
+                      [f"{why} (--population K to choose)", *lines])
+
+
+@dataclass
+class PopulationPlan:
+    size: int  # queued runs a worker trains together at most
+    workers: int  # workers worth starting (no more than there are populations to train)
+    lines: list[str]
+
+
+def device_kind(device: str) -> str:
+    """cpu or cuda: where `train.device` trains on this machine."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
 def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
@@ -103,9 +156,11 @@ def finished_ids(sdir: Path, specs: list[RunSpec]) -> set[str]:
 def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: int | None = None,
               storage: str | None = None, data_dir: Path | None = None,
               on_free_core: Callable[[], None] | None = None,
+              population: int | None = None,
               say: Callable[[str], None] | None = None) -> StudyOutcome:
     """`on_free_core` is called once, when worker processes train fewer runs than there are
     workers (a core is free): the CLI imports the report's modules then (harness.prefetch).
+    `population`: queued runs of one shape trained together at most (None: chosen here).
     `say` gets a line per claim after each confirmation look."""
     if study.confirmation and not study.round_planned:  # screen, then confirm each claim
         # imported here: its sequential tests import scipy.stats, which no other study needs
@@ -113,7 +168,7 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
 
         rounds = run_confirmed(study, lambda planned: run_study(
             planned, source=source, results_dir=results_dir, workers=workers, storage=storage,
-            data_dir=data_dir, on_free_core=on_free_core), say=say)
+            data_dir=data_dir, on_free_core=on_free_core, population=population), say=say)
         last = rounds[-1]
         return StudyOutcome(last.study_dir, last.total, rounds[0].ran_before, last.finished,
                             last.failed, sum(o.seconds for o in rounds),
@@ -127,8 +182,11 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
     url = storage or study.storage or default_storage_url(sdir)
     local_queue = url == default_storage_url(sdir)
     done_now = finished_ids(sdir, specs)
-    workers, why = decide_workers(workers or study.workers, specs, len(specs) - len(done_now),
-                                  data_dir)
+    named = workers or study.workers
+    workers, why = decide_workers(named, specs, len(specs) - len(done_now), data_dir)
+    crews = decide_population(population, [s for s in specs if s.run_id not in done_now],
+                              workers)
+    workers = workers if named else crews.workers
     # storage checks before anything is written: a shared queue is opened now, the local
     # queue file is checked to be SQLite (it is created inside the study folder below)
     q = None if local_queue else RunQueue.open(url, study.name)
@@ -141,21 +199,24 @@ def run_study(study: StudyConfig, *, source: str, results_dir: Path, workers: in
         atomic_write_json(sdir / STUDY_JSON, manifest)
         remove_stale_temp_files(sdir)
         q.save_manifest(manifest)
+        save_population(q, crews.size)
         q.distributions(specs)
         q.fail_stale(all_running=local_queue)
         done_before = finished_ids(sdir, specs)
-        q.enqueue_missing(specs, done_before)
+        q.enqueue_missing(queue_order(specs) if crews.size > 1 else specs, done_before)
         todo = len(specs) - len(done_before)
         console.print(f"study [bold]{study.name}[/]: {len(specs)} runs "
                       f"({len(done_before)} already finished, {todo} to run) "
                       f"on {workers} worker(s); queue {mask_url(url)}")
         if why:
             console.print(f"  {why} (--workers N to choose)")
+        for line in crews.lines if todo else []:
+            console.print(f"  {line}", soft_wrap=True, highlight=False)
         if todo:
             drive_workers(url, study.name, results_dir=results_dir, data_dir=data_dir,
                           workers=workers, kinds=("runs",), total=len(specs),
                           count=lambda: (len(finished_ids(sdir, specs)), ""),
-                          on_free_core=on_free_core)
+                          on_free_core=on_free_core, population=crews.size)
         imported = import_remote_results(q, specs, sdir)
     finished = finished_ids(sdir, specs)
     failed = not_finished(sdir, specs, finished)
@@ -183,7 +244,8 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
                   workers: int, kinds: tuple[str, ...], total: int | None,
                   count: Callable[[], tuple[int, str]],
                   timeout: float | None = None,
-                  on_free_core: Callable[[], None] | None = None) -> None:
+                  on_free_core: Callable[[], None] | None = None,
+                  population: int | None = None) -> None:
     """The one supervisor: `workers` worker processes (or this process for one) take the
     study's work of `kinds`, with one progress display (the study bar from `count`: done
     and a status, plus one bar per worker). After worker processes, this process finishes
@@ -192,7 +254,8 @@ def drive_workers(url: str, name: str, *, results_dir: Path, data_dir: Path | No
     started = time.monotonic()
     options: dict[str, Any] = {"url": url, "study": name, "results_dir": results_dir,
                                "data_dir": data_dir, "threads": threads_per_worker(workers),
-                               "kinds": kinds, "parallel": workers > 1}
+                               "kinds": kinds, "parallel": workers > 1,
+                               "population": population}
     if on_free_core is not None and workers > 1 and total:  # worker processes only
         count = FreeCore(count, total, workers, on_free_core)
     with make_progress() as progress:

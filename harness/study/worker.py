@@ -8,6 +8,7 @@ starts N of them as processes (harness/study/execute.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -28,12 +29,13 @@ from harness.record.layout import FAILURE
 from harness.record.run_dir import RunDir
 from harness.record.schema import first_line
 from harness.study.lock import run_lock
+from harness.study.populate import gather, queue_population
 from harness.study.queue import Job, RunQueue, WorkSource, queue_study_name
 from harness.study.search import Search, optuna_study_name
 from harness.study.storage import mask_url, studies_in
 from harness.tracking.protocol import TrackerFactory
 from harness.tracking.wandb_tracker import wandb_run_tracker
-from harness.train.loop import RunResult, study_dir, train_run
+from harness.train.loop import RunRequest, RunResult, study_dir, train_runs
 
 Emit = Callable[[tuple[Any, ...]], None]
 
@@ -138,50 +140,92 @@ def wait_for_study(url: str, name: str, wait_s: float = 0.0, poll_s: float = 2.0
 
 def run_job(job: Job, queue: WorkSource, results_dir: Path, data_dir: Path | None,
             threads: int | None, reporter: Any) -> str:
-    cfg = job.spec.config
-    if threads and cfg.train.threads is None:  # the study's own choice wins
-        cfg.train.threads = threads
-    root = Path(results_dir) / job.results_subdir
-    run_dir = RunDir.for_run(study_dir(root, cfg.study), cfg.variant, cfg.seed, job.spec.run_id)
-    if cfg.run_id() != job.spec.run_id:  # queued by a harness of other numerics or identity
-        reason = (f"run {job.spec.run_id} was queued by another harness version (this one "
-                  f"hashes its config to {cfg.run_id()}, numerics version {NUMERICS_VERSION}); "
-                  "run the workers with the coordinator's harness version")
-        queue.fail(job, reason, "final")
-        reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
-                      "seed": job.spec.seed})
-        return "failed"
-    with queue.heartbeat(job), run_lock(run_dir.path, job.wait_if_busy) as held:
-        if not held:  # a duplicate of a run another local worker is training
-            queue.fail(job, "duplicate: the run is being trained by another worker",
-                       "duplicate")
-            return "duplicate"
+    """Train one popped run (see run_jobs); its status."""
+    return run_jobs([job], queue, results_dir, data_dir, threads, reporter)[0]
+
+
+def run_jobs(jobs: list[Job], queue: WorkSource, results_dir: Path, data_dir: Path | None,
+             threads: int | None, reporter: Any, keep_alive: tuple[Job, ...] = ()) -> list[str]:
+    """Train popped runs, several of one shape as one population (harness/train/loop.py),
+    each recorded in the queue exactly as if it had trained alone. `keep_alive`: popped
+    work that waits its turn (its heartbeat goes on meanwhile). The status of each job."""
+    for job in jobs:
+        if threads and job.spec.config.train.threads is None:  # the study's own choice wins
+            job.spec.config.train.threads = threads
+    root = Path(results_dir) / jobs[0].results_subdir
+    dirs = [run_dir_of(job, root) for job in jobs]
+    statuses = ["failed" if refused(job, queue, reporter) else "duplicate" for job in jobs]
+    with contextlib.ExitStack() as held_open:
+        for job in (*jobs, *keep_alive):
+            held_open.enter_context(queue.heartbeat(job))
+        mine = []
+        for i, job in enumerate(jobs):
+            if statuses[i] == "failed":
+                continue
+            if held_open.enter_context(run_lock(dirs[i].path, job.wait_if_busy)):
+                mine.append(i)
+            else:  # a duplicate of a run another local worker is training
+                queue.fail(job, "duplicate: the run is being trained by another worker",
+                           "duplicate")
+        if not mine:
+            return statuses
+        trackers = job_trackers([jobs[i] for i in mine], queue, root)
+        requests = [RunRequest(jobs[i].spec.config, trackers(jobs[i].spec.config),
+                               list(jobs[i].on_epoch)) for i in mine]
         try:
-            result = train_run(cfg, results_dir=root, data_dir=data_dir, reporter=reporter,
-                               on_epoch=job.on_epoch,
-                               tracker=job_trackers([job], queue, root)(cfg))
+            results = train_runs(requests, results_dir=root, data_dir=data_dir,
+                                 reporter=reporter)
         except optuna.TrialPruned:  # a decided outcome: the run stored its summary
-            result = RunResult(run_dir, run_dir.summary or {}, run_dir.metrics())
-            reporter.end(result.summary)
+            results = [RunResult(dirs[i], dirs[i].summary or {}, dirs[i].metrics())
+                       for i in mine]
+            for result in results:
+                reporter.end(result.summary)
         except KeyboardInterrupt:
-            queue.fail(job, "interrupted", "interrupted")
+            for i in mine:
+                queue.fail(jobs[i], "interrupted", "interrupted")
             raise
         except Exception as err:
-            if isinstance(err, OSError) and err.errno in FULL:  # not the run's fault: no
-                queue.fail(job, f"disk full: {err}", "environment")  # attempt used; stop
-                raise
-            reason = failure_reason(err)
-            if isinstance(err, HarnessError):
-                queue.fail(job, reason, "final")
-            else:
-                queue.fail(job, traceback.format_exc())
-            note_failure(run_dir, job, reason)
-            reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
-                          "seed": job.spec.seed})
-            return "failed"
-    (run_dir.path / FAILURE).unlink(missing_ok=True)
-    queue.complete(job, result)
-    return str(result.summary.get("status"))
+            for i in mine:
+                statuses[i] = record_failure(err, jobs[i], queue, dirs[i], reporter)
+            return statuses
+    for i, result in zip(mine, results, strict=True):
+        (dirs[i].path / FAILURE).unlink(missing_ok=True)
+        queue.complete(jobs[i], result)
+        statuses[i] = str(result.summary.get("status"))
+    return statuses
+
+
+def refused(job: Job, queue: WorkSource, reporter: Any) -> bool:
+    """A run queued by a harness of other numerics or identity (its config hashes to
+    another id here) is failed, not trained: its results would not be that run's."""
+    cfg = job.spec.config
+    if cfg.run_id() == job.spec.run_id:
+        return False
+    reason = (f"run {job.spec.run_id} was queued by another harness version (this one "
+              f"hashes its config to {cfg.run_id()}, numerics version {NUMERICS_VERSION}); "
+              "run the workers with the coordinator's harness version")
+    queue.fail(job, reason, "final")
+    reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                  "seed": job.spec.seed})
+    return True
+
+
+def record_failure(err: Exception, job: Job, queue: WorkSource, run_dir: RunDir,
+                   reporter: Any) -> str:
+    """A run that raised: its queue entry and its run folder say why (a full disk is not
+    the run's fault: no attempt used, and the worker stops)."""
+    if isinstance(err, OSError) and err.errno in FULL:
+        queue.fail(job, f"disk full: {err}", "environment")
+        raise err
+    reason = failure_reason(err)
+    if isinstance(err, HarnessError):
+        queue.fail(job, reason, "final")
+    else:
+        queue.fail(job, "".join(traceback.format_exception(err)))
+    note_failure(run_dir, job, reason)
+    reporter.end({"status": "failed", "error": reason, "variant": job.spec.variant,
+                  "seed": job.spec.seed})
+    return "failed"
 
 
 KINDS = ("tune", "runs")  # a tuning study's search first, then queued runs
@@ -204,25 +248,37 @@ def open_sources(url: str, study: str, kinds: tuple[str, ...], *, worker: int | 
 def worker_loop(url: str, study: str, results_dir: Path, data_dir: Path | None = None,
                 threads: int | None = None, emit: Emit | None = None, worker: int | None = None,
                 *, wait_for_running: bool = False, kinds: tuple[str, ...] = KINDS,
-                parallel: bool = True, timeout: float | None = None) -> int:
+                parallel: bool = True, timeout: float | None = None,
+                population: int | None = None) -> int:
     """Take work until none is left (a search: until its budget is spent; `timeout` seconds
     at most). Returns how many runs this worker trained. `wait_for_running` waits for work
     other workers hold (a dead worker's comes back when its heartbeat stops); `parallel`:
-    other workers share the search (TPE's constant liar)."""
+    other workers share the search (TPE's constant liar); `population`: queued runs trained
+    together at most (None: the size the coordinator wrote into the queue)."""
     reporter = EventReporter(emit or (lambda event: None), worker or 0)
-    return sum(drain(source, Path(results_dir), data_dir, threads, reporter, wait_for_running)
+    return sum(drain(source, Path(results_dir), data_dir, threads, reporter, wait_for_running,
+                     population)
                for source in open_sources(url, study, kinds, worker=worker, parallel=parallel,
                                           timeout=timeout, data_dir=data_dir))
 
 
 def drain(source: WorkSource, results_dir: Path, data_dir: Path | None, threads: int | None,
-          reporter: EventReporter, wait_for_running: bool) -> int:
+          reporter: EventReporter, wait_for_running: bool,
+          population: int | None = None) -> int:
     """Take one source's work until none is waiting. A queued run whose upstream run is not
-    trained yet goes back to the end of the queue."""
+    trained yet goes back to the end of the queue; queued runs of one shape train together,
+    `population` at most (harness/study/populate.py)."""
+    size = 1
+    if isinstance(source, RunQueue):
+        size = population or queue_population(source)
     ran = deferred = 0
+    carried: Job | None = None
     while True:
-        source.recover()
-        job = source.pop()
+        if carried is None:
+            source.recover()
+            job = source.pop()
+        else:
+            job, carried = carried, None
         if job is None:
             if wait_for_running and source.running():
                 time.sleep(2)
@@ -245,8 +301,12 @@ def drain(source: WorkSource, results_dir: Path, data_dir: Path | None, threads:
             reporter.end({"status": "failed", "error": blocked, "variant": job.spec.variant,
                           "seed": job.spec.seed})
             continue
-        run_job(job, source, results_dir, data_dir, threads, reporter)
-        ran += 1
+        crew = [job]
+        if isinstance(source, RunQueue):
+            crew, carried = gather(source, job, size)
+        run_jobs(crew, source, results_dir, data_dir, threads, reporter,
+                 keep_alive=() if carried is None else (carried,))
+        ran += len(crew)
 
 
 WAIT = "wait"

@@ -24,3 +24,10 @@ for _name in WARM_MODULES:
         importlib.import_module(_name)
     except ImportError:
         pass
+
+try:  # the package list each W&B run records, read once for every worker (wandb_packages)
+    from harness.tracking.wandb_packages import list_packages_once
+
+    list_packages_once(now=True)
+except ImportError:
+    pass

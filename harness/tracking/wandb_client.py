@@ -24,6 +24,7 @@ from harness.tracking.wandb_mode import (
     mark_unreachable,
     server_unreachable,
 )
+from harness.tracking.wandb_packages import list_packages_once
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class WandbRun:
             import wandb
 
             skip_unstaged_launch_inputs()
+            list_packages_once()
             return wandb.init(
                 mode=cast(InitMode, mode),  # online | offline | disabled (choose_mode)
                 dir=str(self._root),

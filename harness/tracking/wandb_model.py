@@ -28,7 +28,7 @@ Weights = Callable[[], Mapping[str, Any]]  # the evaluated model's state dict, n
 
 
 def rank(row: Mapping[str, Any], select: str) -> tuple[float, ...] | None:
-    """A row's place by `select` (larger is better), as train.loop.best_row orders rows:
+    """A row's place by `select` (larger is better), as train.results.best_row orders rows:
     a loss by (value, epoch) ascending; an accuracy by value, then lower val_loss, then the
     earlier epoch."""
     value, epoch = row.get(select), row.get("epoch")

@@ -83,10 +83,11 @@ def build_model(config: RunConfig, data: DataBundle, regs: RegularizerStack, *,
     return regs.on_model(model)
 
 
-def run_context(config: RunConfig, data: DataBundle, device: torch.device) -> RunContext:
+def run_context(config: RunConfig, data: DataBundle, device: torch.device, *,
+                results_dir: Path = Path("results"), data_dir: Path | None = None) -> RunContext:
     return RunContext(config=config, data=data, device=device, epochs=config.train.epochs,
                       steps_per_epoch=steps_per_epoch(len(data.train.y), config.train.batch_size),
-                      num_classes=data.num_classes,
+                      num_classes=data.num_classes, results_dir=results_dir, data_dir=data_dir,
                       load_run_model=lambda path, without: load_run_model(path, data, device,
                                                                           without))
 

@@ -70,10 +70,13 @@ class RunningStats:
         self.n += count
         self.steps += 1
 
-    def finite(self) -> bool:
+    def finite(self, member: int = 0) -> bool:
         return bool(torch.isfinite(self.loss))
 
-    def read(self) -> dict[str, float]:
+    def any_finite(self, active: torch.Tensor | None = None) -> bool:
+        return self.finite()
+
+    def read(self, member: int = 0) -> dict[str, float]:
         n = max(1, self.n)
         return {
             "train_loss": float(self.loss) / n,
@@ -82,11 +85,59 @@ class RunningStats:
         }
 
 
+class MemberStats:
+    """RunningStats of each member of a population: (K,) sums on the device, read once per
+    epoch. Each member's loss is its own mean, so its sum matches a run alone's."""
+
+    def __init__(self, device: torch.device, members: int) -> None:
+        self.members = members
+        self.loss = torch.zeros(members, device=device, dtype=torch.float64)
+        self.correct = torch.zeros(members, device=device, dtype=torch.float64)
+        self.grad_norm = torch.zeros(members, device=device, dtype=torch.float64)
+        self.n = 0  # samples per member
+        self.steps = 0
+
+    def add(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+            grad_norms: torch.Tensor) -> None:
+        count = y.numel() // self.members
+        self.loss += losses.detach().double() * count
+        hits = logits.detach().argmax(-1) == y
+        self.correct += hits.reshape(self.members, -1).sum(1).double()
+        self.grad_norm += grad_norms.double()
+        self.n += count
+        self.steps += 1
+
+    def finite(self, member: int) -> bool:
+        return bool(torch.isfinite(self.loss[member]))
+
+    def any_finite(self, active: torch.Tensor | None = None) -> bool:
+        """Some member still training (`active`, a (K,) mask) has a finite loss."""
+        finite = torch.isfinite(self.loss)
+        return bool((finite if active is None else finite & active).any())
+
+    def read(self, member: int) -> dict[str, float]:
+        n = max(1, self.n)
+        return {
+            "train_loss": float(self.loss[member]) / n,
+            "train_acc": float(self.correct[member]) / n,
+            "grad_norm": float(self.grad_norm[member]) / max(1, self.steps),
+        }
+
+
 def global_grad_norm(model: nn.Module) -> torch.Tensor:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def member_grad_norms(population: nn.Module, members: int) -> torch.Tensor:
+    """Each member's global gradient norm, (K,), from the population's stacked gradients."""
+    grads = [p.grad.reshape(members, -1) for p in population.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(members)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1)
+                                                 for g in grads]), dim=0)
 
 
 @torch.no_grad()

@@ -180,7 +180,7 @@ def test_example_regularizer_adds_the_mean_squared_logit(monkeypatch):
     logits = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
     reg = LogitPenalty(LogitPenalty.Params(value=0.1), ctx=None)
     expected = 1.5 + 0.1 * (1 + 4 + 0.25 + 9) / 4
-    assert reg.loss(torch.tensor(1.5), None, logits, None).item() == pytest.approx(expected)
+    assert reg.loss(None, torch.tensor(1.5), None, logits).item() == pytest.approx(expected)
 
 
 @pytest.mark.slow
@@ -394,11 +394,11 @@ class Toy(Regularizer[ToyParams]):
         super().__init__(params, ctx)
         self.batches = 0
 
-    def transform_batch(self, batch):
+    def transform_batch(self, state, batch):
         self.batches += 1
         return batch
 
-    def loss(self, loss, batch, logits, model):
+    def loss(self, state, loss, batch, logits):
         return loss * self.params.scale
 
     def summary(self):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.regularizers import RunContext
+from harness.regularizers import RunContext, TrainState
 from harness.regularizers.averaging import EMA
 
 timm = pytest.importorskip("timm")
@@ -26,10 +26,13 @@ class BNNet(nn.Module):
         return self.head(torch.relu(self.norm(self.body(x))))
 
 
+def context() -> RunContext:
+    return RunContext(config=SimpleNamespace(train=SimpleNamespace(batch_size=10)), data=None,
+                      device=torch.device("cpu"), epochs=4, steps_per_epoch=3, num_classes=3)
+
+
 def ema_plugin(**params) -> EMA:
-    ctx = RunContext(config=SimpleNamespace(train=SimpleNamespace(batch_size=10)), data=None,
-                     device=torch.device("cpu"), epochs=4, steps_per_epoch=3, num_classes=3)
-    return EMA(EMA.Params.model_validate(params), ctx)
+    return EMA(EMA.Params.model_validate(params), context())
 
 
 def train_step(model: nn.Module, gen: torch.Generator) -> None:
@@ -53,7 +56,7 @@ def test_ema_state_equals_timm_model_ema_v3(use_buffers):
     reg, peer = ema_plugin(decay=decay, use_buffers=use_buffers), None
     for step in range(6):
         train_step(model, gen)
-        reg.after_step(model, step)
+        reg.after_step(TrainState(run=context(), model=model, step=step))
         if peer is None:
             peer = ModelEmaV3(model, decay=decay, exclude_buffers=not use_buffers)
         else:
@@ -94,7 +97,7 @@ def test_vit_leaves_pos_emb_and_cls_token_undecayed_as_timm():
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    reg.before_step(optimizer, model)
+    reg.before_step(TrainState(run=context(), model=model, optimizer=optimizer))
     kept = {n for n, p in model.named_parameters()
             if p.ndim >= 2 and torch.equal(p.detach(), before[n])}
     names = {"pos_embed": "pos_emb", "cls_token": "cls_token"}  # timm's name -> ours

@@ -173,7 +173,7 @@ def test_augment_plugin_transforms_images_and_keeps_labels():
                        mean=(0.5,))
     x = torch.rand(32, 1, 12, 12)
     batch = hard_batch(x)
-    out = stack.transform_batch(batch)
+    out = stack.transform_batch(None, batch)
     assert out.x.shape == x.shape and not torch.equal(out.x, x)
     assert out.y is batch.y and out.targets is batch.targets
 
@@ -181,11 +181,11 @@ def test_augment_plugin_transforms_images_and_keeps_labels():
 def test_augment_plugin_signal_and_text():
     stack = make_stack({"augment": {"shift": 3, "noise": 0.1}}, kind="signal", dataset="mnist1d")
     x = torch.randn(16, 1, 40)
-    assert not torch.equal(stack.transform_batch(hard_batch(x)).x, x)
+    assert not torch.equal(stack.transform_batch(None, hard_batch(x)).x, x)
     stack = make_stack({"augment": {"token_mask": 0.5}}, kind="text",
                        dataset="tiny_shakespeare", num_classes=65)
     x = torch.randint(0, 65, (4, 32))
-    out = stack.transform_batch(Batch(x=x, y=x, targets=x))
+    out = stack.transform_batch(None, Batch(x=x, y=x, targets=x))
     assert out.x.dtype == torch.int64 and not torch.equal(out.x, x) and out.y is x
 
 
@@ -198,9 +198,9 @@ def test_loop_calls_transform_batch_on_training_batches_only(tmp_path, monkeypat
     calls = []
     original = Augment.transform_batch
 
-    def spy(self, batch):
+    def spy(self, state, batch):
         calls.append(len(batch.y))
-        return original(self, batch)
+        return original(self, state, batch)
 
     monkeypatch.setattr(Augment, "transform_batch", spy)
     config = build_run_config({
@@ -247,7 +247,7 @@ def test_mixup_plugin_targets_match_recovered_lambda(kind, shape):
     batch = hard_batch(x)
     lams = []
     for _ in range(20):
-        out = stack.transform_batch(batch)
+        out = stack.transform_batch(None, batch)
         lam = recover_lam(out.x, x)
         assert torch.allclose(out.x, lam * x + (1 - lam) * x.flip(0), atol=1e-5)
         onehot = F.one_hot(batch.y, 10).float()
@@ -262,7 +262,7 @@ def test_mixup_mixes_soft_targets():
     stack = make_stack({"mix": {}})
     x = torch.rand(4, 1, 5, 5)
     soft = torch.softmax(torch.randn(4, 10), 1)
-    out = stack.transform_batch(Batch(x=x, y=soft.argmax(1), targets=soft))
+    out = stack.transform_batch(None, Batch(x=x, y=soft.argmax(1), targets=soft))
     lam = recover_lam(out.x, x)
     assert torch.allclose(out.targets, lam * soft + (1 - lam) * soft.flip(0), atol=1e-5)
 
@@ -292,7 +292,7 @@ def test_cutmix_pastes_partner_box_with_exact_lambda(kind, shape):
     batch = hard_batch(x)
     seen_box = False
     for _ in range(20):
-        out = stack.transform_batch(batch)
+        out = stack.transform_batch(None, batch)
         region = cutmix_region(out.x, x)
         xf = x.flip(0)
         assert torch.equal(out.x[..., region], xf[..., region])  # pasted from the partner
@@ -325,7 +325,7 @@ def test_switching_between_mixup_and_cutmix():
     batch = hard_batch(x)
     kinds = []
     for _ in range(400):
-        out = stack.transform_batch(batch)
+        out = stack.transform_batch(None, batch)
         from_x_or_partner = ((out.x == x) | (out.x == x.flip(0))).all()
         kinds.append(bool(from_x_or_partner))  # cutmix copies values; mixup blends them
     assert abs(sum(kinds) / len(kinds) - 0.3) < 0.07
@@ -339,7 +339,7 @@ def test_prob_zero_leaves_batches_unchanged(regs):
     stack = make_stack(regs)
     batch = hard_batch(torch.rand(8, 1, 6, 6))
     for _ in range(10):
-        out = stack.transform_batch(batch)
+        out = stack.transform_batch(None, batch)
         assert torch.equal(out.x, batch.x) and torch.equal(out.targets, batch.targets)
 
 
@@ -457,7 +457,7 @@ def test_mixup_branch_output_equals_timm_mixup():
     x = torch.rand(8, 3, 6, 6)
     batch = hard_batch(x)
     for _ in range(5):
-        out = stack.transform_batch(batch)
+        out = stack.transform_batch(None, batch)
         lam = recover_lam(out.x, x)
         timm_mix = mixup_module.Mixup(mixup_alpha=0.4, label_smoothing=0.0, num_classes=10)
         timm_mix._params_per_batch = lambda lam=lam: (lam, False)

@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.config import build_run_config
 from harness.errors import ConfigError
-from harness.regularizers import REGULARIZERS, Batch, RunContext
+from harness.regularizers import REGULARIZERS, Batch, RunContext, TrainState
 from harness.regularizers.averaging import EMA, SWA
 from harness.regularizers.distillation import Distillation, distillation_loss
 from harness.regularizers.early_stopping import EarlyStopping
@@ -37,6 +37,12 @@ def context(**kw) -> RunContext:
                 device=torch.device("cpu"), epochs=4, steps_per_epoch=3, num_classes=5)
     base.update(kw)
     return RunContext(**base)
+
+
+def at(model: nn.Module | None = None, optimizer=None, ctx: RunContext | None = None,
+       **fields) -> TrainState:
+    """The TrainState a hook gets (epoch, step, metrics, evaluated as keywords)."""
+    return TrainState(run=ctx or context(), model=model, optimizer=optimizer, **fields)
 
 
 class Tiny(nn.Module):
@@ -81,7 +87,7 @@ def plugin_adam_step(model: nn.Module, steps: int, **wd) -> None:
     reg = make(WeightDecay, value=LAM, **wd)
     for s in range(steps):
         set_grads(model, s)
-        reg.before_step(opt, model)
+        reg.before_step(at(model, opt))
         opt.step()
 
 
@@ -129,7 +135,7 @@ def test_weight_decay_skips_bias_and_norm(exclude):
     opt = torch.optim.Adam(default_param_groups(model), lr=LR, weight_decay=0.0)
     reg = make(WeightDecay, value=LAM, exclude_bias_and_norm=exclude)
     set_grads(model, 0, zero=True)  # Adam's own update is 0: only the decay moves weights
-    reg.before_step(opt, model)
+    reg.before_step(at(model, opt))
     opt.step()
     for name, p in model.named_parameters():
         decayed = p.ndim > 1 or not exclude
@@ -144,7 +150,7 @@ def test_weight_decay_uses_group_lr_and_skips_params_without_grad():
     opt = torch.optim.SGD(groups, lr=0.01)
     w_body, w_head = model.body.weight.detach().clone(), model.head.weight.detach().clone()
     model.body.weight.grad = torch.zeros_like(w_body)
-    make(WeightDecay, value=0.5).before_step(opt, model)
+    make(WeightDecay, value=0.5).before_step(at(model, opt))
     torch.testing.assert_close(model.body.weight.detach(), w_body * (1 - 0.1 * 0.5))
     assert torch.equal(model.head.weight.detach(), w_head)  # grad None: skipped, as in torch
 
@@ -168,11 +174,11 @@ def test_penalties_equal_formulas(include):
     }
     for name, (params, expect) in cases.items():
         reg = make(registered(name), **params, include_bias_and_norm=include)
-        got = reg.loss(zero, batch, torch.zeros(1), model)
+        got = reg.loss(at(model), zero, batch, torch.zeros(1))
         assert got.item() == pytest.approx(expect, rel=1e-5), name
     # gradient of the L2 penalty is value * w (coupled decay)
     reg = make(registered("l2"), value=0.3)
-    reg.loss(zero, batch, torch.zeros(1), model).backward()
+    reg.loss(at(model), zero, batch, torch.zeros(1)).backward()
     torch.testing.assert_close(model.body.weight.grad, 0.3 * model.body.weight.detach())
     assert model.body.bias.grad is None
 
@@ -191,11 +197,11 @@ def test_grad_clip_norm():
     for p in model.parameters():
         p.grad.mul_(10.0 / total)  # global norm 10
     reg = make(GradClip, mode="norm", threshold=2.0)
-    reg.after_backward(model)
+    reg.after_backward(at(model))
     after = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert after.item() == pytest.approx(2.0, rel=1e-5)
     before = [p.grad.clone() for p in model.parameters()]  # now below the threshold: unchanged
-    reg.after_backward(model)
+    reg.after_backward(at(model))
     for p, g in zip(model.parameters(), before, strict=True):
         torch.testing.assert_close(p.grad, g)
     assert reg.summary()["grad_clip_step_frac"] == pytest.approx(0.5)
@@ -205,7 +211,7 @@ def test_grad_clip_value():
     model = tiny()
     set_grads(model, 2)
     before = [p.grad.clone() for p in model.parameters()]
-    make(GradClip, mode="value", threshold=0.5).after_backward(model)
+    make(GradClip, mode="value", threshold=0.5).after_backward(at(model))
     for p, g in zip(model.parameters(), before, strict=True):
         assert p.grad.abs().max() <= 0.5
         torch.testing.assert_close(p.grad, g.clamp(-0.5, 0.5))
@@ -235,7 +241,7 @@ def test_grad_clip_agc_clips_exactly_units_over_the_ratio():
     model.head.bias.grad = torch.full((2,), 100.0)
 
     reg = make(GradClip, mode="agc", threshold=lam, eps=eps)
-    reg.after_backward(model)
+    reg.after_backward(at(model))
     out = model.conv.weight.grad
     out_norms = out.flatten(1).norm(dim=1)
     for i in range(4):
@@ -267,7 +273,7 @@ def test_label_smoothing_equals_formula_and_torch():
     logits = torch.randn(8, k)
     y = torch.randint(0, k, (8,))
     reg = make(LabelSmoothing, context(num_classes=k), epsilon=eps)
-    batch = reg.transform_batch(Batch(x=torch.zeros(8, 1), y=y, targets=y))
+    batch = reg.transform_batch(at(), Batch(x=torch.zeros(8, 1), y=y, targets=y))
     assert torch.equal(batch.y, y)
     onehot = torch.zeros(8, k)
     onehot[torch.arange(8), y] = 1.0
@@ -283,12 +289,12 @@ def test_label_smoothing_soft_and_language_model_targets():
     k, eps = 7, 0.1
     reg = make(LabelSmoothing, context(num_classes=k), epsilon=eps)
     mixed = torch.softmax(torch.randn(4, k), -1)
-    out = reg.transform_batch(Batch(torch.zeros(4), torch.zeros(4), mixed)).targets
+    out = reg.transform_batch(at(), Batch(torch.zeros(4), torch.zeros(4), mixed)).targets
     torch.testing.assert_close(out, (1 - eps) * mixed + eps / k)
     # language model: (N, T) token ids -> (N, T, V)
     y = torch.randint(0, k, (3, 6))
     logits = torch.randn(3, 6, k)
-    out = reg.transform_batch(Batch(torch.zeros(3, 6), y, y)).targets
+    out = reg.transform_batch(at(), Batch(torch.zeros(3, 6), y, y)).targets
     assert out.shape == (3, 6, k)
     torch.testing.assert_close(cross_entropy(logits, out),
                                F.cross_entropy(logits.reshape(-1, k), y.reshape(-1),
@@ -311,10 +317,10 @@ def run_early_stopping(values, monitor="val_loss", resume_after=None, **params):
             state = copy.deepcopy(reg.state_dict())
             reg = make(EarlyStopping, monitor=monitor, **params)
             reg.load_state_dict(state)
-        if reg.end_epoch(epoch, {monitor: v}, model, model):
+        if reg.end_epoch(at(model, epoch=epoch, metrics={monitor: v}, evaluated=model)):
             stopped = epoch
             break
-    reg.end_training(model, model)
+    reg.end_training(at(model, evaluated=model))
     return reg, model, stopped
 
 
@@ -370,7 +376,7 @@ def test_ema_matches_hand_rolled_average_and_resumes():
         # AveragedModel: the first update copies, then e = decay * e + (1 - decay) * w
         ema = w if ema is None else [decay * e + (1 - decay) * x for e, x in zip(ema, w,
                                                                                  strict=True)]
-        reg.after_step(model, step)
+        reg.after_step(at(model, step=step))
         if step == 2:  # resume from a checkpoint into a fresh plug-in
             state = copy.deepcopy(reg.state_dict())
             reg = make(EMA, decay=decay)
@@ -396,16 +402,16 @@ def test_swa_mean_of_epoch_snapshots_lr_and_bn():
         for i in range(3):
             step = (epoch - 1) * 3 + i
             opt.param_groups[0]["lr"] = 0.1  # what the schedule set
-            reg.before_step(opt, model)
+            reg.before_step(at(model, opt))
             assert opt.param_groups[0]["lr"] == (0.05 if epoch >= 2 else 0.1)
             perturb(model, gen)
-            reg.after_step(model, step)
+            reg.after_step(at(model, step=step))
         if epoch >= 2:
             snapshots.append(params_of(model))
         # the epoch's metrics are taken on the average including this epoch's snapshot
         assert (reg.eval_model(model) is model) == (epoch < 2)
-        reg.end_epoch(epoch, {}, model, reg.eval_model(model))
-    reg.end_training(model, reg.eval_model(model))
+        reg.end_epoch(at(model, ctx, epoch=epoch, evaluated=reg.eval_model(model)))
+    reg.end_training(at(model, ctx, evaluated=reg.eval_model(model)))
     averaged = reg.eval_model(model)
     mean = [torch.stack(ws).mean(0) for ws in zip(*snapshots, strict=True)]
     for p, m in zip(averaged.parameters(), mean, strict=True):
@@ -428,7 +434,7 @@ def test_swa_anneal_and_checks():
     lrs = []
     for step in range(8):
         opt.param_groups[0]["lr"] = 0.1
-        reg.before_step(opt, model)
+        reg.before_step(at(model, opt))
         lrs.append(opt.param_groups[0]["lr"])
         reg.next_step = step + 1
     expect = [0.1, 0.1, 0.1, 0.1, 0.5 * 0.1 + 0.5 * 0.01, 0.01, 0.01, 0.01]
@@ -476,7 +482,7 @@ def test_distillation_hook_uses_teacher_on_normalized_input():
     x, y = torch.randn(7, 4), torch.randint(0, 5, (7,))
     student = nn.Linear(4, 5)
     logits = student(data.normalize(x))
-    loss = reg.loss(F.cross_entropy(logits, y), Batch(x, y, y), logits, student)
+    loss = reg.loss(at(student), F.cross_entropy(logits, y), Batch(x, y, y), logits)
     with torch.no_grad():
         t_logits = teacher(data.normalize(x))
     torch.testing.assert_close(loss, explicit_kd(logits, t_logits, y, 3.0, 0.3))
@@ -537,9 +543,9 @@ def test_distillation_loads_teacher_from_run_folder(tmp_path):
     x = data.prepare(data.train.x[:5])
     torch.testing.assert_close(reg.teacher(x), teacher.eval()(x))
     assert not reg.teacher.training
-    assert math.isfinite(reg.loss(torch.zeros(()), Batch(data.train.x[:5], data.train.y[:5],
-                                                         data.train.y[:5]),
-                                  torch.randn(5, 10), nn.Linear(1, 1)).item())
+    assert math.isfinite(reg.loss(at(nn.Linear(1, 1)), torch.zeros(()),
+                                  Batch(data.train.x[:5], data.train.y[:5], data.train.y[:5]),
+                                  torch.randn(5, 10)).item())
 
 
 # --------------------------------------------------------------------------- end to end

@@ -88,7 +88,7 @@ def test_plugins_mask_signals_and_keep_labels():
     x = torch.randn(64, 1, 40)
     y = torch.arange(64) % 10
     out = stack({"time_mask": {"width": 8}}, "signal", "mnist1d", 10).transform_batch(
-        Batch(x, y, y))
+        None, Batch(x, y, y))
     assert out.y is y and out.targets is y
     changed = (out.x != x)[:, 0].numpy()
     for row, orig, new in zip(changed, x[:, 0].numpy(), out.x[:, 0].numpy(), strict=True):
@@ -97,7 +97,7 @@ def test_plugins_mask_signals_and_keep_labels():
         assert np.all(new[row] == 0.0) and np.array_equal(new[~row], orig[~row])
     assert changed.any()
     out = stack({"freq_mask": {"width": 4}}, "signal", "mnist1d", 10).transform_batch(
-        Batch(x, y, y))
+        None, Batch(x, y, y))
     before = np.fft.rfft(x[:, 0].double().numpy())
     after = np.fft.rfft(out.x[:, 0].double().numpy())
     gone = np.abs(after) < 1e-4 * np.abs(before).max()
@@ -126,14 +126,14 @@ def test_token_dropout_rate_positions_and_targets():
     x = torch.randint(1, vocab, (200, 128))  # no token is the mask id 0
     y = torch.randint(0, vocab, (200, 128))
     out = stack({"token_dropout": {"p": p}}, "text", "tiny_shakespeare", vocab) \
-        .transform_batch(Batch(x, y, y))
+        .transform_batch(None, Batch(x, y, y))
     dropped = out.x == 0
     rate, n = dropped.float().mean().item(), x.numel()
     assert abs(rate - p) < 4 * (p * (1 - p) / n) ** 0.5
     assert torch.equal(out.x[~dropped], x[~dropped])
     assert out.y is y and out.targets is y  # the targets stay the clean next tokens
     random = stack({"token_dropout": {"p": p, "replace": "random"}}, "text",
-                   "tiny_shakespeare", vocab).transform_batch(Batch(x, y, y))
+                   "tiny_shakespeare", vocab).transform_batch(None, Batch(x, y, y))
     changed = random.x != x  # a random id equals the old one with prob. 1/vocab
     expected = p * (1 - 1 / vocab)
     assert abs(changed.float().mean().item() - expected) < 4 * (expected / n) ** 0.5

@@ -17,7 +17,8 @@ from test_wandb_resume import WANDB, leet_records
 from harness.config import build_run_config
 from harness.tracking.wandb_model import BestWeights, rank
 from harness.tracking.wandb_tracker import wandb_run_tracker
-from harness.train.loop import best_row, train_run
+from harness.train.loop import train_run
+from harness.train.results import best_row
 
 pytestmark = pytest.mark.skipif(not WANDB.is_file(),
                                 reason="needs the wandb CLI beside this Python")

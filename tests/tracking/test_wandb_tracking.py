@@ -340,3 +340,30 @@ def test_an_offline_run_never_imports_wandb_launch_yet_staged_inputs_still_apply
 
 
 LAUNCH = "wandb.sdk.launch.inputs.internal"
+
+
+def test_runs_of_one_process_read_the_installed_packages_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each W&B run records the installed packages (requirements.txt); a process reads them
+    once and every later run records the same list."""
+    import wandb.util
+
+    from harness.tracking import wandb_packages
+
+    reads = []
+    original = wandb.util.working_set
+
+    def counted() -> Any:
+        reads.append(1)
+        return original()
+
+    monkeypatch.setattr(wandb.util, "working_set", counted)
+    expected = sorted(f"{d.key}=={d.version}" for d in original())
+    wandb_packages.list_packages_once()
+    wandb_packages.list_packages_once()  # wraps once
+    for seed in range(2):
+        make_tracker(tmp_path / f"s{seed}").finish()
+    assert len(reads) == 1
+    for seed in range(2):
+        (listed,) = (tmp_path / f"s{seed}").rglob("requirements.txt")
+        assert sorted(listed.read_text().split()) == expected

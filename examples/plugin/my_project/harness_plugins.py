@@ -56,5 +56,5 @@ class LogitPenalty(Regularizer[LogitPenaltyParams]):
 
     name = "logit_penalty"
 
-    def loss(self, loss, batch, logits, model):
+    def loss(self, state, loss, batch, logits):
         return loss + self.params.value * logits.pow(2).mean()
