@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,6 +19,9 @@ from rich.markup import escape
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
 from harness.record.layout import CLAIMS_JSON, QUEUE_DB, REPORT_HTML, runs_dir
+
+if TYPE_CHECKING:  # typing only: the CLI answers bad input before importing PyTorch
+    from harness.study.execute import StudyOutcome
 
 # Plain help (click's): no markup to eat `[workspaces]` in `pip install 'harness[workspaces]'`,
 # on/off options shown as `--dry-run / --no-dry-run`, and nothing boxed at 80 columns in logs.
@@ -377,7 +380,6 @@ def ablation(
     debug: Debug = False,
 ) -> None:
     """Run a whole study (resumable: finished runs are skipped), then write its report."""
-    from harness.console import console
     queue = None
     try:
         if dry_run:
@@ -423,6 +425,14 @@ def ablation(
         return
     except KeyboardInterrupt as err:
         interrupted(err)
+    say_outcome(out)
+
+
+def say_outcome(out: StudyOutcome) -> None:
+    """The end of `harness ablation`: runs finished, what did not finish, the report and
+    each claim's verdict; exit 1 when runs are missing."""
+    from harness.console import console
+
     console.print(f"{out.finished}/{out.total} runs finished "
                   f"({out.finished - out.ran_before - out.imported} trained here"
                   + (f", {out.imported} imported from other workers" if out.imported else "")
