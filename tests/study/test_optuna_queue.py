@@ -237,6 +237,7 @@ def pop_all(url: str, out: Any) -> None:
     out.put(taken)
 
 
+@pytest.mark.slow
 def test_each_waiting_run_goes_to_one_worker(tmp_path: Path) -> None:
     """Four processes take from one SQLite queue at once: every run is taken exactly once
     (Optuna's read-then-write pop handed a trial to two workers before the queue's lock)."""
