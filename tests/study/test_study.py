@@ -220,9 +220,10 @@ def test_a_study_keeps_its_own_thread_count(tmp_path, monkeypatch):
     from harness.study import worker
 
     seen = []
-    monkeypatch.setattr(worker, "train_run",
-                        lambda cfg, **kw: seen.append(cfg.train.threads) or (_ for _ in ()).throw(
-                            RuntimeError("stop")))
+    monkeypatch.setattr(worker, "train_runs",
+                        lambda requests, **kw: seen.extend(r.config.train.threads
+                                                           for r in requests)
+                        or (_ for _ in ()).throw(RuntimeError("stop")))
     monkeypatch.setattr(worker, "job_trackers", lambda *a, **k: (lambda cfg: None))
 
     class Q:
