@@ -7,6 +7,7 @@ a panel keeps readable text on a phone instead of shrinking a wide strip of pane
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -67,7 +68,9 @@ def _finish(fig, ax, title: str, xlabel: str, ylabel: str, legend: bool = True) 
     ax.tick_params(labelsize=FONT["xtick.labelsize"])
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=FONT["legend.fontsize"], loc="best", framealpha=0.85)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # labels too long for the panel: savefig's tight
+        warnings.filterwarnings("ignore", "Tight layout not applied")  # bbox still fits them
+        fig.tight_layout()
     return _png(fig)
 
 

@@ -182,3 +182,31 @@ def test_a_study_without_description_is_not_called_ad_hoc(tmp_path: Path) -> Non
     (tmp_path / "nodesc" / "study.json").unlink()
     subtitle = build_report(tmp_path / "nodesc", index=False).markdown.read_text().split("\n")[2]
     assert subtitle == "Ad-hoc runs (no study.json): variants come from the runs' configs."
+
+
+def test_a_figure_with_labels_too_long_for_its_panel_says_nothing() -> None:
+    """matplotlib warns when tight_layout cannot fit long labels; savefig's tight bounding
+    box fits them anyway, so the warning only cluttered a study's output."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from harness.report.figures import _axes, _finish
+
+    def long_labels():
+        fig, ax = _axes()
+        ax.barh(["regularizers=weight_decay,width=256 " * 6, "b"], [1.0, 2.0])
+        return fig, ax
+
+    fig, ax = long_labels()
+    with warnings.catch_warnings(record=True) as plain:  # what matplotlib alone says
+        warnings.simplefilter("always")
+        fig.tight_layout()
+    plt.close(fig)
+    assert any("Tight layout not applied" in str(w.message) for w in plain)
+    fig, ax = long_labels()
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        png = _finish(fig, ax, "t", "x", "y")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [w for w in ours if "Tight layout" in str(w.message)]
