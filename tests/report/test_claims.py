@@ -91,6 +91,15 @@ def test_did_not_hold_worse_no_effect_or_no_gain():
     v = evaluate(_claim(), _runs({"baseline": BASE, "dropout": lower}))
     assert v.ci[1] < 0.01 and v.ci[0] < -0.01 and v.ci[1] > 0
     assert (v.outcome, v.reason) == (NOT_HELD, NO_GAIN)
+    assert "excludes a gain of 1.0 pts or more (a loss is not ruled out)" in v.text
+    # A claim that accuracy falls, on the mirrored data: its gain is a fall, said so beside
+    # the difference as measured (double_descent_width's claim read "excludes a gain" of a
+    # +2.1 pts difference whose interval reached +4.3).
+    higher = [2 * b - x for b, x in zip(BASE, lower, strict=True)]
+    v = evaluate(_claim(direction="down"), _runs({"baseline": BASE, "dropout": higher}))
+    assert (v.outcome, v.reason) == (NOT_HELD, NO_GAIN) and v.ci[0] > -0.01
+    assert "excludes a fall of 1.0 pts or more, the claimed direction (a rise is not ruled " \
+        "out)" in v.text
 
 
 def test_undecided_says_how_many_seeds_would_decide_the_observed_effect():
