@@ -55,12 +55,13 @@ REASON_WORDS = {
     BETTER: "the interval excludes 0 in the claimed direction",
     WORSE: "the interval excludes 0 against the claimed direction",
     NO_EFFECT: "the interval lies inside ±{margin}: no effect beyond the margin",
-    NO_GAIN: "the interval excludes a gain of {margin} or more (a loss is not ruled out)",
+    NO_GAIN: "the interval excludes {gain} of {margin} or more{side} ({loss} is not ruled out)",
 }
-# A claim that the metric goes down gains by falling: its NO_GAIN words say so, since the
-# difference printed beside them is variant - reference as measured.
-NO_GAIN_DOWN = ("the interval excludes a fall of {margin} or more, the claimed direction "
-                "(a rise is not ruled out)")
+# The words of a gain in a claim's direction: a claim that the metric goes down gains by
+# falling, said beside the difference as measured (variant - reference).
+DIRECTION_WORDS = {"up": {"gain": "a gain", "side": "", "loss": "a loss"},
+                   "down": {"gain": "a fall", "side": ", the claimed direction",
+                            "loss": "a rise"}}
 
 
 @dataclass(frozen=True)
@@ -296,9 +297,8 @@ def verdict(t: ClaimTest, runs: pd.DataFrame, settings: dict[str, dict[str, Any]
     kw = {"diff": d.diff, "ci": (d.lo, d.hi), "level": level, "p": p, "n_pairs": d.n,
           "looks": looks, **base}
     if d.decided:
-        words = (NO_GAIN_DOWN if d.state == NO_GAIN and claim.direction == "down"
-                 else REASON_WORDS[d.state])
-        why = words.format(margin=fmt_size(metric, claim.effect_margin))
+        why = REASON_WORDS[d.state].format(margin=fmt_size(metric, claim.effect_margin),
+                                           **DIRECTION_WORDS[claim.direction])
         return Verdict(t.outcome, d.state, **kw, text=f"{numbers}: {why}")
     need, step = _next_step(t, runs)
     budget = (f"undecided at the budget of {t.plan.max_seeds} confirmation seeds"
