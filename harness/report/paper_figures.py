@@ -90,8 +90,12 @@ def forest_figure(summary: pd.DataFrame, pairing: Pairing, margin: float, chosen
     ax.set_yticklabels([label(v) + (" (chosen)" if v == chosen else "")
                         for v in reversed(list(rows["variant"]))])
     ax.set_ylim(-0.7, n - 0.3)
+    # below the figure: inside, "best" placed it over a variant's seed points
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2, fontsize=figures.FONT["legend.fontsize"], frameon=False)
     png = figures._finish(fig, ax, "Paired difference from the baseline",
-                  "Δ vs the baseline (points; mean and 95% CI over seed pairs)", "")
+                          "Δ vs the baseline (points; mean and 95% CI over seed pairs)", "",
+                          legend=False)
     caption = (f"Each variant's difference from the baseline in {phrase}, in percentage points: "
                "the mean over seed pairs (marker) with its 95% CI (bar, paired t), every seed "
                "pair's own difference (grey dots), zero (black line) and the ± margin band. "
