@@ -45,14 +45,17 @@ class StudyRow:
 
 
 def claim_cell(c: dict[str, Any]) -> str:
-    """'held (better): p=0.5 vs baseline +6.1 pts [99.9% CI +2.0, +10.2], 10 seeds'."""
+    """'held (better): p=0.5 vs baseline, test_acc +6.1 pts [99.9% CI +2.0, +10.2], 10 seeds'.
+
+    The metric is named because a bare '+0.058' reads as better or worse only once the reader
+    knows it is a loss."""
     metric = str(c.get("metric"))
     ci = c.get("ci") or [None, None]
     numbers = ""
     if isinstance(c.get("diff"), (int, float)) and all(isinstance(x, (int, float)) for x in ci):
         level = c.get("level")
         level_text = fmt_level(level) if isinstance(level, (int, float)) else "?"
-        numbers = (f": {c.get('variant')} vs {c.get('reference')} "
+        numbers = (f": {c.get('variant')} vs {c.get('reference')}, {metric} "
                    f"{fmt_effect(metric, c['diff'])} [{level_text} CI "
                    f"{fmt_effect(metric, ci[0])}, {fmt_effect(metric, ci[1])}], "
                    f"{c.get('n_pairs')} seeds")
@@ -69,8 +72,9 @@ def minutes_cell(t: dict[str, Any] | None) -> str:
                                                                t.get("load_after")))
     resumed = (f"; resumed: {t['ran_before']} runs were finished before"
                if t.get("ran_before") else "")
+    workers = t.get("workers") or "?"
     return (f"{t.get('minutes', math.nan):.1f} ({str(t.get('started', '?'))[:10]}, "
-            f"{t.get('workers') or '?'} workers, load {loads}{resumed})")
+            f"{workers} worker{'' if workers == 1 else 's'}, load {loads}{resumed})")
 
 
 def collect(results_dir: Path, studies: list[tuple[str, str]]) -> list[StudyRow]:

@@ -19,7 +19,7 @@ import torch
 
 from harness.config import RunConfig
 from harness.data.shapes import known_shape
-from harness.models import create_model
+from harness.models import create_model, model_capabilities
 from harness.models.population import population_blocker, structure
 from harness.regularizers import REGULARIZERS, ModelSpec
 from harness.regularizers.validate import probe_model_spec
@@ -80,6 +80,8 @@ def built_structure(config: RunConfig) -> list[tuple[str, str]] | str:
 @lru_cache(maxsize=256)
 def _structure(name: str, options: str, extra: str, input_shape: tuple[int, ...],
                num_classes: int) -> list[tuple[str, str]] | str:
+    if not model_capabilities(name).population:  # said before building: the reason that holds
+        return f"model {name} does not declare info.population"
     try:
         with torch.device("meta"):
             model = create_model(name, input_shape=input_shape, num_classes=num_classes,

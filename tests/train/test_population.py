@@ -58,6 +58,10 @@ def test_runs_share_a_key_when_only_seed_and_regularizer_settings_differ() -> No
         "regularizer l1 does not declare population support"
     assert "does not declare info.population" in alone_reason(
         build_run_config(tiny_raw(model={"name": "cnn"})))
+    # transformer1d cannot be built on the meta device (its DropPath rates call .item()):
+    # the reason given is still the one that holds, not a failed inspection
+    assert alone_reason(build_run_config(tiny_raw(model={"name": "transformer1d"}))) == \
+        "model transformer1d does not declare info.population"
 
 
 def test_group_makes_consecutive_populations_of_at_most_size() -> None:
