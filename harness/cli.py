@@ -454,14 +454,16 @@ def say_verdicts(study_dir: Path) -> None:
     """The claims' verdicts as the report states them, one line each: the answer a user ran
     the study for, without opening the report."""
     try:
-        claims = json.loads((study_dir / CLAIMS_JSON).read_text())["claims"]
-    except (OSError, ValueError, KeyError):
+        record = json.loads((study_dir / CLAIMS_JSON).read_text())
+        claims, words = record["claims"], record.get("words") or []
+    except (OSError, ValueError, KeyError, TypeError):
         return
     from harness.console import console
 
-    for c in claims:
-        words = f"{c['outcome']} ({c['reason']})" if c.get("reason") else c["outcome"]
-        console.print(f"claim {words}: {escape(c.get('text', ''))}", soft_wrap=True,
+    for i, c in enumerate(claims):
+        word = words[i] if i < len(words) else c.get("reason")  # the report's word
+        words_of = f"{c['outcome']} ({word})" if word and word != c["outcome"] else c["outcome"]
+        console.print(f"claim {words_of}: {escape(c.get('text', ''))}", soft_wrap=True,
                       highlight=False)
 
 

@@ -169,7 +169,8 @@ def build_report(study_dir: Path | str, *, index: bool = True) -> ReportPaths:
     lead_figs, more_figs = figure_set.draw(plan)
     fig_dir = study_dir / FIGURE_DIR
     fig_paths = figure_set.write(lead_figs + more_figs, fig_dir)
-    confirmed = confirmation.section(study_dir, verdicts)
+    confirmed = confirmation.section(study_dir, verdicts,
+                                     [c.direction for c in claim_list])
     sections = ([confirmed] if confirmed else []) + extra_sections(study_dir, fig_dir) \
         + summary_sections(summary, settings, fig_dir)
     for section in sections:

@@ -21,10 +21,8 @@ from harness.record.numbers import finite, number_or_nan
 from harness.report import vocabulary as vocab
 from harness.report.claims import fmt_level
 from harness.stats.compare import ALPHA, CONFIDENCE
+from harness.study.claim_config import verdict_word
 
-# Claim metrics where a lower value is the better one (the rest: higher is better).
-LOWER_IS_BETTER = ("test_loss", "ece", "ece_ts", "nll", "nll_ts", "gap_acc", "gap_loss",
-                   "mia_advantage")
 CLAIM_PHRASES = {"test_acc": "test accuracy at the best-val checkpoint",
                  "test_loss": "test loss at the best-val checkpoint",
                  "last_test_acc": "test accuracy at the last epoch",
@@ -37,12 +35,6 @@ CLAIM_PHRASES = {"test_acc": "test accuracy at the best-val checkpoint",
 CALIBRATION_METRICS = ("ece", "ece_ts", "nll", "nll_ts", "overconfidence")
 # The column a claim metric reads (claims.py), for the weights it describes.
 CLAIM_COLUMNS = {"test_acc": "best_test_acc", "test_loss": "best_test_loss"}
-
-
-def higher_is_better(metric: str, direction: str = "up") -> bool:
-    if metric == "overconfidence":  # neither way is better: follow the claim
-        return direction == "up"
-    return metric not in LOWER_IS_BETTER
 
 
 def margin_of(verdict: Any, claim: Any) -> float:
@@ -93,9 +85,8 @@ def judgement(v: Any, claim: Any) -> vocab.Judgement:
     margin = unit.effect(m).lstrip("+")
     seeds = _seeds(v)
     reason = str(getattr(v, "reason", "") or "")
-    good = higher_is_better(v.metric, claim.direction)
     if reason in (vocab.BETTER, vocab.WORSE) and finite(lo) and finite(hi):
-        word = vocab.BETTER if (v.diff > 0) == good else vocab.WORSE
+        word = verdict_word(reason, v.diff, v.metric, claim.direction)
         p = f"; {_p_text(v)}" if finite(v.p) else ""
         return vocab.Judgement(word, f"the {level} CI {ci} excludes 0{p}; {seeds}")
     if reason == vocab.NO_EFFECT:

@@ -11,6 +11,7 @@ from typing import Any
 from harness.record.layout import CONFIRM_JSON
 from harness.record.numbers import number
 from harness.report.claims import Verdict, fmt_effect, fmt_level
+from harness.study.claim_config import verdict_word
 
 
 def _read(study_dir: Path) -> dict[str, Any] | None:
@@ -21,17 +22,22 @@ def _read(study_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _look_row(metric: str, look: dict[str, Any]) -> str:
+def _look_row(metric: str, direction: str, look: dict[str, Any]) -> str:
+    """One look; its decision in the report's word (better / worse follow the metric)."""
     lo, hi = number(look.get("lo")), number(look.get("hi"))
     interval = (f"{fmt_effect(metric, lo)} to {fmt_effect(metric, hi)}"
                 if lo is not None and hi is not None else "n/a")
     return (f"| {look['n']} | {fmt_effect(metric, look['diff'])} | "
-            f"{fmt_level(look['level'])} | {interval} | {look['state']} |")
+            f"{fmt_level(look['level'])} | {interval} | "
+            f"{verdict_word(look['state'], look['diff'], metric, direction)} |")
 
 
-def section(study_dir: Path, verdicts: list[Verdict]) -> dict[str, Any] | None:
+def section(study_dir: Path, verdicts: list[Verdict],
+            directions: list[str]) -> dict[str, Any] | None:
+    """`directions`: each verdict's claimed direction, in the order of `verdicts`."""
     info = _read(study_dir)
-    sequential = [v for v in verdicts if v.sequential and v.variant and v.reference]
+    sequential = [(v, d) for v, d in zip(verdicts, directions, strict=True)
+                  if v.sequential and v.variant and v.reference]
     if info is None and not sequential:
         return None
     plan = (info or {}).get("confirm") or {}
@@ -47,9 +53,10 @@ def section(study_dir: Path, verdicts: list[Verdict]) -> dict[str, Any] | None:
         stopped = info.get("stopped") or "the study is still running"
         lines += [f"{len(rounds)} round(s), {runs} runs in all, {info.get('minutes', 0):g} "
                   f"minutes; stopped because {stopped}.", ""]
-    for v in sequential:
+    for v, direction in sequential:
         lines += [f"**{v.statement}**: {v.variant} vs {v.reference}, margin "
                   f"{fmt_effect(v.metric, v.margin).lstrip('+')}.", "",
                   "| seeds | difference | level | interval | decision |",
-                  "|---|---|---|---|---|", *[_look_row(v.metric, x) for x in v.looks], ""]
+                  "|---|---|---|---|---|",
+                  *[_look_row(v.metric, direction, x) for x in v.looks], ""]
     return {"title": "Confirmation", "markdown": "\n".join(lines).strip(), "figures": []}

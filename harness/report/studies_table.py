@@ -59,7 +59,7 @@ def claim_cell(c: dict[str, Any]) -> str:
                    f"{fmt_effect(metric, c['diff'])} [{level_text} CI "
                    f"{fmt_effect(metric, ci[0])}, {fmt_effect(metric, ci[1])}], "
                    f"{c.get('n_pairs')} seeds")
-    reason = c.get("reason")
+    reason = c.get("word") or c.get("reason")
     word = f"{c.get('outcome')} ({reason})" if reason and reason != c.get("outcome") \
         else str(c.get("outcome"))
     return word + numbers
@@ -81,11 +81,14 @@ def collect(results_dir: Path, studies: list[tuple[str, str]]) -> list[StudyRow]
     rows = []
     for name, description in studies:
         sdir = results_dir / name
-        claims = (_read(sdir / CLAIMS_JSON) or {}).get("claims") or []
+        record = _read(sdir / CLAIMS_JSON) or {}
+        words = record.get("words") or []  # the report's word for each claim's verdict
+        claims = [{**c, "word": words[i]} if i < len(words) else c
+                  for i, c in enumerate(record.get("claims") or []) if isinstance(c, dict)]
         meta = _read(sdir / STUDY_JSON) or {}
         runs = meta.get("runs") if isinstance(meta.get("runs"), int) else None
         rows.append(StudyRow(name, description, runs, _read(sdir / TIMING_JSON),
-                             [c for c in claims if isinstance(c, dict)]))
+                             claims))
     return rows
 
 

@@ -4,6 +4,7 @@ harness/study/confirm.py and sequential.py."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -41,6 +42,27 @@ class ConfirmConfig(Strict):
 # Accuracy metrics are fractions, shown in points (x 100); their margin defaults to 1 point.
 ACCURACY_METRICS = ("test_acc", "last_test_acc", "final_test_acc", "gap_acc", "shift_acc")
 DEFAULT_ACCURACY_MARGIN = 0.01
+# Claim metrics where a lower value is the better one (the rest: higher is better).
+LOWER_IS_BETTER = ("test_loss", "ece", "ece_ts", "nll", "nll_ts", "gap_acc", "gap_loss",
+                   "mia_advantage")
+
+
+def higher_is_better(metric: str, direction: str = "up") -> bool:
+    if metric == "overconfidence":  # neither way is better: follow the claim
+        return direction == "up"
+    return metric not in LOWER_IS_BETTER
+
+
+def verdict_word(reason: str, diff: float, metric: str, direction: str) -> str:
+    """The word every output gives a claim's verdict: the sequential test's reasons "better"
+    and "worse" mean with or against the claim, the word follows the metric's good direction
+    (a claim that expects accuracy to fall and holds reads "held (worse)"); other reasons
+    are already words."""
+    if reason in ("better", "worse") and math.isfinite(diff):
+        return "better" if (diff > 0) == higher_is_better(metric, direction) else "worse"
+    return reason
+
+
 CLAIM_METRICS = ("test_acc", "test_loss", "last_test_acc", "final_test_acc", "ece", "ece_ts",
                  "nll", "nll_ts", "overconfidence", "gap_acc", "gap_loss", "shift_acc",
                  "mia_advantage")

@@ -18,7 +18,7 @@ from typing import Protocol, TypeVar
 from harness.record.disk import atomic_write_json
 from harness.record.layout import CONFIRM_JSON
 from harness.record.load import StudyRecord
-from harness.study.claim_config import ACCURACY_METRICS, ConfirmConfig
+from harness.study.claim_config import ACCURACY_METRICS, ConfirmConfig, verdict_word
 from harness.study.confirm import ClaimTest, judge_all, record_entry, round_seeds
 from harness.study.plan import variants
 from harness.study.runs_table import runs_table
@@ -87,7 +87,8 @@ def look_line(test: ClaimTest, wanted: dict[str, list[int]], seeds: dict[str, li
 
     verdict = (test.outcome if test.outcome != "undecided" or not more
                else f"undecided, {seeds_word(more, 'more ')} for the next look")
-    state = f" ({look.state})" if test.state not in ("undecided", verdict) else ""
+    word = verdict_word(look.state, look.diff, test.claim.metric, test.claim.direction)
+    state = f" ({word})" if test.state not in ("undecided", verdict) else ""
     plan = f" of {len(test.plan.looks)}" if test.plan is not None else ""
     return (f"look {len(test.looks)}{plan}: {test.variant} vs {test.reference} over {look.n} "
             f"confirmation seeds: {num(look.diff)}{unit} [{num(look.lo)}, {num(look.hi)}]: "

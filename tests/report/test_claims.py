@@ -372,3 +372,19 @@ def test_strength_grid_picks_the_best_lambda_per_lr_on_validation(tmp_path):
     section = strength_grid.section(summary, settings, tmp_path)
     assert section["figures"][0]["path"].read_bytes()[:4] == b"\x89PNG"
     assert "| l2 | 0.001 |" in section["markdown"]
+
+
+def test_the_confirmation_table_words_each_look_as_the_claim_box_does(tmp_path):
+    """A held claim that accuracy falls: the test's reason is "better" (with the claim), the
+    report's word "worse" (the metric fell); the look table must not say "better"."""
+    from harness.report import claim_words, confirmation
+
+    fall = [x - 0.136 + 0.002 * i for i, x in enumerate(BASE * 2)]
+    claim = _claim(direction="down", variants=["no_norm"])
+    v = evaluate(claim, _runs({"baseline": BASE * 2, "no_norm": fall}), screen=3,
+                 confirm=ConfirmConfig(min=5, max=10, step=5))
+    assert (v.outcome, v.reason, v.looks[-1]["state"]) == (HELD, BETTER, BETTER)
+    assert claim_words.judgement(v, claim).word == "worse"
+    md = confirmation.section(tmp_path, [v], ["down"])["markdown"]
+    row = next(x for x in md.splitlines() if x.startswith(f"| {v.looks[-1]['n']} |"))
+    assert row.endswith("| worse |")

@@ -17,6 +17,7 @@ from harness.report import vocabulary as vocab
 from harness.report.claims import HELD, NOT_HELD, UNDECIDED, Verdict
 from harness.report.selection import Choice
 from harness.stats.compare import ALPHA
+from harness.study.claim_config import higher_is_better
 
 NUM = r"[+−-]?\d+(?:\.\d+)?"
 P = re.compile(r"((?:Holm|Bonferroni)-adjusted p \(\d+ comparisons\)|\bp) (= (" + NUM +
@@ -259,7 +260,7 @@ def test_claim_words_name_the_verdicts_reason_with_numbers_that_make_it_true(
     j = claim_words.judgement(v, claim(metric, direction, margin))
     assert j.word == word, j
     assert "99.2% CI" in j.reason and "7 confirmation seeds" in j.reason
-    claim_check(j.word, j.reason, margin, claim_words.higher_is_better(metric), direction == "up")
+    claim_check(j.word, j.reason, margin, higher_is_better(metric), direction == "up")
     assert claim_words.selection_text(v, str) == (
         "a, chosen on validation over 3 screening seeds from 4 candidates and tested on fresh "
         "seeds, vs baseline")

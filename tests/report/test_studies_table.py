@@ -18,12 +18,14 @@ from harness.study.confirm import confirmation_cost
 from harness.study.timing import TIMING_JSON, CommandClock
 
 
-def _study(root: Path, name: str, claims: list[dict] | None, timing: dict | None) -> None:
+def _study(root: Path, name: str, claims: list[dict] | None, timing: dict | None,
+           words: list[str] | None = None) -> None:
     d = root / name
     d.mkdir(parents=True)
     (d / "study.json").write_text(json.dumps({"name": name, "runs": 22}))
     if claims is not None:
-        (d / "claims.json").write_text(json.dumps({"overall": "x", "claims": claims}))
+        record = {"overall": "x", "claims": claims} | ({"words": words} if words else {})
+        (d / "claims.json").write_text(json.dumps(record))
     if timing is not None:
         (d / TIMING_JSON).write_text(json.dumps(timing))
 
@@ -126,3 +128,21 @@ def test_val_size_carves_an_exact_count_and_is_part_of_a_runs_identity() -> None
     assert plain.identity()["data"]["val_size"] is None and plain.run_id() != cfg.run_id()
     with pytest.raises(ConfigError, match="val_size: 480 leaves no training samples"):
         load_data(build_run_config(tiny_raw(data={"val_size": 480})).data)
+
+
+FELL = {**HELD, "statement": "removing normalization lowers test accuracy", "variant": "no_norm",
+        "diff": -0.136, "ci": [-0.148, -0.124], "text": "no_norm vs baseline: -13.6 pts"}
+
+
+def test_a_held_fall_reads_as_the_report_words_it(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """claims.json's reason "better" means "in the claimed direction"; the table and the
+    command's last line use the report's word (claims.json "words"): the metric got worse."""
+    from harness.cli import say_verdicts
+
+    _study(tmp_path, "normalization", [FELL], None, words=["worse"])
+    row = studies_table.markdown(studies_table.collect(tmp_path, [("normalization", "N")]))
+    assert "held (worse): no_norm vs baseline, test_acc -13.6 pts" in row
+    say_verdicts(tmp_path / "normalization")
+    assert capsys.readouterr().err.strip() == \
+        "claim held (worse): no_norm vs baseline: -13.6 pts"

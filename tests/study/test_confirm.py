@@ -187,3 +187,26 @@ def test_rounds_add_confirmation_seeds_until_the_claim_is_decided_and_reproduce(
     again = run_study(study, source="test", results_dir=tmp_path / "again", workers=1)
     build_report(again.study_dir)
     assert json.loads((again.study_dir / "claims.json").read_text())["claims"][0] == saved
+
+
+def test_a_claim_that_expects_a_fall_is_worded_by_the_metric_in_every_line():
+    """The sequential test's "better" means "in the claimed direction"; the word a user
+    reads follows the metric (the report's rule), so a held claim that accuracy falls reads
+    "held (worse)" between rounds as it does in the report."""
+    from harness.study.claim_config import verdict_word
+    from harness.study.rounds import look_line
+
+    assert verdict_word("better", -0.136, "test_acc", "down") == "worse"
+    assert verdict_word("worse", 0.054, "test_acc", "down") == "better"
+    assert verdict_word("better", -0.02, "test_loss", "down") == "better"
+    assert verdict_word("worse", 0.058, "test_loss", "down") == "worse"
+    assert verdict_word("no effect beyond the margin", 0.001, "test_acc", "down") == \
+        "no effect beyond the margin"
+    down = ClaimConfig(metric="test_acc", direction="down", source="x", variants=["a"])
+    seeds = {n: list(range(5)) for n in NAMES}
+    runs = study_runs(np.random.default_rng(1), {"a": -0.05}, seeds)
+    t = judge(down, runs, "baseline", [0, 1, 2], ConfirmConfig(min=5, max=10, step=5), NAMES)
+    assert (t.outcome, t.state) == (HELD, "better")
+    line = look_line(t, seeds, seeds)
+    assert line.startswith("look 1 of 2: a vs baseline over 5 confirmation seeds: -")
+    assert line.endswith(": held (worse)")
