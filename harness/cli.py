@@ -8,7 +8,6 @@ refused input never import torch.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +17,7 @@ from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.prefetch import import_in_background
-from harness.record.layout import CLAIMS_JSON, QUEUE_DB, REPORT_HTML, runs_dir
+from harness.record.layout import QUEUE_DB, REPORT_HTML, runs_dir
 
 if TYPE_CHECKING:  # typing only: the CLI answers bad input before importing PyTorch
     from harness.study.execute import StudyOutcome
@@ -453,17 +452,16 @@ def say_outcome(out: StudyOutcome) -> None:
 def say_verdicts(study_dir: Path) -> None:
     """The claims' verdicts as the report states them, one line each: the answer a user ran
     the study for, without opening the report."""
-    try:
-        record = json.loads((study_dir / CLAIMS_JSON).read_text())
-        claims, words = record["claims"], record.get("words") or []
-    except (OSError, ValueError, KeyError, TypeError):
+    from harness.report.index import read_claims
+    from harness.report.studies_table import verdict_label, worded_claims
+
+    claims = worded_claims(read_claims(study_dir))
+    if not claims:
         return
     from harness.console import console
 
-    for i, c in enumerate(claims):
-        word = words[i] if i < len(words) else c.get("reason")  # the report's word
-        words_of = f"{c['outcome']} ({word})" if word and word != c["outcome"] else c["outcome"]
-        console.print(f"claim {words_of}: {escape(c.get('text', ''))}", soft_wrap=True,
+    for c in claims:
+        console.print(f"claim {verdict_label(c)}: {escape(c.get('text', ''))}", soft_wrap=True,
                       highlight=False)
 
 

@@ -44,6 +44,21 @@ class StudyRow:
         return self.timing is not None or bool(self.claims)
 
 
+def worded_claims(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """claims.json's claims, each with the report's word for its verdict (`words`, parallel
+    to `claims`) as "word": the test's own reason means "in the claimed direction"."""
+    words = record.get("words") or []
+    return [{**c, "word": words[i]} if i < len(words) else c
+            for i, c in enumerate(record.get("claims") or []) if isinstance(c, dict)]
+
+
+def verdict_label(c: dict[str, Any]) -> str:
+    """'held (worse)', 'undecided': the outcome and, where it adds one, the report's word."""
+    word = c.get("word") or c.get("reason")
+    return f"{c.get('outcome')} ({word})" if word and word != c.get("outcome") \
+        else str(c.get("outcome"))
+
+
 def claim_cell(c: dict[str, Any]) -> str:
     """'held (better): p=0.5 vs baseline, test_acc +6.1 pts [99.9% CI +2.0, +10.2], 10 seeds'.
 
@@ -59,10 +74,7 @@ def claim_cell(c: dict[str, Any]) -> str:
                    f"{fmt_effect(metric, c['diff'])} [{level_text} CI "
                    f"{fmt_effect(metric, ci[0])}, {fmt_effect(metric, ci[1])}], "
                    f"{c.get('n_pairs')} seeds")
-    reason = c.get("word") or c.get("reason")
-    word = f"{c.get('outcome')} ({reason})" if reason and reason != c.get("outcome") \
-        else str(c.get("outcome"))
-    return word + numbers
+    return verdict_label(c) + numbers
 
 
 def minutes_cell(t: dict[str, Any] | None) -> str:
@@ -81,10 +93,7 @@ def collect(results_dir: Path, studies: list[tuple[str, str]]) -> list[StudyRow]
     rows = []
     for name, description in studies:
         sdir = results_dir / name
-        record = _read(sdir / CLAIMS_JSON) or {}
-        words = record.get("words") or []  # the report's word for each claim's verdict
-        claims = [{**c, "word": words[i]} if i < len(words) else c
-                  for i, c in enumerate(record.get("claims") or []) if isinstance(c, dict)]
+        claims = worded_claims(_read(sdir / CLAIMS_JSON) or {})
         meta = _read(sdir / STUDY_JSON) or {}
         runs = meta.get("runs") if isinstance(meta.get("runs"), int) else None
         rows.append(StudyRow(name, description, runs, _read(sdir / TIMING_JSON),
